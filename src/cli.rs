@@ -1,0 +1,55 @@
+//! Command-line interface: `oxinetd [run]` (the default) and `oxinetd check`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_PATH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oxinetd",
+    version,
+    about = "An inetd-style super-server: binds the configured listeners and \
+             runs a handler per connection with the socket on stdin/stdout.",
+    after_help = "Runs in the foreground. Signals: HUP reloads the config, TERM or INT stop \
+                  listening and wait shutdown_grace for handlers.\n\
+                  Exit status: 0 stopped cleanly; 1 check found errors; 2 usage; \
+                  71 nothing could be bound; 78 no usable config.\n\
+                  See oxinetd(8) and oxinetd.toml(5)."
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(short = 'f', long = "config", value_name = "FILE", global = true, default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Where log lines go. Falls back to stderr when syslog is unreachable.
+    #[arg(long, value_enum, default_value_t = LogTarget::Syslog)]
+    pub log: LogTarget,
+
+    /// The syslog daemon's socket (overrides [global] syslog_socket).
+    #[arg(long, value_name = "PATH")]
+    pub syslog_socket: Option<PathBuf>,
+
+    /// Write the supervisor's pid to FILE (removed on exit).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (the default).
+    Run,
+    /// Validate the config without binding: print every error as
+    /// FILE:LINE:COL: message; exit 0 when valid, 1 otherwise.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTarget {
+    Syslog,
+    Stderr,
+}

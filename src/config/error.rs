@@ -1,0 +1,111 @@
+//! `ConfigError`: one problem in a config file, located as `FILE:LINE:COL`.
+//!
+//! Every front-end reports through this type so that `oxinetd check`, startup
+//! and reload print errors the same way, and all of them, not only the first.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where in which file something was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub col: usize,
+}
+
+impl Location {
+    /// The location of byte offset `offset` in `src`, read from `file`.
+    pub fn at(file: &Path, src: &str, offset: usize) -> Location {
+        let offset = offset.min(src.len());
+        let before = src.get(..offset).unwrap_or(src);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        Location {
+            file: file.to_path_buf(),
+            line,
+            col,
+        }
+    }
+
+    /// A location for problems that concern a whole file (unreadable, missing).
+    pub fn file(file: &Path) -> Location {
+        Location {
+            file: file.to_path_buf(),
+            line: 1,
+            col: 1,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// One config problem. `Display` gives `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {message}")]
+pub struct ConfigError {
+    pub at: Location,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(at: Location, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            at,
+            message: message.into(),
+        }
+    }
+}
+
+/// The known word closest to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_counts_lines_and_chars() {
+        let src = "a = 1\nbé = 2\n";
+        let loc = Location::at(Path::new("f.toml"), src, src.find('=').unwrap());
+        assert_eq!((loc.line, loc.col), (1, 3));
+        let loc = Location::at(Path::new("f.toml"), src, src.rfind('=').unwrap());
+        assert_eq!((loc.line, loc.col), (2, 4));
+    }
+
+    #[test]
+    fn suggests_close_keys_only() {
+        let known = ["user", "group", "server", "passenv"];
+        assert_eq!(did_you_mean("usr", &known), Some("user"));
+        assert_eq!(did_you_mean("sever", &known), Some("server"));
+        assert_eq!(did_you_mean("zzzzzz", &known), None);
+    }
+}

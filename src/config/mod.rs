@@ -1,0 +1,323 @@
+//! The typed, immutable configuration that the supervisor runs, and `load`.
+//!
+//! Front-ends (today TOML; inetd.conf and xinetd later) parse their syntax and
+//! resolve it into these types once: users become uids, names become ports,
+//! paths are checked. Nothing here is re-derived per connection.
+
+mod error;
+mod etc_services;
+mod toml;
+
+pub use self::error::{ConfigError, Location};
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::privilege::Identity;
+
+/// Default config file.
+pub const DEFAULT_PATH: &str = "/etc/oxinetd/oxinetd.toml";
+
+/// Transport of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    /// The ucspi `PROTO` value, also the prefix of the per-connection variables.
+    pub fn ucspi(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the supervisor hands out connections (nowait) or the socket (wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    Nowait,
+    Wait,
+}
+
+/// What the handler's fd 2 is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StderrMode {
+    /// A pipe read by the supervisor; each line is logged with service and pid.
+    Log,
+    /// /dev/null.
+    Null,
+    /// The connection, as classic inetd does.
+    Socket,
+}
+
+/// The address part of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindAddr {
+    /// One address.
+    Ip(SocketAddr),
+    /// Every address, IPv4 and IPv6 (`*:PORT`).
+    Any(u16),
+}
+
+impl BindAddr {
+    pub fn port(self) -> u16 {
+        match self {
+            BindAddr::Ip(a) => a.port(),
+            BindAddr::Any(p) => p,
+        }
+    }
+
+    /// True when binding both would conflict.
+    fn overlaps(self, other: BindAddr) -> bool {
+        match (self, other) {
+            (BindAddr::Ip(a), BindAddr::Ip(b)) => a == b,
+            _ => self.port() == other.port() && self.port() != 0,
+        }
+    }
+}
+
+impl fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindAddr::Ip(a) => write!(f, "{a}"),
+            BindAddr::Any(p) => write!(f, "*:{p}"),
+        }
+    }
+}
+
+/// What identifies a listening socket across reloads: a service whose key is
+/// unchanged keeps its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    pub addr: BindAddr,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for ListenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.protocol)
+    }
+}
+
+/// One service, resolved.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    /// Where the service was defined, for messages.
+    pub origin: Location,
+    pub listen: Vec<ListenKey>,
+    pub protocol: Protocol,
+    pub wait: WaitMode,
+    pub identity: Identity,
+    /// Absolute path of the program to exec.
+    pub server: PathBuf,
+    /// Full argv, argv[0] included.
+    pub argv: Vec<String>,
+    /// `env` plus the `passenv` values found at load time.
+    pub env: Vec<(String, String)>,
+    pub stderr: StderrMode,
+}
+
+/// Settings of the supervisor itself.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub syslog_facility: syslog::Facility,
+    /// Unix socket of the syslog daemon; the system default when `None`.
+    pub syslog_socket: Option<PathBuf>,
+    /// How long SIGTERM waits for running handlers.
+    pub shutdown_grace: Duration,
+    /// How long a `wait` service whose handlers exit without reading is paused.
+    pub loop_pause: Duration,
+}
+
+impl Default for Global {
+    fn default() -> Global {
+        Global {
+            syslog_facility: syslog::Facility::LOG_DAEMON,
+            syslog_socket: None,
+            shutdown_grace: Duration::from_secs(5),
+            loop_pause: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A whole configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub global: Global,
+    pub services: Vec<Service>,
+}
+
+/// The result of loading: the services that resolved, and the errors of the
+/// ones that did not (a broken service never hides the good ones).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub errors: Vec<ConfigError>,
+}
+
+/// Facts about the running process that decide what a config may ask for.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub euid: u32,
+    pub egid: u32,
+    /// Environment that `passenv` reads.
+    pub env: Vec<(OsString, OsString)>,
+    /// The services database, for port names.
+    pub etc_services: PathBuf,
+}
+
+impl Context {
+    pub fn current() -> Context {
+        Context {
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            env: std::env::vars_os().collect(),
+            etc_services: PathBuf::from("/etc/services"),
+        }
+    }
+}
+
+/// Load and resolve `path`. `Err` means nothing could be loaded (unreadable
+/// file, syntax error); otherwise broken services are listed in `errors`.
+pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
+    let loaded = toml::load(path, ctx)?;
+    Ok(check_conflicts(loaded))
+}
+
+/// Drop services whose name or listen addresses clash with an earlier one.
+fn check_conflicts(mut loaded: Loaded) -> Loaded {
+    let mut kept: Vec<Service> = Vec::with_capacity(loaded.config.services.len());
+    for svc in loaded.config.services.drain(..) {
+        if let Some(first) = kept.iter().find(|s| s.name == svc.name) {
+            loaded.errors.push(ConfigError::new(
+                svc.origin.clone(),
+                format!(
+                    "duplicate service name \"{}\" (first defined at {})",
+                    svc.name, first.origin
+                ),
+            ));
+            continue;
+        }
+        let clash = svc.listen.iter().find_map(|key| {
+            kept.iter().find_map(|s| {
+                s.listen
+                    .iter()
+                    .find(|k| k.protocol == key.protocol && k.addr.overlaps(key.addr))
+                    .map(|k| (key, k, s))
+            })
+        });
+        if let Some((key, other, s)) = clash {
+            loaded.errors.push(ConfigError::new(
+                svc.origin.clone(),
+                format!(
+                    "service \"{}\": listen {} overlaps {} of service \"{}\" ({})",
+                    svc.name, key, other, s.name, s.origin
+                ),
+            ));
+            continue;
+        }
+        kept.push(svc);
+    }
+    loaded.config.services = kept;
+    loaded
+}
+
+/// Parse one `listen` entry: `ADDR:PORT`, `[V6]:PORT`, `*:PORT`, where PORT
+/// may be a name from the services database.
+pub fn parse_listen(
+    text: &str,
+    protocol: Protocol,
+    etc_services: &Path,
+) -> Result<BindAddr, String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "listen \"{text}\": expected ADDR:PORT, [V6ADDR]:PORT or *:PORT"
+        ));
+    };
+    let port: u16 = match port.parse() {
+        Ok(p) => p,
+        Err(_) if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) => {
+            etc_services::lookup(etc_services, port, protocol).ok_or_else(|| {
+                format!(
+                    "listen \"{text}\": unknown service name \"{port}\" for {protocol} in {}",
+                    etc_services.display()
+                )
+            })?
+        }
+        Err(_) => return Err(format!("listen \"{text}\": invalid port \"{port}\"")),
+    };
+    if host == "*" {
+        return Ok(BindAddr::Any(port));
+    }
+    let ip_text = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = ip_text.parse().map_err(|_| {
+        format!(
+            "listen \"{text}\": \"{host}\" is not an IP address (use *:{port} for all addresses)"
+        )
+    })?;
+    if ip.is_ipv6() && !host.starts_with('[') {
+        return Err(format!(
+            "listen \"{text}\": write IPv6 addresses in brackets, [{ip}]:{port}"
+        ));
+    }
+    Ok(BindAddr::Ip(SocketAddr::new(ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let db = Path::new("/nonexistent");
+        assert_eq!(
+            parse_listen("127.0.0.1:2001", Protocol::Tcp, db),
+            Ok(BindAddr::Ip("127.0.0.1:2001".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("[::1]:7", Protocol::Tcp, db),
+            Ok(BindAddr::Ip("[::1]:7".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("*:99", Protocol::Udp, db),
+            Ok(BindAddr::Any(99))
+        );
+        assert!(parse_listen("::1:7", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("localhost:7", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("127.0.0.1:99999", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("2001", Protocol::Tcp, db).is_err());
+    }
+
+    #[test]
+    fn wildcard_overlaps_specific_on_same_port() {
+        let a = BindAddr::Any(5);
+        let b = BindAddr::Ip("127.0.0.1:5".parse().unwrap());
+        let c = BindAddr::Ip("127.0.0.1:6".parse().unwrap());
+        assert!(a.overlaps(b) && b.overlaps(a));
+        assert!(!b.overlaps(c));
+        assert!(!BindAddr::Any(0).overlaps(BindAddr::Any(0)));
+    }
+}

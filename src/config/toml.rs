@@ -1,0 +1,690 @@
+//! The native TOML front-end.
+//!
+//! The document is walked as a spanned tree (`toml::de::DeTable`) rather than
+//! deserialized with serde derive: serde stops at the first error, while
+//! `oxinetd check` must report every unknown key, bad value and broken
+//! service with its `FILE:LINE:COL` in one run. The key tables below are the
+//! single list of accepted keys; a test keeps the man page in step with them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::error::did_you_mean;
+use super::{
+    parse_listen, Config, ConfigError, Context, Global, ListenKey, Loaded, Location, Protocol,
+    Service, StderrMode, WaitMode,
+};
+use crate::privilege::Identity;
+
+/// Keys of a `[[service]]` table.
+pub const SERVICE_KEYS: &[&str] = &[
+    "name", "listen", "socket", "protocol", "wait", "user", "group", "server", "args", "argv0",
+    "env", "passenv", "stderr",
+];
+/// Keys of `[defaults]`: every service key that can be shared.
+const DEFAULTS_KEYS: &[&str] = &[
+    "socket", "protocol", "wait", "user", "group", "server", "args", "argv0", "env", "passenv",
+    "stderr",
+];
+/// Keys of `[global]`.
+pub const GLOBAL_KEYS: &[&str] = &[
+    "syslog_facility",
+    "syslog_socket",
+    "shutdown_grace",
+    "loop_pause",
+];
+/// Keys at the top of the main file.
+const ROOT_KEYS: &[&str] = &["global", "defaults", "service", "include"];
+/// Keys at the top of an included file.
+const INCLUDED_ROOT_KEYS: &[&str] = &["service", "include"];
+
+/// How deep `include` may nest (a guard against include cycles).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// A file of the configuration and its text.
+struct SourceFile {
+    path: PathBuf,
+    text: String,
+    is_main: bool,
+}
+
+pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
+    let mut files = Vec::new();
+    let mut fatal = Vec::new();
+    collect_files(path, true, 0, &mut files, &mut fatal);
+    if !fatal.is_empty() {
+        return Err(fatal);
+    }
+    let mut parsed = Vec::with_capacity(files.len());
+    for file in &files {
+        match DeTable::parse(&file.text) {
+            Ok(table) => parsed.push((file, table)),
+            // Already reported by collect_files; unreachable in practice.
+            Err(e) => fatal.push(syntax_error(file, &e)),
+        }
+    }
+    if !fatal.is_empty() {
+        return Err(fatal);
+    }
+
+    let mut walk = Walk {
+        ctx,
+        errors: Vec::new(),
+    };
+    let mut global = Global::default();
+    let mut defaults: HashMap<&str, Field<'_>> = HashMap::new();
+    let mut services = Vec::new();
+    for (file, table) in &parsed {
+        let allowed = if file.is_main {
+            ROOT_KEYS
+        } else {
+            INCLUDED_ROOT_KEYS
+        };
+        for (key, value) in table.get_ref().iter() {
+            let field = Field {
+                file,
+                value,
+                key: key.get_ref(),
+            };
+            match key.get_ref().as_ref() {
+                _ if !allowed.contains(&key.get_ref().as_ref()) => {
+                    walk.unknown_key(file, key, allowed, "top level")
+                }
+                "global" => walk.global(field, &mut global),
+                "defaults" => {
+                    if let Some(t) = walk.table(field) {
+                        defaults = walk.fields(file, t, DEFAULTS_KEYS, "[defaults]");
+                    }
+                }
+                "service" => services.extend(walk.service_tables(field)),
+                _ => {} // include: handled by collect_files
+            }
+        }
+    }
+    let services = services
+        .into_iter()
+        .filter_map(|(file, table)| walk.service(file, table, &defaults))
+        .collect();
+    Ok(Loaded {
+        config: Config { global, services },
+        errors: walk.errors,
+    })
+}
+
+/// Read `path` and, recursively, the files it includes.
+fn collect_files(
+    path: &Path,
+    is_main: bool,
+    depth: usize,
+    files: &mut Vec<SourceFile>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(ConfigError::new(
+                Location::file(path),
+                format!("unable to read config: {e}"),
+            ));
+            return;
+        }
+    };
+    let table = match DeTable::parse_recoverable(&text) {
+        (table, errs) if errs.is_empty() => table,
+        (_, errs) => {
+            let file = SourceFile {
+                path: path.to_path_buf(),
+                text: text.clone(),
+                is_main,
+            };
+            errors.extend(errs.iter().map(|e| syntax_error(&file, e)));
+            return;
+        }
+    };
+    let mut includes = Vec::new();
+    if let Some(value) = table.get_ref().get("include") {
+        let file = SourceFile {
+            path: path.to_path_buf(),
+            text: text.clone(),
+            is_main,
+        };
+        let field = Field {
+            file: &file,
+            value,
+            key: "include",
+        };
+        match field.strings() {
+            Ok(patterns) => {
+                for (pattern, at) in patterns {
+                    if depth >= MAX_INCLUDE_DEPTH {
+                        errors.push(ConfigError::new(
+                            at,
+                            "include nested too deeply (is there a cycle?)",
+                        ));
+                        continue;
+                    }
+                    match expand_include(path, pattern) {
+                        Ok(found) => includes.extend(found),
+                        Err(msg) => errors.push(ConfigError::new(at, msg)),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    drop(table);
+    files.push(SourceFile {
+        path: path.to_path_buf(),
+        text,
+        is_main,
+    });
+    for inc in includes {
+        collect_files(&inc, false, depth + 1, files, errors);
+    }
+}
+
+/// Files matching `pattern`, relative to the directory of `including`, sorted.
+fn expand_include(including: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let base = including.parent().unwrap_or(Path::new("."));
+    let full = base.join(pattern);
+    let full = full.to_str().ok_or("include pattern is not valid UTF-8")?;
+    let paths = glob::glob(full).map_err(|e| format!("include \"{pattern}\": {e}"))?;
+    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+    found.sort();
+    Ok(found)
+}
+
+fn syntax_error(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let message = e.message().trim_end().replace('\n', "; ");
+    ConfigError::new(Location::at(&file.path, &file.text, offset), message)
+}
+
+/// One value of the document, with the file it came from.
+#[derive(Clone, Copy)]
+struct Field<'a> {
+    file: &'a SourceFile,
+    key: &'a str,
+    value: &'a Spanned<DeValue<'a>>,
+}
+
+impl<'a> Field<'a> {
+    fn loc(&self) -> Location {
+        Location::at(&self.file.path, &self.file.text, self.value.span().start)
+    }
+
+    fn err(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.loc(), message)
+    }
+
+    fn wrong_type(&self, expected: &str) -> ConfigError {
+        self.err(format!(
+            "{}: expected {expected}, found {}",
+            self.key,
+            self.value.get_ref().type_str()
+        ))
+    }
+
+    fn str(&self) -> Result<&'a str, ConfigError> {
+        match self.value.get_ref() {
+            DeValue::String(s) => Ok(s.as_ref()),
+            _ => Err(self.wrong_type("a string")),
+        }
+    }
+
+    fn bool(&self) -> Result<bool, ConfigError> {
+        match self.value.get_ref() {
+            DeValue::Boolean(b) => Ok(*b),
+            _ => Err(self.wrong_type("true or false")),
+        }
+    }
+
+    /// A duration in seconds: an integer or a float, not negative.
+    fn seconds(&self) -> Result<Duration, ConfigError> {
+        let secs = match self.value.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|v| v as f64),
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            _ => return Err(self.wrong_type("a number of seconds")),
+        };
+        match secs {
+            Some(s) if s.is_finite() && (0.0..=86400.0).contains(&s) => {
+                Ok(Duration::from_secs_f64(s))
+            }
+            _ => Err(self.err(format!(
+                "{}: expected seconds between 0 and 86400",
+                self.key
+            ))),
+        }
+    }
+
+    /// One string or a list of strings, each with its location.
+    fn strings(&self) -> Result<Vec<(&'a str, Location)>, ConfigError> {
+        match self.value.get_ref() {
+            DeValue::String(s) => Ok(vec![(s.as_ref(), self.loc())]),
+            DeValue::Array(items) => items
+                .iter()
+                .map(|item| match item.get_ref() {
+                    DeValue::String(s) => Ok((
+                        s.as_ref(),
+                        Location::at(&self.file.path, &self.file.text, item.span().start),
+                    )),
+                    other => Err(ConfigError::new(
+                        Location::at(&self.file.path, &self.file.text, item.span().start),
+                        format!(
+                            "{}: expected a string, found {}",
+                            self.key,
+                            other.type_str()
+                        ),
+                    )),
+                })
+                .collect(),
+            _ => Err(self.wrong_type("a string or a list of strings")),
+        }
+    }
+
+    /// A list of strings (a single string is not accepted: `args = "a b"`
+    /// is almost always a mistake for `args = ["a", "b"]`).
+    fn list(&self) -> Result<Vec<(&'a str, Location)>, ConfigError> {
+        match self.value.get_ref() {
+            DeValue::Array(_) => self.strings(),
+            _ => Err(self.wrong_type("a list of strings")),
+        }
+    }
+
+    /// A table of string values.
+    fn string_table(&self) -> Result<Vec<(&'a str, &'a str)>, ConfigError> {
+        let DeValue::Table(t) = self.value.get_ref() else {
+            return Err(self.wrong_type("a table of strings"));
+        };
+        t.iter()
+            .map(|(k, v)| match v.get_ref() {
+                DeValue::String(s) => Ok((k.get_ref().as_ref(), s.as_ref())),
+                other => Err(ConfigError::new(
+                    Location::at(&self.file.path, &self.file.text, v.span().start),
+                    format!(
+                        "{}.{}: expected a string, found {}",
+                        self.key,
+                        k.get_ref(),
+                        other.type_str()
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    /// One of `choices`.
+    fn choice<T: Copy>(&self, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let s = self.str()?;
+        choices
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.err(format!(
+                    "{}: \"{s}\" is not one of {}",
+                    self.key,
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// The state of one walk over the document: where errors go.
+struct Walk<'c> {
+    ctx: &'c Context,
+    errors: Vec<ConfigError>,
+}
+
+impl Walk<'_> {
+    fn unknown_key(
+        &mut self,
+        file: &SourceFile,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        known: &[&str],
+        place: &str,
+    ) {
+        let name = key.get_ref();
+        let mut msg = format!("unknown key \"{name}\" in {place}");
+        if let Some(s) = did_you_mean(name, known) {
+            msg.push_str(&format!(" (did you mean \"{s}\"?)"));
+        } else if place == "top level" && SERVICE_KEYS.contains(&name.as_ref()) {
+            msg.push_str(" (service keys go in [[service]] or [defaults])");
+        }
+        self.errors.push(ConfigError::new(
+            Location::at(&file.path, &file.text, key.span().start),
+            msg,
+        ));
+    }
+
+    fn table<'a>(&mut self, field: Field<'a>) -> Option<&'a DeTable<'a>> {
+        match field.value.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.errors.push(field.wrong_type("a table"));
+                None
+            }
+        }
+    }
+
+    /// The known fields of `table`; unknown keys are reported.
+    fn fields<'a>(
+        &mut self,
+        file: &'a SourceFile,
+        table: &'a DeTable<'a>,
+        known: &[&'static str],
+        place: &str,
+    ) -> HashMap<&'static str, Field<'a>> {
+        let mut out = HashMap::new();
+        for (key, value) in table.iter() {
+            match known.iter().find(|k| **k == key.get_ref().as_ref()) {
+                Some(k) => {
+                    out.insert(
+                        *k,
+                        Field {
+                            file,
+                            key: k,
+                            value,
+                        },
+                    );
+                }
+                None => self.unknown_key(file, key, known, place),
+            }
+        }
+        out
+    }
+
+    fn global(&mut self, field: Field<'_>, global: &mut Global) {
+        let Some(table) = self.table(field) else {
+            return;
+        };
+        for (key, f) in self.fields(field.file, table, GLOBAL_KEYS, "[global]") {
+            let result = match key {
+                "syslog_facility" => f.str().and_then(|s| {
+                    s.parse()
+                        .map(|fac| global.syslog_facility = fac)
+                        .map_err(|_| f.err(format!("syslog_facility: unknown facility \"{s}\"")))
+                }),
+                "syslog_socket" => f
+                    .str()
+                    .map(|s| global.syslog_socket = Some(PathBuf::from(s))),
+                "shutdown_grace" => f.seconds().map(|d| global.shutdown_grace = d),
+                "loop_pause" => f.seconds().map(|d| global.loop_pause = d),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                self.errors.push(e);
+            }
+        }
+    }
+
+    /// The tables of a `[[service]]` array.
+    fn service_tables<'a>(&mut self, field: Field<'a>) -> Vec<(&'a SourceFile, &'a DeTable<'a>)> {
+        match field.value.get_ref() {
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| match item.get_ref() {
+                    DeValue::Table(t) => Some((field.file, t)),
+                    _ => {
+                        self.errors.push(
+                            Field {
+                                value: item,
+                                ..field
+                            }
+                            .wrong_type("a table ([[service]])"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            _ => {
+                self.errors
+                    .push(field.wrong_type("an array of tables ([[service]])"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Resolve one service; `None` (with its errors recorded) if it is broken.
+    fn service<'a>(
+        &mut self,
+        file: &'a SourceFile,
+        table: &'a DeTable<'a>,
+        defaults: &HashMap<&str, Field<'a>>,
+    ) -> Option<Service> {
+        let before = self.errors.len();
+        let own = self.fields(file, table, SERVICE_KEYS, "[[service]]");
+        let get = |k: &str| own.get(k).or_else(|| defaults.get(k)).copied();
+        // Where the service starts: its first key.
+        let origin = table
+            .iter()
+            .map(|(k, _)| k.span().start)
+            .min()
+            .map(|o| Location::at(&file.path, &file.text, o))
+            .unwrap_or_else(|| Location::file(&file.path));
+        let sink = Sink::default();
+
+        let name = match get("name") {
+            Some(f) => sink.ok(f.str().and_then(|s| valid_name(f, s))),
+            None => sink.ok(Err(ConfigError::new(origin.clone(), "service has no name"))),
+        };
+        let label = name.unwrap_or("?");
+        let socket = get("socket").and_then(|f| {
+            sink.ok(f.choice(&[("stream", Protocol::Tcp), ("dgram", Protocol::Udp)]))
+        });
+        let proto = get("protocol").and_then(|f| {
+            sink.ok(f.choice(&[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)]))
+                .map(|p| (p, f))
+        });
+        let protocol = match (socket, proto) {
+            (Some(s), Some((p, f))) if s != p => {
+                sink.ok::<()>(Err(f.err(format!(
+                    "protocol {p} does not go with socket = \"{}\"",
+                    if s == Protocol::Tcp {
+                        "stream"
+                    } else {
+                        "dgram"
+                    }
+                ))));
+                Protocol::Tcp
+            }
+            (Some(p), _) | (None, Some((p, _))) => p,
+            (None, None) => Protocol::Tcp,
+        };
+        let wait = match get("wait").map(|f| sink.ok(f.bool())) {
+            Some(Some(true)) => WaitMode::Wait,
+            _ => WaitMode::Nowait,
+        };
+        let listen: Vec<ListenKey> = match get("listen") {
+            None => {
+                sink.ok::<()>(Err(ConfigError::new(
+                    origin.clone(),
+                    format!("service \"{label}\" has no listen address"),
+                )));
+                Vec::new()
+            }
+            Some(f) => match sink.ok(f.strings()) {
+                None => Vec::new(),
+                Some(items) if items.is_empty() => {
+                    sink.ok::<()>(Err(f.err("listen: the list is empty")));
+                    Vec::new()
+                }
+                Some(items) => items
+                    .into_iter()
+                    .filter_map(|(s, at)| {
+                        sink.ok(parse_listen(s, protocol, &self.ctx.etc_services)
+                            .map(|addr| ListenKey { addr, protocol })
+                            .map_err(|m| ConfigError::new(at, m)))
+                    })
+                    .collect(),
+            },
+        };
+        let user = get("user").and_then(|f| sink.ok(f.str()).map(|s| (s, f)));
+        let group = get("group").and_then(|f| sink.ok(f.str()).map(|s| (s, f)));
+        let identity = sink.ok(Identity::resolve(
+            user.map(|(s, _)| s),
+            group.map(|(s, _)| s),
+            self.ctx.euid,
+            self.ctx.egid,
+        )
+        .map_err(|m| {
+            let at = match (user, group) {
+                (_, Some((_, g))) if m.contains("group") => g.loc(),
+                (Some((_, u)), _) => u.loc(),
+                _ => origin.clone(),
+            };
+            ConfigError::new(at, format!("service \"{label}\": {m}"))
+        }));
+        let server = match get("server") {
+            None => sink.ok(Err(ConfigError::new(
+                origin.clone(),
+                format!("service \"{label}\" has no server"),
+            ))),
+            Some(f) => sink.ok(f.str().and_then(|s| check_server(f, s))),
+        };
+        let argv0 = match get("argv0") {
+            Some(f) => sink.ok(f.str().map(str::to_owned)),
+            None => server.as_ref().map(|p: &PathBuf| {
+                p.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            }),
+        };
+        let args: Vec<String> = get("args")
+            .and_then(|f| sink.ok(f.list()))
+            .map(|v| v.into_iter().map(|(s, _)| s.to_owned()).collect())
+            .unwrap_or_default();
+        let mut env: Vec<(String, String)> = Vec::new();
+        if let Some(f) = get("env") {
+            for (k, v) in sink.ok(f.string_table()).unwrap_or_default() {
+                if crate::spawn::RESERVED_ENV.contains(&k) {
+                    sink.ok::<()>(Err(f.err(format!(
+                        "env: \"{k}\" is set by oxinetd for each connection"
+                    ))));
+                } else if valid_env_name(k) && !v.contains('\0') {
+                    env.push((k.to_owned(), v.to_owned()));
+                } else {
+                    sink.ok::<()>(Err(f.err(format!("env: \"{k}\" is not a valid variable"))));
+                }
+            }
+        }
+        if let Some(f) = get("passenv") {
+            for (k, at) in sink.ok(f.list()).unwrap_or_default() {
+                if !valid_env_name(k) {
+                    sink.ok::<()>(Err(ConfigError::new(
+                        at,
+                        format!("passenv: \"{k}\" is not a valid variable name"),
+                    )));
+                    continue;
+                }
+                let found = self.ctx.env.iter().find(|(n, _)| n.to_str() == Some(k));
+                if let Some(v) = found.and_then(|(_, v)| v.to_str()) {
+                    env.retain(|(n, _)| n != k);
+                    env.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        }
+        let stderr = get("stderr")
+            .and_then(|f| {
+                sink.ok(f.choice(&[
+                    ("log", StderrMode::Log),
+                    ("null", StderrMode::Null),
+                    ("socket", StderrMode::Socket),
+                ]))
+            })
+            .unwrap_or(StderrMode::Log);
+        if let Some(f) = get("args") {
+            if args.iter().any(|a| a.contains('\0')) {
+                sink.ok::<()>(Err(f.err("args: an argument contains a NUL byte")));
+            }
+        }
+
+        self.errors.append(&mut sink.0.into_inner());
+        if self.errors.len() > before {
+            return None;
+        }
+        let (Some(name), Some(identity), Some(server), Some(argv0)) =
+            (name, identity, server, argv0)
+        else {
+            return None;
+        };
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(argv0);
+        argv.extend(args);
+        Some(Service {
+            name: name.to_owned(),
+            origin,
+            listen,
+            protocol,
+            wait,
+            identity,
+            server,
+            argv,
+            env,
+            stderr,
+        })
+    }
+}
+
+/// Collects the errors of one service while it is resolved, so every
+/// problem is reported, not only the first.
+#[derive(Default)]
+struct Sink(std::cell::RefCell<Vec<ConfigError>>);
+
+impl Sink {
+    fn ok<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.0.borrow_mut().push(e)).ok()
+    }
+}
+
+fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(s)
+    } else {
+        Err(f.err(format!(
+            "name \"{s}\": use 1-64 letters, digits, '-', '_', '.' or '@' (it appears in logs)"
+        )))
+    }
+}
+
+fn valid_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The server as an absolute path (relative ones are taken from the config
+/// file's directory), checked to be an executable regular file.
+fn check_server(f: Field<'_>, s: &str) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if s.is_empty() || s.contains('\0') {
+        return Err(f.err("server: expected a path to a program"));
+    }
+    let path = Path::new(s);
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let dir = f.file.path.parent().unwrap_or(Path::new("."));
+        let joined = dir.join(path);
+        std::path::absolute(&joined).unwrap_or(joined)
+    };
+    match std::fs::metadata(&path) {
+        Err(e) => Err(f.err(format!("server {}: {e}", path.display()))),
+        Ok(m) if !m.is_file() => {
+            Err(f.err(format!("server {}: not a regular file", path.display())))
+        }
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Err(f.err(format!("server {}: not executable", path.display())))
+        }
+        Ok(_) => Ok(path),
+    }
+}

@@ -1,0 +1,31 @@
+//! oxinetd: an inetd-style super-server.
+//!
+//! Module map (ARCHITECTURE.md follows one connection through them):
+//!
+//! - [`config`] — the typed `Config` and its TOML front-end; `oxinetd check`.
+//! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
+//! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
+//! - [`spawn`] — everything a handler needs, prepared before fork.
+//! - [`sys`] — the only `unsafe`: the child between fork and exec.
+//! - [`children`] — running handlers by pid; reaping and exit reports.
+//! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
+//! - [`supervisor`] — the single-threaded event loop and its states.
+//! - [`reload`] — SIGHUP as a diff of listeners.
+//! - [`signals`] — signals as events on a self-pipe.
+//! - [`notify`] — sd_notify.
+//! - [`log`] — syslog or stderr, one `key=value` grammar.
+
+pub mod children;
+pub mod cli;
+pub mod config;
+pub mod listener;
+pub mod log;
+pub mod notify;
+pub mod privilege;
+pub mod relay;
+pub mod reload;
+pub mod signals;
+pub mod spawn;
+pub mod supervisor;
+#[allow(unsafe_code)]
+pub mod sys;

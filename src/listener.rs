@@ -1,0 +1,74 @@
+//! Binding listening sockets, TCP and UDP, IPv4 and IPv6.
+//!
+//! `*:PORT` is one dual-stack IPv6 socket (`IPV6_V6ONLY` off), falling back
+//! to IPv4 when the host has no IPv6; peers then show as IPv4-mapped
+//! addresses, which `spawn::unmap` turns back into IPv4.
+
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+
+use crate::config::{BindAddr, ListenKey, Protocol, WaitMode};
+
+/// Pending connections the kernel holds while a service is at its limit.
+const BACKLOG: i32 = 1024;
+
+/// Bind and (for TCP) listen on `key`. The socket is close-on-exec.
+pub fn bind(key: &ListenKey) -> io::Result<Socket> {
+    let (ty, proto) = match key.protocol {
+        Protocol::Tcp => (Type::STREAM, SockProto::TCP),
+        Protocol::Udp => (Type::DGRAM, SockProto::UDP),
+    };
+    let socket = match key.addr {
+        BindAddr::Ip(addr) => {
+            let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            prepare(&s, key.protocol)?;
+            s.bind(&addr.into())?;
+            s
+        }
+        BindAddr::Any(port) => match Socket::new(Domain::IPV6, ty, Some(proto)) {
+            Ok(s) => {
+                s.set_only_v6(false)?;
+                prepare(&s, key.protocol)?;
+                s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
+                s
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
+                prepare(&s, key.protocol)?;
+                s.bind(&SocketAddr::new([0, 0, 0, 0].into(), port).into())?;
+                s
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    if key.protocol == Protocol::Tcp {
+        socket.listen(BACKLOG)?;
+    }
+    Ok(socket)
+}
+
+fn prepare(s: &Socket, protocol: Protocol) -> io::Result<()> {
+    if protocol == Protocol::Tcp {
+        s.set_reuse_address(true)?;
+    }
+    Ok(())
+}
+
+/// Set the blocking mode a service mode needs. The socket's file status is
+/// shared with a `wait` handler, which expects a blocking socket (as under
+/// every inetd); `nowait` TCP listeners are non-blocking so that accepting
+/// until EAGAIN never stalls the loop. The supervisor only ever receives on
+/// UDP sockets with MSG_DONTWAIT.
+pub fn set_mode(s: &Socket, protocol: Protocol, wait: WaitMode) -> io::Result<()> {
+    s.set_nonblocking(protocol == Protocol::Tcp && wait == WaitMode::Nowait)
+}
+
+/// A socket address as a std address (IP families only).
+pub fn ip_addr(a: &SockAddr) -> Option<SocketAddr> {
+    a.as_socket()
+}

@@ -1,0 +1,189 @@
+//! Logging: one event per line, `EVENT key=value ...`, to syslog or stderr.
+//!
+//! The grammar is fixed so a machine can parse it: the first word names the
+//! event (`listen`, `start`, `exit`, `stderr`, `reload`, `error`, ...), then
+//! `key=value` pairs; values with spaces or quotes are double-quoted with
+//! backslash escapes. Every line about a service carries `service=NAME`.
+//!
+//! The `syslog` crate provides the transport (datagram socket, falling back to
+//! a stream socket); the RFC 3164 header is written here, without a timestamp
+//! (the local daemon stamps it on receipt), so a line costs one format into a
+//! reused buffer and one `send`.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use syslog::{Facility, LogFormat, Severity};
+
+/// The default syslog socket.
+const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Level {
+    fn severity(self) -> u8 {
+        match self {
+            Level::Error => Severity::LOG_ERR as u8,
+            Level::Warning => Severity::LOG_WARNING as u8,
+            Level::Info => Severity::LOG_INFO as u8,
+        }
+    }
+}
+
+/// Where lines go.
+enum Sink {
+    Stderr,
+    Syslog {
+        logger: syslog::Logger<syslog::LoggerBackend, Raw>,
+        facility: Facility,
+        socket: PathBuf,
+    },
+}
+
+/// Hands a pre-formatted line to the backend in one write (one datagram).
+#[derive(Clone, Copy)]
+struct Raw;
+
+impl LogFormat<&[u8]> for Raw {
+    fn format<W: std::io::Write>(&self, w: &mut W, _: Severity, line: &[u8]) -> syslog::Result<()> {
+        w.write_all(line).map_err(syslog::Error::Write)
+    }
+}
+
+/// The supervisor's logger.
+pub struct Log {
+    sink: Sink,
+    pid: u32,
+    /// Reused for every line, so logging allocates only while it grows.
+    buf: String,
+}
+
+impl Log {
+    pub fn stderr() -> Log {
+        Log {
+            sink: Sink::Stderr,
+            pid: std::process::id(),
+            buf: String::with_capacity(512),
+        }
+    }
+
+    /// Connect to syslog at `socket` (default `/dev/log`).
+    pub fn syslog(facility: Facility, socket: Option<&Path>) -> Result<Log, String> {
+        let socket = socket.unwrap_or(Path::new(DEFAULT_SYSLOG_SOCKET));
+        let logger = syslog::unix_custom(Raw, socket)
+            .map_err(|e| format!("unable to connect to syslog at {}: {e}", socket.display()))?;
+        Ok(Log {
+            sink: Sink::Syslog {
+                logger,
+                facility,
+                socket: socket.to_path_buf(),
+            },
+            pid: std::process::id(),
+            buf: String::with_capacity(512),
+        })
+    }
+
+    pub fn is_syslog(&self) -> bool {
+        matches!(self.sink, Sink::Syslog { .. })
+    }
+
+    /// Log one event line.
+    pub fn write(&mut self, level: Level, args: fmt::Arguments<'_>) {
+        self.buf.clear();
+        match &mut self.sink {
+            Sink::Stderr => {
+                let _ = write!(self.buf, "oxinetd[{}]: ", self.pid);
+                let _ = self.buf.write_fmt(args);
+                self.buf.push('\n');
+                // Nothing sensible can be done if stderr itself is gone.
+                let _ = std::io::stderr().write_all(self.buf.as_bytes());
+            }
+            Sink::Syslog {
+                logger,
+                facility,
+                socket,
+            } => {
+                let pri = *facility as u8 | level.severity();
+                let _ = write!(self.buf, "<{pri}>oxinetd[{}]: ", self.pid);
+                let _ = self.buf.write_fmt(args);
+                if logger.info(self.buf.as_bytes()).is_ok() {
+                    return;
+                }
+                // The daemon may have restarted: reconnect once, else stderr.
+                if let Ok(mut fresh) = syslog::unix_custom(Raw, &*socket) {
+                    if fresh.info(self.buf.as_bytes()).is_ok() {
+                        *logger = fresh;
+                        return;
+                    }
+                }
+                let line = self.buf.split_once(' ').map_or("", |(_, l)| l);
+                let _ = writeln!(std::io::stderr(), "oxinetd[{}]: {line}", self.pid);
+            }
+        }
+    }
+}
+
+/// Log at info level: `info!(log, "start service={} pid={}", name, pid)`.
+#[macro_export]
+macro_rules! info {
+    ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Info, format_args!($($arg)*)) };
+}
+
+/// Log at warning level.
+#[macro_export]
+macro_rules! warning {
+    ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Warning, format_args!($($arg)*)) };
+}
+
+/// Log at error level.
+#[macro_export]
+macro_rules! error {
+    ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Error, format_args!($($arg)*)) };
+}
+
+/// A value for a `key=value` pair: quoted when it would not read as one word.
+pub struct Q<'a>(pub &'a str);
+
+impl fmt::Display for Q<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = !self.0.is_empty()
+            && self
+                .0
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+        if plain {
+            return f.write_str(self.0);
+        }
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                c if c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Q;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(Q("abc").to_string(), "abc");
+        assert_eq!(Q("a b").to_string(), "\"a b\"");
+        assert_eq!(Q("say \"hi\"").to_string(), "\"say \\\"hi\\\"\"");
+        assert_eq!(Q("").to_string(), "\"\"");
+        assert_eq!(Q("x\u{1}").to_string(), "\"x\\x01\"");
+    }
+}

@@ -1,0 +1,150 @@
+//! Resolution of `user`/`group` to the ids a handler runs with, done once at
+//! config time so that the child only has to call setgroups/setgid/setuid.
+//!
+//! The rules (what `oxinetd check` enforces):
+//!
+//! | oxinetd runs as | `user` set            | handler runs as                  |
+//! |-----------------|-----------------------|----------------------------------|
+//! | root            | yes                   | that user, group, groups         |
+//! | root            | no                    | rejected: nothing runs as root unless `user = "root"` |
+//! | another user    | no, or the same user  | the invoking user, unchanged     |
+//! | another user    | a different user      | rejected: only root can switch   |
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+/// Who a handler runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Keep oxinetd's own ids (oxinetd is not root).
+    Inherit,
+    /// Switch to these ids in the child before exec.
+    Switch {
+        user: String,
+        uid: u32,
+        gid: u32,
+        /// Supplementary groups, from the group database.
+        groups: Vec<u32>,
+    },
+}
+
+impl Identity {
+    /// `user`/`group` as configured, checked against the ids oxinetd runs with.
+    pub fn resolve(
+        user: Option<&str>,
+        group: Option<&str>,
+        euid: u32,
+        egid: u32,
+    ) -> Result<Identity, String> {
+        let Some(user_name) = user else {
+            if euid == 0 {
+                return Err(
+                    "no user: oxinetd runs as root and will not run handlers as root \
+                     unless the config says user = \"root\""
+                        .into(),
+                );
+            }
+            if group.is_some() {
+                return Err("group is set but user is not".into());
+            }
+            return Ok(Identity::Inherit);
+        };
+        let user = lookup_user(user_name)?;
+        let gid = match group {
+            Some(g) => lookup_group(g)?,
+            None => user.gid.as_raw(),
+        };
+        if euid != 0 {
+            if user.uid.as_raw() == euid && (group.is_none() || gid == egid) {
+                return Ok(Identity::Inherit);
+            }
+            return Err(format!(
+                "user \"{user_name}\"{}: switching identity needs oxinetd to run as root \
+                 (it runs as uid {euid})",
+                group.map(|g| format!(" group \"{g}\"")).unwrap_or_default()
+            ));
+        }
+        let cname = std::ffi::CString::new(user.name.as_str())
+            .map_err(|_| format!("user \"{user_name}\": name contains NUL"))?;
+        let groups = nix::unistd::getgrouplist(&cname, Gid::from_raw(gid))
+            .map_err(|e| format!("user \"{user_name}\": unable to read its groups: {e}"))?
+            .into_iter()
+            .map(Gid::as_raw)
+            .collect();
+        Ok(Identity::Switch {
+            user: user.name,
+            uid: user.uid.as_raw(),
+            gid,
+            groups,
+        })
+    }
+}
+
+fn lookup_user(name: &str) -> Result<User, String> {
+    let found = match name.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(name),
+    };
+    match found {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(format!("unknown user \"{name}\"")),
+        Err(e) => Err(format!("unable to look up user \"{name}\": {e}")),
+    }
+}
+
+fn lookup_group(name: &str) -> Result<u32, String> {
+    let found = match name.parse::<u32>() {
+        Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
+        Err(_) => Group::from_name(name),
+    };
+    match found {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("unknown group \"{name}\"")),
+        Err(e) => Err(format!("unable to look up group \"{name}\": {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_without_user_is_refused() {
+        assert!(Identity::resolve(None, None, 0, 0).is_err());
+    }
+
+    #[test]
+    fn non_root_without_user_inherits() {
+        assert_eq!(
+            Identity::resolve(None, None, 1000, 1000),
+            Ok(Identity::Inherit)
+        );
+    }
+
+    #[test]
+    fn non_root_cannot_switch() {
+        let err = Identity::resolve(Some("nobody"), None, 1000, 1000).unwrap_err();
+        assert!(err.contains("needs oxinetd to run as root"), "{err}");
+    }
+
+    #[test]
+    fn root_switches_to_nobody() {
+        match Identity::resolve(Some("nobody"), Some("nogroup"), 0, 0) {
+            Ok(Identity::Switch { uid, gid, .. }) => {
+                assert_eq!((uid, gid), (65534, 65534));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert!(Identity::resolve(Some("no-such-user-x"), None, 0, 0)
+            .unwrap_err()
+            .contains("unknown user"));
+        assert!(
+            Identity::resolve(Some("nobody"), Some("no-such-group-x"), 0, 0)
+                .unwrap_err()
+                .contains("unknown group")
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Everything a handler needs, prepared before fork.
+//!
+//! A [`Plan`] is built once per service when the config is loaded: the
+//! program path, argv and the fixed part of the environment as C strings,
+//! the ids to switch to. Per connection, [`Spawner`] writes the few
+//! connection variables into a reused buffer, makes the pipes, and hands one
+//! [`sys::ExecImage`] to the fork. The child itself allocates nothing.
+
+use std::ffi::CString;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use libc::c_char;
+use nix::fcntl::OFlag;
+
+use crate::config::{Protocol, Service, StderrMode};
+use crate::privilege::Identity;
+use crate::sys::{self, ExecImage, Ids};
+
+/// Variables oxinetd sets per connection; `env` may not set them.
+pub const RESERVED_ENV: &[&str] = &[
+    "PROTO",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "UDPREMOTEIP",
+    "UDPREMOTEPORT",
+    "UDPLOCALIP",
+    "UDPLOCALPORT",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// A service's handler, ready to exec.
+pub struct Plan {
+    path: CString,
+    /// Owns the strings `argv_ptrs` points into.
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    /// `env`/`passenv`, as `NAME=value`.
+    static_env: Vec<CString>,
+    ids: Option<(u32, u32, Vec<libc::gid_t>)>,
+    stderr: StderrMode,
+    /// `LISTEN_FDNAMES=<service name>` for socket activation.
+    fdnames: CString,
+}
+
+impl Plan {
+    pub fn new(svc: &Service) -> Result<Plan, String> {
+        let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in \"{s}\""));
+        let path = CString::new(svc.server.as_os_str().as_encoded_bytes())
+            .map_err(|_| "NUL byte in server path".to_string())?;
+        let argv = svc
+            .argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let static_env = svc
+            .env
+            .iter()
+            .map(|(k, v)| cstr(&format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = match &svc.identity {
+            Identity::Inherit => None,
+            Identity::Switch {
+                uid, gid, groups, ..
+            } => Some((*uid, *gid, groups.clone())),
+        };
+        Ok(Plan {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            static_env,
+            ids,
+            stderr: svc.stderr,
+            fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
+        })
+    }
+}
+
+/// What one spawn is about.
+pub enum Invocation<'a> {
+    /// A connection or a datagram: `input` on fd 0, `output` on fd 1.
+    Peer {
+        input: RawFd,
+        output: RawFd,
+        protocol: Protocol,
+        peer: SocketAddr,
+        local: SocketAddr,
+    },
+    /// A `wait` service: the bound socket itself on fds 0 and 1.
+    Socket {
+        socket: RawFd,
+        protocol: Protocol,
+        local: SocketAddr,
+        /// The sender of the pending datagram (dgram wait), if known.
+        peer: Option<SocketAddr>,
+        /// Also on fd 3, announced with `LISTEN_FDS=1` (stream wait).
+        activation: bool,
+        _marker: std::marker::PhantomData<&'a ()>,
+    },
+}
+
+/// A started handler: its pid and the parent's ends of its pipes.
+pub struct Spawned {
+    pub pid: i32,
+    /// Read end of the failure-report pipe (see `sys`).
+    pub report: OwnedFd,
+    /// Read end of the handler's stderr, when `stderr = "log"`.
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Reused per-connection state of the spawn path.
+pub struct Spawner {
+    devnull: OwnedFd,
+    /// `NAME=value\0` entries for the current connection.
+    env_buf: Vec<u8>,
+    /// Offsets of the entries in `env_buf`.
+    env_offsets: Vec<usize>,
+    envp: Vec<*const c_char>,
+}
+
+impl Spawner {
+    pub fn new() -> std::io::Result<Spawner> {
+        let devnull = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        Ok(Spawner {
+            devnull: devnull.into(),
+            env_buf: Vec::with_capacity(512),
+            env_offsets: Vec::with_capacity(16),
+            envp: Vec::with_capacity(32),
+        })
+    }
+
+    pub fn spawn(&mut self, plan: &Plan, inv: &Invocation<'_>) -> Result<Spawned, String> {
+        let (report_r, report_w) = reader_pipe()?;
+        let stderr_pipe = match plan.stderr {
+            StderrMode::Log => Some(reader_pipe()?),
+            _ => None,
+        };
+        self.env_buf.clear();
+        self.env_offsets.clear();
+        let (stdin, stdout, listen, pid_slot_at) = match inv {
+            Invocation::Peer {
+                input,
+                output,
+                protocol,
+                peer,
+                local,
+            } => {
+                self.connection_env(*protocol, Some(*peer), *local);
+                (*input, *output, None, None)
+            }
+            Invocation::Socket {
+                socket,
+                protocol,
+                local,
+                peer,
+                activation,
+                ..
+            } => {
+                self.connection_env(*protocol, *peer, *local);
+                if *activation {
+                    self.push_env(format_args!("LISTEN_FDS=1"));
+                    let at = self.env_buf.len() + "LISTEN_PID=".len();
+                    self.push_env(format_args!("LISTEN_PID={:021}", 0));
+                    (*socket, *socket, Some(*socket), Some(at))
+                } else {
+                    (*socket, *socket, None, None)
+                }
+            }
+        };
+        // Pointers are taken only now: env_buf no longer moves.
+        self.envp.clear();
+        let base = self.env_buf.as_mut_ptr();
+        for off in &self.env_offsets {
+            self.envp.push(base.wrapping_add(*off) as *const c_char);
+        }
+        if listen.is_some() {
+            self.envp.push(plan.fdnames.as_ptr());
+        }
+        self.envp.extend(plan.static_env.iter().map(|e| e.as_ptr()));
+        self.envp.push(std::ptr::null());
+
+        let stderr_src = match (&stderr_pipe, plan.stderr) {
+            (Some((_, w)), _) => w.as_raw_fd(),
+            (None, StderrMode::Socket) => stdout,
+            _ => self.devnull.as_raw_fd(),
+        };
+        let img = ExecImage {
+            path: &plan.path,
+            argv: &plan.argv_ptrs,
+            envp: &self.envp,
+            ids: plan.ids.as_ref().map(|(uid, gid, groups)| Ids {
+                uid: *uid,
+                gid: *gid,
+                groups,
+            }),
+            stdio: [stdin, stdout, stderr_src],
+            listen,
+            pid_slot: pid_slot_at.map(|at| base.wrapping_add(at)),
+            report: report_w.as_raw_fd(),
+        };
+        let pid = sys::spawn(&img).map_err(|e| format!("unable to fork: {e}"))?;
+        drop(report_w);
+        Ok(Spawned {
+            pid,
+            report: report_r,
+            stderr: stderr_pipe.map(|(r, _w)| r),
+        })
+    }
+
+    /// The ucspi and CGI-style variables for one peer.
+    fn connection_env(&mut self, protocol: Protocol, peer: Option<SocketAddr>, local: SocketAddr) {
+        let p = protocol.ucspi();
+        self.push_env(format_args!("PROTO={p}"));
+        let local = unmap(local);
+        self.push_env(format_args!("{p}LOCALIP={}", local.ip()));
+        self.push_env(format_args!("{p}LOCALPORT={}", local.port()));
+        if let Some(peer) = peer.map(unmap) {
+            self.push_env(format_args!("{p}REMOTEIP={}", peer.ip()));
+            self.push_env(format_args!("{p}REMOTEPORT={}", peer.port()));
+            self.push_env(format_args!("REMOTE_ADDR={}", peer.ip()));
+            self.push_env(format_args!("REMOTE_PORT={}", peer.port()));
+        }
+    }
+
+    fn push_env(&mut self, args: std::fmt::Arguments<'_>) {
+        self.env_offsets.push(self.env_buf.len());
+        // Writing to a Vec cannot fail.
+        let _ = self.env_buf.write_fmt(args);
+        self.env_buf.push(0);
+    }
+}
+
+/// A close-on-exec pipe whose read end (the supervisor's) is non-blocking
+/// and whose write end (the handler's) stays blocking, as programs expect.
+pub fn reader_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let (r, w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("unable to create pipe: {e}"))?;
+    nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|e| format!("unable to set up pipe: {e}"))?;
+    Ok((r, w))
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn unmap(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}

@@ -58,8 +58,8 @@ impl Identity {
                 return Ok(Identity::Inherit);
             }
             return Err(format!(
-                "user \"{user_name}\"{}: switching identity needs oxinetd to run as root \
-                 (it runs as uid {euid})",
+                "user \"{user_name}\"{}: oxinetd is not running as root, so handlers can \
+                 only run as oxinetd's own user",
                 group.map(|g| format!(" group \"{g}\"")).unwrap_or_default()
             ));
         }
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn non_root_cannot_switch() {
         let err = Identity::resolve(Some("nobody"), None, 1000, 1000).unwrap_err();
-        assert!(err.contains("needs oxinetd to run as root"), "{err}");
+        assert!(err.contains("oxinetd is not running as root"), "{err}");
     }
 
     #[test]

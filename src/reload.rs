@@ -9,26 +9,44 @@ use std::collections::HashSet;
 
 use crate::config::{Config, ListenKey};
 
+/// A listener's identity across reloads: its key, plus the service name for
+/// an ephemeral port (port 0), which several services may ask for at once
+/// and which is the same listener only for the same service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub key: ListenKey,
+    pub owner: Option<String>,
+}
+
+impl Slot {
+    pub fn new(key: ListenKey, service: &str) -> Slot {
+        Slot {
+            key,
+            owner: (key.addr.port() == 0).then(|| service.to_owned()),
+        }
+    }
+}
+
 /// What a reload does to the listening sockets.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Diff {
     /// Sockets carried over to the new config (possibly to another service).
-    pub keep: Vec<ListenKey>,
+    pub keep: Vec<Slot>,
     /// Sockets to bind.
-    pub bind: Vec<ListenKey>,
+    pub bind: Vec<Slot>,
     /// Sockets to close, after the new ones are bound.
-    pub close: Vec<ListenKey>,
+    pub close: Vec<Slot>,
 }
 
-/// Compare the keys bound now with those `new` asks for.
-pub fn diff<'a>(bound: impl IntoIterator<Item = &'a ListenKey>, new: &Config) -> Diff {
-    let bound: HashSet<ListenKey> = bound.into_iter().copied().collect();
-    let wanted: Vec<ListenKey> = new
+/// Compare the slots bound now with those `new` asks for.
+pub fn diff(bound: impl IntoIterator<Item = Slot>, new: &Config) -> Diff {
+    let bound: HashSet<Slot> = bound.into_iter().collect();
+    let wanted: Vec<Slot> = new
         .services
         .iter()
-        .flat_map(|s| s.listen.iter().copied())
+        .flat_map(|s| s.listen.iter().map(|k| Slot::new(*k, &s.name)))
         .collect();
-    let wanted_set: HashSet<ListenKey> = wanted.iter().copied().collect();
+    let wanted_set: HashSet<Slot> = wanted.iter().cloned().collect();
     let mut d = Diff::default();
     for key in wanted {
         if bound.contains(&key) {
@@ -57,9 +75,9 @@ mod tests {
         }
     }
 
-    fn service(keys: &[ListenKey]) -> Service {
+    fn service(name: &str, keys: &[ListenKey]) -> Service {
         Service {
-            name: "s".into(),
+            name: name.into(),
             origin: crate::config::Location::file(std::path::Path::new("x")),
             listen: keys.to_vec(),
             protocol: keys[0].protocol,
@@ -78,12 +96,25 @@ mod tests {
         let b = key(2, Protocol::Tcp);
         let c = key(2, Protocol::Udp);
         let new = Config {
-            services: vec![service(&[a]), service(&[c])],
+            services: vec![service("s", &[a]), service("t", &[c])],
             ..Config::default()
         };
-        let d = diff(&[a, b], &new);
-        assert_eq!(d.keep, vec![a]);
-        assert_eq!(d.bind, vec![c]);
-        assert_eq!(d.close, vec![b]);
+        let d = diff([Slot::new(a, "x"), Slot::new(b, "x")], &new);
+        assert_eq!(d.keep, vec![Slot::new(a, "s")]);
+        assert_eq!(d.bind, vec![Slot::new(c, "t")]);
+        assert_eq!(d.close, vec![Slot::new(b, "x")]);
+    }
+
+    #[test]
+    fn ephemeral_ports_belong_to_their_service() {
+        let zero = key(0, Protocol::Tcp);
+        let new = Config {
+            services: vec![service("s", &[zero]), service("t", &[zero])],
+            ..Config::default()
+        };
+        let d = diff([Slot::new(zero, "s"), Slot::new(zero, "u")], &new);
+        assert_eq!(d.keep, vec![Slot::new(zero, "s")]);
+        assert_eq!(d.bind, vec![Slot::new(zero, "t")]);
+        assert_eq!(d.close, vec![Slot::new(zero, "u")]);
     }
 }

@@ -25,9 +25,10 @@ use crate::config::{self, BindAddr, Config, Context, ListenKey, Protocol, Servic
 use crate::log::{Log, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
+use crate::reload::{self, Slot};
 use crate::signals::Signals;
 use crate::spawn::{self, Invocation, Plan, Spawner};
-use crate::{error, info, listener, reload, warning};
+use crate::{error, info, listener, warning};
 
 /// Exit codes (sysexits), so a service manager can tell a bad config
 /// (don't restart) from a temporary failure.
@@ -99,6 +100,12 @@ enum ListenState {
     Busy,
     /// Not watched until then (looping, or out of resources).
     Paused(Instant),
+}
+
+impl Listener {
+    fn slot(&self) -> Slot {
+        Slot::new(self.key, &self.service.svc.name)
+    }
 }
 
 /// A bound socket and the service it serves now.
@@ -309,23 +316,23 @@ impl Supervisor {
 
     fn begin_drain(&mut self) {
         self.notifier.stopping();
+        for (_, l) in self.listeners.drain() {
+            let _ = self.epoll.delete(l.socket.as_fd());
+        }
         info!(
             self.log,
             "stopping handlers={} grace_ms={}",
             self.children.len(),
             self.global.shutdown_grace.as_millis()
         );
-        for (_, l) in self.listeners.drain() {
-            let _ = self.epoll.delete(l.socket.as_fd());
-        }
         self.draining = Some(Instant::now() + self.global.shutdown_grace);
     }
 
     /// Make `config` the running one: keep, bind and close listeners.
     fn apply(&mut self, config: Config) -> (usize, usize, usize) {
-        let diff = reload::diff(self.listeners.values().map(|l| &l.key), &config);
-        let mut old: HashMap<ListenKey, Listener> =
-            self.listeners.drain().map(|(_, l)| (l.key, l)).collect();
+        let diff = reload::diff(self.listeners.values().map(Listener::slot), &config);
+        let mut old: HashMap<Slot, Listener> =
+            self.listeners.drain().map(|(_, l)| (l.slot(), l)).collect();
         let mut retry = Vec::new();
         for svc in config.services {
             let name: Rc<str> = Rc::from(svc.name.as_str());
@@ -338,7 +345,7 @@ impl Supervisor {
             };
             let running = Rc::new(Running { svc, name, plan });
             for key in running.svc.listen.clone() {
-                match old.remove(&key) {
+                match old.remove(&Slot::new(key, &running.svc.name)) {
                     Some(mut l) => {
                         l.service = Rc::clone(&running);
                         l.idle_exits = 0;
@@ -358,9 +365,9 @@ impl Supervisor {
             }
         }
         let closed = old.len();
-        for (key, l) in old {
+        for (_, l) in old {
             let _ = self.epoll.delete(l.socket.as_fd());
-            info!(self.log, "close service={} addr={}", l.service.name, key);
+            info!(self.log, "close service={} addr={}", l.service.name, l.key);
         }
         // A new address may have overlapped one that was only now closed.
         for (running, key) in retry {

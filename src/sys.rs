@@ -6,7 +6,8 @@
 //!
 //! 1. move the error-report fd above 3 if needed;
 //! 2. install the sources on fds 0, 1, 2 (and 3 for a LISTEN fd);
-//! 3. mark every other fd close-on-exec (`close_range`);
+//! 3. park the report fd right above them and close every other fd
+//!    (`close_range`), so no listener outlives the supervisor's copy;
 //! 4. `setsid`;
 //! 5. the signals the supervisor handles or ignores back to default, then
 //!    an empty mask (the parent blocks all signals across the fork);
@@ -168,17 +169,33 @@ unsafe fn child(img: &ExecImage<'_>) -> ! {
         }
         first_free = 4;
     }
-    // Close everything else at exec (the report fd must survive until then).
-    // Failure (kernel < 5.11) is harmless: every fd the supervisor opens is
-    // already CLOEXEC.
-    // SAFETY: a raw syscall that only changes fd flags.
+    // Park the report fd just above the handler's fds, then close the rest
+    // now rather than at exec: the child must not keep the supervisor's
+    // listeners alive (a closed service would still queue connections).
+    if report != first_free {
+        // SAFETY: dup3 between fds we own; the copy stays close-on-exec.
+        let parked = unsafe { libc::dup3(report, first_free, libc::O_CLOEXEC) };
+        if parked >= 0 {
+            report = parked;
+        }
+    }
+    // SAFETY: raw syscalls that only close fds or change their flags.
     unsafe {
-        libc::syscall(
+        let closed = libc::syscall(
             libc::SYS_close_range,
-            first_free as libc::c_uint,
+            (report + 1) as libc::c_uint,
             libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            0 as libc::c_uint,
         );
+        if closed != 0 {
+            // Old kernel: every fd the supervisor opens is CLOEXEC anyway.
+            libc::syscall(
+                libc::SYS_close_range,
+                first_free as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
+        }
     }
     // SAFETY: no memory is touched.
     if unsafe { libc::setsid() } < 0 {
@@ -307,6 +324,17 @@ pub fn read_report(fd: BorrowedFd<'_>) -> Option<(Step, nix::errno::Errno)> {
     }
 }
 
+/// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64 and
+/// aarch64 layout).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
 /// Startup hygiene for the supervisor itself: fds 0-2 open (so no socket
 /// ever lands on them), every inherited fd above 2 close-on-exec, and no
 /// signal left ignored by whoever started us (children would inherit it).
@@ -340,17 +368,36 @@ pub fn prepare_process() {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
     }
-    for sig in 1..libc::SIGRTMIN() {
+    // Through the raw syscall: glibc refuses to touch signals 32 and 33
+    // (its own), yet whoever started us may have left them ignored, and
+    // an ignored signal survives exec into every handler.
+    for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
             continue;
         }
-        // SAFETY: reads and resets dispositions; no handler is installed.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
-            {
-                libc::signal(sig, libc::SIG_DFL);
+        let mut old = KernelSigaction::default();
+        // SAFETY: rt_sigaction with a NULL new action only writes `old`,
+        // a local of the kernel's layout; the mask size is the kernel's.
+        let queried = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8usize,
+            )
+        } == 0;
+        if queried && old.handler == libc::SIG_IGN {
+            let dfl = KernelSigaction::default();
+            // SAFETY: installs SIG_DFL from a local of the kernel's layout.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
             }
         }
     }

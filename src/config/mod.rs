@@ -9,6 +9,7 @@ mod etc_services;
 mod toml;
 
 pub use self::error::{ConfigError, Location};
+pub use self::toml::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
 
 use std::ffi::OsString;
 use std::fmt;
@@ -89,7 +90,8 @@ impl BindAddr {
     /// True when binding both would conflict.
     fn overlaps(self, other: BindAddr) -> bool {
         match (self, other) {
-            (BindAddr::Ip(a), BindAddr::Ip(b)) => a == b,
+            // Port 0 asks the kernel for a free port each time.
+            (BindAddr::Ip(a), BindAddr::Ip(b)) => a == b && a.port() != 0,
             _ => self.port() == other.port() && self.port() != 0,
         }
     }
@@ -105,7 +107,8 @@ impl fmt::Display for BindAddr {
 }
 
 /// What identifies a listening socket across reloads: a service whose key is
-/// unchanged keeps its socket.
+/// unchanged keeps its socket. (Port 0, an ephemeral port, is only the same
+/// listener for the same service; see `reload`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenKey {
     pub addr: BindAddr,
@@ -200,8 +203,29 @@ impl Context {
 /// Load and resolve `path`. `Err` means nothing could be loaded (unreadable
 /// file, syntax error); otherwise broken services are listed in `errors`.
 pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
-    let loaded = toml::load(path, ctx)?;
-    Ok(check_conflicts(loaded))
+    let mut loaded = match toml::load(path, ctx) {
+        Ok(l) => check_conflicts(l),
+        Err(mut errors) => {
+            sort_errors(&mut errors);
+            return Err(errors);
+        }
+    };
+    sort_errors(&mut loaded.errors);
+    Ok(loaded)
+}
+
+/// Errors in reading order: files as first met, then line and column.
+fn sort_errors(errors: &mut [ConfigError]) {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for e in errors.iter() {
+        if !files.contains(&e.at.file) {
+            files.push(e.at.file.clone());
+        }
+    }
+    errors.sort_by_key(|e| {
+        let file = files.iter().position(|f| *f == e.at.file);
+        (file, e.at.line, e.at.col)
+    });
 }
 
 /// Drop services whose name or listen addresses clash with an earlier one.

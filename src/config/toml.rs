@@ -38,7 +38,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "loop_pause",
 ];
 /// Keys at the top of the main file.
-const ROOT_KEYS: &[&str] = &["global", "defaults", "service", "include"];
+pub const ROOT_KEYS: &[&str] = &["global", "defaults", "service", "include"];
 /// Keys at the top of an included file.
 const INCLUDED_ROOT_KEYS: &[&str] = &["service", "include"];
 
@@ -356,6 +356,8 @@ impl Walk<'_> {
             msg.push_str(&format!(" (did you mean \"{s}\"?)"));
         } else if place == "top level" && SERVICE_KEYS.contains(&name.as_ref()) {
             msg.push_str(" (service keys go in [[service]] or [defaults])");
+        } else if place != "top level" && ROOT_KEYS.contains(&name.as_ref()) {
+            msg.push_str(" (top-level keys must come before the first [table])");
         }
         self.errors.push(ConfigError::new(
             Location::at(&file.path, &file.text, key.span().start),
@@ -474,7 +476,7 @@ impl Walk<'_> {
             Some(f) => sink.ok(f.str().and_then(|s| valid_name(f, s))),
             None => sink.ok(Err(ConfigError::new(origin.clone(), "service has no name"))),
         };
-        let label = name.unwrap_or("?");
+        let label = name.map_or(String::new(), |n| format!(" \"{n}\""));
         let socket = get("socket").and_then(|f| {
             sink.ok(f.choice(&[("stream", Protocol::Tcp), ("dgram", Protocol::Udp)]))
         });
@@ -505,7 +507,7 @@ impl Walk<'_> {
             None => {
                 sink.ok::<()>(Err(ConfigError::new(
                     origin.clone(),
-                    format!("service \"{label}\" has no listen address"),
+                    format!("service{label} has no listen address"),
                 )));
                 Vec::new()
             }
@@ -539,12 +541,12 @@ impl Walk<'_> {
                 (Some((_, u)), _) => u.loc(),
                 _ => origin.clone(),
             };
-            ConfigError::new(at, format!("service \"{label}\": {m}"))
+            ConfigError::new(at, format!("service{label}: {m}"))
         }));
         let server = match get("server") {
             None => sink.ok(Err(ConfigError::new(
                 origin.clone(),
-                format!("service \"{label}\" has no server"),
+                format!("service{label} has no server"),
             ))),
             Some(f) => sink.ok(f.str().and_then(|s| check_server(f, s))),
         };
@@ -663,28 +665,32 @@ fn valid_env_name(s: &str) -> bool {
 }
 
 /// The server as an absolute path (relative ones are taken from the config
-/// file's directory), checked to be an executable regular file.
+/// file's directory), checked to be an executable regular file. Messages
+/// quote the path as written.
 fn check_server(f: Field<'_>, s: &str) -> Result<PathBuf, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     if s.is_empty() || s.contains('\0') {
         return Err(f.err("server: expected a path to a program"));
     }
-    let path = Path::new(s);
-    let path = if path.is_absolute() {
-        path.to_path_buf()
+    let written = Path::new(s);
+    let (path, note) = if written.is_absolute() {
+        (written.to_path_buf(), "")
     } else {
         let dir = f.file.path.parent().unwrap_or(Path::new("."));
-        let joined = dir.join(path);
-        std::path::absolute(&joined).unwrap_or(joined)
+        let joined = dir.join(written);
+        (
+            std::path::absolute(&joined).unwrap_or(joined),
+            " (relative to the config file's directory)",
+        )
     };
-    match std::fs::metadata(&path) {
-        Err(e) => Err(f.err(format!("server {}: {e}", path.display()))),
-        Ok(m) if !m.is_file() => {
-            Err(f.err(format!("server {}: not a regular file", path.display())))
-        }
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
-            Err(f.err(format!("server {}: not executable", path.display())))
-        }
-        Ok(_) => Ok(path),
-    }
+    let problem = match std::fs::metadata(&path) {
+        Err(e) => e.raw_os_error().map_or_else(
+            || e.to_string(),
+            |n| nix::errno::Errno::from_raw(n).desc().to_string(),
+        ),
+        Ok(m) if !m.is_file() => "not a regular file".to_string(),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".to_string(),
+        Ok(_) => return Ok(path),
+    };
+    Err(f.err(format!("server \"{s}\"{note}: {problem}")))
 }

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Die of SIGSEGV without reading anything.
+kill -SEGV $$

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Leave proof that the handler ran.
+echo ran > "$1"

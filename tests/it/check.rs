@@ -1,0 +1,160 @@
+//! `oxinetd check`: every error as FILE:LINE:COL, golden files for the
+//! wording, and the shipped configs.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{bin, is_root, Dir};
+
+/// Run `oxinetd check -f NAME` in `dir` as an unprivileged user (nobody
+/// when the tests run as root), so the identity rules give the same answer
+/// everywhere. Returns (exit code, stdout, stderr).
+fn check_in(dir: &Path, name: &str) -> (i32, String, String) {
+    let mut cmd = if is_root() {
+        let mut c = Command::new(crate::harness::need("setpriv", "util-linux"));
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    };
+    let out = cmd
+        .arg("check")
+        .arg("-f")
+        .arg(name)
+        .current_dir(dir)
+        .output()
+        .expect("run oxinetd check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_configs_match_their_golden_errors() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let dir = Dir::new();
+        dir.write(&name, &std::fs::read_to_string(&path).unwrap());
+        let (code, _, stderr) = check_in(dir.path(), &name);
+        let golden = path.with_extension("stderr");
+        if std::env::var_os("OXINETD_BLESS").is_some() {
+            std::fs::write(&golden, &stderr).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing (OXINETD_BLESS=1 writes it)",
+                golden.display()
+            )
+        });
+        assert_eq!(stderr, want, "{name}");
+        assert_eq!(code, 1, "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} fixtures");
+}
+
+#[test]
+fn a_valid_config_passes() {
+    let dir = Dir::new();
+    dir.write(
+        "ok.toml",
+        "[[service]]\nname = \"a\"\nlisten = [\"127.0.0.1:tftp\", \"[::1]:6969\"]\nsocket = \"dgram\"\nserver = \"/bin/cat\"\n",
+    );
+    let (code, stdout, stderr) = check_in(dir.path(), "ok.toml");
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (0, "ok.toml: OK, 1 service\n", "")
+    );
+}
+
+#[test]
+fn root_must_name_a_user() {
+    crate::require_root!();
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "c.toml",
+        "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nserver = \"/bin/cat\"\n",
+    );
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{}:2:1: service \"a\": no user: oxinetd runs as root",
+            cfg.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let etc = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");
+    let dir = Dir::new();
+    copy_tree(&etc, dir.path());
+    // The demo is for any ordinary user.
+    let (code, stdout, stderr) = check_in(dir.path(), "demo.toml");
+    assert_eq!(code, 0, "demo.toml: {stderr}");
+    assert_eq!(stdout, "demo.toml: OK, 4 services\n");
+    // The reference config is for a root-run system service.
+    if !is_root() {
+        eprintln!("SKIPPED checking etc/oxinetd.toml: it is a root config; needs root");
+        return;
+    }
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-f")
+        .arg(dir.path().join("oxinetd.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "oxinetd.toml: {stderr}");
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_config_key_is_documented_in_the_man_page() {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man/oxinetd.toml.5"),
+    )
+    .expect("packaging/man/oxinetd.toml.5");
+    let keys = oxinetd::config::SERVICE_KEYS
+        .iter()
+        .chain(oxinetd::config::GLOBAL_KEYS)
+        .chain(oxinetd::config::ROOT_KEYS);
+    let missing: Vec<&&str> = keys
+        .filter(|k| !page.lines().any(|l| l.trim() == format!(".It Cm {k}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys missing from oxinetd.toml.5: {missing:?}"
+    );
+}

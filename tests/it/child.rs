@@ -1,0 +1,149 @@
+//! What a handler process gets: fds, signals, session, cwd, identity.
+
+use crate::harness::{talk, user_line, Server};
+use crate::require_root;
+
+fn one(server: &str, args: &str, extra: &str) -> (Server, String) {
+    let config = format!(
+        "[[service]]\nname = \"h\"\nlisten = \"127.0.0.1:0\"\nserver = \"{server}\"\nargs = {args}\n{extra}\n"
+    );
+    let s = Server::start(&config);
+    let out = talk(s.addr("h"), "");
+    (s, out)
+}
+
+#[test]
+fn only_fds_0_1_2_are_open_in_the_handler() {
+    for stderr in ["log", "null", "socket"] {
+        let (_s, out) = one(
+            "/bin/sh",
+            r#"["-c", "ls /proc/$$/fd"]"#,
+            &format!("stderr = \"{stderr}\"\n{}", user_line()),
+        );
+        assert_eq!(out, "0\n1\n2\n", "stderr = {stderr}");
+    }
+}
+
+#[test]
+fn signal_mask_and_dispositions_are_clean() {
+    let (_s, out) = one("/bin/cat", r#"["/proc/self/status"]"#, user_line());
+    for key in ["SigBlk:", "SigIgn:", "SigCgt:"] {
+        let line = out.lines().find(|l| l.starts_with(key)).expect(key);
+        assert!(
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .chars()
+                .all(|c| c == '0'),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn handler_leads_its_own_session_in_root_dir() {
+    let (_s, out) = one(
+        "/bin/sh",
+        r#"["-c", "cat /proc/$$/stat; pwd"]"#,
+        user_line(),
+    );
+    let mut lines = out.lines();
+    let stat = lines.next().unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let pid = stat.split_whitespace().next().unwrap();
+    // state ppid pgrp session
+    assert_eq!(
+        (f[2], f[3]),
+        (pid, pid),
+        "pgrp and session of {pid}: {stat}"
+    );
+    assert_eq!(lines.next(), Some("/"));
+}
+
+fn ids(out: &str, key: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("{key} in {out}"))
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn runs_as_configured_user_group_and_groups() {
+    require_root!();
+    let (_s, out) = one(
+        "/bin/cat",
+        r#"["/proc/self/status"]"#,
+        "user = \"nobody\"\ngroup = \"nogroup\"",
+    );
+    assert_eq!(ids(&out, "Uid:"), "65534 65534 65534 65534");
+    assert_eq!(ids(&out, "Gid:"), "65534 65534 65534 65534");
+    assert_eq!(ids(&out, "Groups:"), "65534");
+
+    // An explicit group becomes the gid (and, as with initgroups, the
+    // supplementary list is that group plus the user's memberships).
+    let (_s, out) = one(
+        "/bin/cat",
+        r#"["/proc/self/status"]"#,
+        "user = \"nobody\"\ngroup = \"daemon\"",
+    );
+    assert_eq!(ids(&out, "Uid:"), "65534 65534 65534 65534");
+    assert_eq!(ids(&out, "Gid:"), "1 1 1 1");
+    assert_eq!(ids(&out, "Groups:"), "1");
+
+    // Without a group, the user's primary group and exactly the groups the
+    // system's own `id` reports for that user.
+    for user in ["daemon", "root"] {
+        let (_s, out) = one("/usr/bin/id", "[]", &format!("user = \"{user}\""));
+        let want = crate::harness::run_ok(std::process::Command::new("id").arg(user));
+        let field = |s: &str, k: &str| {
+            s.split_whitespace()
+                .find(|w| w.starts_with(k))
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        for k in ["uid=", "gid=", "groups="] {
+            assert_eq!(field(&out, k), field(&want, k), "{user} {k}");
+        }
+    }
+}
+
+#[test]
+fn failed_privilege_drop_never_runs_the_handler() {
+    require_root!();
+    let setpriv = crate::harness::need("setpriv", "util-linux");
+    let dir = crate::harness::Dir::new();
+    let marker = dir.path().join("ran");
+    let config = format!(
+        "[[service]]\nname = \"h\"\nlisten = \"127.0.0.1:0\"\nserver = \"marker.sh\"\nargs = [\"{}\"]\nuser = \"nobody\"\n",
+        marker.display()
+    );
+    // oxinetd is root but without CAP_SETUID: setuid in the child fails.
+    let s = Server::start_in(dir, &config, &[], |cmd| {
+        let prog = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        *cmd = std::process::Command::new(&setpriv);
+        cmd.arg("--bounding-set=-setuid")
+            .arg("--inh-caps=-setuid")
+            .arg("--")
+            .arg(prog)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+    });
+    let out = talk(s.addr("h"), "");
+    assert_eq!(out, "");
+    s.expect_line(&[
+        "error service=h",
+        "unable to setuid for handler: Operation not permitted",
+    ]);
+    s.expect_line(&["exit service=h", "status=127"]);
+    assert!(
+        !marker.exists(),
+        "the handler ran despite the failed setuid"
+    );
+}

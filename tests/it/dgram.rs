@@ -1,0 +1,128 @@
+//! UDP services: nowait (a handler per datagram, stdout is the reply) and
+//! wait (the handler gets the socket).
+
+use std::net::UdpSocket;
+
+use crate::harness::{udp_ask, user_line, Server, PATIENCE};
+
+#[test]
+fn nowait_request_on_stdin_reply_from_stdout() {
+    let config = format!(
+        r#"
+[[service]]
+name = "u"
+listen = "127.0.0.1:0"
+socket = "dgram"
+server = "/bin/sh"
+args = ["-c", "cat; echo; echo \"$PROTO $UDPREMOTEIP:$UDPREMOTEPORT $REMOTE_ADDR\""]
+{}
+"#,
+        user_line()
+    );
+    let s = Server::start(&config);
+    let addr = s.addr("u");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let me = sock.local_addr().unwrap();
+    sock.send_to(b"first request", addr).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(from, addr, "the reply comes from the service's address");
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        format!("first request\nUDP {me} 127.0.0.1\n")
+    );
+    s.expect_line(&["start service=u", &format!("peer={me}")]);
+}
+
+#[test]
+fn nowait_answers_every_queued_datagram() {
+    let config = format!(
+        "[[service]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\nserver = \"/bin/cat\"\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    for i in 0..20 {
+        sock.send_to(format!("req {i}").as_bytes(), s.addr("u"))
+            .unwrap();
+    }
+    let mut got: Vec<String> = (0..20)
+        .map(|_| {
+            let mut buf = [0u8; 64];
+            let n = sock.recv(&mut buf).expect("a reply for every request");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("req {i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn wait_handler_gets_the_socket_and_queued_datagrams_are_kept() {
+    let config = format!(
+        "[[service]]\nname = \"w\"\nlisten = \"127.0.0.1:0\"\nsocket = \"dgram\"\nwait = true\nserver = \"udp-once.py\"\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Sent back to back: most arrive while a handler runs. xinetd flushes
+    // those; every one must be answered here, each by its own handler.
+    for i in 0..10 {
+        sock.send_to(format!("d{i}").as_bytes(), s.addr("w"))
+            .unwrap();
+    }
+    let mut got: Vec<String> = (0..10)
+        .map(|_| {
+            let mut buf = [0u8; 64];
+            let n = sock.recv(&mut buf).expect("every datagram answered");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("got d{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(s.count(&["looping"]), 0);
+}
+
+#[test]
+fn wait_handler_that_never_reads_pauses_instead_of_looping() {
+    let config = format!(
+        "[global]\nloop_pause = 1\n[[service]]\nname = \"idle\"\nlisten = \"127.0.0.1:0\"\nsocket = \"dgram\"\nwait = true\nserver = \"/bin/true\"\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(b"never read", s.addr("idle")).unwrap();
+    let looping = s.expect_line(&["looping service=idle"]);
+    assert!(looping.contains("paused_ms=1000"), "{looping}");
+    // Exactly LOOP_LIMIT handlers ran before the pause...
+    let before: Vec<String> = s.lines();
+    let at = before.iter().position(|l| l.contains("looping")).unwrap();
+    assert_eq!(
+        before[..at]
+            .iter()
+            .filter(|l| l.contains("start service=idle"))
+            .count(),
+        3
+    );
+    // ...and the datagram was kept: after the pause it is tried again.
+    let resumed = s.expect_line(&["resume service=idle"]);
+    let n = s.lines().iter().position(|l| *l == resumed).unwrap();
+    s.expect_line_after(n, &["start service=idle"]);
+}
+
+#[test]
+fn nowait_over_ipv6() {
+    let config = format!(
+        "[[service]]\nname = \"u6\"\nlisten = \"[::1]:0\"\nsocket = \"dgram\"\nserver = \"/bin/sh\"\nargs = [\"-c\", \"echo $UDPREMOTEIP\"]\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    assert_eq!(udp_ask(s.addr("u6"), b"x").unwrap(), b"::1\n");
+}

@@ -1,0 +1,226 @@
+//! Startup, bind failures, reaping, shutdown, sd_notify, pidfile.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::harness::{talk, user_line, Dir, Server, PATIENCE};
+
+fn svc(name: &str, listen: &str, server: &str) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nlisten = \"{listen}\"\nserver = \"{server}\"\n{}\n",
+        user_line()
+    )
+}
+
+#[test]
+fn a_service_that_cannot_bind_is_skipped_and_the_others_serve() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        "{}{}",
+        svc("blocked", &format!("127.0.0.1:{port}"), "upper.sh"),
+        svc("fine", "127.0.0.1:0", "upper.sh")
+    );
+    let s = Server::start(&config);
+    s.expect_line(&[
+        "error service=blocked",
+        "unable to bind",
+        "Address already in use",
+    ]);
+    assert_eq!(talk(s.addr("fine"), "ok\n"), "OK\n");
+}
+
+#[test]
+fn nothing_bound_exits_71() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut s = Server::spawn(
+        Dir::new(),
+        &svc("blocked", &format!("127.0.0.1:{port}"), "upper.sh"),
+        &[],
+        |_| {},
+    );
+    assert_eq!(s.wait_exit().code(), Some(71));
+    s.expect_line(&["fatal", "no listener could be bound"]);
+}
+
+#[test]
+fn unusable_config_exits_78() {
+    let mut s = Server::spawn(Dir::new(), "[[service]\nname=", &[], |_| {});
+    assert_eq!(s.wait_exit().code(), Some(78));
+    let mut s = Server::spawn(Dir::new(), "[[service]]\nname = \"x\"\n", &[], |_| {});
+    assert_eq!(s.wait_exit().code(), Some(78));
+}
+
+#[test]
+fn one_broken_service_among_good_ones() {
+    let config = format!(
+        "{}[[service]]\nname = \"broken\"\nlisten = \"127.0.0.1:0\"\nserver = \"/nonexistent/prog\"\n{}\n{}",
+        svc("good1", "127.0.0.1:0", "upper.sh"),
+        user_line(),
+        svc("good2", "127.0.0.1:0", "upper.sh"),
+    );
+    let s = Server::start(&config);
+    let cfg = s.config.display().to_string();
+    // The error names the file and the line of the broken server value.
+    let line = s.expect_line(&["config-error", "/nonexistent/prog"]);
+    let line_no = config
+        .lines()
+        .position(|l| l.contains("/nonexistent/prog"))
+        .unwrap()
+        + 1;
+    assert!(line.contains(&format!("at={cfg}:{line_no}:")), "{line}");
+    assert_eq!(talk(s.addr("good1"), "a\n"), "A\n");
+    assert_eq!(talk(s.addr("good2"), "b\n"), "B\n");
+    assert!(s.addrs("broken").is_empty());
+}
+
+#[test]
+fn crashing_silent_and_hanging_handlers_leave_no_zombies_or_fds() {
+    let config = format!(
+        "{}{}{}{}",
+        svc("crash", "127.0.0.1:0", "crash.sh"),
+        svc("silent", "127.0.0.1:0", "/bin/true"),
+        svc("hang", "127.0.0.1:0", "slow.sh"),
+        svc("upper", "127.0.0.1:0", "upper.sh"),
+    )
+    .replace(
+        "server = \"slow.sh\"",
+        "server = \"slow.sh\"\nargs = [\"2\"]",
+    );
+    let s = Server::start(&config);
+    assert_eq!(talk(s.addr("upper"), "warm\n"), "WARM\n");
+    s.expect_line(&["exit service=upper"]);
+    let fds_before = s.fd_count();
+
+    for _ in 0..5 {
+        assert_eq!(talk(s.addr("crash"), ""), "");
+        assert_eq!(talk(s.addr("silent"), ""), "");
+    }
+    // The client gives up on the hanging handler long before it exits.
+    let mut c = TcpStream::connect(s.addr("hang")).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(c.read(&mut buf).is_err(), "expected a client timeout");
+    drop(c);
+
+    s.expect_line(&["exit service=crash", "signal=SIGSEGV"]);
+    s.expect_line(&["exit service=hang", "status=0"]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while s.count(&["exit service="]) < 12 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.count(&["exit service="]), 12, "{}", s.log());
+    assert_eq!(s.zombies(), Vec::<i32>::new());
+    assert_eq!(s.children(), Vec::<i32>::new());
+    assert_eq!(s.fd_count(), fds_before, "fd leak");
+}
+
+#[test]
+fn sigterm_stops_listening_and_waits_for_handlers() {
+    let config = format!(
+        "[global]\nshutdown_grace = 15\n{}",
+        svc("slow", "127.0.0.1:0", "slow.sh")
+    );
+    let mut s = Server::start(&config);
+    let addr = s.addr("slow");
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let start = s.expect_line(&["start service=slow"]);
+    crate::harness::wait_exec(crate::harness::field(&start, "pid").unwrap());
+    s.signal(Signal::SIGTERM);
+    s.expect_line(&["stopping handlers=1"]);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "done\n");
+    assert_eq!(s.wait_exit().code(), Some(0));
+    s.expect_line(&["stopped"]);
+}
+
+#[test]
+fn shutdown_grace_is_a_limit() {
+    let config = format!(
+        "[global]\nshutdown_grace = 0.2\n{}",
+        svc("slow", "127.0.0.1:0", "slow.sh").replace("slow.sh\"", "slow.sh\"\nargs = [\"60\"]")
+    );
+    let mut s = Server::start(&config);
+    let _c = TcpStream::connect(s.addr("slow")).unwrap();
+    let start = s.expect_line(&["start service=slow"]);
+    let pid: i32 = crate::harness::field(&start, "pid")
+        .unwrap()
+        .parse()
+        .unwrap();
+    s.signal(Signal::SIGINT);
+    assert_eq!(s.wait_exit().code(), Some(0));
+    s.expect_line(&["stopped handlers_left=1"]);
+    // The handler's process group got SIGTERM.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z ") {
+            break; // ended, waiting for its new parent to reap it
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handler {pid} survived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sd_notify_ready_reloading_stopping() {
+    let dir = Dir::new();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let config = svc("u", "127.0.0.1:0", "upper.sh");
+    let mut s = Server::start_in(dir, &config, &[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &sock_path);
+    });
+    let recv = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(recv(), "READY=1");
+    s.signal(Signal::SIGHUP);
+    let reloading = recv();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(recv(), "READY=1");
+    s.signal(Signal::SIGTERM);
+    assert_eq!(recv(), "STOPPING=1");
+    assert_eq!(s.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn pidfile_is_written_and_removed() {
+    let dir = Dir::new();
+    let pidfile = dir.path().join("oxinetd.pid");
+    let pf = pidfile.display().to_string();
+    let mut s = Server::start_in(
+        dir,
+        &svc("u", "127.0.0.1:0", "upper.sh"),
+        &["--pidfile", &pf],
+        |_| {},
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", s.pid())
+    );
+    s.signal(Signal::SIGTERM);
+    assert_eq!(s.wait_exit().code(), Some(0));
+    assert!(!pidfile.exists());
+}

@@ -1,0 +1,179 @@
+//! Logging: syslog datagrams in the documented grammar, a real rsyslogd,
+//! and the stderr fallback.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{talk, user_line, Dir, Server, PATIENCE};
+
+fn config() -> String {
+    format!(
+        "[[service]]\nname = \"upper\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/sh\"\nargs = [\"-c\", \"echo oops >&2; tr a-z A-Z\"]\n{}\n",
+        user_line()
+    )
+}
+
+/// Read syslog datagrams until one contains every part.
+fn recv_until(sock: &UnixDatagram, seen: &mut Vec<String>, parts: &[&str]) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    if let Some(l) = seen.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
+        return l.clone();
+    }
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.push(line.clone());
+            if parts.iter().all(|p| line.contains(p)) {
+                return line;
+            }
+        }
+    }
+    panic!(
+        "no syslog message with {parts:?}; got:\n{}",
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn syslog_messages_follow_the_grammar() {
+    let dir = Dir::new();
+    let path = dir.path().join("log.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let arg = format!("--syslog-socket={}", path.display());
+    let s = Server::spawn(dir, &config(), &[&arg], |_| {});
+    let mut seen = Vec::new();
+    let pid = s.pid();
+    let head = format!("<30>oxinetd[{pid}]: "); // daemon.info
+    let listen = recv_until(&sock, &mut seen, &["listen service=upper"]);
+    assert!(listen.starts_with(&head), "{listen}");
+    let addr = crate::harness::field(&listen, "addr")
+        .unwrap()
+        .parse()
+        .unwrap();
+    recv_until(&sock, &mut seen, &["ready listeners=1"]);
+    assert_eq!(talk(addr, "abc\n"), "ABC\n");
+    let start = recv_until(
+        &sock,
+        &mut seen,
+        &["start service=upper", "peer=127.0.0.1:"],
+    );
+    let child = crate::harness::field(&start, "pid").unwrap().to_string();
+    let line = recv_until(&sock, &mut seen, &["stderr service=upper", "line=oops"]);
+    assert!(line.contains(&format!("pid={child} ")), "{line}");
+    let exit = recv_until(&sock, &mut seen, &["exit service=upper", "status=0"]);
+    assert!(
+        exit.starts_with(&head) && exit.contains(&format!("pid={child} ")),
+        "{exit}"
+    );
+    assert!(
+        crate::harness::field(&exit, "duration_ms").is_some(),
+        "{exit}"
+    );
+    // Nothing went to stderr while syslog worked.
+    assert!(s.lines().is_empty(), "{}", s.log());
+}
+
+#[test]
+fn unreachable_syslog_falls_back_to_stderr() {
+    let s = Server::start_in(
+        Dir::new(),
+        &config(),
+        &["--syslog-socket=/nonexistent/log.sock"],
+        |_| {},
+    );
+    s.expect_line(&[
+        "warning",
+        "unable to connect to syslog at /nonexistent/log.sock",
+    ]);
+    assert_eq!(talk(s.addr("upper"), "x\n"), "X\n");
+    s.expect_line(&["exit service=upper", "status=0"]);
+}
+
+struct Rsyslogd(Child);
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_rsyslogd_receives_the_lines() {
+    let rsyslogd = crate::harness::need("rsyslogd", "rsyslog");
+    let dir = Dir::new();
+    let d = dir.path().display().to_string();
+    let conf = dir.write(
+        "rsyslog.conf",
+        r#"
+global(workDirectory="{dir}")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{dir}/log.sock" RateLimit.Interval="0")
+template(name="plain" type="string" string="%syslogfacility-text%.%syslogseverity-text% %programname%[%procid%]:%msg%\n")
+*.* action(type="omfile" file="{dir}/messages" template="plain")
+"#,
+    );
+    let daemon = Rsyslogd(
+        Command::new(rsyslogd)
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(format!("{d}/rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start rsyslogd"),
+    );
+    let sock = format!("{d}/log.sock");
+    let deadline = Instant::now() + PATIENCE;
+    while !std::path::Path::new(&sock).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let arg = format!("--syslog-socket={sock}");
+    let s = Server::spawn(dir, &config(), &[&arg], |_| {});
+    let messages = format!("{d}/messages");
+    let wait_for = |needle: &str| -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = std::fs::read_to_string(&messages).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd never wrote {needle:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let pid = s.pid();
+    let listen = wait_for("listen service=upper");
+    assert!(
+        listen.starts_with(&format!(
+            "daemon.info oxinetd[{pid}]: listen service=upper proto=tcp addr=127.0.0.1:"
+        )),
+        "{listen}"
+    );
+    let addr = crate::harness::field(&listen, "addr")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(talk(addr, "real\n"), "REAL\n");
+    let exit = wait_for("exit service=upper");
+    assert!(
+        exit.starts_with(&format!(
+            "daemon.info oxinetd[{pid}]: exit service=upper pid="
+        )),
+        "{exit}"
+    );
+    drop(s);
+    drop(daemon);
+}

@@ -1,0 +1,13 @@
+//! The integration tests: one target, a module per feature. Every test
+//! starts the real `oxinetd` binary and talks to it over real sockets.
+
+mod harness;
+
+mod check;
+mod child;
+mod clients;
+mod dgram;
+mod lifecycle;
+mod logging;
+mod reload;
+mod stream;

@@ -91,6 +91,10 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
                 key: key.get_ref(),
             };
             match key.get_ref().as_ref() {
+                k if !file.is_main && ROOT_KEYS.contains(&k) && !allowed.contains(&k) => walk.errors.push(ConfigError::new(
+                    Location::at(&file.path, &file.text, key.span().start),
+                    format!("\"{k}\" may only be set in the main config file, not in an included one"),
+                )),
                 _ if !allowed.contains(&key.get_ref().as_ref()) => {
                     walk.unknown_key(file, key, allowed, "top level")
                 }

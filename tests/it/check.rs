@@ -158,3 +158,32 @@ fn every_config_key_is_documented_in_the_man_page() {
         "keys missing from oxinetd.toml.5: {missing:?}"
     );
 }
+
+#[test]
+fn includes_merge_services_and_errors_name_the_included_file() {
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    dir.write(
+        "main.toml",
+        "include = [\"conf.d/*.toml\"]\n[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:7000\"\nserver = \"/bin/cat\"\n",
+    );
+    dir.write(
+        "conf.d/10-b.toml",
+        "[[service]]\nname = \"b\"\nlisten = \"127.0.0.1:7001\"\nserver = \"/bin/cat\"\n",
+    );
+    let (code, stdout, _) = check_in(dir.path(), "main.toml");
+    assert_eq!((code, stdout.as_str()), (0, "main.toml: OK, 2 services\n"));
+
+    dir.write(
+        "conf.d/20-c.toml",
+        "[global]\nshutdown_grace = 1\n[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:7002\"\nserver = \"/bin/cat\"\n",
+    );
+    let (code, _, stderr) = check_in(dir.path(), "main.toml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "conf.d/20-c.toml:1:2: \"global\" may only be set in the main config file, not in an included one\n\
+         conf.d/20-c.toml:4:1: duplicate service name \"a\" (first defined at main.toml:3:1)\n\
+         main.toml: 2 errors\n"
+    );
+}

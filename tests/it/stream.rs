@@ -147,3 +147,19 @@ fn stream_wait_hands_over_the_listener_the_systemd_way() {
     }
     assert_eq!(s.count(&["start service=act"]), 2);
 }
+
+#[test]
+fn argv0_and_args_reach_the_handler() {
+    let config = format!(
+        "[[service]]\nname = \"argv\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/cat\"\nargv0 = \"custom-name\"\nargs = [\"/proc/self/cmdline\"]\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    assert_eq!(
+        talk(s.addr("argv"), ""),
+        "custom-name\0/proc/self/cmdline\0"
+    );
+    // Without argv0, argv[0] is the server's file name.
+    let s = Server::start(&config.replace("argv0 = \"custom-name\"\n", ""));
+    assert_eq!(talk(s.addr("argv"), ""), "cat\0/proc/self/cmdline\0");
+}

@@ -8,6 +8,7 @@
 //! - [`spawn`] — everything a handler needs, prepared before fork.
 //! - [`sys`] — the only `unsafe`: the child between fork and exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
+//! - [`internal`] — echo, discard, chargen, daytime, time, in-process.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
 //! - [`supervisor`] — the single-threaded event loop and its states.
 //! - [`reload`] — SIGHUP as a diff of listeners.
@@ -18,6 +19,7 @@
 pub mod children;
 pub mod cli;
 pub mod config;
+pub mod internal;
 pub mod listener;
 pub mod log;
 pub mod notify;

@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 
-use crate::config::{BindAddr, ListenKey, Protocol, WaitMode};
+use crate::config::{BindAddr, ListenKey, Protocol};
 
 /// Pending connections the kernel holds while a service is at its limit.
 const BACKLOG: i32 = 1024;
@@ -57,15 +57,6 @@ fn prepare(s: &Socket, protocol: Protocol) -> io::Result<()> {
         s.set_reuse_address(true)?;
     }
     Ok(())
-}
-
-/// Set the blocking mode a service mode needs. The socket's file status is
-/// shared with a `wait` handler, which expects a blocking socket (as under
-/// every inetd); `nowait` TCP listeners are non-blocking so that accepting
-/// until EAGAIN never stalls the loop. The supervisor only ever receives on
-/// UDP sockets with MSG_DONTWAIT.
-pub fn set_mode(s: &Socket, protocol: Protocol, wait: WaitMode) -> io::Result<()> {
-    s.set_nonblocking(protocol == Protocol::Tcp && wait == WaitMode::Nowait)
 }
 
 /// A socket address as a std address (IP families only).

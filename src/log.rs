@@ -147,6 +147,39 @@ macro_rules! error {
     ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Error, format_args!($($arg)*)) };
 }
 
+/// Lets a few lines of one kind through per second and counts the rest, so
+/// a flood cannot flood the log.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    window: Option<std::time::Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// Lines let through per second.
+    const PER_SECOND: u32 = 5;
+
+    /// `Some(n)` to log now, `n` being how many were suppressed before it;
+    /// `None` to stay quiet.
+    pub fn admit(&mut self, now: std::time::Instant) -> Option<u64> {
+        let fresh = self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= std::time::Duration::from_secs(1));
+        if fresh {
+            self.window = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < Self::PER_SECOND {
+            self.logged += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
 /// A value for a `key=value` pair: quoted when it would not read as one word.
 pub struct Q<'a>(pub &'a str);
 
@@ -177,6 +210,16 @@ impl fmt::Display for Q<'_> {
 #[cfg(test)]
 mod tests {
     use super::Q;
+
+    #[test]
+    fn throttle_lets_a_few_through_and_counts_the_rest() {
+        let mut t = super::Throttle::default();
+        let now = std::time::Instant::now();
+        let admitted: Vec<_> = (0..8).map(|_| t.admit(now)).collect();
+        assert_eq!(&admitted[..5], &[Some(0); 5]);
+        assert_eq!(&admitted[5..], &[None; 3]);
+        assert_eq!(t.admit(now + std::time::Duration::from_secs(1)), Some(3));
+    }
 
     #[test]
     fn quoting() {

@@ -83,8 +83,7 @@ mod tests {
             protocol: keys[0].protocol,
             wait: WaitMode::Nowait,
             identity: Identity::Inherit,
-            server: "/bin/true".into(),
-            argv: vec!["true".into()],
+            handler: crate::config::Handler::Internal(crate::internal::Internal::Echo),
             env: vec![],
             stderr: StderrMode::Log,
         }

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use libc::c_char;
 use nix::fcntl::OFlag;
 
-use crate::config::{Protocol, Service, StderrMode};
+use crate::config::{Handler, Protocol, Service, StderrMode};
 use crate::privilege::Identity;
 use crate::sys::{self, ExecImage, Ids};
 
@@ -51,12 +51,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(svc: &Service) -> Result<Plan, String> {
+    /// The plan of an exec'd service; `None` for internal ones.
+    pub fn new(svc: &Service) -> Result<Option<Plan>, String> {
+        let Handler::Exec { server, argv } = &svc.handler else {
+            return Ok(None);
+        };
         let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in \"{s}\""));
-        let path = CString::new(svc.server.as_os_str().as_encoded_bytes())
+        let path = CString::new(server.as_os_str().as_encoded_bytes())
             .map_err(|_| "NUL byte in server path".to_string())?;
-        let argv = svc
-            .argv
+        let argv = argv
             .iter()
             .map(|a| cstr(a))
             .collect::<Result<Vec<_>, _>>()?;
@@ -73,7 +76,7 @@ impl Plan {
                 uid, gid, groups, ..
             } => Some((*uid, *gid, groups.clone())),
         };
-        Ok(Plan {
+        Ok(Some(Plan {
             path,
             _argv: argv,
             argv_ptrs,
@@ -81,7 +84,7 @@ impl Plan {
             ids,
             stderr: svc.stderr,
             fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
-        })
+        }))
     }
 }
 
@@ -120,6 +123,8 @@ pub struct Spawned {
 /// Reused per-connection state of the spawn path.
 pub struct Spawner {
     devnull: OwnedFd,
+    /// The fd limit oxinetd was started with, given back to handlers.
+    nofile: Option<libc::rlimit>,
     /// `NAME=value\0` entries for the current connection.
     env_buf: Vec<u8>,
     /// Offsets of the entries in `env_buf`.
@@ -128,13 +133,14 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    pub fn new() -> std::io::Result<Spawner> {
+    pub fn new(nofile: Option<libc::rlimit>) -> std::io::Result<Spawner> {
         let devnull = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")?;
         Ok(Spawner {
             devnull: devnull.into(),
+            nofile,
             env_buf: Vec::with_capacity(512),
             env_offsets: Vec::with_capacity(16),
             envp: Vec::with_capacity(32),
@@ -209,6 +215,7 @@ impl Spawner {
             listen,
             pid_slot: pid_slot_at.map(|at| base.wrapping_add(at)),
             report: report_w.as_raw_fd(),
+            nofile: self.nofile,
         };
         let pid = sys::spawn(&img).map_err(|e| format!("unable to fork: {e}"))?;
         drop(report_w);

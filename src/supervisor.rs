@@ -21,8 +21,11 @@ use nix::sys::socket::{MsgFlags, SockaddrStorage};
 use socket2::Socket;
 
 use crate::children::{Child, Children, Ending, Probe, StderrPipe};
-use crate::config::{self, BindAddr, Config, Context, ListenKey, Protocol, Service, WaitMode};
-use crate::log::{Log, Q};
+use crate::config::{
+    self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
+};
+use crate::internal::{self, Interest, Internal};
+use crate::log::{Log, Throttle, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
 use crate::reload::{self, Slot};
@@ -45,6 +48,13 @@ const RESOURCE_PAUSE: Duration = Duration::from_secs(1);
 const LOOP_LIMIT: u32 = 3;
 /// Bytes of a pending datagram compared to tell whether a handler read it.
 const PROBE_BYTES: usize = 64;
+/// Replies per second an internal UDP service sends at most: these are
+/// classic amplification targets.
+const REPLY_RATE: u32 = 50_000;
+/// Source ports an internal UDP service never answers besides 0 and the
+/// privileged ones: those of the internal services themselves, so two of
+/// them cannot be aimed at each other.
+const LOOP_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 /// What the event loop can be woken by, packed in the epoll token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +63,7 @@ enum Token {
     Listener(u64),
     Stderr(i32),
     Reply(i32),
+    Conn(u64),
 }
 
 impl Token {
@@ -62,6 +73,7 @@ impl Token {
             Token::Listener(id) => 1 << 56 | id,
             Token::Stderr(pid) => 2 << 56 | pid as u32 as u64,
             Token::Reply(pid) => 3 << 56 | pid as u32 as u64,
+            Token::Conn(id) => 4 << 56 | id,
         }
     }
 
@@ -71,6 +83,7 @@ impl Token {
             1 => Token::Listener(low),
             2 => Token::Stderr(low as i32),
             3 => Token::Reply(low as i32),
+            4 => Token::Conn(low),
             _ => Token::Signal,
         }
     }
@@ -85,11 +98,73 @@ pub struct Options {
     pub pidfile: Option<PathBuf>,
 }
 
+/// How a service's listeners are served, decided once per config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// stream nowait: accept, a handler per connection.
+    Accept,
+    /// dgram nowait: a handler per datagram, its stdout the reply.
+    Relay,
+    /// wait: the handler gets the socket itself.
+    HandOver,
+    /// An internal service over TCP, served on the loop.
+    InternalStream(Internal),
+    /// An internal service over UDP, answered on the loop.
+    InternalDgram(Internal),
+}
+
 /// A service as the supervisor runs it: the config and its prepared exec.
 struct Running {
     svc: Service,
     name: Rc<str>,
-    plan: Plan,
+    mode: Mode,
+    /// The exec plan; `None` for internal services.
+    plan: Option<Plan>,
+    /// Start of the current second and replies sent in it (UDP internal).
+    replies: std::cell::Cell<(Instant, u32)>,
+    /// Limits how often refusals of this service are logged.
+    refusals: std::cell::RefCell<Throttle>,
+}
+
+impl Running {
+    fn new(svc: Service, plan: Option<Plan>) -> Running {
+        let mode = match (&svc.handler, svc.protocol, svc.wait) {
+            (Handler::Internal(i), Protocol::Tcp, _) => Mode::InternalStream(*i),
+            (Handler::Internal(i), Protocol::Udp, _) => Mode::InternalDgram(*i),
+            (_, _, WaitMode::Wait) => Mode::HandOver,
+            (_, Protocol::Tcp, WaitMode::Nowait) => Mode::Accept,
+            (_, Protocol::Udp, WaitMode::Nowait) => Mode::Relay,
+        };
+        Running {
+            name: Rc::from(svc.name.as_str()),
+            svc,
+            mode,
+            plan,
+            replies: std::cell::Cell::new((Instant::now(), 0)),
+            refusals: std::cell::RefCell::new(Throttle::default()),
+        }
+    }
+
+    /// Count one UDP reply against the per-second cap; false if over it.
+    fn take_reply(&self, now: Instant) -> bool {
+        let (since, n) = self.replies.get();
+        let (since, n) = if now.duration_since(since) >= Duration::from_secs(1) {
+            (now, 0)
+        } else {
+            (since, n)
+        };
+        self.replies.set((since, n.saturating_add(1)));
+        n < REPLY_RATE
+    }
+}
+
+/// An internal service's TCP connection.
+struct InternalConn {
+    conn: internal::Conn,
+    service: Rc<Running>,
+    peer: SocketAddr,
+    started: Instant,
+    interest: Interest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +209,14 @@ pub struct Supervisor {
     listeners: HashMap<u64, Listener>,
     children: Children,
     spawner: Spawner,
-    /// Receives datagrams of `nowait` UDP services.
+    /// Internal services' TCP connections, by id.
+    conns: HashMap<u64, InternalConn>,
+    /// Receives datagrams; also the scratch buffer of internal connections.
     dgram_buf: Vec<u8>,
+    /// Replies of internal UDP services are built here.
+    reply_buf: Vec<u8>,
+    /// Ports of the internal UDP services bound now (see LOOP_PORTS).
+    internal_ports: Vec<u16>,
     next_id: u64,
     /// Set once SIGTERM/SIGINT arrived: when to stop waiting for handlers.
     draining: Option<Instant>,
@@ -229,7 +310,7 @@ impl Supervisor {
                 signals.fd(),
                 EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
             )?;
-            Ok((epoll, signals, Spawner::new()?))
+            Ok((epoll, signals, Spawner::new(crate::sys::raise_nofile())?))
         };
         let (epoll, signals, spawner) = match setup() {
             Ok(s) => s,
@@ -246,7 +327,10 @@ impl Supervisor {
             listeners: HashMap::new(),
             children: Children::default(),
             spawner,
+            conns: HashMap::new(),
             dgram_buf: vec![0; 65536],
+            reply_buf: Vec::with_capacity(65536),
+            internal_ports: Vec::new(),
             next_id: 1,
             draining: None,
         })
@@ -274,6 +358,7 @@ impl Supervisor {
                     Token::Listener(id) => self.on_listener(id),
                     Token::Stderr(pid) => self.on_stderr(pid),
                     Token::Reply(pid) => self.on_reply(pid),
+                    Token::Conn(id) => self.on_conn(id),
                 }
             }
             self.on_timers();
@@ -343,7 +428,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let running = Rc::new(Running { svc, name, plan });
+            let running = Rc::new(Running::new(svc, plan));
             for key in running.svc.listen.clone() {
                 match old.remove(&Slot::new(key, &running.svc.name)) {
                     Some(mut l) => {
@@ -375,6 +460,12 @@ impl Supervisor {
                 self.bind_failed(&running.name, key, &e);
             }
         }
+        self.internal_ports = self
+            .listeners
+            .values()
+            .filter(|l| matches!(l.service.mode, Mode::InternalDgram(_)))
+            .map(|l| l.local.port())
+            .collect();
         (diff.keep.len(), diff.bind.len(), closed)
     }
 
@@ -422,14 +513,10 @@ impl Supervisor {
     }
 
     fn set_mode(&mut self, l: &Listener) {
-        let svc = &l.service.svc;
-        let wait = svc.wait;
-        let udp_nowait = svc.protocol == Protocol::Udp && wait == WaitMode::Nowait;
-        let result = if udp_nowait {
-            l.socket.set_nonblocking(true)
-        } else {
-            listener::set_mode(&l.socket, svc.protocol, wait)
-        };
+        // A `wait` handler shares the socket's file status and expects a
+        // blocking socket, as under every inetd; the loop itself only ever
+        // accepts or receives until EAGAIN.
+        let result = l.socket.set_nonblocking(l.service.mode != Mode::HandOver);
         if let Err(e) = result {
             error!(
                 self.log,
@@ -471,23 +558,24 @@ impl Supervisor {
         if l.state != ListenState::Armed {
             return;
         }
-        match (l.service.svc.protocol, l.service.svc.wait) {
-            (Protocol::Tcp, WaitMode::Nowait) => self.accept_connections(id),
-            (Protocol::Udp, WaitMode::Nowait) => self.relay_datagrams(id),
-            (_, WaitMode::Wait) => self.hand_over_socket(id),
+        match l.service.mode {
+            Mode::Accept => self.accept_connections(id),
+            Mode::Relay => self.relay_datagrams(id),
+            Mode::HandOver => self.hand_over_socket(id),
+            Mode::InternalStream(kind) => self.accept_internal(id, kind),
+            Mode::InternalDgram(kind) => self.answer_datagrams(id, kind),
         }
     }
 
-    /// stream nowait: accept until the queue is empty, a handler each.
-    fn accept_connections(&mut self, id: u64) {
-        for _ in 0..BATCH {
-            let Some(l) = self.listeners.get(&id) else {
-                return;
-            };
+    /// Accept one connection on listener `id`; `None` when there is none
+    /// to take now (the queue is empty, or accepting must pause).
+    fn accept_one(&mut self, id: u64) -> Option<(Socket, SocketAddr, SocketAddr)> {
+        loop {
+            let l = self.listeners.get(&id)?;
             let (conn, peer) = match l.socket.accept() {
                 Ok((c, p)) => (c, p),
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return,
+                    Some(libc::EAGAIN) => return None,
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                         let name = Rc::clone(&l.service.name);
@@ -497,7 +585,7 @@ impl Supervisor {
                             Q(&format!("unable to accept: {e}; pausing 1s"))
                         );
                         self.arm(id, ListenState::Paused(Instant::now() + RESOURCE_PAUSE));
-                        return;
+                        return None;
                     }
                     _ => {
                         let name = Rc::clone(&l.service.name);
@@ -506,7 +594,7 @@ impl Supervisor {
                             "error service={name} msg={}",
                             Q(&format!("unable to accept: {e}"))
                         );
-                        return;
+                        return None;
                     }
                 },
             };
@@ -521,7 +609,19 @@ impl Supervisor {
                     .and_then(|a| a.as_socket())
                     .unwrap_or(l.local)
             };
-            let running = Rc::clone(&l.service);
+            return Some((conn, peer, local));
+        }
+    }
+
+    /// stream nowait: accept until the queue is empty, a handler each.
+    fn accept_connections(&mut self, id: u64) {
+        for _ in 0..BATCH {
+            let Some((conn, peer, local)) = self.accept_one(id) else {
+                return;
+            };
+            let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
+                return;
+            };
             let fd = conn.as_raw_fd();
             let inv = Invocation::Peer {
                 input: fd,
@@ -532,6 +632,148 @@ impl Supervisor {
             };
             self.start(&running, &inv, Some(peer), None, None, None);
             // `conn` is closed here: the handler has its own copy.
+        }
+    }
+
+    /// An internal service over TCP: serve each connection on the loop.
+    fn accept_internal(&mut self, id: u64, kind: Internal) {
+        for _ in 0..BATCH {
+            let Some((sock, peer, _)) = self.accept_one(id) else {
+                return;
+            };
+            let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
+                return;
+            };
+            if let Err(e) = sock.set_nonblocking(true) {
+                error!(
+                    self.log,
+                    "error service={} peer={peer} msg={}",
+                    running.name,
+                    Q(&e.to_string())
+                );
+                continue;
+            }
+            let (conn, interest) = internal::Conn::start(sock.into(), kind);
+            let c = InternalConn {
+                conn,
+                service: running,
+                peer: spawn::unmap(peer),
+                started: Instant::now(),
+                interest,
+            };
+            if interest == Interest::Close {
+                self.close_conn(c);
+                continue;
+            }
+            let cid = self.next_id;
+            self.next_id += 1;
+            let ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
+            if let Err(e) = self.epoll.add(c.conn.sock.as_fd(), ev) {
+                error!(
+                    self.log,
+                    "error service={} msg={}",
+                    c.service.name,
+                    Q(&format!("epoll: {e}"))
+                );
+                continue;
+            }
+            self.conns.insert(cid, c);
+        }
+    }
+
+    /// Readiness on an internal connection: let it make progress.
+    fn on_conn(&mut self, cid: u64) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let interest = c.conn.advance(&mut self.dgram_buf);
+        if interest == Interest::Close {
+            if let Some(c) = self.conns.remove(&cid) {
+                let _ = self.epoll.delete(c.conn.sock.as_fd());
+                self.close_conn(c);
+            }
+        } else if interest != c.interest {
+            c.interest = interest;
+            let mut ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
+            let _ = self.epoll.modify(c.conn.sock.as_fd(), &mut ev);
+        }
+    }
+
+    fn close_conn(&mut self, c: InternalConn) {
+        info!(
+            self.log,
+            "done service={} peer={} duration_ms={} bytes_in={} bytes_out={}",
+            c.service.name,
+            c.peer,
+            c.started.elapsed().as_millis(),
+            c.conn.bytes_in,
+            c.conn.bytes_out
+        );
+    }
+
+    /// An internal service over UDP: answer every queued datagram, in order.
+    fn answer_datagrams(&mut self, id: u64, kind: Internal) {
+        for _ in 0..BATCH {
+            let Some(l) = self.listeners.get(&id) else {
+                return;
+            };
+            let received = nix::sys::socket::recvfrom::<SockaddrStorage>(
+                l.socket.as_raw_fd(),
+                &mut self.dgram_buf,
+            );
+            let (len, peer) = match received {
+                Ok((len, from)) => match from.as_ref().and_then(storage_to_std) {
+                    Some(peer) => (len, peer),
+                    None => continue,
+                },
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    let name = Rc::clone(&l.service.name);
+                    error!(
+                        self.log,
+                        "error service={name} msg={}",
+                        Q(&format!("unable to receive: {e}"))
+                    );
+                    return;
+                }
+            };
+            let running = Rc::clone(&l.service);
+            let port = peer.port();
+            let reason =
+                if port < 1024 || LOOP_PORTS.contains(&port) || self.internal_ports.contains(&port)
+                {
+                    Some("source-port")
+                } else if !running.take_reply(Instant::now()) {
+                    Some("reply-rate")
+                } else {
+                    None
+                };
+            if let Some(reason) = reason {
+                self.refused(&running, spawn::unmap(peer), reason);
+                continue;
+            }
+            let Some(reply) = kind.reply(&self.dgram_buf[..len], &mut self.reply_buf) else {
+                continue;
+            };
+            // A full send buffer drops this reply, as the network may.
+            let _ = l.socket.send_to(reply, &peer.into());
+        }
+    }
+
+    /// Log a refusal, at most a few lines a second per service.
+    fn refused(&mut self, running: &Running, peer: SocketAddr, reason: &str) {
+        let admitted = running.refusals.borrow_mut().admit(Instant::now());
+        match admitted {
+            Some(0) => info!(
+                self.log,
+                "refuse service={} peer={peer} reason={reason}", running.name
+            ),
+            Some(n) => info!(
+                self.log,
+                "refuse service={} peer={peer} reason={reason} suppressed={n}", running.name
+            ),
+            None => {}
         }
     }
 
@@ -648,7 +890,10 @@ impl Supervisor {
         probe: Option<Probe>,
         reply: Option<Reply>,
     ) -> bool {
-        let spawned = match self.spawner.spawn(&running.plan, inv) {
+        let Some(plan) = running.plan.as_ref() else {
+            return false;
+        };
+        let spawned = match self.spawner.spawn(plan, inv) {
             Ok(s) => s,
             Err(e) => {
                 match peer {
@@ -923,6 +1168,13 @@ fn probe(socket: &Socket) -> Option<Probe> {
     })
 }
 
+fn epoll_flags(i: Interest) -> EpollFlags {
+    match i {
+        Interest::Write => EpollFlags::EPOLLOUT,
+        _ => EpollFlags::EPOLLIN,
+    }
+}
+
 fn storage_to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = s.as_sockaddr_in() {
         return Some(SocketAddr::V4((*v4).into()));
@@ -941,6 +1193,7 @@ mod tests {
             Token::Listener(42),
             Token::Stderr(123456),
             Token::Reply(7),
+            Token::Conn(9),
         ] {
             assert_eq!(Token::decode(t.encode()), t);
         }

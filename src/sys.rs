@@ -12,7 +12,7 @@
 //! 5. the signals the supervisor handles or ignores back to default, then
 //!    an empty mask (the parent blocks all signals across the fork);
 //! 6. `setgroups`, `setgid`, `setuid`, then verify the ids took;
-//! 7. `chdir("/")`;
+//! 7. the fd limit oxinetd started with, then `chdir("/")`;
 //! 8. write its pid into `LISTEN_PID` when asked;
 //! 9. `execve`.
 //!
@@ -38,6 +38,7 @@ pub enum Step {
     VerifyIds = 7,
     Chdir = 8,
     Exec = 9,
+    Limits = 10,
 }
 
 impl Step {
@@ -52,6 +53,7 @@ impl Step {
             Step::VerifyIds => "verify dropped privileges",
             Step::Chdir => "chdir /",
             Step::Exec => "exec",
+            Step::Limits => "restore the fd limit",
         }
     }
 
@@ -66,6 +68,7 @@ impl Step {
             Step::VerifyIds,
             Step::Chdir,
             Step::Exec,
+            Step::Limits,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)
@@ -95,6 +98,8 @@ pub struct ExecImage<'a> {
     pub pid_slot: Option<*mut u8>,
     /// Write end of the CLOEXEC report pipe.
     pub report: RawFd,
+    /// The fd limit oxinetd was started with, restored for the handler.
+    pub nofile: Option<libc::rlimit>,
 }
 
 /// Fork and exec `img`. Returns the child's pid.
@@ -243,6 +248,12 @@ unsafe fn child(img: &ExecImage<'_>) -> ! {
             fail_with(report, Step::VerifyIds, libc::EPERM);
         }
     }
+    if let Some(limit) = &img.nofile {
+        // SAFETY: reads a valid rlimit; lowering a soft limit always works.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) } != 0 {
+            fail(report, Step::Limits);
+        }
+    }
     // SAFETY: a NUL-terminated literal.
     if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
         fail(report, Step::Chdir);
@@ -322,6 +333,20 @@ pub fn read_report(fd: BorrowedFd<'_>) -> Option<(Step, nix::errno::Errno)> {
         }
         _ => None,
     }
+}
+
+/// Raise the soft fd limit to the hard one (internal services hold one fd
+/// per connection). Returns the limit as it was, for handlers.
+pub fn raise_nofile() -> Option<libc::rlimit> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    Some(libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    })
 }
 
 /// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64 and

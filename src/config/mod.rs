@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::internal::Internal;
 use crate::privilege::Identity;
 
 /// Default config file.
@@ -121,6 +122,20 @@ impl fmt::Display for ListenKey {
     }
 }
 
+/// What serves a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// A program, run per connection (or per datagram, or per wait cycle).
+    Exec {
+        /// Absolute path of the program.
+        server: PathBuf,
+        /// Full argv, argv[0] included.
+        argv: Vec<String>,
+    },
+    /// A built-in service, served in-process (`internal:NAME`).
+    Internal(Internal),
+}
+
 /// One service, resolved.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -131,10 +146,7 @@ pub struct Service {
     pub protocol: Protocol,
     pub wait: WaitMode,
     pub identity: Identity,
-    /// Absolute path of the program to exec.
-    pub server: PathBuf,
-    /// Full argv, argv[0] included.
-    pub argv: Vec<String>,
+    pub handler: Handler,
     /// `env` plus the `passenv` values found at load time.
     pub env: Vec<(String, String)>,
     pub stderr: StderrMode,

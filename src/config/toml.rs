@@ -15,9 +15,10 @@ use toml::Spanned;
 
 use super::error::did_you_mean;
 use super::{
-    parse_listen, Config, ConfigError, Context, Global, ListenKey, Loaded, Location, Protocol,
-    Service, StderrMode, WaitMode,
+    parse_listen, Config, ConfigError, Context, Global, Handler, ListenKey, Loaded, Location,
+    Protocol, Service, StderrMode, WaitMode,
 };
+use crate::internal::Internal;
 use crate::privilege::Identity;
 
 /// Keys of a `[[service]]` table.
@@ -531,35 +532,67 @@ impl Walk<'_> {
                     .collect(),
             },
         };
-        let user = get("user").and_then(|f| sink.ok(f.str()).map(|s| (s, f)));
-        let group = get("group").and_then(|f| sink.ok(f.str()).map(|s| (s, f)));
-        let identity = sink.ok(Identity::resolve(
-            user.map(|(s, _)| s),
-            group.map(|(s, _)| s),
-            self.ctx.euid,
-            self.ctx.egid,
-        )
-        .map_err(|m| {
-            let at = match (user, group) {
-                (_, Some((_, g))) if m.contains("group") => g.loc(),
-                (Some((_, u)), _) => u.loc(),
-                _ => origin.clone(),
-            };
-            ConfigError::new(at, format!("service{label}: {m}"))
-        }));
+        // `server` first: an internal service needs no identity or argv.
+        enum Server {
+            Exec(PathBuf),
+            Internal(Internal),
+        }
         let server = match get("server") {
             None => sink.ok(Err(ConfigError::new(
                 origin.clone(),
                 format!("service{label} has no server"),
             ))),
-            Some(f) => sink.ok(f.str().and_then(|s| check_server(f, s))),
+            Some(f) => sink.ok(f.str().and_then(|s| match s.strip_prefix("internal:") {
+                Some(n) => Internal::from_name(n).map(Server::Internal).ok_or_else(|| {
+                    let names: Vec<&str> = Internal::ALL.iter().map(|i| i.name()).collect();
+                    f.err(format!(
+                        "server: no internal service \"{n}\" (there are {})",
+                        names.join(", ")
+                    ))
+                }),
+                None => check_server(f, s).map(Server::Exec),
+            })),
         };
-        let argv0 = match get("argv0") {
-            Some(f) => sink.ok(f.str().map(str::to_owned)),
-            None => server.as_ref().map(|p: &PathBuf| {
+        let internal = matches!(server, Some(Server::Internal(_)));
+        if internal {
+            // Keys that only mean something for a program, set on the
+            // service itself ([defaults] may well hold them for others).
+            for key in ["user", "group", "args", "argv0", "env", "passenv", "stderr"] {
+                if let Some(f) = own.get(key) {
+                    sink.ok::<()>(Err(ConfigError::new(
+                        Location::at(&f.file.path, &f.file.text, f.value.span().start),
+                        format!("{key}: has no meaning for an internal service (it runs inside oxinetd)"),
+                    )));
+                }
+            }
+        }
+        let user = get("user").and_then(|f| sink.ok(f.str()).map(|s| (s, f)));
+        let group = get("group").and_then(|f| sink.ok(f.str()).map(|s| (s, f)));
+        let identity = if internal {
+            Some(Identity::Inherit)
+        } else {
+            sink.ok(Identity::resolve(
+                user.map(|(s, _)| s),
+                group.map(|(s, _)| s),
+                self.ctx.euid,
+                self.ctx.egid,
+            )
+            .map_err(|m| {
+                let at = match (user, group) {
+                    (_, Some((_, g))) if m.contains("group") => g.loc(),
+                    (Some((_, u)), _) => u.loc(),
+                    _ => origin.clone(),
+                };
+                ConfigError::new(at, format!("service{label}: {m}"))
+            }))
+        };
+        let argv0 = match (get("argv0"), &server) {
+            (Some(f), _) => sink.ok(f.str().map(str::to_owned)),
+            (None, Some(Server::Exec(p))) => Some(
                 p.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            }),
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            ),
+            (None, _) => Some(String::new()),
         };
         let args: Vec<String> = get("args")
             .and_then(|f| sink.ok(f.list()))
@@ -619,9 +652,15 @@ impl Walk<'_> {
         else {
             return None;
         };
-        let mut argv = Vec::with_capacity(args.len() + 1);
-        argv.push(argv0);
-        argv.extend(args);
+        let handler = match server {
+            Server::Internal(i) => Handler::Internal(i),
+            Server::Exec(server) => {
+                let mut argv = Vec::with_capacity(args.len() + 1);
+                argv.push(argv0);
+                argv.extend(args);
+                Handler::Exec { server, argv }
+            }
+        };
         Some(Service {
             name: name.to_owned(),
             origin,
@@ -629,8 +668,7 @@ impl Walk<'_> {
             protocol,
             wait,
             identity,
-            server,
-            argv,
+            handler,
             env,
             stderr,
         })

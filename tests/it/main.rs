@@ -7,6 +7,7 @@ mod check;
 mod child;
 mod clients;
 mod dgram;
+mod internal;
 mod lifecycle;
 mod logging;
 mod reload;

@@ -1,0 +1,244 @@
+//! Internal services, served in-process on the event loop: no fork, no
+//! exec, no process per connection (`server = "internal:NAME"`).
+//!
+//! One file per RFC. Each service says what it does with a stream
+//! connection and with a datagram; [`Conn`] drives a TCP connection as a
+//! small state machine on non-blocking I/O, so thousands of them cost one
+//! buffer-less record each and backpressure comes from the socket itself.
+
+mod chargen;
+mod daytime;
+mod time;
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+/// The built-in services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Internal {
+    /// RFC 862: send back what was received.
+    Echo,
+    /// RFC 863: read and throw away.
+    Discard,
+    /// RFC 864: a stream of rotating 72-character lines.
+    Chargen,
+    /// RFC 867: the date and time as text.
+    Daytime,
+    /// RFC 868: seconds since 1900 as a 32-bit number.
+    Time,
+}
+
+impl Internal {
+    pub const ALL: [Internal; 5] = [
+        Internal::Echo,
+        Internal::Discard,
+        Internal::Chargen,
+        Internal::Daytime,
+        Internal::Time,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Internal::Echo => "echo",
+            Internal::Discard => "discard",
+            Internal::Chargen => "chargen",
+            Internal::Daytime => "daytime",
+            Internal::Time => "time",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Internal> {
+        Internal::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// The service's port in /etc/services.
+    pub fn well_known_port(self) -> u16 {
+        match self {
+            Internal::Echo => 7,
+            Internal::Discard => 9,
+            Internal::Daytime => 13,
+            Internal::Chargen => 19,
+            Internal::Time => 37,
+        }
+    }
+
+    /// The answer to one datagram, written into `out`; `None` for no reply.
+    pub fn reply<'a>(self, request: &[u8], out: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+        out.clear();
+        match self {
+            Internal::Echo => out.extend_from_slice(request),
+            Internal::Discard => return None,
+            Internal::Chargen => chargen::datagram(out),
+            Internal::Daytime => daytime::now(out),
+            Internal::Time => out.extend_from_slice(&time::now()),
+        }
+        Some(out)
+    }
+}
+
+/// What the event loop should wait for next on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    Write,
+    /// Done: close the connection.
+    Close,
+}
+
+/// A TCP connection served in-process.
+pub struct Conn {
+    pub sock: TcpStream,
+    pub kind: Internal,
+    /// Echo: received bytes not yet sent back (empty almost always: only
+    /// allocated when the peer reads slower than it writes).
+    pending: Vec<u8>,
+    /// Chargen: position in the rotating pattern.
+    chargen_at: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The peer closed its sending side.
+    eof: bool,
+}
+
+impl Conn {
+    /// Start serving `sock` (non-blocking). Daytime and time are answered
+    /// at once; the others return the first interest.
+    pub fn start(sock: TcpStream, kind: Internal) -> (Conn, Interest) {
+        let mut c = Conn {
+            sock,
+            kind,
+            pending: Vec::new(),
+            chargen_at: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            eof: false,
+        };
+        let first = match kind {
+            Internal::Echo | Internal::Discard => Interest::Read,
+            Internal::Chargen => c.advance(&mut []),
+            Internal::Daytime | Internal::Time => {
+                let mut msg = Vec::with_capacity(64);
+                match kind {
+                    Internal::Daytime => daytime::now(&mut msg),
+                    _ => msg.extend_from_slice(&time::now()),
+                }
+                // A fresh socket's send buffer takes a few bytes at once.
+                if let Ok(n) = c.sock.write(&msg) {
+                    c.bytes_out += n as u64;
+                }
+                Interest::Close
+            }
+        };
+        (c, first)
+    }
+
+    /// Make progress after a readiness event. `scratch` is a buffer shared
+    /// by all connections.
+    pub fn advance(&mut self, scratch: &mut [u8]) -> Interest {
+        match self.step(scratch) {
+            Ok(i) => i,
+            Err(_) => Interest::Close,
+        }
+    }
+
+    fn step(&mut self, scratch: &mut [u8]) -> io::Result<Interest> {
+        match self.kind {
+            Internal::Echo => self.echo(scratch),
+            Internal::Discard => loop {
+                match self.sock.read(scratch) {
+                    Ok(0) => return Ok(Interest::Close),
+                    Ok(n) => self.bytes_in += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interest::Read),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            },
+            Internal::Chargen => loop {
+                // Whatever the client sends is ignored; its close ends us
+                // (the write then fails).
+                let chunk = chargen::stream_from(self.chargen_at);
+                match self.sock.write(chunk) {
+                    Ok(n) => {
+                        self.bytes_out += n as u64;
+                        self.chargen_at = chargen::advance(self.chargen_at, n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interest::Write),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            },
+            Internal::Daytime | Internal::Time => Ok(Interest::Close),
+        }
+    }
+
+    /// Echo with backpressure: while a reply is pending, stop reading.
+    fn echo(&mut self, scratch: &mut [u8]) -> io::Result<Interest> {
+        loop {
+            if !self.pending.is_empty() {
+                match self.sock.write(&self.pending) {
+                    Ok(n) => {
+                        self.bytes_out += n as u64;
+                        self.pending.drain(..n);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interest::Write),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.eof {
+                return Ok(Interest::Close);
+            }
+            let n = match self.sock.read(scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    continue;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interest::Read),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.bytes_in += n as u64;
+            let mut sent = 0;
+            while sent < n {
+                match self.sock.write(&scratch[sent..n]) {
+                    Ok(k) => sent += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.bytes_out += sent as u64;
+            if sent < n {
+                self.pending.extend_from_slice(&scratch[sent..n]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for i in Internal::ALL {
+            assert_eq!(Internal::from_name(i.name()), Some(i));
+        }
+        assert_eq!(Internal::from_name("finger"), None);
+    }
+
+    #[test]
+    fn datagram_replies() {
+        let mut out = Vec::new();
+        assert_eq!(Internal::Echo.reply(b"abc", &mut out), Some(&b"abc"[..]));
+        assert_eq!(Internal::Discard.reply(b"abc", &mut out), None);
+        assert_eq!(
+            Internal::Time.reply(b"", &mut out).map(<[u8]>::len),
+            Some(4)
+        );
+        let d = Internal::Chargen.reply(b"", &mut out).unwrap().len();
+        assert!(d <= 512);
+    }
+}

@@ -4,8 +4,9 @@
 //! time), the parent's ends of its pipes, and, for `wait` services, the
 //! listener to re-arm when it exits.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Instant;
@@ -15,6 +16,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::config::Protocol;
+use crate::limits::Load;
+use crate::log::LogFields;
 use crate::relay::Reply;
 
 /// The longest stderr line logged as one; longer ones are split.
@@ -89,6 +92,12 @@ pub struct Child {
     pub probe: Option<Probe>,
     /// For dgram `nowait`: the reply being collected from its stdout.
     pub reply: Option<Reply>,
+    /// The service's load, which this handler counts in.
+    pub load: Rc<RefCell<Load>>,
+    /// What it is counted under for `per_source`.
+    pub source: Option<IpAddr>,
+    /// Which fields its exit line carries.
+    pub log: LogFields,
 }
 
 /// How a handler ended.

@@ -3,8 +3,10 @@
 //! Module map (ARCHITECTURE.md follows one connection through them):
 //!
 //! - [`config`] — the typed `Config` and its TOML front-end; `oxinetd check`.
+//! - [`access`] — only_from, no_access, access_times: allow or refuse a peer.
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
+//! - [`limits`] — instances, per_source, cps: the load a service may take.
 //! - [`spawn`] — everything a handler needs, prepared before fork.
 //! - [`sys`] — the only `unsafe`: the child between fork and exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
@@ -16,10 +18,12 @@
 //! - [`notify`] — sd_notify.
 //! - [`log`] — syslog or stderr, one `key=value` grammar.
 
+pub mod access;
 pub mod children;
 pub mod cli;
 pub mod config;
 pub mod internal;
+pub mod limits;
 pub mod listener;
 pub mod log;
 pub mod notify;

@@ -147,6 +147,44 @@ macro_rules! error {
     ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Error, format_args!($($arg)*)) };
 }
 
+/// Which fields per-connection lines carry (`log_on_success`,
+/// `log_on_failure`); a line with no field chosen is not logged at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogFields {
+    pub pid: bool,
+    pub host: bool,
+    pub exit: bool,
+    pub duration: bool,
+    pub traffic: bool,
+    /// Refusals are logged (with their reason).
+    pub attempt: bool,
+    /// Refusals name the peer.
+    pub fail_host: bool,
+}
+
+impl Default for LogFields {
+    fn default() -> LogFields {
+        LogFields {
+            pid: true,
+            host: true,
+            exit: true,
+            duration: true,
+            traffic: true,
+            attempt: true,
+            fail_host: true,
+        }
+    }
+}
+
+impl LogFields {
+    pub const SUCCESS: [&'static str; 5] = ["PID", "HOST", "EXIT", "DURATION", "TRAFFIC"];
+    pub const FAILURE: [&'static str; 2] = ["HOST", "ATTEMPT"];
+
+    pub fn any_success(&self) -> bool {
+        self.pid || self.host || self.exit || self.duration || self.traffic
+    }
+}
+
 /// Lets a few lines of one kind through per second and counts the rest, so
 /// a flood cannot flood the log.
 #[derive(Debug, Default)]

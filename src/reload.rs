@@ -86,6 +86,10 @@ mod tests {
             handler: crate::config::Handler::Internal(crate::internal::Internal::Echo),
             env: vec![],
             stderr: StderrMode::Log,
+            access: Default::default(),
+            banner_fail: None,
+            limits: Default::default(),
+            log: Default::default(),
         }
     }
 

@@ -8,9 +8,10 @@
 //! fatal; once serving, every error is logged with its service and the loop
 //! goes on, so one broken service never stops the others.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -25,6 +26,7 @@ use crate::config::{
     self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
 };
 use crate::internal::{self, Interest, Internal};
+use crate::limits::{Load, Refusal};
 use crate::log::{Log, Throttle, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
@@ -43,14 +45,15 @@ pub const EXIT_OSERR: u8 = 71;
 const BATCH: usize = 64;
 /// How long a listener rests after the system refused us resources.
 const RESOURCE_PAUSE: Duration = Duration::from_secs(1);
+/// Backoff of a listener while fds or processes are exhausted: it doubles
+/// between these.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Consecutive `wait` handlers exiting without reading their datagram
 /// before the service is considered looping.
 const LOOP_LIMIT: u32 = 3;
 /// Bytes of a pending datagram compared to tell whether a handler read it.
 const PROBE_BYTES: usize = 64;
-/// Replies per second an internal UDP service sends at most: these are
-/// classic amplification targets.
-const REPLY_RATE: u32 = 50_000;
 /// Source ports an internal UDP service never answers besides 0 and the
 /// privileged ones: those of the internal services themselves, so two of
 /// them cannot be aimed at each other.
@@ -122,12 +125,15 @@ struct Running {
     plan: Option<Plan>,
     /// Start of the current second and replies sent in it (UDP internal).
     replies: std::cell::Cell<(Instant, u32)>,
-    /// Limits how often refusals of this service are logged.
+    /// Limits how often refusals and spawn errors of this service are logged.
     refusals: std::cell::RefCell<Throttle>,
+    /// Handlers running and recent connections; shared with the service's
+    /// running handlers and carried to its next config on reload.
+    load: Rc<RefCell<Load>>,
 }
 
 impl Running {
-    fn new(svc: Service, plan: Option<Plan>) -> Running {
+    fn new(svc: Service, plan: Option<Plan>, load: Rc<RefCell<Load>>) -> Running {
         let mode = match (&svc.handler, svc.protocol, svc.wait) {
             (Handler::Internal(i), Protocol::Tcp, _) => Mode::InternalStream(*i),
             (Handler::Internal(i), Protocol::Udp, _) => Mode::InternalDgram(*i),
@@ -142,7 +148,14 @@ impl Running {
             plan,
             replies: std::cell::Cell::new((Instant::now(), 0)),
             refusals: std::cell::RefCell::new(Throttle::default()),
+            load,
         }
+    }
+
+    /// Whether this service runs handler processes (and so counts against
+    /// `max_processes`).
+    fn spawns(&self) -> bool {
+        matches!(self.mode, Mode::Accept | Mode::Relay | Mode::HandOver)
     }
 
     /// Count one UDP reply against the per-second cap; false if over it.
@@ -154,7 +167,7 @@ impl Running {
             (since, n)
         };
         self.replies.set((since, n.saturating_add(1)));
-        n < REPLY_RATE
+        n < self.svc.limits.reply_rate
     }
 }
 
@@ -163,8 +176,21 @@ struct InternalConn {
     conn: internal::Conn,
     service: Rc<Running>,
     peer: SocketAddr,
+    /// What the connection is counted under in the service's load.
+    source: Option<IpAddr>,
     started: Instant,
     interest: Interest,
+}
+
+/// The optional parts of a handler start.
+#[derive(Default)]
+struct Extras {
+    /// For `wait`: the listener the handler holds.
+    holds: Option<u64>,
+    /// For dgram `wait`: the datagram it was started for.
+    probe: Option<Probe>,
+    /// For dgram `nowait`: where its reply goes.
+    reply: Option<Reply>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +222,10 @@ struct Listener {
     state: ListenState,
     /// Consecutive `wait` handlers that exited without reading.
     idle_exits: u32,
+    /// Whether epoll reports its readiness now (see `sync`).
+    watching: bool,
+    /// Current pause after resource exhaustion; zero when healthy.
+    backoff: Duration,
 }
 
 pub struct Supervisor {
@@ -217,6 +247,11 @@ pub struct Supervisor {
     reply_buf: Vec<u8>,
     /// Ports of the internal UDP services bound now (see LOOP_PORTS).
     internal_ports: Vec<u16>,
+    /// Each service's load, by name, so a reload carries it over.
+    loads: HashMap<String, Rc<RefCell<Load>>>,
+    /// A descriptor kept in reserve: when accept fails for lack of fds,
+    /// it is given up to accept and close the waiting connection.
+    spare_fd: Option<std::fs::File>,
     next_id: u64,
     /// Set once SIGTERM/SIGINT arrived: when to stop waiting for handlers.
     draining: Option<Instant>,
@@ -331,6 +366,8 @@ impl Supervisor {
             dgram_buf: vec![0; 65536],
             reply_buf: Vec::with_capacity(65536),
             internal_ports: Vec::new(),
+            loads: HashMap::new(),
+            spare_fd: std::fs::File::open("/dev/null").ok(),
             next_id: 1,
             draining: None,
         })
@@ -362,6 +399,7 @@ impl Supervisor {
                 }
             }
             self.on_timers();
+            self.sync();
             if let Some(deadline) = self.draining {
                 if self.children.is_empty() {
                     info!(self.log, "stopped");
@@ -419,6 +457,7 @@ impl Supervisor {
         let mut old: HashMap<Slot, Listener> =
             self.listeners.drain().map(|(_, l)| (l.slot(), l)).collect();
         let mut retry = Vec::new();
+        let mut loads = HashMap::new();
         for svc in config.services {
             let name: Rc<str> = Rc::from(svc.name.as_str());
             let plan = match Plan::new(&svc) {
@@ -428,7 +467,9 @@ impl Supervisor {
                     continue;
                 }
             };
-            let running = Rc::new(Running::new(svc, plan));
+            let load = self.loads.get(&svc.name).cloned().unwrap_or_default();
+            loads.insert(svc.name.clone(), Rc::clone(&load));
+            let running = Rc::new(Running::new(svc, plan, load));
             for key in running.svc.listen.clone() {
                 match old.remove(&Slot::new(key, &running.svc.name)) {
                     Some(mut l) => {
@@ -460,6 +501,7 @@ impl Supervisor {
                 self.bind_failed(&running.name, key, &e);
             }
         }
+        self.loads = loads;
         self.internal_ports = self
             .listeners
             .values()
@@ -494,6 +536,8 @@ impl Supervisor {
             service: Rc::clone(running),
             state: ListenState::Armed,
             idle_exits: 0,
+            watching: true,
+            backoff: Duration::ZERO,
         };
         self.set_mode(&l);
         self.epoll.add(
@@ -529,24 +573,66 @@ impl Supervisor {
 
     /// Watch (or stop watching) a listener.
     fn arm(&mut self, id: u64, state: ListenState) {
-        let Some(l) = self.listeners.get_mut(&id) else {
-            return;
-        };
-        let flags = if state == ListenState::Armed {
-            EpollFlags::EPOLLIN
-        } else {
-            EpollFlags::empty()
-        };
-        if l.state != state {
+        if let Some(l) = self.listeners.get_mut(&id) {
             l.state = state;
-            let mut ev = EpollEvent::new(flags, Token::Listener(id).encode());
-            if let Err(e) = self.epoll.modify(l.socket.as_fd(), &mut ev) {
-                error!(
+        }
+    }
+
+    /// Whether listener `l` should take connections or datagrams now: its
+    /// own state, its service's `instances` and cps pause, and, for
+    /// services that spawn, `max_processes`.
+    fn open(l: &Listener, processes: usize, max_processes: usize, now: Instant) -> bool {
+        let svc = &l.service;
+        let load = svc.load.borrow();
+        l.state == ListenState::Armed
+            && !load.paused(now)
+            && (matches!(svc.mode, Mode::InternalDgram(_) | Mode::HandOver)
+                || !load.full(svc.svc.limits.max_instances(svc.spawns())))
+            && !(svc.spawns() && processes >= max_processes)
+    }
+
+    fn is_open(&self, id: u64) -> bool {
+        self.listeners.get(&id).is_some_and(|l| {
+            Supervisor::open(
+                l,
+                self.children.len(),
+                self.global.max_processes,
+                Instant::now(),
+            )
+        })
+    }
+
+    /// Make epoll watch exactly the listeners that are open. Run once per
+    /// loop iteration; it only makes a syscall for a listener that changed.
+    fn sync(&mut self) {
+        let now = Instant::now();
+        let processes = self.children.len();
+        for l in self.listeners.values_mut() {
+            {
+                let mut load = l.service.load.borrow_mut();
+                if load.paused_until.is_some_and(|t| now >= t) {
+                    load.paused_until = None;
+                    info!(self.log, "resume service={} reason=cps", l.service.name);
+                }
+            }
+            let open = Supervisor::open(l, processes, self.global.max_processes, now);
+            if open == l.watching {
+                continue;
+            }
+            let flags = if open {
+                EpollFlags::EPOLLIN
+            } else {
+                EpollFlags::empty()
+            };
+            let mut ev = EpollEvent::new(flags, Token::Listener(l.id).encode());
+            match self.epoll.modify(l.socket.as_fd(), &mut ev) {
+                Ok(()) => l.watching = open,
+                Err(e) => error!(
                     self.log,
                     "error service={} msg={}",
                     l.service.name,
                     Q(&format!("epoll: {e}"))
-                );
+                ),
             }
         }
     }
@@ -555,7 +641,7 @@ impl Supervisor {
         let Some(l) = self.listeners.get(&id) else {
             return;
         };
-        if l.state != ListenState::Armed {
+        if !l.watching || l.state != ListenState::Armed {
             return;
         }
         match l.service.mode {
@@ -578,13 +664,7 @@ impl Supervisor {
                     Some(libc::EAGAIN) => return None,
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                        let name = Rc::clone(&l.service.name);
-                        error!(
-                            self.log,
-                            "error service={name} msg={}",
-                            Q(&format!("unable to accept: {e}; pausing 1s"))
-                        );
-                        self.arm(id, ListenState::Paused(Instant::now() + RESOURCE_PAUSE));
+                        self.exhausted(id, &e);
                         return None;
                     }
                     _ => {
@@ -601,6 +681,14 @@ impl Supervisor {
             let Some(peer) = listener::ip_addr(&peer) else {
                 continue;
             };
+            if !l.backoff.is_zero() {
+                let name = Rc::clone(&l.service.name);
+                info!(self.log, "recovered service={name}");
+                if let Some(l) = self.listeners.get_mut(&id) {
+                    l.backoff = Duration::ZERO;
+                }
+            }
+            let l = self.listeners.get(&id)?;
             let local = if l.specific {
                 l.local
             } else {
@@ -613,14 +701,98 @@ impl Supervisor {
         }
     }
 
+    /// Out of descriptors or memory while accepting: take the waiting
+    /// connection off the queue with the reserve fd and close it (so the
+    /// client is told at once, and the loop does not spin on a listener
+    /// that stays readable), then pause the listener with a growing
+    /// backoff. Logged once per episode; `recovered` ends it.
+    fn exhausted(&mut self, id: u64, e: &io::Error) {
+        if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) {
+            self.spare_fd = None;
+            if let Some(l) = self.listeners.get(&id) {
+                drop(l.socket.accept());
+            }
+            self.spare_fd = std::fs::File::open("/dev/null").ok();
+        }
+        let Some(l) = self.listeners.get_mut(&id) else {
+            return;
+        };
+        let first = l.backoff.is_zero();
+        l.backoff = (l.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        let pause = l.backoff;
+        let name = Rc::clone(&l.service.name);
+        l.state = ListenState::Paused(Instant::now() + pause);
+        if first {
+            error!(
+                self.log,
+                "exhausted service={name} msg={}",
+                Q(&format!(
+                    "unable to accept: {e}; pausing, backing off up to {}ms",
+                    MAX_BACKOFF.as_millis()
+                ))
+            );
+        }
+    }
+
+    /// Check a new peer of `running` against its access rules and limits.
+    /// `Ok` gives what the connection is counted under; `Err` the reason.
+    fn admit(&mut self, running: &Running, peer: SocketAddr) -> Result<Option<IpAddr>, String> {
+        let ip = peer.ip();
+        let svc = &running.svc;
+        if !svc.access.is_open() {
+            svc.access
+                .check(ip, crate::sys::local_minute_of_day)
+                .map_err(|d| d.to_string())?;
+        }
+        let source = Load::source(&svc.limits, ip);
+        let verdict = running
+            .load
+            .borrow_mut()
+            .admit(&svc.limits, source, Instant::now());
+        match verdict {
+            Ok(()) => Ok(Some(source)),
+            Err(Refusal::PerSource(n)) => Err(format!("reason=per_source limit={n}")),
+            Err(Refusal::RatePause(pause)) => {
+                let (count, _) = svc.limits.cps.unwrap_or_default();
+                warning!(
+                    self.log,
+                    "rate-pause service={} cps={count} paused_ms={}",
+                    running.name,
+                    pause.as_millis()
+                );
+                Err(format!("reason=cps limit={count}"))
+            }
+        }
+    }
+
+    /// Refuse an accepted TCP connection: `banner_fail`, if any, then close.
+    fn refuse_stream(&mut self, running: &Running, conn: Socket, peer: SocketAddr, why: &str) {
+        if let Some(banner) = &running.svc.banner_fail {
+            // Best effort, never blocking: the client is being turned away.
+            let _ = conn.send_with_flags(banner, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        }
+        drop(conn);
+        self.refused(running, spawn::unmap(peer), why);
+    }
+
     /// stream nowait: accept until the queue is empty, a handler each.
     fn accept_connections(&mut self, id: u64) {
         for _ in 0..BATCH {
+            if !self.is_open(id) {
+                return; // at a limit: the backlog holds the rest
+            }
             let Some((conn, peer, local)) = self.accept_one(id) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
                 return;
+            };
+            let source = match self.admit(&running, peer) {
+                Ok(source) => source,
+                Err(why) => {
+                    self.refuse_stream(&running, conn, peer, &why);
+                    continue;
+                }
             };
             let fd = conn.as_raw_fd();
             let inv = Invocation::Peer {
@@ -630,19 +802,40 @@ impl Supervisor {
                 peer,
                 local,
             };
-            self.start(&running, &inv, Some(peer), None, None, None);
+            if !self.start(&running, &inv, Some(peer), source, Extras::default()) {
+                self.spawn_backoff(id);
+            }
             // `conn` is closed here: the handler has its own copy.
+        }
+    }
+
+    /// Spawning failed (fork: EAGAIN, ENOMEM): rest the listener a little
+    /// rather than fail every queued connection at once.
+    fn spawn_backoff(&mut self, id: u64) {
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.backoff = (l.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+            l.state = ListenState::Paused(Instant::now() + l.backoff);
         }
     }
 
     /// An internal service over TCP: serve each connection on the loop.
     fn accept_internal(&mut self, id: u64, kind: Internal) {
         for _ in 0..BATCH {
+            if !self.is_open(id) {
+                return;
+            }
             let Some((sock, peer, _)) = self.accept_one(id) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
                 return;
+            };
+            let source = match self.admit(&running, peer) {
+                Ok(source) => source,
+                Err(why) => {
+                    self.refuse_stream(&running, sock, peer, &why);
+                    continue;
+                }
             };
             if let Err(e) = sock.set_nonblocking(true) {
                 error!(
@@ -653,11 +846,13 @@ impl Supervisor {
                 );
                 continue;
             }
+            running.load.borrow_mut().started(source);
             let (conn, interest) = internal::Conn::start(sock.into(), kind);
             let c = InternalConn {
                 conn,
                 service: running,
                 peer: spawn::unmap(peer),
+                source,
                 started: Instant::now(),
                 interest,
             };
@@ -700,15 +895,25 @@ impl Supervisor {
     }
 
     fn close_conn(&mut self, c: InternalConn) {
-        info!(
-            self.log,
-            "done service={} peer={} duration_ms={} bytes_in={} bytes_out={}",
-            c.service.name,
-            c.peer,
-            c.started.elapsed().as_millis(),
-            c.conn.bytes_in,
-            c.conn.bytes_out
-        );
+        c.service.load.borrow_mut().ended(c.source);
+        let log = &c.service.svc.log;
+        if !log.any_success() {
+            return;
+        }
+        let mut line = String::with_capacity(128);
+        if log.host {
+            line.push_str(&format!(" peer={}", c.peer));
+        }
+        if log.duration {
+            line.push_str(&format!(" duration_ms={}", c.started.elapsed().as_millis()));
+        }
+        if log.traffic {
+            line.push_str(&format!(
+                " bytes_in={} bytes_out={}",
+                c.conn.bytes_in, c.conn.bytes_out
+            ));
+        }
+        info!(self.log, "done service={}{line}", c.service.name);
     }
 
     /// An internal service over UDP: answer every queued datagram, in order.
@@ -743,14 +948,20 @@ impl Supervisor {
             let reason =
                 if port < 1024 || LOOP_PORTS.contains(&port) || self.internal_ports.contains(&port)
                 {
-                    Some("source-port")
+                    Some("reason=source-port".to_string())
+                } else if let Err(d) = running
+                    .svc
+                    .access
+                    .check(peer.ip(), crate::sys::local_minute_of_day)
+                {
+                    Some(d.to_string())
                 } else if !running.take_reply(Instant::now()) {
-                    Some("reply-rate")
+                    Some("reason=reply_rate".to_string())
                 } else {
                     None
                 };
             if let Some(reason) = reason {
-                self.refused(&running, spawn::unmap(peer), reason);
+                self.refused(&running, spawn::unmap(peer), &reason);
                 continue;
             }
             let Some(reply) = kind.reply(&self.dgram_buf[..len], &mut self.reply_buf) else {
@@ -761,20 +972,30 @@ impl Supervisor {
         }
     }
 
-    /// Log a refusal, at most a few lines a second per service.
-    fn refused(&mut self, running: &Running, peer: SocketAddr, reason: &str) {
-        let admitted = running.refusals.borrow_mut().admit(Instant::now());
-        match admitted {
-            Some(0) => info!(
-                self.log,
-                "refuse service={} peer={peer} reason={reason}", running.name
-            ),
-            Some(n) => info!(
-                self.log,
-                "refuse service={} peer={peer} reason={reason} suppressed={n}", running.name
-            ),
-            None => {}
+    /// Log a refusal (`why` is `reason=... [rule=...]`), at most a few lines
+    /// a second per service, as `log_on_failure` asks.
+    fn refused(&mut self, running: &Running, peer: SocketAddr, why: &str) {
+        let log = running.svc.log;
+        if !log.attempt {
+            return;
         }
+        let Some(suppressed) = running.refusals.borrow_mut().admit(Instant::now()) else {
+            return;
+        };
+        let host = if log.fail_host {
+            format!(" peer={peer}")
+        } else {
+            String::new()
+        };
+        let more = if suppressed > 0 {
+            format!(" suppressed={suppressed}")
+        } else {
+            String::new()
+        };
+        info!(
+            self.log,
+            "refuse service={}{host} {why}{more}", running.name
+        );
     }
 
     /// dgram nowait: a handler per datagram, its stdout the reply.
@@ -806,6 +1027,13 @@ impl Supervisor {
             };
             let running = Rc::clone(&l.service);
             let local = l.local;
+            let source = match self.admit(&running, peer) {
+                Ok(source) => source,
+                Err(why) => {
+                    self.refused(&running, spawn::unmap(peer), &why);
+                    continue;
+                }
+            };
             let request = match relay::request_file(&self.dgram_buf[..len]) {
                 Ok(f) => f,
                 Err(e) => {
@@ -844,7 +1072,16 @@ impl Supervisor {
                 buf: Vec::new(),
                 dropped: 0,
             };
-            self.start(&running, &inv, Some(peer), None, None, Some(reply));
+            let extras = Extras {
+                reply: Some(reply),
+                ..Extras::default()
+            };
+            if !self.start(&running, &inv, Some(peer), source, extras) {
+                self.spawn_backoff(id);
+            }
+            if !self.is_open(id) {
+                return; // at a limit: the socket buffer holds the rest
+            }
         }
     }
 
@@ -864,6 +1101,21 @@ impl Supervisor {
             None
         };
         let peer = probe.as_ref().and_then(|p| p.peer);
+        if let Some(p) = peer {
+            // A refused sender's datagram is taken off the queue here: the
+            // handler never sees it.
+            if let Err(d) = running
+                .svc
+                .access
+                .check(p.ip(), crate::sys::local_minute_of_day)
+            {
+                let mut byte = [0u8; 1];
+                let _ =
+                    nix::sys::socket::recv(l.socket.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT);
+                self.refused(&running, spawn::unmap(p), &d.to_string());
+                return;
+            }
+        }
         let fd = l.socket.as_raw_fd();
         let inv = Invocation::Socket {
             socket: fd,
@@ -873,7 +1125,12 @@ impl Supervisor {
             activation: protocol == Protocol::Tcp,
             _marker: std::marker::PhantomData,
         };
-        if self.start(&running, &inv, peer, Some(id), probe, None) {
+        let extras = Extras {
+            holds: Some(id),
+            probe,
+            reply: None,
+        };
+        if self.start(&running, &inv, peer, None, extras) {
             self.arm(id, ListenState::Busy);
         } else {
             self.arm(id, ListenState::Paused(Instant::now() + RESOURCE_PAUSE));
@@ -886,9 +1143,8 @@ impl Supervisor {
         running: &Rc<Running>,
         inv: &Invocation<'_>,
         peer: Option<SocketAddr>,
-        holds: Option<u64>,
-        probe: Option<Probe>,
-        reply: Option<Reply>,
+        source: Option<IpAddr>,
+        extras: Extras,
     ) -> bool {
         let Some(plan) = running.plan.as_ref() else {
             return false;
@@ -896,15 +1152,17 @@ impl Supervisor {
         let spawned = match self.spawner.spawn(plan, inv) {
             Ok(s) => s,
             Err(e) => {
-                match peer {
-                    Some(p) => error!(
+                let admitted = running.refusals.borrow_mut().admit(Instant::now());
+                if let Some(suppressed) = admitted {
+                    let peer = peer
+                        .map(|p| format!(" peer={}", spawn::unmap(p)))
+                        .unwrap_or_default();
+                    error!(
                         self.log,
-                        "error service={} peer={} msg={}",
+                        "error service={}{peer} msg={} suppressed={suppressed}",
                         running.name,
-                        spawn::unmap(p),
                         Q(&e)
-                    ),
-                    None => error!(self.log, "error service={} msg={}", running.name, Q(&e)),
+                    );
                 }
                 return false;
             }
@@ -914,18 +1172,23 @@ impl Supervisor {
         if let Some(s) = &stderr {
             self.watch(s.fd.as_fd(), Token::Stderr(pid));
         }
-        if let Some(r) = &reply {
+        if let Some(r) = &extras.reply {
             self.watch(r.out.as_fd(), Token::Reply(pid));
         }
-        match peer {
-            Some(p) => info!(
-                self.log,
-                "start service={} pid={pid} peer={}",
-                running.name,
-                spawn::unmap(p)
-            ),
-            None => info!(self.log, "start service={} pid={pid}", running.name),
+        let log = running.svc.log;
+        if log.any_success() {
+            let pid_field = if log.pid {
+                format!(" pid={pid}")
+            } else {
+                String::new()
+            };
+            let host = match peer {
+                Some(p) if log.host => format!(" peer={}", spawn::unmap(p)),
+                _ => String::new(),
+            };
+            info!(self.log, "start service={}{pid_field}{host}", running.name);
         }
+        running.load.borrow_mut().started(source);
         self.children.insert(
             pid,
             Child {
@@ -935,9 +1198,12 @@ impl Supervisor {
                 started: Instant::now(),
                 report: spawned.report,
                 stderr,
-                holds,
-                probe,
-                reply,
+                holds: extras.holds,
+                probe: extras.probe,
+                reply: extras.reply,
+                load: Rc::clone(&running.load),
+                source,
+                log,
             },
         );
         true
@@ -1040,19 +1306,31 @@ impl Supervisor {
                 reply.fill();
                 self.send_reply(&child.service.clone(), pid, reply);
             }
-            let ms = child.started.elapsed().as_millis();
-            match ending {
-                Ending::Exited(code) => info!(
-                    self.log,
-                    "exit service={} pid={pid} status={code} duration_ms={ms}", child.service
-                ),
-                Ending::Signaled(sig, core) => info!(
-                    self.log,
-                    "exit service={} pid={pid} signal={}{} duration_ms={ms}",
-                    child.service,
-                    sig.as_str(),
-                    if core { " core=true" } else { "" }
-                ),
+            child.load.borrow_mut().ended(child.source);
+            let log = child.log;
+            if log.any_success() {
+                let mut line = String::with_capacity(96);
+                if log.pid {
+                    line.push_str(&format!(" pid={pid}"));
+                }
+                if log.exit {
+                    match ending {
+                        Ending::Exited(code) => line.push_str(&format!(" status={code}")),
+                        Ending::Signaled(sig, core) => {
+                            line.push_str(&format!(" signal={}", sig.as_str()));
+                            if core {
+                                line.push_str(" core=true");
+                            }
+                        }
+                    }
+                }
+                if log.duration {
+                    line.push_str(&format!(
+                        " duration_ms={}",
+                        child.started.elapsed().as_millis()
+                    ));
+                }
+                info!(self.log, "exit service={}{line}", child.service);
             }
             if let Some(id) = child.holds {
                 self.release(id, child.probe.as_ref());
@@ -1093,7 +1371,7 @@ impl Supervisor {
     fn next_timer(&self) -> Option<Instant> {
         let paused = self.listeners.values().filter_map(|l| match l.state {
             ListenState::Paused(at) => Some(at),
-            _ => None,
+            _ => l.service.load.borrow().paused_until,
         });
         paused.chain(self.draining).min()
     }

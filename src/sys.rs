@@ -349,6 +349,23 @@ pub fn raise_nofile() -> Option<libc::rlimit> {
     })
 }
 
+/// Minutes since local midnight, for `access_times`.
+pub fn local_minute_of_day() -> u16 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    // SAFETY: `tm` is a local the call fills in; localtime_r is reentrant
+    // and the supervisor has no other thread.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return ((now / 60) % 1440) as u16;
+        }
+        tm
+    };
+    (tm.tm_hour * 60 + tm.tm_min) as u16
+}
+
 /// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64 and
 /// aarch64 layout).
 #[repr(C)]

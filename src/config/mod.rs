@@ -17,7 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::internal::Internal;
+use crate::limits::Limits;
+use crate::log::LogFields;
 use crate::privilege::Identity;
 
 /// Default config file.
@@ -150,6 +153,13 @@ pub struct Service {
     /// `env` plus the `passenv` values found at load time.
     pub env: Vec<(String, String)>,
     pub stderr: StderrMode,
+    /// Who may connect, and when.
+    pub access: Access,
+    /// Sent to a refused TCP client before closing (`banner_fail`).
+    pub banner_fail: Option<Vec<u8>>,
+    pub limits: Limits,
+    /// Which fields the per-connection log lines carry.
+    pub log: LogFields,
 }
 
 /// Settings of the supervisor itself.
@@ -162,6 +172,8 @@ pub struct Global {
     pub shutdown_grace: Duration,
     /// How long a `wait` service whose handlers exit without reading is paused.
     pub loop_pause: Duration,
+    /// Most handler processes across all services.
+    pub max_processes: usize,
 }
 
 impl Default for Global {
@@ -171,6 +183,7 @@ impl Default for Global {
             syslog_socket: None,
             shutdown_grace: Duration::from_secs(5),
             loop_pause: Duration::from_secs(10),
+            max_processes: 4096,
         }
     }
 }

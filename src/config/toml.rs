@@ -18,18 +18,63 @@ use super::{
     parse_listen, Config, ConfigError, Context, Global, Handler, ListenKey, Loaded, Location,
     Protocol, Service, StderrMode, WaitMode,
 };
+use crate::access::{Access, Cidr, Window};
 use crate::internal::Internal;
+use crate::limits::Limits;
+use crate::log::LogFields;
 use crate::privilege::Identity;
 
 /// Keys of a `[[service]]` table.
 pub const SERVICE_KEYS: &[&str] = &[
-    "name", "listen", "socket", "protocol", "wait", "user", "group", "server", "args", "argv0",
-    "env", "passenv", "stderr",
+    "name",
+    "listen",
+    "socket",
+    "protocol",
+    "wait",
+    "user",
+    "group",
+    "server",
+    "args",
+    "argv0",
+    "env",
+    "passenv",
+    "stderr",
+    "only_from",
+    "no_access",
+    "access_times",
+    "banner_fail",
+    "instances",
+    "per_source",
+    "per_source_prefix",
+    "cps",
+    "reply_rate",
+    "log_on_success",
+    "log_on_failure",
 ];
 /// Keys of `[defaults]`: every service key that can be shared.
 const DEFAULTS_KEYS: &[&str] = &[
-    "socket", "protocol", "wait", "user", "group", "server", "args", "argv0", "env", "passenv",
+    "socket",
+    "protocol",
+    "wait",
+    "user",
+    "group",
+    "server",
+    "args",
+    "argv0",
+    "env",
+    "passenv",
     "stderr",
+    "only_from",
+    "no_access",
+    "access_times",
+    "banner_fail",
+    "instances",
+    "per_source",
+    "per_source_prefix",
+    "cps",
+    "reply_rate",
+    "log_on_success",
+    "log_on_failure",
 ];
 /// Keys of `[global]`.
 pub const GLOBAL_KEYS: &[&str] = &[
@@ -37,6 +82,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "syslog_socket",
     "shutdown_grace",
     "loop_pause",
+    "max_processes",
 ];
 /// Keys at the top of the main file.
 pub const ROOT_KEYS: &[&str] = &["global", "defaults", "service", "include"];
@@ -268,6 +314,42 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// An integer between `min` and `max`.
+    fn int(&self, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let DeValue::Integer(i) = self.value.get_ref() else {
+            return Err(self.wrong_type("an integer"));
+        };
+        match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(format!(
+                "{}: expected an integer from {min} to {max}",
+                self.key
+            ))),
+        }
+    }
+
+    /// Each string of a one-or-list value through `parse`, errors located
+    /// at the item.
+    fn each<T>(
+        &self,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, Vec<ConfigError>> {
+        let items = self.strings().map_err(|e| vec![e])?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut errs = Vec::new();
+        for (s, at) in items {
+            match parse(s) {
+                Ok(v) => out.push(v),
+                Err(m) => errs.push(ConfigError::new(at, format!("{}: {m}", self.key))),
+            }
+        }
+        if errs.is_empty() {
+            Ok(out)
+        } else {
+            Err(errs)
+        }
+    }
+
     /// One string or a list of strings, each with its location.
     fn strings(&self) -> Result<Vec<(&'a str, Location)>, ConfigError> {
         match self.value.get_ref() {
@@ -423,6 +505,9 @@ impl Walk<'_> {
                     .map(|s| global.syslog_socket = Some(PathBuf::from(s))),
                 "shutdown_grace" => f.seconds().map(|d| global.shutdown_grace = d),
                 "loop_pause" => f.seconds().map(|d| global.loop_pause = d),
+                "max_processes" => f
+                    .int(1, 1_000_000)
+                    .map(|n| global.max_processes = n as usize),
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -637,6 +722,7 @@ impl Walk<'_> {
                 ]))
             })
             .unwrap_or(StderrMode::Log);
+        let policy = self.policy(&get, &sink);
         if let Some(f) = get("args") {
             if args.iter().any(|a| a.contains('\0')) {
                 sink.ok::<()>(Err(f.err("args: an argument contains a NUL byte")));
@@ -652,6 +738,7 @@ impl Walk<'_> {
         else {
             return None;
         };
+        let (access, banner_fail, limits, log) = policy;
         let handler = match server {
             Server::Internal(i) => Handler::Internal(i),
             Server::Exec(server) => {
@@ -671,7 +758,66 @@ impl Walk<'_> {
             handler,
             env,
             stderr,
+            access,
+            banner_fail,
+            limits,
+            log,
         })
+    }
+
+    /// Access rules, limits and log fields of a service.
+    fn policy<'a>(
+        &self,
+        get: &dyn Fn(&str) -> Option<Field<'a>>,
+        sink: &Sink,
+    ) -> (Access, Option<Vec<u8>>, Limits, LogFields) {
+        let mut access = Access::default();
+        if let Some(f) = get("only_from") {
+            access.only_from = sink.many(f.each(Cidr::parse));
+        }
+        if let Some(f) = get("no_access") {
+            access.no_access = sink.many(f.each(Cidr::parse)).unwrap_or_default();
+        }
+        if let Some(f) = get("access_times") {
+            access.times = sink.many(f.each(Window::parse)).unwrap_or_default();
+        }
+        let banner_fail =
+            get("banner_fail").and_then(|f| sink.ok(f.str().and_then(|s| read_banner(f, s))));
+        let mut limits = Limits::default();
+        if let Some(f) = get("instances") {
+            limits.instances = sink.ok(f.int(1, 1_000_000)).map(|n| n as usize);
+        }
+        if let Some(f) = get("per_source") {
+            limits.per_source = sink.ok(f.int(1, 1_000_000)).map(|n| n as usize);
+        }
+        if let Some(f) = get("per_source_prefix") {
+            limits.per_source_prefix = sink.ok(f.int(1, 128)).map_or(64, |n| n as u8);
+        }
+        if let Some(f) = get("reply_rate") {
+            limits.reply_rate = sink
+                .ok(f.int(1, 100_000_000))
+                .map_or(limits.reply_rate, |n| n as u32);
+        }
+        if let Some(f) = get("cps") {
+            limits.cps = sink.ok(cps(f));
+        }
+        let mut log = LogFields::default();
+        if let Some(f) = get("log_on_success") {
+            if let Some(words) = sink.many(f.each(|w| word(w, &LogFields::SUCCESS))) {
+                log.pid = words.contains(&"PID");
+                log.host = words.contains(&"HOST");
+                log.exit = words.contains(&"EXIT");
+                log.duration = words.contains(&"DURATION");
+                log.traffic = words.contains(&"TRAFFIC");
+            }
+        }
+        if let Some(f) = get("log_on_failure") {
+            if let Some(words) = sink.many(f.each(|w| word(w, &LogFields::FAILURE))) {
+                log.fail_host = words.contains(&"HOST");
+                log.attempt = words.contains(&"ATTEMPT");
+            }
+        }
+        (access, banner_fail, limits, log)
     }
 }
 
@@ -684,6 +830,48 @@ impl Sink {
     fn ok<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
         r.map_err(|e| self.0.borrow_mut().push(e)).ok()
     }
+
+    fn many<T>(&self, r: Result<T, Vec<ConfigError>>) -> Option<T> {
+        r.map_err(|e| self.0.borrow_mut().extend(e)).ok()
+    }
+}
+
+/// `cps = [COUNT, SECONDS]`.
+fn cps(f: Field<'_>) -> Result<(u32, Duration), ConfigError> {
+    let bad = || f.err("cps: expected [COUNT, SECONDS], e.g. [50, 10]");
+    let DeValue::Array(items) = f.value.get_ref() else {
+        return Err(bad());
+    };
+    let [count, secs] = &items[..] else {
+        return Err(bad());
+    };
+    let count = Field { value: count, ..f }
+        .int(1, 1_000_000)
+        .map_err(|_| bad())?;
+    let secs = Field { value: secs, ..f }.seconds().map_err(|_| bad())?;
+    Ok((count as u32, secs))
+}
+
+/// A log field name from `known`, any case.
+fn word(w: &str, known: &[&'static str]) -> Result<&'static str, String> {
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(w))
+        .copied()
+        .ok_or_else(|| format!("\"{w}\" is not one of {}", known.join(", ")))
+}
+
+/// The contents of a banner file (relative paths from the config's
+/// directory), read once at load so a refusal costs no file I/O.
+fn read_banner(f: Field<'_>, s: &str) -> Result<Vec<u8>, ConfigError> {
+    const MAX_BANNER: u64 = 64 * 1024;
+    let dir = f.file.path.parent().unwrap_or(Path::new("."));
+    let path = dir.join(s);
+    let meta = std::fs::metadata(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {e}")))?;
+    if meta.len() > MAX_BANNER {
+        return Err(f.err(format!("banner_fail \"{s}\": larger than 64 KiB")));
+    }
+    std::fs::read(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {e}")))
 }
 
 fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {

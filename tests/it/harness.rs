@@ -421,3 +421,53 @@ pub fn wait_exec(pid: &str) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Connect to `addr` from loopback address `from` (to play several clients).
+pub fn connect_from(from: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let from: std::net::IpAddr = from.parse().expect("source address");
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect_timeout(&addr.into(), PATIENCE)?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(PATIENCE))?;
+    Ok(s)
+}
+
+/// Send `input` from `from`, half-close, read all.
+pub fn talk_from(from: &str, addr: SocketAddr, input: &str) -> String {
+    let mut s = connect_from(from, addr).unwrap_or_else(|e| panic!("connect from {from}: {e}"));
+    s.write_all(input.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Connections waiting in the accept queue of the TCP listener on `addr`
+/// (the Recv-Q that `ss -ltn` shows).
+pub fn accept_queue(addr: SocketAddr) -> usize {
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .sum()
+}
+
+/// Wait until `cond` holds (bounded by PATIENCE); false if it never did.
+pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod check;
 mod child;
 mod clients;

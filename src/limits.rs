@@ -1,0 +1,194 @@
+//! Limits: how many handlers a service runs at once, per source, and how
+//! fast it may be asked (`instances`, `per_source`, `cps`), plus the
+//! per-service load they are checked against.
+//!
+//! `instances` and the global `max_processes` are backpressure: at the
+//! limit the supervisor stops watching the listener and the kernel's
+//! backlog holds new connections until a handler exits; nothing is
+//! accepted and dropped. `per_source` and `cps` refuse: one client cannot
+//! be told apart from others until its connection is accepted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::access::{mask, unmap};
+
+/// A service's limits, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most concurrent handlers (or internal connections) when set; see
+    /// `max_instances` for the default.
+    pub instances: Option<usize>,
+    /// Most concurrent handlers per client address; `None`: no limit.
+    pub per_source: Option<usize>,
+    /// IPv6 clients are counted per prefix of this length.
+    pub per_source_prefix: u8,
+    /// More than `count` connections within one second pauses the service
+    /// for `pause`.
+    pub cps: Option<(u32, Duration)>,
+    /// Replies per second of an internal UDP service.
+    pub reply_rate: u32,
+}
+
+/// Handlers a service runs at once unless `instances` says otherwise.
+pub const DEFAULT_INSTANCES: usize = 256;
+
+impl Limits {
+    /// The `instances` in force: the configured one, else 256 handler
+    /// processes; internal connections cost no process and are bounded only
+    /// by file descriptors unless `instances` is set.
+    pub fn max_instances(&self, spawns: bool) -> usize {
+        match self.instances {
+            Some(n) => n,
+            None if spawns => DEFAULT_INSTANCES,
+            None => usize::MAX,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            instances: None,
+            per_source: None,
+            per_source_prefix: 64,
+            cps: None,
+            reply_rate: 50_000,
+        }
+    }
+}
+
+/// Why a connection was refused by a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    PerSource(usize),
+    /// The rate was exceeded: the service pauses for this long.
+    RatePause(Duration),
+}
+
+/// What a service is doing now; kept across reloads by service name.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Handlers (or internal connections) running.
+    pub running: usize,
+    by_source: HashMap<IpAddr, usize>,
+    /// Start of the current one-second window and connections in it.
+    window: Option<(Instant, u32)>,
+    /// Not serving until then (cps exceeded).
+    pub paused_until: Option<Instant>,
+}
+
+impl Load {
+    /// The key a client is counted under.
+    pub fn source(limits: &Limits, ip: IpAddr) -> IpAddr {
+        match unmap(ip) {
+            v6 @ IpAddr::V6(_) => mask(v6, limits.per_source_prefix),
+            v4 => v4,
+        }
+    }
+
+    /// Whether the service is at `max` (its `instances`).
+    pub fn full(&self, max: usize) -> bool {
+        self.running >= max
+    }
+
+    pub fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|t| now < t)
+    }
+
+    /// Check a new connection from `source` against `per_source` and
+    /// `cps`. A refusal by rate starts the pause.
+    pub fn admit(&mut self, limits: &Limits, source: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if let Some((count, pause)) = limits.cps {
+            let (start, n) = match self.window {
+                Some((start, n)) if now.duration_since(start) < Duration::from_secs(1) => {
+                    (start, n + 1)
+                }
+                _ => (now, 1),
+            };
+            self.window = Some((start, n));
+            if n > count {
+                self.paused_until = Some(now + pause);
+                self.window = None;
+                return Err(Refusal::RatePause(pause));
+            }
+        }
+        if let Some(max) = limits.per_source {
+            if self.by_source.get(&source).copied().unwrap_or(0) >= max {
+                return Err(Refusal::PerSource(max));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn started(&mut self, source: Option<IpAddr>) {
+        self.running += 1;
+        if let Some(s) = source {
+            *self.by_source.entry(s).or_insert(0) += 1;
+        }
+    }
+
+    pub fn ended(&mut self, source: Option<IpAddr>) {
+        self.running = self.running.saturating_sub(1);
+        if let Some(s) = source {
+            if let Some(n) = self.by_source.get_mut(&s) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_source.remove(&s);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_source_counts_and_ipv6_prefixes() {
+        let limits = Limits {
+            per_source: Some(2),
+            ..Limits::default()
+        };
+        let mut load = Load::default();
+        let now = Instant::now();
+        let a = Load::source(&limits, "2001:db8::1".parse().unwrap());
+        let b = Load::source(&limits, "2001:db8::2".parse().unwrap());
+        assert_eq!(a, b, "same /64");
+        load.started(Some(a));
+        load.started(Some(b));
+        assert_eq!(load.admit(&limits, a, now), Err(Refusal::PerSource(2)));
+        let other = Load::source(&limits, "2001:db8:0:1::1".parse().unwrap());
+        assert_eq!(load.admit(&limits, other, now), Ok(()));
+        load.ended(Some(a));
+        assert_eq!(load.admit(&limits, a, now), Ok(()));
+        assert_eq!(load.running, 1);
+    }
+
+    #[test]
+    fn cps_pauses_then_resumes() {
+        let limits = Limits {
+            cps: Some((3, Duration::from_secs(10))),
+            ..Limits::default()
+        };
+        let mut load = Load::default();
+        let src: IpAddr = "127.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(load.admit(&limits, src, t), Ok(()));
+        }
+        assert_eq!(
+            load.admit(&limits, src, t),
+            Err(Refusal::RatePause(Duration::from_secs(10)))
+        );
+        assert!(load.paused(t + Duration::from_secs(9)));
+        assert!(!load.paused(t + Duration::from_secs(10)));
+        // A new second starts a new count.
+        assert_eq!(
+            load.admit(&limits, src, t + Duration::from_secs(11)),
+            Ok(())
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod clients;
 mod dgram;
 mod internal;
 mod lifecycle;
+mod limits;
 mod logging;
 mod reload;
 mod stream;

@@ -867,11 +867,12 @@ fn read_banner(f: Field<'_>, s: &str) -> Result<Vec<u8>, ConfigError> {
     const MAX_BANNER: u64 = 64 * 1024;
     let dir = f.file.path.parent().unwrap_or(Path::new("."));
     let path = dir.join(s);
-    let meta = std::fs::metadata(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {e}")))?;
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| f.err(format!("banner_fail \"{s}\": {}", io_problem(&e))))?;
     if meta.len() > MAX_BANNER {
         return Err(f.err(format!("banner_fail \"{s}\": larger than 64 KiB")));
     }
-    std::fs::read(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {e}")))
+    std::fs::read(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {}", io_problem(&e))))
 }
 
 fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
@@ -914,13 +915,18 @@ fn check_server(f: Field<'_>, s: &str) -> Result<PathBuf, ConfigError> {
         )
     };
     let problem = match std::fs::metadata(&path) {
-        Err(e) => e.raw_os_error().map_or_else(
-            || e.to_string(),
-            |n| nix::errno::Errno::from_raw(n).desc().to_string(),
-        ),
+        Err(e) => io_problem(&e),
         Ok(m) if !m.is_file() => "not a regular file".to_string(),
         Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".to_string(),
         Ok(_) => return Ok(path),
     };
     Err(f.err(format!("server \"{s}\"{note}: {problem}")))
+}
+
+/// An I/O error as its plain description ("No such file or directory").
+fn io_problem(e: &std::io::Error) -> String {
+    e.raw_os_error().map_or_else(
+        || e.to_string(),
+        |n| nix::errno::Errno::from_raw(n).desc().to_string(),
+    )
 }

@@ -187,3 +187,26 @@ fn includes_merge_services_and_errors_name_the_included_file() {
          main.toml: 2 errors\n"
     );
 }
+
+#[test]
+fn man_pages_lint_clean() {
+    let Some(mandoc) = crate::harness::which("mandoc") else {
+        eprintln!(
+            "SKIPPED man page lint: mandoc is missing (apt-get install mandoc; .ci/run does)"
+        );
+        return;
+    };
+    let man = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man");
+    let out = Command::new(mandoc)
+        .args(["-T", "lint", "-W", "warning"])
+        .arg(man.join("oxinetd.8"))
+        .arg(man.join("oxinetd.toml.5"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

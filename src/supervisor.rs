@@ -1302,6 +1302,8 @@ impl Supervisor {
                     ))
                 );
             }
+            // Closed before the exit line, so that line means "all cleaned up".
+            drop(child.report);
             if let Some(mut reply) = child.reply.take() {
                 reply.fill();
                 self.send_reply(&child.service.clone(), pid, reply);

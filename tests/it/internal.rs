@@ -232,3 +232,25 @@ fn chargen_to_a_slow_reader_keeps_memory_flat() {
         "RSS grew from {before} to {after} KiB"
     );
 }
+
+#[test]
+fn udp_replies_are_capped_per_second() {
+    let s = Server::start(
+        "[[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nsocket = \"dgram\"\nserver = \"internal:echo\"\nreply_rate = 5\n",
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    for i in 0..20 {
+        sock.send_to(format!("{i}").as_bytes(), s.addr("echo"))
+            .unwrap();
+    }
+    let mut buf = [0u8; 16];
+    let mut replies = 0;
+    while sock.recv(&mut buf).is_ok() {
+        replies += 1;
+    }
+    // All 20 arrive within one second: 5 answered (10 if the second turned).
+    assert!((5..=10).contains(&replies), "{replies} replies");
+    s.expect_line(&["refuse service=echo", "reason=reply_rate"]);
+}

@@ -177,3 +177,50 @@ template(name="plain" type="string" string="%syslogfacility-text%.%syslogseverit
     drop(s);
     drop(daemon);
 }
+
+#[test]
+fn log_on_success_and_failure_choose_the_fields() {
+    let config = format!(
+        "[[service]]\nname = \"host-only\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/cat\"\nlog_on_success = [\"HOST\"]\nlog_on_failure = [\"ATTEMPT\"]\nno_access = \"127.0.0.3\"\n{user}\n\n\
+         [[service]]\nname = \"quiet\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/cat\"\nlog_on_success = []\nlog_on_failure = []\nno_access = \"127.0.0.3\"\n{user}\n\n\
+         [[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\nlog_on_success = [\"TRAFFIC\"]\n",
+        user = user_line()
+    );
+    let s = Server::start(&config);
+    assert_eq!(talk(s.addr("host-only"), "a"), "a");
+    let start = s.expect_line(&["start service=host-only"]);
+    assert!(
+        start.contains(" peer=127.0.0.1:") && !start.contains("pid="),
+        "{start}"
+    );
+    let exit = s.expect_line(&["exit service=host-only"]);
+    assert!(exit.ends_with("exit service=host-only"), "{exit}");
+    assert_eq!(
+        crate::harness::talk_from("127.0.0.3", s.addr("host-only"), ""),
+        ""
+    );
+    let refuse = s.expect_line(&["refuse service=host-only"]);
+    assert!(
+        refuse.ends_with("refuse service=host-only reason=no_access rule=127.0.0.3/32"),
+        "{refuse}"
+    );
+
+    assert_eq!(talk(s.addr("quiet"), "q"), "q");
+    assert_eq!(
+        crate::harness::talk_from("127.0.0.3", s.addr("quiet"), ""),
+        ""
+    );
+    assert_eq!(talk(s.addr("echo"), "four"), "four");
+    let done = s.expect_line(&["done service=echo"]);
+    assert!(
+        done.ends_with("done service=echo bytes_in=4 bytes_out=4"),
+        "{done}"
+    );
+    // By now the quiet service's lines would have been logged.
+    assert_eq!(
+        s.count(&["service=quiet"]) - s.count(&["listen service=quiet"]),
+        0,
+        "{}",
+        s.log()
+    );
+}

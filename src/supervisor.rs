@@ -770,6 +770,11 @@ impl Supervisor {
         if let Some(banner) = &running.svc.banner_fail {
             // Best effort, never blocking: the client is being turned away.
             let _ = conn.send_with_flags(banner, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            // FIN right after the banner, and discard what the client already
+            // sent: closing with unread data would send a RST instead.
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+            let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+            let _ = conn.recv_with_flags(&mut scratch, libc::MSG_DONTWAIT | libc::MSG_TRUNC);
         }
         drop(conn);
         self.refused(running, spawn::unmap(peer), why);

@@ -66,7 +66,9 @@ fn per_source_refuses_the_extra_connection_of_one_client() {
     let other = connect_from("127.0.0.3", addr).unwrap();
     assert_eq!(finish(other, "3"), "got 3\n");
     assert_eq!(finish(first, "2"), "got 2\n");
-    // Its handler gone, the client may connect again.
+    // Its handler reaped, the client may connect again. (The reply can reach
+    // the client before the supervisor has reaped the handler: wait for it.)
+    assert!(eventually(|| s.count(&["exit service=ps"]) == 2));
     assert_eq!(
         finish(connect_from("127.0.0.2", addr).unwrap(), "again"),
         "got again\n"

@@ -1,10 +1,11 @@
-//! Command-line interface: `oxinetd [run]` (the default) and `oxinetd check`.
+//! Command-line interface: `oxinetd [run]` (the default), `oxinetd check`
+//! and `oxinetd import`.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::DEFAULT_PATH;
+use crate::config::{Format, DEFAULT_PATH};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +23,12 @@ pub struct Cli {
     /// Config file.
     #[arg(short = 'f', long = "config", value_name = "FILE", global = true, default_value = DEFAULT_PATH)]
     pub config: PathBuf,
+
+    /// Syntax of the config: toml, inetd (inetd.conf) or xinetd. Without
+    /// it, *.toml is TOML, a file named inetd.conf is inetd, xinetd.conf or
+    /// a file under xinetd.d/ is xinetd; other names must be told.
+    #[arg(long, value_enum, global = true, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
 
     /// Where log lines go. Falls back to stderr when syslog is unreachable.
     #[arg(long, value_enum, default_value_t = LogTarget::Syslog)]
@@ -45,7 +52,37 @@ pub enum Command {
     Run,
     /// Validate the config without binding: print every error as
     /// FILE:LINE:COL: message; exit 0 when valid, 1 otherwise.
-    Check,
+    Check {
+        /// Also print each service as it would run, one line each:
+        /// listeners, identity, program and argv, limits.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Print inetd.conf or xinetd configs as equivalent TOML: each service
+    /// with a comment naming its source line, every setting without an
+    /// equivalent as a comment. Exit 1 if something could not be converted.
+    Import {
+        /// inetd.conf or xinetd files, or xinetd.d directories.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        sources: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Toml,
+    Inetd,
+    Xinetd,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Toml => Format::Toml,
+            FormatArg::Inetd => Format::Inetd,
+            FormatArg::Xinetd => Format::Xinetd,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,5 @@
 //! Limits: how many handlers a service runs at once, per source, and how
-//! fast it may be asked (`instances`, `per_source`, `cps`), plus the
+//! fast it may be asked (`instances`, `per_source`, `cps`/`rate`), plus the
 //! per-service load they are checked against.
 //!
 //! `instances` and the global `max_processes` are backpressure: at the
@@ -24,11 +24,30 @@ pub struct Limits {
     pub per_source: Option<usize>,
     /// IPv6 clients are counted per prefix of this length.
     pub per_source_prefix: u8,
-    /// More than `count` connections within one second pauses the service
-    /// for `pause`.
-    pub cps: Option<(u32, Duration)>,
+    /// Connection rate that pauses the service (`cps`, `rate`).
+    pub rate: Option<Rate>,
     /// Replies per second of an internal UDP service.
     pub reply_rate: u32,
+}
+
+/// More than `count` connections within `per` pauses the service for
+/// `pause` (xinetd's `cps` is `per` = 1 s; inetd's `.max` is per minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+    pub pause: Duration,
+}
+
+impl Rate {
+    /// For log lines: `cps=50`, or `rate=256/60s` for other windows.
+    pub fn describe(&self) -> String {
+        if self.per == Duration::from_secs(1) {
+            format!("cps={}", self.count)
+        } else {
+            format!("rate={}/{}s", self.count, self.per.as_secs_f64())
+        }
+    }
 }
 
 /// Handlers a service runs at once unless `instances` says otherwise.
@@ -53,7 +72,7 @@ impl Default for Limits {
             instances: None,
             per_source: None,
             per_source_prefix: 64,
-            cps: None,
+            rate: None,
             reply_rate: 50_000,
         }
     }
@@ -73,7 +92,7 @@ pub struct Load {
     /// Handlers (or internal connections) running.
     pub running: usize,
     by_source: HashMap<IpAddr, usize>,
-    /// Start of the current one-second window and connections in it.
+    /// Start of the current rate window and connections in it.
     window: Option<(Instant, u32)>,
     /// Not serving until then (cps exceeded).
     pub paused_until: Option<Instant>,
@@ -100,18 +119,16 @@ impl Load {
     /// Check a new connection from `source` against `per_source` and
     /// `cps`. A refusal by rate starts the pause.
     pub fn admit(&mut self, limits: &Limits, source: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if let Some((count, pause)) = limits.cps {
+        if let Some(rate) = limits.rate {
             let (start, n) = match self.window {
-                Some((start, n)) if now.duration_since(start) < Duration::from_secs(1) => {
-                    (start, n + 1)
-                }
+                Some((start, n)) if now.duration_since(start) < rate.per => (start, n + 1),
                 _ => (now, 1),
             };
             self.window = Some((start, n));
-            if n > count {
-                self.paused_until = Some(now + pause);
+            if n > rate.count {
+                self.paused_until = Some(now + rate.pause);
                 self.window = None;
-                return Err(Refusal::RatePause(pause));
+                return Err(Refusal::RatePause(rate.pause));
             }
         }
         if let Some(max) = limits.per_source {
@@ -170,7 +187,11 @@ mod tests {
     #[test]
     fn cps_pauses_then_resumes() {
         let limits = Limits {
-            cps: Some((3, Duration::from_secs(10))),
+            rate: Some(Rate {
+                count: 3,
+                per: Duration::from_secs(1),
+                pause: Duration::from_secs(10),
+            }),
             ..Limits::default()
         };
         let mut load = Load::default();

@@ -4,14 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use oxinetd::cli::{Cli, Command, LogTarget};
-use oxinetd::config::{self, Context};
+use oxinetd::config::{self, Context, Format};
 use oxinetd::supervisor::{self, Options};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check) => check(&cli),
+        Some(Command::Check { list }) => check(&cli, list),
+        Some(Command::Import { ref sources }) => import(sources, cli.format.map(Format::from)),
         Some(Command::Run) | None => ExitCode::from(supervisor::run(Options {
+            format: cli.format.map(Format::from),
             config: cli.config,
             log_stderr: cli.log == LogTarget::Stderr,
             syslog_socket: cli.syslog_socket,
@@ -20,29 +22,97 @@ fn main() -> ExitCode {
     }
 }
 
-/// `oxinetd check`: every error, one per line, then a verdict.
-fn check(cli: &Cli) -> ExitCode {
-    let errors = match config::load(&cli.config, &Context::current()) {
-        Ok(loaded) if loaded.errors.is_empty() => {
-            let n = loaded.config.services.len();
-            println!(
-                "{}: OK, {n} service{}",
-                cli.config.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            return ExitCode::SUCCESS;
-        }
-        Ok(loaded) => loaded.errors,
-        Err(errors) => errors,
+/// `oxinetd check`: every error, one per line, then a verdict. Warnings
+/// (settings of another format that are ignored) do not fail the check;
+/// services that cannot run do.
+fn check(cli: &Cli, list: bool) -> ExitCode {
+    let format = cli.format.map(Format::from);
+    let loaded = match config::load_with(&cli.config, format, &Context::current()) {
+        Ok(loaded) => loaded,
+        Err(errors) => return verdict(&cli.config, &errors, 0),
     };
-    for e in &errors {
+    for w in &loaded.warnings {
+        eprintln!("{}: warning: {}", w.at, w.message);
+    }
+    if list {
+        for svc in &loaded.config.services {
+            println!("{}", svc.summary());
+        }
+    }
+    let mut errors = loaded.errors;
+    errors.extend(
+        loaded
+            .skipped
+            .iter()
+            .map(|e| config::ConfigError::new(e.at.clone(), format!("not run: {}", e.message))),
+    );
+    if errors.is_empty() {
+        let n = loaded.config.services.len();
+        println!(
+            "{}: OK, {n} service{}",
+            cli.config.display(),
+            if n == 1 { "" } else { "s" }
+        );
+        return ExitCode::SUCCESS;
+    }
+    verdict(&cli.config, &errors, loaded.config.services.len())
+}
+
+fn verdict(path: &std::path::Path, errors: &[config::ConfigError], good: usize) -> ExitCode {
+    for e in errors {
         eprintln!("{e}");
     }
     eprintln!(
-        "{}: {} error{}",
-        cli.config.display(),
+        "{}: {} error{}{}",
+        path.display(),
         errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
+        if errors.len() == 1 { "" } else { "s" },
+        if good > 0 {
+            format!(
+                " ({good} valid service{} would run)",
+                if good == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        }
     );
     ExitCode::from(1)
+}
+
+/// `oxinetd import`: the TOML on stdout, problems on stderr.
+fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
+    let ctx = Context::current();
+    let mut failed = false;
+    for (i, src) in sources.iter().enumerate() {
+        let format = match format.map_or_else(|| Format::detect(src), Ok) {
+            Ok(Format::Toml) => {
+                eprintln!("{}: already TOML, nothing to import", src.display());
+                failed = true;
+                continue;
+            }
+            Ok(f) => f,
+            Err(m) => {
+                eprintln!("{m}");
+                failed = true;
+                continue;
+            }
+        };
+        let (text, errors, warnings) = config::import(src, format, &ctx);
+        if i > 0 {
+            println!();
+        }
+        print!("{text}");
+        for w in &warnings {
+            eprintln!("{}: warning: {}", w.at, w.message);
+        }
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        failed |= !errors.is_empty();
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -29,9 +29,12 @@ pub enum Identity {
 
 impl Identity {
     /// `user`/`group` as configured, checked against the ids oxinetd runs with.
+    /// `supplementary`: the user's other groups from the group database
+    /// (`groups = true`, the default), or only `gid` (xinetd's default).
     pub fn resolve(
         user: Option<&str>,
         group: Option<&str>,
+        supplementary: bool,
         euid: u32,
         egid: u32,
     ) -> Result<Identity, String> {
@@ -65,11 +68,15 @@ impl Identity {
         }
         let cname = std::ffi::CString::new(user.name.as_str())
             .map_err(|_| format!("user \"{user_name}\": name contains NUL"))?;
-        let groups = nix::unistd::getgrouplist(&cname, Gid::from_raw(gid))
-            .map_err(|e| format!("user \"{user_name}\": unable to read its groups: {e}"))?
-            .into_iter()
-            .map(Gid::as_raw)
-            .collect();
+        let groups = if supplementary {
+            nix::unistd::getgrouplist(&cname, Gid::from_raw(gid))
+                .map_err(|e| format!("user \"{user_name}\": unable to read its groups: {e}"))?
+                .into_iter()
+                .map(Gid::as_raw)
+                .collect()
+        } else {
+            vec![gid]
+        };
         Ok(Identity::Switch {
             user: user.name,
             uid: user.uid.as_raw(),
@@ -109,26 +116,26 @@ mod tests {
 
     #[test]
     fn root_without_user_is_refused() {
-        assert!(Identity::resolve(None, None, 0, 0).is_err());
+        assert!(Identity::resolve(None, None, true, 0, 0).is_err());
     }
 
     #[test]
     fn non_root_without_user_inherits() {
         assert_eq!(
-            Identity::resolve(None, None, 1000, 1000),
+            Identity::resolve(None, None, true, 1000, 1000),
             Ok(Identity::Inherit)
         );
     }
 
     #[test]
     fn non_root_cannot_switch() {
-        let err = Identity::resolve(Some("nobody"), None, 1000, 1000).unwrap_err();
+        let err = Identity::resolve(Some("nobody"), None, true, 1000, 1000).unwrap_err();
         assert!(err.contains("oxinetd is not running as root"), "{err}");
     }
 
     #[test]
     fn root_switches_to_nobody() {
-        match Identity::resolve(Some("nobody"), Some("nogroup"), 0, 0) {
+        match Identity::resolve(Some("nobody"), Some("nogroup"), true, 0, 0) {
             Ok(Identity::Switch { uid, gid, .. }) => {
                 assert_eq!((uid, gid), (65534, 65534));
             }
@@ -138,11 +145,11 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert!(Identity::resolve(Some("no-such-user-x"), None, 0, 0)
+        assert!(Identity::resolve(Some("no-such-user-x"), None, true, 0, 0)
             .unwrap_err()
             .contains("unknown user"));
         assert!(
-            Identity::resolve(Some("nobody"), Some("no-such-group-x"), 0, 0)
+            Identity::resolve(Some("nobody"), Some("no-such-group-x"), true, 0, 0)
                 .unwrap_err()
                 .contains("unknown group")
         );

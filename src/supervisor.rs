@@ -96,6 +96,8 @@ impl Token {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config: PathBuf,
+    /// The config's syntax; from its file name when `None`.
+    pub format: Option<config::Format>,
     pub log_stderr: bool,
     pub syslog_socket: Option<PathBuf>,
     pub pidfile: Option<PathBuf>,
@@ -261,7 +263,7 @@ pub struct Supervisor {
 pub fn run(opts: Options) -> u8 {
     crate::sys::prepare_process();
     let ctx = Context::current();
-    let loaded = match config::load(&opts.config, &ctx) {
+    let loaded = match config::load_with(&opts.config, opts.format, &ctx) {
         Ok(l) => l,
         Err(errors) => {
             for e in &errors {
@@ -272,9 +274,7 @@ pub fn run(opts: Options) -> u8 {
         }
     };
     let mut log = open_log(&opts, &loaded.config.global);
-    for e in &loaded.errors {
-        error!(log, "config-error at={} msg={}", e.at, Q(&e.message));
-    }
+    log_problems(&mut log, &loaded);
     if loaded.config.services.is_empty() {
         error!(
             log,
@@ -612,7 +612,7 @@ impl Supervisor {
                 let mut load = l.service.load.borrow_mut();
                 if load.paused_until.is_some_and(|t| now >= t) {
                     load.paused_until = None;
-                    info!(self.log, "resume service={} reason=cps", l.service.name);
+                    info!(self.log, "resume service={} reason=rate", l.service.name);
                 }
             }
             let open = Supervisor::open(l, processes, self.global.max_processes, now);
@@ -753,14 +753,15 @@ impl Supervisor {
             Ok(()) => Ok(Some(source)),
             Err(Refusal::PerSource(n)) => Err(format!("reason=per_source limit={n}")),
             Err(Refusal::RatePause(pause)) => {
-                let (count, _) = svc.limits.cps.unwrap_or_default();
+                let rate = svc.limits.rate.map_or_else(String::new, |r| r.describe());
                 warning!(
                     self.log,
-                    "rate-pause service={} cps={count} paused_ms={}",
+                    "rate-pause service={} {rate} paused_ms={}",
                     running.name,
                     pause.as_millis()
                 );
-                Err(format!("reason=cps limit={count}"))
+                let (kind, limit) = rate.split_once('=').unwrap_or(("rate", ""));
+                Err(format!("reason={kind} limit={limit}"))
             }
         }
     }
@@ -1403,8 +1404,11 @@ impl Supervisor {
     fn reload(&mut self) {
         self.notifier.reloading();
         let started = Instant::now();
-        let loaded = match config::load(&self.opts.config, &self.ctx) {
-            Ok(l) if l.errors.is_empty() => l,
+        let loaded = match config::load_with(&self.opts.config, self.opts.format, &self.ctx) {
+            Ok(l) if l.errors.is_empty() => {
+                log_problems(&mut self.log, &l);
+                l
+            }
             Ok(l) => {
                 self.reload_failed(&l.errors);
                 return;
@@ -1435,6 +1439,20 @@ impl Supervisor {
             errors.len()
         );
         self.notifier.ready();
+    }
+}
+
+/// What loading found besides the services: errors (their services do not
+/// run), services of another format that cannot run, settings ignored.
+fn log_problems(log: &mut Log, loaded: &config::Loaded) {
+    for e in &loaded.errors {
+        error!(log, "config-error at={} msg={}", e.at, Q(&e.message));
+    }
+    for e in &loaded.skipped {
+        error!(log, "config-skipped at={} msg={}", e.at, Q(&e.message));
+    }
+    for w in &loaded.warnings {
+        warning!(log, "config-warning at={} msg={}", w.at, Q(&w.message));
     }
 }
 

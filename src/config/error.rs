@@ -41,6 +41,13 @@ impl Location {
     }
 }
 
+impl Location {
+    /// `FILE:LINE`, for comments and messages that point at a line.
+    pub fn short(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)

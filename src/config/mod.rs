@@ -1,12 +1,15 @@
 //! The typed, immutable configuration that the supervisor runs, and `load`.
 //!
-//! Front-ends (today TOML; inetd.conf and xinetd later) parse their syntax and
-//! resolve it into these types once: users become uids, names become ports,
+//! Front-ends (TOML; inetd.conf and xinetd through a translation to TOML, see
+//! `draft`) parse their syntax and resolve it into these types once: users become uids, names become ports,
 //! paths are checked. Nothing here is re-derived per connection.
 
+mod draft;
 mod error;
 mod etc_services;
+mod inetd;
 mod toml;
+mod xinetd;
 
 pub use self::error::{ConfigError, Location};
 pub use self::toml::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
@@ -162,6 +165,44 @@ pub struct Service {
     pub log: LogFields,
 }
 
+impl Service {
+    /// One line saying what runs (`oxinetd check --list`); `from=` last.
+    pub fn summary(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(|k| k.addr.to_string()).collect();
+        let who = match &self.identity {
+            Identity::Inherit => "inherit".to_owned(),
+            Identity::Switch {
+                user,
+                uid,
+                gid,
+                groups,
+            } => {
+                let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+                format!("{user} uid={uid} gid={gid} groups={}", groups.join(","))
+            }
+        };
+        let what = match &self.handler {
+            Handler::Internal(i) => format!("internal:{}", i.name()),
+            Handler::Exec { server, argv } => format!("{} argv={argv:?}", server.display()),
+        };
+        let mut env = self.env.clone();
+        env.sort();
+        format!(
+            "service {} {} listen={} wait={} user={who} server={what} env={env:?} stderr={:?} \
+             access={:?} limits={:?} log={:?} from={}",
+            self.name,
+            self.protocol,
+            listen.join(","),
+            self.wait == WaitMode::Wait,
+            self.stderr,
+            self.access,
+            self.limits,
+            self.log,
+            self.origin
+        )
+    }
+}
+
 /// Settings of the supervisor itself.
 #[derive(Debug, Clone)]
 pub struct Global {
@@ -201,6 +242,25 @@ pub struct Config {
 pub struct Loaded {
     pub config: Config,
     pub errors: Vec<ConfigError>,
+    /// Settings of another format that are ignored or changed; their
+    /// services still run.
+    pub warnings: Vec<ConfigError>,
+    /// Lines or services of another format that oxinetd cannot run (RPC,
+    /// tcpmux, a redirect...): reported, skipped, and not a reason to
+    /// reject a reload.
+    pub skipped: Vec<ConfigError>,
+}
+
+/// Load `path` as `format`, or as its name implies when `None`.
+pub fn load_with(
+    path: &Path,
+    format: Option<Format>,
+    ctx: &Context,
+) -> Result<Loaded, Vec<ConfigError>> {
+    match format {
+        Some(f) => load_as(path, f, ctx),
+        None => load(path, ctx),
+    }
 }
 
 /// Facts about the running process that decide what a config may ask for.
@@ -225,10 +285,98 @@ impl Context {
     }
 }
 
-/// Load and resolve `path`. `Err` means nothing could be loaded (unreadable
-/// file, syntax error); otherwise broken services are listed in `errors`.
+/// The syntax of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    /// inetd.conf (OpenBSD, FreeBSD, Debian openbsd-inetd, inetutils).
+    Inetd,
+    /// xinetd.conf and xinetd.d/ files.
+    Xinetd,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Toml => "toml",
+            Format::Inetd => "inetd",
+            Format::Xinetd => "xinetd",
+        }
+    }
+
+    /// The format a file's name implies, or why it has to be told: a guess
+    /// is never silent.
+    pub fn detect(path: &Path) -> Result<Format, String> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let in_xinetd_d = path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "xinetd.d");
+        if path.extension().is_some_and(|e| e == "toml") {
+            Ok(Format::Toml)
+        } else if name == "inetd.conf" {
+            Ok(Format::Inetd)
+        } else if name == "xinetd.conf" || in_xinetd_d || (path.is_dir() && name == "xinetd.d") {
+            Ok(Format::Xinetd)
+        } else {
+            Err(format!(
+                "{}: cannot tell the config format from the file name; \
+                 pass --format toml|inetd|xinetd",
+                path.display()
+            ))
+        }
+    }
+}
+
+/// Load `path` in the format its name implies (see `Format::detect`).
 pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
-    let mut loaded = match toml::load(path, ctx) {
+    match Format::detect(path) {
+        Ok(format) => load_as(path, format, ctx),
+        Err(m) => Err(vec![ConfigError::new(Location::file(path), m)]),
+    }
+}
+
+/// Translate an inetd or xinetd config (a file, or an xinetd.d directory)
+/// for `oxinetd import`: the TOML text, and the problems met.
+pub fn import(
+    path: &Path,
+    format: Format,
+    ctx: &Context,
+) -> (String, Vec<ConfigError>, Vec<ConfigError>) {
+    let t = match format {
+        Format::Inetd => inetd::translate(path, ctx),
+        Format::Xinetd => xinetd::translate(path, ctx),
+        Format::Toml => {
+            return match std::fs::read_to_string(path) {
+                Ok(text) => (text, Vec::new(), Vec::new()),
+                Err(e) => (
+                    String::new(),
+                    vec![ConfigError::new(
+                        Location::file(path),
+                        format!("unable to read config: {e}"),
+                    )],
+                    Vec::new(),
+                ),
+            }
+        }
+    };
+    let text = t.render(format.name()).text;
+    let mut errors = t.errors;
+    errors.extend(t.unsupported);
+    sort_errors(&mut errors);
+    (text, errors, t.warnings)
+}
+
+/// Load and resolve `path` as `format`. `Err` means nothing could be loaded
+/// (unreadable file, syntax error); otherwise broken services are listed in
+/// `errors`, and the services that run are in `config`.
+pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
+    let loaded = match format {
+        Format::Toml => toml::load(path, ctx),
+        Format::Inetd => inetd::translate(path, ctx).load(path, "inetd", ctx),
+        Format::Xinetd => xinetd::translate(path, ctx).load(path, "xinetd", ctx),
+    };
+    let mut loaded = match loaded {
         Ok(l) => check_conflicts(l),
         Err(mut errors) => {
             sort_errors(&mut errors);
@@ -236,6 +384,8 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
         }
     };
     sort_errors(&mut loaded.errors);
+    sort_errors(&mut loaded.warnings);
+    sort_errors(&mut loaded.skipped);
     Ok(loaded)
 }
 

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::access::{Access, Cidr, Window};
 use crate::internal::Internal;
-use crate::limits::Limits;
+use crate::limits::{Limits, Rate};
 use crate::log::LogFields;
 use crate::privilege::Identity;
 
@@ -33,6 +33,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "wait",
     "user",
     "group",
+    "groups",
     "server",
     "args",
     "argv0",
@@ -47,6 +48,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "per_source",
     "per_source_prefix",
     "cps",
+    "rate",
     "reply_rate",
     "log_on_success",
     "log_on_failure",
@@ -58,6 +60,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "wait",
     "user",
     "group",
+    "groups",
     "server",
     "args",
     "argv0",
@@ -72,6 +75,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "per_source",
     "per_source_prefix",
     "cps",
+    "rate",
     "reply_rate",
     "log_on_success",
     "log_on_failure",
@@ -106,8 +110,29 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     if !fatal.is_empty() {
         return Err(fatal);
     }
+    resolve(&files, ctx)
+}
+
+/// Load TOML text that is not read from a file (a translation of another
+/// format): positions in the errors are positions in `text`, as if it had
+/// been read from `path`. `include` is not followed.
+pub fn load_text(path: &Path, text: String, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
+    let file = SourceFile {
+        path: path.to_path_buf(),
+        text,
+        is_main: true,
+    };
+    let (_, errs) = DeTable::parse_recoverable(&file.text);
+    if !errs.is_empty() {
+        return Err(errs.iter().map(|e| syntax_error(&file, e)).collect());
+    }
+    resolve(std::slice::from_ref(&file), ctx)
+}
+
+fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
+    let mut fatal = Vec::new();
     let mut parsed = Vec::with_capacity(files.len());
-    for file in &files {
+    for file in files {
         match DeTable::parse(&file.text) {
             Ok(table) => parsed.push((file, table)),
             // Already reported by collect_files; unreachable in practice.
@@ -163,6 +188,8 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     Ok(Loaded {
         config: Config { global, services },
         errors: walk.errors,
+        warnings: Vec::new(),
+        skipped: Vec::new(),
     })
 }
 
@@ -642,7 +669,9 @@ impl Walk<'_> {
         if internal {
             // Keys that only mean something for a program, set on the
             // service itself ([defaults] may well hold them for others).
-            for key in ["user", "group", "args", "argv0", "env", "passenv", "stderr"] {
+            for key in [
+                "user", "group", "groups", "args", "argv0", "env", "passenv", "stderr",
+            ] {
                 if let Some(f) = own.get(key) {
                     sink.ok::<()>(Err(ConfigError::new(
                         Location::at(&f.file.path, &f.file.text, f.value.span().start),
@@ -656,9 +685,11 @@ impl Walk<'_> {
         let identity = if internal {
             Some(Identity::Inherit)
         } else {
+            let groups = get("groups").and_then(|f| sink.ok(f.bool()));
             sink.ok(Identity::resolve(
                 user.map(|(s, _)| s),
                 group.map(|(s, _)| s),
+                groups.unwrap_or(true),
                 self.ctx.euid,
                 self.ctx.egid,
             )
@@ -799,7 +830,13 @@ impl Walk<'_> {
                 .map_or(limits.reply_rate, |n| n as u32);
         }
         if let Some(f) = get("cps") {
-            limits.cps = sink.ok(cps(f));
+            limits.rate = sink.ok(rate(f, false));
+        }
+        if let Some(f) = get("rate") {
+            if get("cps").is_some() {
+                sink.ok::<()>(Err(f.err("rate: cps is set too; keep one of them")));
+            }
+            limits.rate = sink.ok(rate(f, true));
         }
         let mut log = LogFields::default();
         if let Some(f) = get("log_on_success") {
@@ -836,20 +873,40 @@ impl Sink {
     }
 }
 
-/// `cps = [COUNT, SECONDS]`.
-fn cps(f: Field<'_>) -> Result<(u32, Duration), ConfigError> {
-    let bad = || f.err("cps: expected [COUNT, SECONDS], e.g. [50, 10]");
+/// `cps = [COUNT, PAUSE]` (a one-second window) or
+/// `rate = [COUNT, WINDOW, PAUSE]`.
+fn rate(f: Field<'_>, windowed: bool) -> Result<Rate, ConfigError> {
+    let bad = || {
+        f.err(if windowed {
+            "rate: expected [COUNT, WINDOW_SECONDS, PAUSE_SECONDS], e.g. [256, 60, 600]"
+        } else {
+            "cps: expected [COUNT, SECONDS], e.g. [50, 10]"
+        })
+    };
     let DeValue::Array(items) = f.value.get_ref() else {
         return Err(bad());
     };
-    let [count, secs] = &items[..] else {
-        return Err(bad());
+    let (count, per, pause) = match &items[..] {
+        [count, pause] if !windowed => (count, None, pause),
+        [count, per, pause] if windowed => (count, Some(per), pause),
+        _ => return Err(bad()),
     };
     let count = Field { value: count, ..f }
         .int(1, 1_000_000)
         .map_err(|_| bad())?;
-    let secs = Field { value: secs, ..f }.seconds().map_err(|_| bad())?;
-    Ok((count as u32, secs))
+    let per = match per {
+        Some(per) => Field { value: per, ..f }.seconds().map_err(|_| bad())?,
+        None => Duration::from_secs(1),
+    };
+    if per.is_zero() {
+        return Err(bad());
+    }
+    let pause = Field { value: pause, ..f }.seconds().map_err(|_| bad())?;
+    Ok(Rate {
+        count: count as u32,
+        per,
+        pause,
+    })
 }
 
 /// A log field name from `known`, any case.

@@ -184,7 +184,7 @@ fn includes_merge_services_and_errors_name_the_included_file() {
         stderr,
         "conf.d/20-c.toml:1:2: \"global\" may only be set in the main config file, not in an included one\n\
          conf.d/20-c.toml:4:1: duplicate service name \"a\" (first defined at main.toml:3:1)\n\
-         main.toml: 2 errors\n"
+         main.toml: 2 errors (2 valid services would run)\n"
     );
 }
 

@@ -50,9 +50,11 @@ pub fn user_line() -> &'static str {
     }
 }
 
-/// A 0755 temporary directory with the test handlers copied in.
+/// A 0755 temporary directory with the test handlers copied in; clones
+/// share it, and it is removed with the last one.
+#[derive(Clone)]
 pub struct Dir {
-    pub tmp: tempfile::TempDir,
+    pub tmp: Arc<tempfile::TempDir>,
 }
 
 impl Dir {
@@ -71,7 +73,7 @@ impl Dir {
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
                 .expect("chmod handler");
         }
-        Dir { tmp }
+        Dir { tmp: Arc::new(tmp) }
     }
 
     pub fn path(&self) -> &Path {
@@ -132,11 +134,18 @@ impl Server {
         if !args.iter().any(|a| a.starts_with("--syslog-socket")) {
             cmd.arg("--log").arg("stderr");
         }
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        adjust(&mut cmd);
+        Server::launch(dir, path, cmd)
+    }
+
+    /// Start `cmd` (an oxinetd command line, possibly behind `ip netns
+    /// exec`) whose config is `config`; its stderr is the log.
+    pub fn launch(dir: Dir, config: PathBuf, mut cmd: Command) -> Server {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        adjust(&mut cmd);
+        let path = config;
         let mut child = cmd.spawn().expect("start oxinetd");
         let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -472,4 +481,52 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+/// A network namespace of the test's own, with only `lo` up: the standard
+/// ports (7, 13, 69, ...) are free there, whatever else the machine runs.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("oxinetd-test-{}-{n}", std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        ns
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Start oxinetd inside the namespace on `config` with `args`, and
+    /// wait for `ready`.
+    pub fn serve(&self, dir: Dir, config: &Path, args: &[&str]) -> Server {
+        let mut cmd = self.command(bin());
+        cmd.arg("-f")
+            .arg(config)
+            .args(["--log", "stderr"])
+            .args(args);
+        let s = Server::launch(dir, config.to_path_buf(), cmd);
+        if s.wait_for(|l| l.contains(" ready ")).is_none() {
+            panic!("oxinetd did not become ready:\n{}", s.log());
+        }
+        s
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }

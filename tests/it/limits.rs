@@ -92,7 +92,7 @@ fn cps_pauses_the_service_then_it_resumes_by_itself() {
     // While paused a new client waits in the backlog; after the pause it is
     // served without anyone doing anything.
     let waiting = connect_from("127.0.0.1", addr).unwrap();
-    s.expect_line(&["resume service=rate reason=cps"]);
+    s.expect_line(&["resume service=rate reason=rate"]);
     assert_eq!(finish(waiting, "later"), "got later\n");
     for (i, c) in held.into_iter().enumerate() {
         assert_eq!(finish(c, &i.to_string()), format!("got {i}\n"));

@@ -7,6 +7,7 @@ mod access;
 mod check;
 mod child;
 mod clients;
+mod compat;
 mod dgram;
 mod internal;
 mod lifecycle;

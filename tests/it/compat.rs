@@ -1,0 +1,444 @@
+//! Classic configs run as they are, and `oxinetd import` gives the same
+//! services: inetd.conf in the OpenBSD, FreeBSD and inetutils dialects and an
+//! xinetd tree, as distributions ship them (tests/fixtures/compat), each
+//! served in a network namespace of its own so the standard ports are free,
+//! and used with the real clients (tftp, rsync, git, socat).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::harness::{bin, need, run_ok, Dir, Netns, Server};
+
+const TFTP_FILE: &str = "hello from the tftp root\n";
+const RSYNC_FILE: &str = "fetched over rsync\n";
+
+/// The fixture `name` copied into a fresh directory (@DIR@ replaced), with
+/// what its services serve: a tftp root, an rsync module, a git repository.
+fn fixture(name: &str) -> Dir {
+    let dir = Dir::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compat")
+        .join(name);
+    copy_templated(&src, dir.path(), dir.path());
+    let root = dir.path();
+    let mkdir = |p: &Path| {
+        std::fs::create_dir_all(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    mkdir(&root.join("tftpboot"));
+    dir.write("tftpboot/hello.txt", TFTP_FILE);
+    mkdir(&root.join("rsync-data"));
+    dir.write("rsync-data/file.txt", RSYNC_FILE);
+    dir.write(
+        "rsyncd.conf",
+        "use chroot = no\n[data]\npath = {dir}/rsync-data\nread only = yes\n",
+    );
+    dir
+}
+
+fn copy_templated(from: &Path, to: &Path, dir: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+            copy_templated(&path, &target, dir);
+        } else {
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&target, text.replace("@DIR@", &dir.display().to_string())).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
+/// A bare git repository under DIR/git, owned by nobody (the daemon's user).
+fn git_repo(dir: &Dir) {
+    let git = need("git", "git");
+    let repo = dir.path().join("git/project.git");
+    let work = dir.path().join("work");
+    run_ok(Command::new(&git).args(["init", "-q", "--bare"]).arg(&repo));
+    run_ok(Command::new(&git).args(["init", "-q"]).arg(&work));
+    std::fs::write(work.join("README"), "cloned through inetd.d\n").unwrap();
+    let in_work = |args: &[&str]| {
+        run_ok(
+            Command::new(&git)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+                .arg(&work)
+                .args(args),
+        )
+    };
+    in_work(&["add", "README"]);
+    in_work(&["commit", "-q", "-m", "first"]);
+    in_work(&["push", "-q", repo.to_str().unwrap(), "HEAD:refs/heads/main"]);
+    run_ok(Command::new(&git).arg("-C").arg(&repo).args([
+        "symbolic-ref",
+        "HEAD",
+        "refs/heads/main",
+    ]));
+    run_ok(
+        Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(dir.path().join("git")),
+    );
+}
+
+/// `oxinetd check --list` of a config: one line per service that would run,
+/// without the `from=` location (which differs between a file and its
+/// import by design).
+fn services(config: &Path, format: Option<&str>) -> Vec<String> {
+    let mut cmd = Command::new(bin());
+    cmd.args(["check", "--list", "-f"]).arg(config);
+    if let Some(f) = format {
+        cmd.args(["--format", f]);
+    }
+    let out = cmd.output().unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("service "))
+        .map(|l| l.split(" from=").next().unwrap_or(l).to_owned())
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// `oxinetd import SOURCE`, written to DIR/imported.toml.
+fn import(dir: &Dir, source: &Path) -> (PathBuf, i32, String) {
+    let out = Command::new(bin())
+        .arg("import")
+        .arg(source)
+        .output()
+        .unwrap();
+    let path = dir.path().join("imported.toml");
+    std::fs::write(&path, &out.stdout).unwrap();
+    (
+        path,
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Send `input` with socat inside `ns` and return what came back.
+fn socat(ns: &Netns, address: &str, input: &[u8]) -> Vec<u8> {
+    let mut child = ns
+        .command(need("socat", "socat"))
+        .args(["-t", "2", "-T", "10", "-", address])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "socat {address}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn tftp_get(ns: &Netns, dir: &Dir, host: &str) {
+    let out = dir.path().join("got.txt");
+    let _ = std::fs::remove_file(&out);
+    run_ok(
+        ns.command("timeout")
+            .arg("60")
+            .arg(need("tftp", "tftp-hpa"))
+            .args([host, "-c", "get", "hello.txt"])
+            .arg(&out),
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), TFTP_FILE);
+}
+
+fn rsync_get(ns: &Netns, dir: &Dir, host: &str) {
+    let out = dir.path().join("rsynced.txt");
+    let _ = std::fs::remove_file(&out);
+    run_ok(
+        ns.command("timeout")
+            .arg("60")
+            .arg(need("rsync", "rsync"))
+            .arg(format!("rsync://{host}/data/file.txt"))
+            .arg(&out),
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), RSYNC_FILE);
+}
+
+/// Run `config` in a namespace, then run its import in another: `check` is
+/// the client session, done against both.
+fn original_then_import(dir: &Dir, config: &Path, check: impl Fn(&Netns, &Server)) {
+    let ns = Netns::new();
+    let s = ns.serve(dir.clone(), config, &[]);
+    check(&ns, &s);
+    drop(s);
+    let (imported, _, _) = import(dir, config);
+    let ns = Netns::new();
+    let s = ns.serve(dir.clone(), &imported, &[]);
+    check(&ns, &s);
+}
+
+#[test]
+fn import_gives_the_same_listeners_users_and_argv() {
+    crate::require_root!();
+    for (name, file, unconverted) in [
+        ("openbsd", "inetd.conf", 0),
+        ("freebsd", "inetd.conf", 1),
+        ("inetutils", "inetd.conf", 0),
+        ("xinetd", "xinetd.conf", 1),
+    ] {
+        let dir = fixture(name);
+        let config = dir.path().join(file);
+        let original = services(&config, None);
+        assert!(original.len() >= 3, "{name}: {original:?}");
+        let (imported, code, stderr) = import(&dir, &config);
+        assert_eq!(code, i32::from(unconverted > 0), "{name}: {stderr}");
+        assert_eq!(services(&imported, None), original, "{name}");
+        // Every service names its source line; nothing is dropped silently.
+        let text = std::fs::read_to_string(&imported).unwrap();
+        let services = text
+            .lines()
+            .filter(|l| l.trim_start_matches("# ") == "[[service]]")
+            .count();
+        let origins = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("# ")
+                    .and_then(|l| l.rsplit_once(':'))
+                    .is_some_and(|(f, n)| !f.contains(' ') && n.parse::<u32>().is_ok())
+            })
+            .count();
+        assert!(origins >= services, "{name}:\n{text}");
+        assert_eq!(
+            text.matches("# NOT CONVERTED").count(),
+            unconverted,
+            "{name}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn openbsd_inetd_conf_runs_unchanged() {
+    crate::require_root!();
+    let dir = fixture("openbsd");
+    let config = dir.path().join("inetd.conf");
+    original_then_import(&dir, &config, |ns, s| {
+        assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"ping\n"), b"ping\n");
+        assert_eq!(socat(ns, "UDP:127.0.0.1:7", b"dgram"), b"dgram");
+        let day = socat(ns, "TCP:[::1]:13", b"");
+        assert!(day.ends_with(b"\r\n") && day.len() > 20, "{day:?}");
+        assert_eq!(socat(ns, "TCP:127.0.0.1:37", b"").len(), 4);
+        assert_eq!(socat(ns, "TCP:127.0.0.1:9", b"into the void\n"), b"");
+        tftp_get(ns, &dir, "127.0.0.1");
+        s.expect_line(&["start service=tftp-udp"]);
+    });
+}
+
+#[test]
+fn freebsd_inetd_conf_runs_with_its_limits_and_reports_what_it_cannot() {
+    crate::require_root!();
+    let dir = fixture("freebsd");
+    let config = dir.path().join("inetd.conf");
+    let listed = services(&config, Some("inetd")).join("\n");
+    assert!(
+        listed.contains("instances: Some(20), per_source: Some(4)"),
+        "{listed}"
+    );
+    assert!(listed.contains("listen=*:37"), "{listed}");
+    original_then_import(&dir, &config, |ns, s| {
+        assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"bsd\n"), b"bsd\n");
+        assert_eq!(socat(ns, "TCP:[::1]:37", b"").len(), 4);
+        rsync_get(ns, &dir, "127.0.0.1");
+        tftp_get(ns, &dir, "127.0.0.1");
+        s.expect_line(&["exit service=rsync-tcp", "status=0"]);
+    });
+    // The original run named the lines it could not honour.
+    let ns = Netns::new();
+    let s = ns.serve(dir.clone(), &config, &["--format", "inetd"]);
+    s.expect_line(&["config-skipped", "inetd.conf:9:", "RPC"]);
+    s.expect_line(&["config-warning", "inetd.conf:8:", "IPsec"]);
+}
+
+#[test]
+fn inetutils_reads_inetd_d_beside_the_file() {
+    crate::require_root!();
+    let dir = fixture("inetutils");
+    git_repo(&dir);
+    let config = dir.path().join("inetd.conf");
+    original_then_import(&dir, &config, |ns, s| {
+        let clone = dir.path().join("clone");
+        let _ = std::fs::remove_dir_all(&clone);
+        run_ok(
+            ns.command(need("git", "git"))
+                .args(["clone", "-q", "git://127.0.0.1/project.git"])
+                .arg(&clone),
+        );
+        assert_eq!(
+            std::fs::read_to_string(clone.join("README")).unwrap(),
+            "cloned through inetd.d\n"
+        );
+        assert_eq!(socat(ns, "UDP:127.0.0.1:9", b"x").len(), 0);
+        s.expect_line(&["exit service=git-tcp", "status=0"]);
+    });
+}
+
+#[test]
+fn xinetd_tree_runs_unchanged() {
+    crate::require_root!();
+    let dir = fixture("xinetd");
+    let config = dir.path().join("xinetd.conf");
+    original_then_import(&dir, &config, |ns, s| {
+        assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"x\n"), b"x\n");
+        assert_eq!(socat(ns, "UDP:127.0.0.1:7", b"u"), b"u");
+        assert!(socat(ns, "TCP:127.0.0.1:13", b"").len() > 20);
+        assert_eq!(socat(ns, "UDP:127.0.0.1:37", b"\n").len(), 4);
+        // chargen streams until the client goes: read two lines and close.
+        let chargen = run_ok(
+            ns.command("sh")
+                .args(["-c", "socat -u TCP:127.0.0.1:19 - | head -c 148"]),
+        );
+        assert_eq!(chargen.len(), 148, "{chargen}");
+        assert_eq!(chargen.lines().next().map(str::len), Some(72), "{chargen}");
+        tftp_get(ns, &dir, "127.0.0.1");
+        rsync_get(ns, &dir, "127.0.0.1");
+        // flags = IPv6: dual stack; only_from lets ::1 in.
+        rsync_get(ns, &dir, "[::1]");
+        // chargen-dgram is `disable = yes`: not bound.
+        assert_eq!(s.count(&["listen service=chargen-dgram"]), 0);
+        assert_eq!(s.count(&["listen service=chargen-stream"]), 1);
+        s.expect_line(&["start service=tftp "]);
+    });
+    let ns = Netns::new();
+    let s = ns.serve(dir.clone(), &config, &[]);
+    // The forwarder cannot be run: refused with its line, the rest serves.
+    s.expect_line(&["config-skipped", "smtp-relay:9:", "redirect"]);
+    s.expect_line(&["config-warning", "rsync:17:", "nice = 10"]);
+}
+
+#[test]
+fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
+    let dir = Dir::new();
+    let conf = dir.write(
+        "inetd.conf",
+        "echo stream tcp nowait root internal\n\
+         echo stream\n\
+         x dgram tcp wait root /bin/cat cat\n\
+         y stream tcp sometimes root /bin/cat cat\n\
+         9 stream tcp nowait root internal\n\
+         z stream tcp nowait.x root /bin/cat cat\n\
+         127.0.0.1:0 stream tcp nowait nobody /no/such/program prog\n",
+    );
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let file = conf.display().to_string();
+    for (line, needle) in [
+        (2, "at least 6 fields"),
+        (3, "does not go with"),
+        (4, "wait or nowait"),
+        (5, "not a built-in"),
+        (6, "per minute"),
+        (7, "/no/such/program"),
+    ] {
+        let prefix = format!("{file}:{line}:");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "{prefix} {needle}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("(1 valid service would run)"), "{stderr}");
+
+    let conf = dir.write(
+        "xinetd.conf",
+        "service a\n{\n  socket_type = stream\n  wait = maybe\n  server = /bin/cat\n}\n\
+         service b\n  socket_type = stream\n\
+         defaults\n{\n  instances 5\n}\n\
+         service c\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  cps = fast\n",
+    );
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let file = conf.display().to_string();
+    for (line, needle) in [
+        (4, "expected yes or no"),
+        (7, "expected \"{\""),
+        (11, "expected ATTRIBUTE = VALUE"),
+        (13, "no closing"),
+    ] {
+        let prefix = format!("{file}:{line}:");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "{prefix} {needle}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_file_name_needs_format() {
+    let dir = Dir::new();
+    let conf = dir.write("services.conf", "echo stream tcp nowait root internal\n");
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format"));
+    let out = Command::new(bin())
+        .args(["check", "--format", "inetd", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sighup_rereads_an_inetd_conf() {
+    let dir = Dir::new();
+    let user = if crate::harness::is_root() {
+        "nobody".to_owned()
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name
+    };
+    let line = |name: &str| format!("127.0.0.1:0 stream tcp nowait {user} /bin/echo echo {name}\n");
+    let conf = dir.write("inetd.conf", &line("first"));
+    let mut cmd = Command::new(bin());
+    cmd.arg("-f").arg(&conf).args(["--log", "stderr"]);
+    let s = Server::launch(dir, conf.clone(), cmd);
+    assert!(
+        s.wait_for(|l| l.contains(" ready ")).is_some(),
+        "{}",
+        s.log()
+    );
+    let first = s.addr("0-tcp");
+    assert_eq!(crate::harness::talk(first, ""), "first\n");
+    // A second line on another port; the first is unchanged and kept.
+    let text = format!("{}{}", line("first"), line("second"));
+    std::fs::write(&conf, text).unwrap();
+    s.signal(nix::sys::signal::Signal::SIGHUP);
+    s.expect_line(&["reload listeners=2", "kept=1", "bound=1"]);
+    assert_eq!(crate::harness::talk(first, ""), "first\n");
+    let second = s.addrs("0-tcp-2");
+    assert_eq!(crate::harness::talk(second[0], ""), "second\n");
+}

@@ -185,6 +185,22 @@ impl Rendered {
         self.origins.push(at.cloned());
     }
 
+    /// A `# ...` line. Comment text comes from the input (values, paths,
+    /// messages quoting a line): control characters are escaped, as TOML
+    /// comments may not hold them.
+    fn comment(&mut self, at: Option<&Location>, text: &str) {
+        let mut line = String::with_capacity(text.len() + 2);
+        line.push_str("# ");
+        for c in text.chars() {
+            if c.is_control() && c != '\t' {
+                let _ = write!(line, "\\u{:04X}", c as u32);
+            } else {
+                line.push(c);
+            }
+        }
+        self.line(at, line.trim_end());
+    }
+
     /// The original location of a position in the rendered text.
     fn origin(&self, loc: &Location) -> Option<Location> {
         self.origins
@@ -202,15 +218,12 @@ impl Translation {
             text: String::new(),
             origins: Vec::new(),
         };
-        r.line(
-            None,
-            &format!("# Converted from {format} by oxinetd import."),
-        );
+        r.comment(None, &format!("Converted from {format} by oxinetd import."));
         for src in &self.sources {
-            r.line(None, &format!("#   {}", src.display()));
+            r.comment(None, &format!("  {}", src.display()));
         }
         for e in self.errors.iter().chain(&self.unsupported) {
-            r.line(None, &format!("# NOT CONVERTED: {e}"));
+            r.comment(None, &format!("NOT CONVERTED: {e}"));
         }
         if !self.global.is_empty() {
             r.line(None, "");
@@ -221,20 +234,24 @@ impl Translation {
         }
         for d in &self.services {
             r.line(None, "");
-            r.line(Some(&d.origin), &format!("# {}", d.origin.short()));
+            r.comment(Some(&d.origin), &d.origin.short());
             for (at, note) in &d.notes {
-                r.line(Some(at), &format!("# {}: {note}", at.short()));
+                r.comment(Some(at), &format!("{}: {note}", at.short()));
             }
-            let prefix = match &d.disabled {
-                Some(why) => {
-                    r.line(Some(&d.origin), &format!("# disabled ({why}): not run"));
-                    "# "
+            let disabled = d.disabled.is_some();
+            if let Some(why) = &d.disabled {
+                r.comment(Some(&d.origin), &format!("disabled ({why}): not run"));
+            }
+            let mut emit = |at: &Location, line: &str| {
+                if disabled {
+                    r.comment(Some(at), line);
+                } else {
+                    r.line(Some(at), line);
                 }
-                None => "",
             };
-            r.line(Some(&d.origin), &format!("{prefix}[[service]]"));
+            emit(&d.origin, "[[service]]");
             for (key, value, at) in &d.keys {
-                r.line(Some(at), &format!("{prefix}{}", key_line(key, value)));
+                emit(at, &key_line(key, value));
             }
         }
         r

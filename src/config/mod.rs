@@ -7,6 +7,8 @@
 mod draft;
 mod error;
 mod etc_services;
+#[cfg(test)]
+mod fuzz;
 mod inetd;
 mod toml;
 mod xinetd;

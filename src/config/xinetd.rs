@@ -54,6 +54,19 @@ pub fn translate(path: &Path, _ctx: &Context) -> Translation {
     } else {
         read_file(path, 0, &mut blocks, &mut t);
     }
+    build(&blocks, t)
+}
+
+/// Translate `text` as if read from `path` (includes are followed).
+#[cfg(test)]
+pub fn translate_text(path: &Path, text: &str) -> Translation {
+    let mut t = Translation::default();
+    let mut blocks = Vec::new();
+    parse(path, text, 0, &mut blocks, &mut t);
+    build(&blocks, t)
+}
+
+fn build(blocks: &[Block], mut t: Translation) -> Translation {
     let mut defaults: Vec<Attr> = Vec::new();
     for b in blocks.iter().filter(|b| b.service.is_none()) {
         defaults.extend(b.attrs.iter().cloned());
@@ -61,7 +74,7 @@ pub fn translate(path: &Path, _ctx: &Context) -> Translation {
     let enabled = list_of(&defaults, "enabled");
     let disabled = list_of(&defaults, "disabled");
     global_settings(&defaults, &mut t);
-    for b in &blocks {
+    for b in blocks {
         let Some(name) = &b.service else { continue };
         match service(name, b, &defaults, &mut t) {
             Ok(mut d) => {
@@ -798,23 +811,7 @@ mod tests {
     use super::*;
 
     fn translate_str(text: &str) -> Translation {
-        let mut t = Translation::default();
-        let mut blocks = Vec::new();
-        parse(Path::new("xinetd.conf"), text, 0, &mut blocks, &mut t);
-        let defaults: Vec<Attr> = blocks
-            .iter()
-            .filter(|b| b.service.is_none())
-            .flat_map(|b| b.attrs.clone())
-            .collect();
-        for b in &blocks {
-            if let Some(name) = &b.service {
-                match service(name, b, &defaults, &mut t) {
-                    Ok(d) => t.services.push(d),
-                    Err(p) => t.report(p),
-                }
-            }
-        }
-        t
+        translate_text(Path::new("xinetd.conf"), text)
     }
 
     #[test]
@@ -865,7 +862,13 @@ mod tests {
         let t = translate_str("service x\n  socket_type = stream\n");
         assert!(!t.errors.is_empty());
         let t = translate_str("service x\n{\n  socket_type stream\n}\n");
-        assert_eq!(t.errors[0].at.line, 3);
+        assert!(
+            t.errors
+                .iter()
+                .any(|e| e.at.line == 3 && e.message.contains("ATTRIBUTE")),
+            "{:?}",
+            t.errors
+        );
         let t = translate_str("frobnicate\n");
         assert_eq!(t.errors[0].at.line, 1);
     }

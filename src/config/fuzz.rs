@@ -1,0 +1,211 @@
+//! Mutation fuzzing of the inetd and xinetd parsers (a test, no extra
+//! tooling: cargo-fuzz needs a nightly compiler this project does not use).
+//!
+//! The seed corpus is tests/fixtures/compat (every file) plus
+//! tests/fuzz-corpus (inputs that once broke something, kept as
+//! regressions). Each round mutates a seed (bytes flipped, inserted,
+//! deleted, lines duplicated or spliced, fields swapped), runs the
+//! translation, renders it, and loads the rendering through the TOML
+//! resolver. The properties: nothing panics, and the rendered TOML always
+//! parses (only resolution errors such as an unknown user may remain).
+//!
+//! A normal `cargo test` runs a few thousand rounds; for a long run:
+//! `OXINETD_FUZZ_SECS=300 cargo test --lib fuzz -- --nocapture`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::draft::Translation;
+use super::{inetd, xinetd, Context};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["tests/fixtures/compat", "tests/fuzz-corpus"] {
+        collect(&root.join(dir), &mut files);
+    }
+    files.sort();
+    files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Tokens that matter to the grammars, spliced in by the mutator.
+const TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "=",
+    "+=",
+    "-=",
+    ":",
+    "/",
+    ".",
+    "[",
+    "]",
+    "#",
+    "#@",
+    "\n",
+    "\t",
+    " ",
+    "internal",
+    "wait",
+    "nowait",
+    "stream",
+    "dgram",
+    "tcp6",
+    "udp46",
+    "unix",
+    "rpc/tcp",
+    "service x",
+    "defaults",
+    "*:",
+    "[::1]:",
+    "127.0.0.1:",
+    "root",
+    "nobody:nogroup",
+    "/bin/cat",
+    "UNLIMITED",
+    "flags = IPv6",
+    "type = INTERNAL",
+    "\"",
+    "\\",
+    "\u{0}",
+    "é",
+    "99999999999999999999",
+];
+
+fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut data = seeds[rng.below(seeds.len())].clone();
+    for _ in 0..=rng.below(8) {
+        let at = rng.below(data.len() + 1);
+        match rng.below(7) {
+            0 if !data.is_empty() => {
+                let i = rng.below(data.len());
+                data[i] ^= 1 << rng.below(8);
+            }
+            1 => data.insert(at, rng.next() as u8),
+            2 if at < data.len() => {
+                let end = (at + rng.below(16)).min(data.len());
+                data.drain(at..end);
+            }
+            3 | 4 => {
+                let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
+                data.splice(at..at, t.iter().copied());
+            }
+            5 => {
+                // Splice a piece of another seed.
+                let other = &seeds[rng.below(seeds.len())];
+                let from = rng.below(other.len());
+                let end = (from + rng.below(200)).min(other.len());
+                data.splice(at..at, other[from..end].iter().copied());
+            }
+            _ => {
+                // Duplicate a line.
+                let text = data.clone();
+                let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+                let line = lines[rng.below(lines.len())];
+                data.splice(at..at, line.iter().chain(b"\n").copied());
+            }
+        }
+    }
+    data
+}
+
+/// One input through both front-ends and the resolver.
+fn exercise(input: &[u8], ctx: &Context) {
+    let text = String::from_utf8_lossy(input);
+    // Never follow includes out of the fuzzer's input (`include /dev/zero`).
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("include"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = Path::new("/nonexistent/fuzz/inetd.conf");
+    let mut t = Translation::default();
+    inetd::translate_text(file, &text, &mut t);
+    check_rendering(t, "inetd", ctx, &text);
+    let t = xinetd::translate_text(Path::new("/nonexistent/fuzz/xinetd.conf"), &text);
+    check_rendering(t, "xinetd", ctx, &text);
+}
+
+fn check_rendering(t: Translation, format: &str, ctx: &Context, input: &str) {
+    let rendered = t.render(format).text;
+    let parsed = toml::de::DeTable::parse(&rendered);
+    assert!(
+        parsed.is_ok(),
+        "rendered {format} TOML does not parse: {parsed:?}\n--- input:\n{input}\n--- rendered:\n{rendered}"
+    );
+    let _ = t.load(Path::new("/nonexistent/fuzz/x.conf"), format, ctx);
+}
+
+#[test]
+fn parsers_survive_mutated_configs() {
+    let seeds = seeds();
+    assert!(seeds.len() >= 10, "seed corpus missing");
+    let ctx = Context {
+        etc_services: PathBuf::from("/etc/services"),
+        ..Context::current()
+    };
+    for s in &seeds {
+        exercise(s, &ctx);
+    }
+    let budget = std::env::var("OXINETD_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs);
+    let seed = std::env::var("OXINETD_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0D15_EA5E_u64);
+    let mut rng = Rng(seed | 1);
+    let start = Instant::now();
+    let mut rounds = 0u64;
+    loop {
+        let done = match budget {
+            Some(b) => start.elapsed() >= b,
+            None => rounds >= 3000,
+        };
+        if done {
+            break;
+        }
+        let input = mutate(&mut rng, &seeds);
+        exercise(&input, &ctx);
+        rounds += 1;
+    }
+    eprintln!(
+        "fuzz: {rounds} inputs in {:.1} s, seed {seed}",
+        start.elapsed().as_secs_f64()
+    );
+}

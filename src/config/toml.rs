@@ -101,6 +101,44 @@ struct SourceFile {
     path: PathBuf,
     text: String,
     is_main: bool,
+    /// Byte offset of each line's start: locating a value is a binary
+    /// search, not a scan from the top (1000 services, 1000 origins).
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    fn new(path: &Path, text: String, is_main: bool) -> SourceFile {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceFile {
+            path: path.to_path_buf(),
+            text,
+            is_main,
+            line_starts,
+        }
+    }
+
+    /// `FILE:LINE:COL` of byte `offset`.
+    fn loc(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
+        Location {
+            file: self.path.clone(),
+            line: line.max(1),
+            col,
+        }
+    }
 }
 
 pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
@@ -117,11 +155,7 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
 /// format): positions in the errors are positions in `text`, as if it had
 /// been read from `path`. `include` is not followed.
 pub fn load_text(path: &Path, text: String, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
-    let file = SourceFile {
-        path: path.to_path_buf(),
-        text,
-        is_main: true,
-    };
+    let file = SourceFile::new(path, text, true);
     let (_, errs) = DeTable::parse_recoverable(&file.text);
     if !errs.is_empty() {
         return Err(errs.iter().map(|e| syntax_error(&file, e)).collect());
@@ -146,6 +180,7 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
     let mut walk = Walk {
         ctx,
         errors: Vec::new(),
+        identities: HashMap::new(),
     };
     let mut global = Global::default();
     let mut defaults: HashMap<&str, Field<'_>> = HashMap::new();
@@ -164,7 +199,7 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
             };
             match key.get_ref().as_ref() {
                 k if !file.is_main && ROOT_KEYS.contains(&k) && !allowed.contains(&k) => walk.errors.push(ConfigError::new(
-                    Location::at(&file.path, &file.text, key.span().start),
+                    file.loc(key.span().start),
                     format!("\"{k}\" may only be set in the main config file, not in an included one"),
                 )),
                 _ if !allowed.contains(&key.get_ref().as_ref()) => {
@@ -214,22 +249,14 @@ fn collect_files(
     let table = match DeTable::parse_recoverable(&text) {
         (table, errs) if errs.is_empty() => table,
         (_, errs) => {
-            let file = SourceFile {
-                path: path.to_path_buf(),
-                text: text.clone(),
-                is_main,
-            };
+            let file = SourceFile::new(path, text.clone(), is_main);
             errors.extend(errs.iter().map(|e| syntax_error(&file, e)));
             return;
         }
     };
     let mut includes = Vec::new();
     if let Some(value) = table.get_ref().get("include") {
-        let file = SourceFile {
-            path: path.to_path_buf(),
-            text: text.clone(),
-            is_main,
-        };
+        let file = SourceFile::new(path, text.clone(), is_main);
         let field = Field {
             file: &file,
             value,
@@ -255,11 +282,7 @@ fn collect_files(
         }
     }
     drop(table);
-    files.push(SourceFile {
-        path: path.to_path_buf(),
-        text,
-        is_main,
-    });
+    files.push(SourceFile::new(path, text, is_main));
     for inc in includes {
         collect_files(&inc, false, depth + 1, files, errors);
     }
@@ -279,7 +302,7 @@ fn expand_include(including: &Path, pattern: &str) -> Result<Vec<PathBuf>, Strin
 fn syntax_error(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
     let offset = e.span().map_or(0, |s| s.start);
     let message = e.message().trim_end().replace('\n', "; ");
-    ConfigError::new(Location::at(&file.path, &file.text, offset), message)
+    ConfigError::new(file.loc(offset), message)
 }
 
 /// One value of the document, with the file it came from.
@@ -292,7 +315,7 @@ struct Field<'a> {
 
 impl<'a> Field<'a> {
     fn loc(&self) -> Location {
-        Location::at(&self.file.path, &self.file.text, self.value.span().start)
+        self.file.loc(self.value.span().start)
     }
 
     fn err(&self, message: impl Into<String>) -> ConfigError {
@@ -384,12 +407,9 @@ impl<'a> Field<'a> {
             DeValue::Array(items) => items
                 .iter()
                 .map(|item| match item.get_ref() {
-                    DeValue::String(s) => Ok((
-                        s.as_ref(),
-                        Location::at(&self.file.path, &self.file.text, item.span().start),
-                    )),
+                    DeValue::String(s) => Ok((s.as_ref(), self.file.loc(item.span().start))),
                     other => Err(ConfigError::new(
-                        Location::at(&self.file.path, &self.file.text, item.span().start),
+                        self.file.loc(item.span().start),
                         format!(
                             "{}: expected a string, found {}",
                             self.key,
@@ -420,7 +440,7 @@ impl<'a> Field<'a> {
             .map(|(k, v)| match v.get_ref() {
                 DeValue::String(s) => Ok((k.get_ref().as_ref(), s.as_ref())),
                 other => Err(ConfigError::new(
-                    Location::at(&self.file.path, &self.file.text, v.span().start),
+                    self.file.loc(v.span().start),
                     format!(
                         "{}.{}: expected a string, found {}",
                         self.key,
@@ -454,7 +474,12 @@ impl<'a> Field<'a> {
 struct Walk<'c> {
     ctx: &'c Context,
     errors: Vec<ConfigError>,
+    /// Identities already resolved: a thousand services as `nobody` read
+    /// the user and group databases once, not a thousand times.
+    identities: HashMap<IdentityKey, Result<Identity, String>>,
 }
+
+type IdentityKey = (Option<String>, Option<String>, bool);
 
 impl Walk<'_> {
     fn unknown_key(
@@ -473,10 +498,8 @@ impl Walk<'_> {
         } else if place != "top level" && ROOT_KEYS.contains(&name.as_ref()) {
             msg.push_str(" (top-level keys must come before the first [table])");
         }
-        self.errors.push(ConfigError::new(
-            Location::at(&file.path, &file.text, key.span().start),
-            msg,
-        ));
+        self.errors
+            .push(ConfigError::new(file.loc(key.span().start), msg));
     }
 
     fn table<'a>(&mut self, field: Field<'a>) -> Option<&'a DeTable<'a>> {
@@ -585,7 +608,7 @@ impl Walk<'_> {
             .iter()
             .map(|(k, _)| k.span().start)
             .min()
-            .map(|o| Location::at(&file.path, &file.text, o))
+            .map(|o| file.loc(o))
             .unwrap_or_else(|| Location::file(&file.path));
         let sink = Sink::default();
 
@@ -674,7 +697,7 @@ impl Walk<'_> {
             ] {
                 if let Some(f) = own.get(key) {
                     sink.ok::<()>(Err(ConfigError::new(
-                        Location::at(&f.file.path, &f.file.text, f.value.span().start),
+                        f.file.loc(f.value.span().start),
                         format!("{key}: has no meaning for an internal service (it runs inside oxinetd)"),
                     )));
                 }
@@ -686,14 +709,20 @@ impl Walk<'_> {
             Some(Identity::Inherit)
         } else {
             let groups = get("groups").and_then(|f| sink.ok(f.bool()));
-            sink.ok(Identity::resolve(
-                user.map(|(s, _)| s),
-                group.map(|(s, _)| s),
+            let key = (
+                user.map(|(s, _)| s.to_owned()),
+                group.map(|(s, _)| s.to_owned()),
                 groups.unwrap_or(true),
-                self.ctx.euid,
-                self.ctx.egid,
-            )
-            .map_err(|m| {
+            );
+            let (euid, egid) = (self.ctx.euid, self.ctx.egid);
+            let resolved = self
+                .identities
+                .entry(key)
+                .or_insert_with_key(|(u, g, sup)| {
+                    Identity::resolve(u.as_deref(), g.as_deref(), *sup, euid, egid)
+                })
+                .clone();
+            sink.ok(resolved.map_err(|m| {
                 let at = match (user, group) {
                     (_, Some((_, g))) if m.contains("group") => g.loc(),
                     (Some((_, u)), _) => u.loc(),
@@ -986,4 +1015,24 @@ fn io_problem(e: &std::io::Error) -> String {
         || e.to_string(),
         |n| nix::errno::Errno::from_raw(n).desc().to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexed_locations_match_a_scan() {
+        let text = "a = 1\nbé = 2\n\n[x]\nc = \"é\"".to_owned();
+        let file = SourceFile::new(Path::new("f.toml"), text.clone(), true);
+        for offset in 0..=text.len() + 3 {
+            if text.is_char_boundary(offset.min(text.len())) {
+                assert_eq!(
+                    file.loc(offset),
+                    Location::at(Path::new("f.toml"), &text, offset),
+                    "offset {offset}"
+                );
+            }
+        }
+    }
 }

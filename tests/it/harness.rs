@@ -471,6 +471,24 @@ pub fn accept_queue(addr: SocketAddr) -> usize {
         .sum()
 }
 
+/// Pids of the processes with a TCP listening socket on `addr` (`ss -p`).
+pub fn listening_pids(addr: SocketAddr) -> Vec<i32> {
+    let out = Command::new("ss")
+        .args(["-Hltnp", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("pid=")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 /// Wait until `cond` holds (bounded by PATIENCE); false if it never did.
 pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + PATIENCE;

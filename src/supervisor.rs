@@ -473,9 +473,12 @@ impl Supervisor {
             for key in running.svc.listen.clone() {
                 match old.remove(&Slot::new(key, &running.svc.name)) {
                     Some(mut l) => {
+                        let was = l.service.mode;
                         l.service = Rc::clone(&running);
                         l.idle_exits = 0;
-                        self.set_mode(&l);
+                        if blocking(was) != blocking(l.service.mode) {
+                            self.set_mode(&l);
+                        }
                         self.listeners.insert(l.id, l);
                     }
                     None => {
@@ -520,7 +523,7 @@ impl Supervisor {
     }
 
     fn add_listener(&mut self, running: &Rc<Running>, key: ListenKey) -> io::Result<()> {
-        let socket = listener::bind(&key)?;
+        let socket = listener::bind(&key, !blocking(running.mode))?;
         let local = socket
             .local_addr()?
             .as_socket()
@@ -539,7 +542,6 @@ impl Supervisor {
             watching: true,
             backoff: Duration::ZERO,
         };
-        self.set_mode(&l);
         self.epoll.add(
             l.socket.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, Token::Listener(id).encode()),
@@ -556,11 +558,9 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Blocking or not, for a listener whose service changed mode on reload.
     fn set_mode(&mut self, l: &Listener) {
-        // A `wait` handler shares the socket's file status and expects a
-        // blocking socket, as under every inetd; the loop itself only ever
-        // accepts or receives until EAGAIN.
-        let result = l.socket.set_nonblocking(l.service.mode != Mode::HandOver);
+        let result = l.socket.set_nonblocking(!blocking(l.service.mode));
         if let Err(e) = result {
             error!(
                 self.log,
@@ -1454,6 +1454,13 @@ fn log_problems(log: &mut Log, loaded: &config::Loaded) {
     for w in &loaded.warnings {
         warning!(log, "config-warning at={} msg={}", w.at, Q(&w.message));
     }
+}
+
+/// A `wait` handler shares the socket's file status and expects a blocking
+/// socket, as under every inetd; the loop itself only ever accepts or
+/// receives until EAGAIN.
+fn blocking(mode: Mode) -> bool {
+    mode == Mode::HandOver
 }
 
 /// The sender and first bytes of the pending datagram, without taking it.

@@ -1,10 +1,11 @@
-//! Everything a handler needs, prepared before fork.
+//! Everything a handler needs, prepared before it is spawned.
 //!
 //! A [`Plan`] is built once per service when the config is loaded: the
 //! program path, argv and the fixed part of the environment as C strings,
 //! the ids to switch to. Per connection, [`Spawner`] writes the few
-//! connection variables into a reused buffer, makes the pipes, and hands one
-//! [`sys::ExecImage`] to the fork. The child itself allocates nothing.
+//! connection variables into a reused buffer, makes the stderr pipe if
+//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn`] along with
+//! the reused child stack. The child itself allocates nothing.
 
 use std::ffi::CString;
 use std::io::Write as _;
@@ -111,11 +112,12 @@ pub enum Invocation<'a> {
     },
 }
 
-/// A started handler: its pid and the parent's ends of its pipes.
+/// A started handler: its pid, whether it got to exec, and the parent's
+/// end of its stderr pipe.
 pub struct Spawned {
     pub pid: i32,
-    /// Read end of the failure-report pipe (see `sys`).
-    pub report: OwnedFd,
+    /// The step that failed before exec, if one did (the child exits 127).
+    pub failure: Option<sys::Failure>,
     /// Read end of the handler's stderr, when `stderr = "log"`.
     pub stderr: Option<OwnedFd>,
 }
@@ -123,6 +125,8 @@ pub struct Spawned {
 /// Reused per-connection state of the spawn path.
 pub struct Spawner {
     devnull: OwnedFd,
+    /// The stack every spawn child runs on until it execs.
+    stack: sys::ChildStack,
     /// The fd limit oxinetd was started with, given back to handlers.
     nofile: Option<libc::rlimit>,
     /// `NAME=value\0` entries for the current connection.
@@ -140,6 +144,7 @@ impl Spawner {
             .open("/dev/null")?;
         Ok(Spawner {
             devnull: devnull.into(),
+            stack: sys::ChildStack::new()?,
             nofile,
             env_buf: Vec::with_capacity(512),
             env_offsets: Vec::with_capacity(16),
@@ -148,7 +153,6 @@ impl Spawner {
     }
 
     pub fn spawn(&mut self, plan: &Plan, inv: &Invocation<'_>) -> Result<Spawned, String> {
-        let (report_r, report_w) = reader_pipe()?;
         let stderr_pipe = match plan.stderr {
             StderrMode::Log => Some(reader_pipe()?),
             _ => None,
@@ -214,14 +218,13 @@ impl Spawner {
             stdio: [stdin, stdout, stderr_src],
             listen,
             pid_slot: pid_slot_at.map(|at| base.wrapping_add(at)),
-            report: report_w.as_raw_fd(),
             nofile: self.nofile,
         };
-        let pid = sys::spawn(&img).map_err(|e| format!("unable to fork: {e}"))?;
-        drop(report_w);
+        let started =
+            sys::spawn(&img, &mut self.stack).map_err(|e| format!("unable to fork: {e}"))?;
         Ok(Spawned {
-            pid,
-            report: report_r,
+            pid: started.pid,
+            failure: started.failure,
             stderr: stderr_pipe.map(|(r, _w)| r),
         })
     }

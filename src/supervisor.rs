@@ -815,7 +815,7 @@ impl Supervisor {
         }
     }
 
-    /// Spawning failed (fork: EAGAIN, ENOMEM): rest the listener a little
+    /// Spawning failed (clone: EAGAIN, ENOMEM): rest the listener a little
     /// rather than fail every queued connection at once.
     fn spawn_backoff(&mut self, id: u64) {
         if let Some(l) = self.listeners.get_mut(&id) {
@@ -1202,7 +1202,7 @@ impl Supervisor {
                 protocol: running.svc.protocol,
                 peer,
                 started: Instant::now(),
-                report: spawned.report,
+                failure: spawned.failure,
                 stderr,
                 holds: extras.holds,
                 probe: extras.probe,
@@ -1296,7 +1296,7 @@ impl Supervisor {
                 });
                 let _ = self.epoll.delete(pipe.fd.as_fd());
             }
-            if let Some((step, errno)) = crate::sys::read_report(child.report.as_fd()) {
+            if let Some((step, errno)) = child.failure {
                 error!(
                     self.log,
                     "error service={} pid={pid} msg={}",
@@ -1308,8 +1308,6 @@ impl Supervisor {
                     ))
                 );
             }
-            // Closed before the exit line, so that line means "all cleaned up".
-            drop(child.report);
             if let Some(mut reply) = child.reply.take() {
                 reply.fill();
                 self.send_reply(&child.service.clone(), pid, reply);

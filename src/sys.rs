@@ -1,29 +1,56 @@
-//! The only module with `unsafe`: the child between fork and exec, and the
-//! process-wide hygiene done once at startup.
+//! The only module with `unsafe`: starting a handler, and the process-wide
+//! hygiene done once at startup.
 //!
-//! The child runs a fixed list of async-signal-safe calls on data the parent
-//! prepared (see `spawn`), and allocates nothing:
+//! # Spawning
 //!
-//! 1. move the error-report fd above 3 if needed;
-//! 2. install the sources on fds 0, 1, 2 (and 3 for a LISTEN fd);
-//! 3. park the report fd right above them and close every other fd
-//!    (`close_range`), so no listener outlives the supervisor's copy;
-//! 4. `setsid`;
-//! 5. the signals the supervisor handles or ignores back to default, then
-//!    an empty mask (the parent blocks all signals across the fork);
-//! 6. `setgroups`, `setgid`, `setuid`, then verify the ids took;
-//! 7. the fd limit oxinetd started with, then `chdir("/")`;
-//! 8. write its pid into `LISTEN_PID` when asked;
-//! 9. `execve`.
+//! A handler is started the way `posix_spawn` does it in glibc and musl:
+//! `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` on a small stack of its own
+//! ([`ChildStack`], mapped once, with a guard page, reused). The child
+//! shares the supervisor's memory instead of copying its page tables, so a
+//! spawn costs the same whatever the supervisor's size; the supervisor is
+//! suspended until the child has called `execve` or exited, which is also
+//! what makes sharing the memory safe: while the child runs, nothing else
+//! in this address space does. The parent blocks every signal across the
+//! clone, so none of its handlers can run on the child's side.
 //!
-//! Any failure writes `(step, errno)` to the report pipe and `_exit(127)`:
-//! the handler never runs with more rights than configured, and the parent
-//! logs why when it reaps the child.
+//! The price: the loop waits for each child to reach `execve` (tens of
+//! microseconds, more when the CPUs are busy, or when the program lives on
+//! a slow filesystem), where a forking parent would go on accepting.
+//!
+//! The child runs a fixed list of raw system calls on data the parent
+//! prepared (see `spawn`), writes only to its own stack, the two slots the
+//! parent set aside for it and `errno` (below), and allocates nothing:
+//!
+//! 1. install the sources on fds 0, 1, 2 (and 3 for a LISTEN fd), then
+//!    close every other fd (`close_range`), so no listener outlives the
+//!    supervisor's copy;
+//! 2. `setsid`;
+//! 3. the signals the supervisor (or the Rust runtime) handles or ignores
+//!    back to default, then an empty mask;
+//! 4. `setgroups`, `setresgid`, `setresuid`, then verify the ids took and
+//!    that root cannot be regained;
+//! 5. the fd limit oxinetd started with, then `chdir("/")`;
+//! 6. write its pid into `LISTEN_PID` when asked (a slot in the parent's
+//!    environment buffer, copied by `execve`);
+//! 7. `execve`.
+//!
+//! Any failure stores `(step, errno)` in a slot on the parent's stack and
+//! exits 127: the handler never runs with more rights than configured, and
+//! when `spawn` returns the parent already knows whether the child got as
+//! far as `execve`. No pipe is needed for that.
+//!
+//! Only raw system calls are made, never libc's wrappers of `setuid` and
+//! friends (glibc broadcasts those to every thread through shared state).
+//! `libc::syscall` does set `errno`, which lives in the parent thread's
+//! TLS: the child reads it right after its own failed call, and the
+//! parent, suspended meanwhile, reads `errno` only after a failed clone.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use libc::{c_char, gid_t, pid_t};
+use libc::{c_char, c_int, c_long, c_void, gid_t, pid_t};
+use nix::errno::Errno;
 
 /// The step of the child setup that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +102,9 @@ impl Step {
     }
 }
 
+/// Why a child did not get to run its handler: the step and its errno.
+pub type Failure = (Step, Errno);
+
 /// Ids to switch to in the child.
 pub struct Ids<'a> {
     pub uid: u32,
@@ -83,7 +113,7 @@ pub struct Ids<'a> {
 }
 
 /// Everything the child needs, prepared by the parent. The pointer arrays
-/// are NULL-terminated and point into buffers that outlive the fork.
+/// are NULL-terminated and point into buffers that outlive the spawn.
 pub struct ExecImage<'a> {
     pub path: &'a CStr,
     pub argv: &'a [*const c_char],
@@ -94,245 +124,379 @@ pub struct ExecImage<'a> {
     /// Source of fd 3 (socket activation), if any.
     pub listen: Option<RawFd>,
     /// Where the child writes its pid in decimal, NUL-terminated (the value
-    /// of `LISTEN_PID=`); at least 21 bytes.
+    /// of `LISTEN_PID=`); at least 21 bytes that nothing else reads or
+    /// writes during the spawn.
     pub pid_slot: Option<*mut u8>,
-    /// Write end of the CLOEXEC report pipe.
-    pub report: RawFd,
     /// The fd limit oxinetd was started with, restored for the handler.
     pub nofile: Option<libc::rlimit>,
 }
 
-/// Fork and exec `img`. Returns the child's pid.
-///
-/// All signals are blocked across the fork, so none of the supervisor's
-/// handlers can run in the child before it has reset them to default.
-pub fn spawn(img: &ExecImage<'_>) -> Result<pid_t, nix::errno::Errno> {
-    debug_assert!(img.argv.last().is_some_and(|p| p.is_null()));
-    debug_assert!(img.envp.last().is_some_and(|p| p.is_null()));
-    // SAFETY: `all` and `old` are locals initialised by sigfillset and
-    // sigprocmask before use.
-    let (old, blocked) = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        let ok = libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old) == 0;
-        (old, ok)
-    };
-    // SAFETY: the supervisor is single-threaded (no runtime, no helper
-    // threads), so the child is a full copy and may run any code; it runs
-    // only `child`, which makes async-signal-safe libc calls on data
-    // prepared before the fork and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: see above; `img` is valid in the child's copy of memory.
-        unsafe { child(img) }
+/// A started child.
+#[derive(Debug)]
+pub struct Started {
+    pub pid: pid_t,
+    /// Set when the child exited before `execve` succeeded (it exits 127).
+    pub failure: Option<Failure>,
+}
+
+/// The stack the spawn child runs on: mapped once, reused by every spawn
+/// (the parent is suspended while the child uses it), with an inaccessible
+/// page below it so an overflow faults instead of writing into other
+/// memory.
+pub struct ChildStack {
+    base: *mut c_void,
+    /// Length of the mapping, guard page included.
+    len: usize,
+}
+
+impl ChildStack {
+    /// Usable size: the child's frames need a few KiB even unoptimised.
+    const SIZE: usize = 64 * 1024;
+
+    pub fn new() -> std::io::Result<ChildStack> {
+        // SAFETY: sysconf has no preconditions.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => 4096,
+        };
+        let len = Self::SIZE + page;
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to
+        // the address range it returns.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // Stacks grow down on every Linux target we build for: the guard is
+        // the lowest page.
+        // SAFETY: `base` starts our own mapping, which is longer than a page.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stack)
     }
-    let err = nix::errno::Errno::last();
-    if blocked {
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    }
-    match pid {
-        -1 => Err(err),
-        pid => Ok(pid),
+
+    /// The initial stack pointer: the end of the mapping, 16-byte aligned
+    /// (a page boundary).
+    fn top(&mut self) -> *mut c_void {
+        self.base.wrapping_byte_add(self.len)
     }
 }
 
-/// Signals the supervisor handles; the child resets them before unblocking.
-pub const HANDLED_SIGNALS: &[libc::c_int] = &[
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no child runs
+        // on it (spawn borrows the stack mutably until the child is gone
+        // from it).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// What the parent shares with the child: its image, and the slot the child
+/// writes its failure to. Lives on the parent's stack during the clone.
+struct Shared<'a> {
+    img: &'a ExecImage<'a>,
+    /// 0, or `step << 32 | errno`.
+    failure: AtomicU64,
+}
+
+/// Start `img` in a new process. Returns once the child has called
+/// `execve` (or has failed before that and exited).
+///
+/// All signals are blocked across the clone, so none of the supervisor's
+/// handlers can run in the child before it has reset them to default.
+pub fn spawn(img: &ExecImage<'_>, stack: &mut ChildStack) -> Result<Started, Errno> {
+    debug_assert!(img.argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(img.envp.last().is_some_and(|p| p.is_null()));
+    let shared = Shared {
+        img,
+        failure: AtomicU64::new(0),
+    };
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both locals of
+    // the kernel's sigset size (8 bytes).
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
+    } == 0;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    // SAFETY: `child_main` runs on `stack`, which nothing else uses (we
+    // hold it mutably) and whose top is 16-byte aligned. CLONE_VFORK
+    // suspends this thread until the child has exec'd or exited, so
+    // `shared` (on this stack frame), `img` and the buffers it points into
+    // stay alive and untouched by us while the child reads them; the child
+    // writes only to its stack, `shared.failure` and `img.pid_slot`. The
+    // process is single-threaded, so no other thread runs in the shared
+    // memory either.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack.top(),
+            flags,
+            &shared as *const Shared<'_> as *mut c_void,
+        )
+    };
+    let err = Errno::last();
+    if blocked {
+        // SAFETY: restores the mask saved above, from a local.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &old as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    if pid == -1 {
+        return Err(err);
+    }
+    // The child stored it (if at all) before exiting, and the kernel woke
+    // us only after that: Acquire pairs with its Release.
+    let failure = match shared.failure.load(Ordering::Acquire) {
+        0 => None,
+        v => Step::from_u8((v >> 32) as u8).map(|s| (s, Errno::from_raw(v as u32 as i32))),
+    };
+    Ok(Started { pid, failure })
+}
+
+/// Signals with a handler or an ignore in the supervisor: signal-hook's
+/// (HUP, TERM, INT, CHLD), the Rust runtime's (PIPE ignored; SEGV and BUS
+/// for stack overflows). The child resets them before unblocking.
+const HANDLED_SIGNALS: &[c_int] = &[
     libc::SIGHUP,
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGCHLD,
     libc::SIGPIPE,
+    libc::SIGSEGV,
+    libc::SIGBUS,
 ];
 
-/// The child side. Never returns.
+/// The child's entry point, on the child stack.
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Shared` that `spawn` passed to clone; it stays
+    // alive, and the parent suspended, until this process execs or exits.
+    let shared = unsafe { &*(arg as *const Shared<'_>) };
+    // SAFETY: we are the CLONE_VM|CLONE_VFORK child `spawn` describes.
+    let Err((step, errno)) = unsafe { setup_and_exec(shared.img) };
+    shared.failure.store(
+        (step as u64) << 32 | u64::from(errno as u32),
+        Ordering::Release,
+    );
+    // SAFETY: ends this process (not the parent: no CLONE_THREAD) without
+    // running anything of the parent's.
+    unsafe { libc::syscall(libc::SYS_exit_group, 127 as c_long) };
+    127
+}
+
+/// One raw system call of the child, with up to four arguments;
+/// `Err((step, errno))` when it fails.
 ///
 /// # Safety
-/// Must only be called in a freshly forked child of a single-threaded parent.
-unsafe fn child(img: &ExecImage<'_>) -> ! {
-    let mut report = img.report;
-    if report < 4 {
-        // SAFETY: fcntl on an fd we own; no memory is touched.
-        let moved = unsafe { libc::fcntl(report, libc::F_DUPFD_CLOEXEC, 4) };
-        if moved >= 0 {
-            report = moved;
-        }
+/// The arguments must be valid for system call `nr`.
+unsafe fn call<const N: usize>(
+    step: Step,
+    nr: c_long,
+    args: [usize; N],
+) -> Result<c_long, (Step, i32)> {
+    let mut a = [0usize; 4];
+    for (to, from) in a.iter_mut().zip(args) {
+        *to = from;
     }
-    for (target, src) in img.stdio.iter().enumerate() {
-        // SAFETY: installs fds only.
-        if unsafe { install(*src, target as RawFd) } < 0 {
-            fail(report, Step::Fds);
-        }
+    // SAFETY: the caller vouches for the arguments; the kernel ignores the
+    // ones a call does not take.
+    let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) };
+    if r == -1 {
+        Err((step, Errno::last_raw()))
+    } else {
+        Ok(r)
     }
-    let mut first_free = 3;
-    if let Some(l) = img.listen {
-        // SAFETY: installs fds only.
-        if unsafe { install(l, 3) } < 0 {
-            fail(report, Step::Fds);
-        }
-        first_free = 4;
-    }
-    // Park the report fd just above the handler's fds, then close the rest
-    // now rather than at exec: the child must not keep the supervisor's
-    // listeners alive (a closed service would still queue connections).
-    if report != first_free {
-        // SAFETY: dup3 between fds we own; the copy stays close-on-exec.
-        let parked = unsafe { libc::dup3(report, first_free, libc::O_CLOEXEC) };
-        if parked >= 0 {
-            report = parked;
-        }
-    }
-    // SAFETY: raw syscalls that only close fds or change their flags.
+}
+
+/// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64 and
+/// aarch64 layout).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+// The child passes `libc::rlimit` to prlimit64, which takes two u64s.
+const _: () = assert!(std::mem::size_of::<libc::rlim_t>() == 8);
+
+/// The child side, up to `execve`; returns only on failure.
+///
+/// # Safety
+/// Must only run in the child of `spawn`: a CLONE_VM|CLONE_VFORK child of a
+/// single-threaded parent, on its own stack, with all signals blocked.
+unsafe fn setup_and_exec(img: &ExecImage<'_>) -> Result<std::convert::Infallible, (Step, i32)> {
+    // SAFETY: every call is a raw system call on fds, on locals of this
+    // stack, or on data the parent prepared and keeps alive and unchanged
+    // while suspended; the only write outside this stack (and errno) is to
+    // `pid_slot`, reserved for it.
     unsafe {
-        let closed = libc::syscall(
-            libc::SYS_close_range,
-            (report + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            0 as libc::c_uint,
-        );
-        if closed != 0 {
+        for (target, src) in (0..).zip(img.stdio) {
+            install(src, target)?;
+        }
+        let mut first_free = 3;
+        if let Some(l) = img.listen {
+            install(l, 3)?;
+            first_free = 4;
+        }
+        // Close the rest now rather than at exec: the child must not keep
+        // the supervisor's listeners alive (a closed service would still
+        // queue connections).
+        let max = libc::c_uint::MAX as usize;
+        if call(Step::Fds, libc::SYS_close_range, [first_free, max, 0]).is_err() {
             // Old kernel: every fd the supervisor opens is CLOEXEC anyway.
-            libc::syscall(
-                libc::SYS_close_range,
-                first_free as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-            );
+            let cloexec = libc::CLOSE_RANGE_CLOEXEC as usize;
+            let _ = call(Step::Fds, libc::SYS_close_range, [first_free, max, cloexec]);
         }
-    }
-    // SAFETY: no memory is touched.
-    if unsafe { libc::setsid() } < 0 {
-        fail(report, Step::Setsid);
-    }
-    // Default dispositions first (the Rust runtime ignores SIGPIPE, which
-    // exec would keep; our handlers would run in the child until exec), then
-    // unblock everything.
-    for sig in HANDLED_SIGNALS {
-        // SAFETY: sets a disposition; no memory is touched.
-        if unsafe { libc::signal(*sig, libc::SIG_DFL) } == libc::SIG_ERR {
-            fail(report, Step::Signals);
+        call(Step::Setsid, libc::SYS_setsid, [])?;
+        // Default dispositions first (the Rust runtime ignores SIGPIPE,
+        // which exec would keep; a handler of ours would run in the child,
+        // in the parent's memory, until exec), then unblock everything.
+        let dfl = KernelSigaction::default();
+        for sig in HANDLED_SIGNALS {
+            let act = &dfl as *const KernelSigaction as usize;
+            call(
+                Step::Signals,
+                libc::SYS_rt_sigaction,
+                [*sig as usize, act, 0, 8],
+            )?;
         }
+        let empty: u64 = 0;
+        let set = &empty as *const u64 as usize;
+        let how = libc::SIG_SETMASK as usize;
+        call(Step::Signals, libc::SYS_rt_sigprocmask, [how, set, 0, 8])?;
+        if let Some(ids) = &img.ids {
+            let (n, list) = (ids.groups.len(), ids.groups.as_ptr() as usize);
+            call(Step::Setgroups, libc::SYS_setgroups, [n, list])?;
+            let (uid, gid) = (ids.uid as usize, ids.gid as usize);
+            call(Step::Setgid, libc::SYS_setresgid, [gid, gid, gid])?;
+            call(Step::Setuid, libc::SYS_setresuid, [uid, uid, uid])?;
+            verify_ids(ids)?;
+        }
+        if let Some(limit) = &img.nofile {
+            let limit = limit as *const libc::rlimit as usize;
+            let nofile = libc::RLIMIT_NOFILE as usize;
+            call(Step::Limits, libc::SYS_prlimit64, [0, nofile, limit, 0])?;
+        }
+        call(Step::Chdir, libc::SYS_chdir, [c"/".as_ptr() as usize])?;
+        if let Some(slot) = img.pid_slot {
+            let pid = call(Step::Exec, libc::SYS_getpid, [])?;
+            write_decimal(slot, pid as u64);
+        }
+        let (path, argv, envp) = (
+            img.path.as_ptr() as usize,
+            img.argv.as_ptr() as usize,
+            img.envp.as_ptr() as usize,
+        );
+        call(Step::Exec, libc::SYS_execve, [path, argv, envp])?;
+        // execve returns only on failure, and `call` turned that into Err.
+        Err((Step::Exec, libc::EINVAL))
     }
-    // SAFETY: `set` is a local, initialised by sigemptyset before use.
+}
+
+/// Check that the ids took: real, effective and saved uid and gid are the
+/// configured ones, and root cannot be had back.
+///
+/// # Safety
+/// Only for the child of `spawn`.
+unsafe fn verify_ids(ids: &Ids<'_>) -> Result<(), (Step, i32)> {
+    let denied = Err((Step::VerifyIds, libc::EPERM));
+    let mut u: [libc::uid_t; 3] = [!0; 3];
+    let mut g: [libc::gid_t; 3] = [!0; 3];
+    let (pu, pg) = (u.as_mut_ptr(), g.as_mut_ptr());
+    let (u0, u1, u2) = (
+        pu as usize,
+        pu.wrapping_add(1) as usize,
+        pu.wrapping_add(2) as usize,
+    );
+    let (g0, g1, g2) = (
+        pg as usize,
+        pg.wrapping_add(1) as usize,
+        pg.wrapping_add(2) as usize,
+    );
+    // SAFETY: getres[ug]id write three ids to locals of this stack.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-            fail(report, Step::Signals);
-        }
+        call(Step::VerifyIds, libc::SYS_getresuid, [u0, u1, u2])?;
+        call(Step::VerifyIds, libc::SYS_getresgid, [g0, g1, g2])?;
     }
-    if let Some(ids) = &img.ids {
-        // SAFETY: `groups` is a valid slice for its length.
-        if unsafe { libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) } != 0 {
-            fail(report, Step::Setgroups);
-        }
-        // SAFETY: no memory is touched.
-        if unsafe { libc::setgid(ids.gid) } != 0 {
-            fail(report, Step::Setgid);
-        }
-        // SAFETY: no memory is touched.
-        if unsafe { libc::setuid(ids.uid) } != 0 {
-            fail(report, Step::Setuid);
-        }
-        // SAFETY: these calls only read process credentials.
-        let took = unsafe {
-            libc::getuid() == ids.uid
-                && libc::geteuid() == ids.uid
-                && libc::getgid() == ids.gid
-                && libc::getegid() == ids.gid
-                && (ids.uid == 0 || libc::setuid(0) != 0)
-        };
-        if !took {
-            fail_with(report, Step::VerifyIds, libc::EPERM);
-        }
+    if u != [ids.uid; 3] || g != [ids.gid; 3] {
+        return denied;
     }
-    if let Some(limit) = &img.nofile {
-        // SAFETY: reads a valid rlimit; lowering a soft limit always works.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) } != 0 {
-            fail(report, Step::Limits);
-        }
+    // SAFETY: no memory is touched; success would mean we are still root.
+    if ids.uid != 0 && unsafe { call(Step::VerifyIds, libc::SYS_setuid, [0]) }.is_ok() {
+        return denied;
     }
-    // SAFETY: a NUL-terminated literal.
-    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
-        fail(report, Step::Chdir);
-    }
-    if let Some(slot) = img.pid_slot {
-        // SAFETY: the parent reserved at least 21 bytes at `slot`; this is
-        // the child's own copy of that memory.
-        unsafe { write_decimal(slot, libc::getpid() as u64) };
-    }
-    // SAFETY: path, argv and envp are NUL-terminated and NULL-terminated
-    // arrays prepared by the parent.
-    unsafe { libc::execve(img.path.as_ptr(), img.argv.as_ptr(), img.envp.as_ptr()) };
-    fail(report, Step::Exec)
+    Ok(())
 }
 
 /// Put `src` on `target`, clearing CLOEXEC on it.
 ///
 /// # Safety
-/// Only manipulates fds.
-unsafe fn install(src: RawFd, target: RawFd) -> libc::c_int {
-    if src == target {
-        // SAFETY: fcntl on an fd we own.
-        unsafe { libc::fcntl(target, libc::F_SETFD, 0) }
-    } else {
-        // SAFETY: dup2 between fds we own; dup2 clears CLOEXEC on target.
-        unsafe { libc::dup2(src, target) }
+/// Only for the child of `spawn`.
+unsafe fn install(src: RawFd, target: RawFd) -> Result<(), (Step, i32)> {
+    let (src, target) = (src as usize, target as usize);
+    // SAFETY: fcntl and dup3 only manipulate fds; dup3 with no flags leaves
+    // the target without CLOEXEC.
+    unsafe {
+        if src == target {
+            call(
+                Step::Fds,
+                libc::SYS_fcntl,
+                [target, libc::F_SETFD as usize, 0],
+            )?;
+        } else {
+            call(Step::Fds, libc::SYS_dup3, [src, target, 0])?;
+        }
     }
+    Ok(())
 }
 
 /// Write `n` in decimal at `out`, followed by a NUL. Needs 21 bytes.
 ///
 /// # Safety
 /// `out` must be valid for 21 bytes of writes.
-unsafe fn write_decimal(out: *mut u8, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+unsafe fn write_decimal(out: *mut u8, n: u64) {
+    // At most 20 digits; wrapping arithmetic keeps panics out of the child.
+    let mut len = 1usize;
+    let mut m = n / 10;
+    while m > 0 {
+        len = len.wrapping_add(1);
+        m /= 10;
     }
-    for i in 0..len {
-        // SAFETY: i < 20 < 21 bytes guaranteed by the caller.
-        unsafe { *out.add(i) = digits[len - 1 - i] };
+    let mut m = n;
+    let mut i = len;
+    while i > 0 {
+        i = i.wrapping_sub(1);
+        // SAFETY: i < len <= 20 < 21 bytes guaranteed by the caller.
+        unsafe { *out.add(i) = b'0'.wrapping_add((m % 10) as u8) };
+        m /= 10;
     }
     // SAFETY: len <= 20.
     unsafe { *out.add(len) = 0 };
-}
-
-fn fail(report: RawFd, step: Step) -> ! {
-    fail_with(report, step, nix::errno::Errno::last_raw())
-}
-
-fn fail_with(report: RawFd, step: Step, errno: i32) -> ! {
-    let mut msg = [0u8; 5];
-    msg[0] = step as u8;
-    msg[1..].copy_from_slice(&errno.to_ne_bytes());
-    // SAFETY: writes a local buffer to an fd, then exits without running
-    // destructors or atexit handlers of the parent's copy.
-    unsafe {
-        libc::write(report, msg.as_ptr().cast(), msg.len());
-        libc::_exit(127)
-    }
-}
-
-/// Read a child's failure report, if it wrote one. Call after the child has
-/// exited (the pipe then holds all it will ever hold).
-pub fn read_report(fd: BorrowedFd<'_>) -> Option<(Step, nix::errno::Errno)> {
-    let mut msg = [0u8; 5];
-    match nix::unistd::read(fd, &mut msg) {
-        Ok(5) => {
-            let errno = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
-            Some((Step::from_u8(msg[0])?, nix::errno::Errno::from_raw(errno)))
-        }
-        _ => None,
-    }
 }
 
 /// Raise the soft fd limit to the hard one (internal services hold one fd
@@ -364,17 +528,6 @@ pub fn local_minute_of_day() -> u16 {
         tm
     };
     (tm.tm_hour * 60 + tm.tm_min) as u16
-}
-
-/// `struct sigaction` as the kernel's rt_sigaction takes it (x86_64 and
-/// aarch64 layout).
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: libc::sighandler_t,
-    flags: libc::c_ulong,
-    restorer: usize,
-    mask: u64,
 }
 
 /// Startup hygiene for the supervisor itself: fds 0-2 open (so no socket

@@ -147,3 +147,35 @@ fn failed_privilege_drop_never_runs_the_handler() {
         "the handler ran despite the failed setuid"
     );
 }
+
+#[test]
+fn exec_failure_is_reported_with_its_errno() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::harness::Dir::new();
+    // Root (the config check) can reach the program; nobody (the handler,
+    // at execve) cannot.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(dir.path().join("marker.sh"), private.join("marker.sh")).unwrap();
+    let marker = dir.path().join("ran");
+    let config = format!(
+        "[[service]]\nname = \"h\"\nlisten = \"127.0.0.1:0\"\nserver = \"private/marker.sh\"\nargs = [\"{}\"]\nuser = \"nobody\"\n",
+        marker.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    for _ in 0..3 {
+        assert_eq!(talk(s.addr("h"), ""), "");
+    }
+    s.expect_line(&[
+        "error service=h",
+        "unable to exec for handler: Permission denied",
+    ]);
+    assert!(
+        crate::harness::eventually(|| s.count(&["exit service=h", "status=127"]) == 3),
+        "three exits with status 127"
+    );
+    assert_eq!(s.count(&["unable to exec for handler"]), 3);
+    assert!(!marker.exists(), "the handler ran");
+}

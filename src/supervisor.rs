@@ -655,10 +655,17 @@ impl Supervisor {
 
     /// Accept one connection on listener `id`; `None` when there is none
     /// to take now (the queue is empty, or accepting must pause).
-    fn accept_one(&mut self, id: u64) -> Option<(Socket, SocketAddr, SocketAddr)> {
+    /// Accept one connection: close-on-exec, and non-blocking when the
+    /// loop serves it itself (`nonblocking`; a handler gets it blocking).
+    fn accept_one(
+        &mut self,
+        id: u64,
+        nonblocking: bool,
+    ) -> Option<(Socket, SocketAddr, SocketAddr)> {
+        let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
         loop {
             let l = self.listeners.get(&id)?;
-            let (conn, peer) = match l.socket.accept() {
+            let (conn, peer) = match l.socket.accept4(flags) {
                 Ok((c, p)) => (c, p),
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => return None,
@@ -787,7 +794,7 @@ impl Supervisor {
             if !self.is_open(id) {
                 return; // at a limit: the backlog holds the rest
             }
-            let Some((conn, peer, local)) = self.accept_one(id) else {
+            let Some((conn, peer, local)) = self.accept_one(id, false) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
@@ -830,7 +837,7 @@ impl Supervisor {
             if !self.is_open(id) {
                 return;
             }
-            let Some((sock, peer, _)) = self.accept_one(id) else {
+            let Some((sock, peer, _)) = self.accept_one(id, true) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
@@ -843,15 +850,6 @@ impl Supervisor {
                     continue;
                 }
             };
-            if let Err(e) = sock.set_nonblocking(true) {
-                error!(
-                    self.log,
-                    "error service={} peer={peer} msg={}",
-                    running.name,
-                    Q(&e.to_string())
-                );
-                continue;
-            }
             running.load.borrow_mut().started(source);
             let (conn, interest) = internal::Conn::start(sock.into(), kind);
             let c = InternalConn {
@@ -890,7 +888,10 @@ impl Supervisor {
         let interest = c.conn.advance(&mut self.dgram_buf);
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {
-                let _ = self.epoll.delete(c.conn.sock.as_fd());
+                // No epoll_ctl(DEL): closing the only descriptor of the
+                // socket removes it from the epoll set (handlers are spawned
+                // with CLONE_VFORK and close everything but 0-2 before
+                // exec, so no child ever holds a copy).
                 self.close_conn(c);
             }
         } else if interest != c.interest {

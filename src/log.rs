@@ -218,6 +218,19 @@ impl Throttle {
     }
 }
 
+/// An optional ` key=value` of an event line: written straight into the
+/// line when present, nothing otherwise (no string is built for it).
+pub struct Opt<'a, T>(pub &'a str, pub Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Opt<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.1 {
+            Some(v) => write!(f, " {}={v}", self.0),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A value for a `key=value` pair: quoted when it would not read as one word.
 pub struct Q<'a>(pub &'a str);
 
@@ -257,6 +270,13 @@ mod tests {
         assert_eq!(&admitted[..5], &[Some(0); 5]);
         assert_eq!(&admitted[5..], &[None; 3]);
         assert_eq!(t.admit(now + std::time::Duration::from_secs(1)), Some(3));
+    }
+
+    #[test]
+    fn optional_fields() {
+        use super::Opt;
+        assert_eq!(Opt("pid", Some(42)).to_string(), " pid=42");
+        assert_eq!(Opt::<u32>("pid", None).to_string(), "");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::config::{
 };
 use crate::internal::{self, Interest, Internal};
 use crate::limits::{Load, Refusal};
-use crate::log::{Log, Throttle, Q};
+use crate::log::{Log, Opt, Throttle, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
 use crate::reload::{self, Slot};
@@ -907,20 +907,19 @@ impl Supervisor {
         if !log.any_success() {
             return;
         }
-        let mut line = String::with_capacity(128);
-        if log.host {
-            line.push_str(&format!(" peer={}", c.peer));
-        }
-        if log.duration {
-            line.push_str(&format!(" duration_ms={}", c.started.elapsed().as_millis()));
-        }
-        if log.traffic {
-            line.push_str(&format!(
-                " bytes_in={} bytes_out={}",
-                c.conn.bytes_in, c.conn.bytes_out
-            ));
-        }
-        info!(self.log, "done service={}{line}", c.service.name);
+        let traffic = log.traffic.then_some(&c.conn);
+        info!(
+            self.log,
+            "done service={}{}{}{}{}",
+            c.service.name,
+            Opt("peer", log.host.then_some(c.peer)),
+            Opt(
+                "duration_ms",
+                log.duration.then(|| c.started.elapsed().as_millis())
+            ),
+            Opt("bytes_in", traffic.map(|t| t.bytes_in)),
+            Opt("bytes_out", traffic.map(|t| t.bytes_out))
+        );
     }
 
     /// An internal service over UDP: answer every queued datagram, in order.
@@ -1184,16 +1183,13 @@ impl Supervisor {
         }
         let log = running.svc.log;
         if log.any_success() {
-            let pid_field = if log.pid {
-                format!(" pid={pid}")
-            } else {
-                String::new()
-            };
-            let host = match peer {
-                Some(p) if log.host => format!(" peer={}", spawn::unmap(p)),
-                _ => String::new(),
-            };
-            info!(self.log, "start service={}{pid_field}{host}", running.name);
+            info!(
+                self.log,
+                "start service={}{}{}",
+                running.name,
+                Opt("pid", log.pid.then_some(pid)),
+                Opt("peer", peer.filter(|_| log.host).map(spawn::unmap))
+            );
         }
         running.load.borrow_mut().started(source);
         self.children.insert(
@@ -1316,28 +1312,24 @@ impl Supervisor {
             child.load.borrow_mut().ended(child.source);
             let log = child.log;
             if log.any_success() {
-                let mut line = String::with_capacity(96);
-                if log.pid {
-                    line.push_str(&format!(" pid={pid}"));
-                }
-                if log.exit {
-                    match ending {
-                        Ending::Exited(code) => line.push_str(&format!(" status={code}")),
-                        Ending::Signaled(sig, core) => {
-                            line.push_str(&format!(" signal={}", sig.as_str()));
-                            if core {
-                                line.push_str(" core=true");
-                            }
-                        }
-                    }
-                }
-                if log.duration {
-                    line.push_str(&format!(
-                        " duration_ms={}",
-                        child.started.elapsed().as_millis()
-                    ));
-                }
-                info!(self.log, "exit service={}{line}", child.service);
+                let (status, signal, core) = match ending {
+                    _ if !log.exit => (None, None, false),
+                    Ending::Exited(code) => (Some(code), None, false),
+                    Ending::Signaled(sig, core) => (None, Some(sig.as_str()), core),
+                };
+                info!(
+                    self.log,
+                    "exit service={}{}{}{}{}{}",
+                    child.service,
+                    Opt("pid", log.pid.then_some(pid)),
+                    Opt("status", status),
+                    Opt("signal", signal),
+                    Opt("core", core.then_some(true)),
+                    Opt(
+                        "duration_ms",
+                        log.duration.then(|| child.started.elapsed().as_millis())
+                    )
+                );
             }
             if let Some(id) = child.holds {
                 self.release(id, child.probe.as_ref());

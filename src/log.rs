@@ -9,6 +9,11 @@
 //! a stream socket); the RFC 3164 header is written here, without a timestamp
 //! (the local daemon stamps it on receipt), so a line costs one format into a
 //! reused buffer and one `send`.
+//!
+//! On stderr, the lines of one turn of the event loop are collected and
+//! written together (`flush`) before the loop waits again: under load one
+//! `write` carries many lines, and no line waits longer than the turn that
+//! produced it.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -18,6 +23,9 @@ use syslog::{Facility, LogFormat, Severity};
 
 /// The default syslog socket.
 const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+/// Bytes of stderr lines after which they are written without waiting for
+/// the end of the turn.
+const STDERR_BATCH: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -60,7 +68,8 @@ impl LogFormat<&[u8]> for Raw {
 pub struct Log {
     sink: Sink,
     pid: u32,
-    /// Reused for every line, so logging allocates only while it grows.
+    /// Reused for every line, so logging allocates only while it grows; on
+    /// stderr, the lines not written yet.
     buf: String,
 }
 
@@ -95,20 +104,21 @@ impl Log {
 
     /// Log one event line.
     pub fn write(&mut self, level: Level, args: fmt::Arguments<'_>) {
-        self.buf.clear();
         match &mut self.sink {
             Sink::Stderr => {
                 let _ = write!(self.buf, "oxinetd[{}]: ", self.pid);
                 let _ = self.buf.write_fmt(args);
                 self.buf.push('\n');
-                // Nothing sensible can be done if stderr itself is gone.
-                let _ = std::io::stderr().write_all(self.buf.as_bytes());
+                if self.buf.len() >= STDERR_BATCH {
+                    self.flush();
+                }
             }
             Sink::Syslog {
                 logger,
                 facility,
                 socket,
             } => {
+                self.buf.clear();
                 let pri = *facility as u8 | level.severity();
                 let _ = write!(self.buf, "<{pri}>oxinetd[{}]: ", self.pid);
                 let _ = self.buf.write_fmt(args);
@@ -126,6 +136,22 @@ impl Log {
                 let _ = writeln!(std::io::stderr(), "oxinetd[{}]: {line}", self.pid);
             }
         }
+    }
+
+    /// Write the stderr lines collected so far (syslog lines are sent at
+    /// once). The event loop calls this before it waits.
+    pub fn flush(&mut self) {
+        if matches!(self.sink, Sink::Stderr) && !self.buf.is_empty() {
+            // Nothing sensible can be done if stderr itself is gone.
+            let _ = std::io::stderr().write_all(self.buf.as_bytes());
+            self.buf.clear();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

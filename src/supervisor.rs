@@ -377,6 +377,7 @@ impl Supervisor {
     fn serve(&mut self) {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
+            self.log.flush();
             let timeout = self.next_timer().map_or(EpollTimeout::NONE, |at| {
                 let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                 EpollTimeout::try_from(ms.min(60_000)).unwrap_or(EpollTimeout::MAX)

@@ -126,7 +126,8 @@ fn cpu_seconds(pid: i32) -> f64 {
 }
 
 /// Run the server under `prlimit` (and as nobody when `as_nobody`).
-fn limited(dir: Dir, config: &str, prlimit: &[&str], as_nobody: bool) -> Server {
+/// Start under `prlimit` limits, as uid/gid `user` when given.
+fn limited(dir: Dir, config: &str, prlimit: &[&str], user: Option<&str>) -> Server {
     let prlimit_bin = need("prlimit", "util-linux");
     let setpriv = need("setpriv", "util-linux");
     let prlimit: Vec<String> = prlimit.iter().map(|s| s.to_string()).collect();
@@ -135,9 +136,11 @@ fn limited(dir: Dir, config: &str, prlimit: &[&str], as_nobody: bool) -> Server 
         let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
         let mut c = Command::new(&prlimit_bin);
         c.args(&prlimit).arg("--");
-        if as_nobody {
+        if let Some(user) = user {
             c.arg(&setpriv)
-                .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]);
+                .arg(format!("--reuid={user}"))
+                .arg(format!("--regid={user}"))
+                .args(["--clear-groups", "--"]);
         }
         c.arg(prog)
             .args(args)
@@ -152,7 +155,7 @@ fn limited(dir: Dir, config: &str, prlimit: &[&str], as_nobody: bool) -> Server 
 fn out_of_fds_the_loop_does_not_spin_and_recovers() {
     let config =
         "[[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\n";
-    let s = limited(Dir::new(), config, &["--nofile=40:40"], false);
+    let s = limited(Dir::new(), config, &["--nofile=40:40"], None);
     let addr = s.addr("echo");
     // Hold more connections than the supervisor has fds for.
     let mut held = Vec::new();
@@ -198,27 +201,14 @@ fn out_of_fds_the_loop_does_not_spin_and_recovers() {
 #[test]
 fn spawn_failures_back_off_and_the_service_recovers() {
     crate::require_root!();
-    // RLIMIT_NPROC counts nobody's processes: leave room for a few.
-    let nobody_now = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("status"))
-                .map(|s| {
-                    s.lines().any(|l| {
-                        l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534")
-                    })
-                })
-                .unwrap_or(false)
-        })
-        .count();
-    let nproc = format!("--nproc={}", nobody_now + 4);
+    // RLIMIT_NPROC counts every process of the uid, so run as one that no
+    // other test uses (no passwd entry needed): oxinetd plus 3 handlers.
     let config = line_service("held", "");
     let s = limited(
         Dir::new(),
         &config.replace("user = \"nobody\"\n", ""),
-        &[&nproc],
-        true,
+        &["--nproc=4"],
+        Some("64999"),
     );
     let addr = s.addr("held");
     let held: Vec<TcpStream> = (0..12)

@@ -41,7 +41,8 @@ def cell_summary(rounds, keys):
 
 
 LAT = ("rate", "p50_us", "p90_us", "p99_us", "max_us")
-CPU = ("sup_us_per_conn", "sup_cpu_pct", "children_cpu_pct", "loadgen_cpu_pct", "machine_busy_pct")
+CPU = ("sup_us_per_conn", "sup_cpu_pct", "children_cpu_pct", "loadgen_cpu_pct", "machine_busy_pct",
+       "outside_cpu_pct")
 
 
 def summarize(res):
@@ -258,7 +259,8 @@ def markdown(res, s):
       + ".\n")
     w("Peers (Debian 12): " + ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) + ".\n")
     w(f"Handler: bench/echo1.c ({meta['handler']}); UDP wait handler bench/udpecho1.c. "
-      f"{meta['rounds']} round(s) per cell, {meta['secs']:g} s per exec'd TCP cell, "
+      f"{meta['rounds']} round(s) per cell ({meta.get('memory_rounds', meta['rounds'])} for memory, startup "
+      f"and the 10,000 connections), {meta['secs']:g} s per exec'd TCP cell, "
       f"{meta['secs_short']:g} s per internal/UDP cell; every cell on a freshly started server; "
       "servers interleaved within each round. Figures are medians over rounds.\n")
     w("**Ratios:** `ox÷` = oxinetd's figure ÷ that row's, in the same round, median over rounds. "
@@ -266,6 +268,13 @@ def markdown(res, s):
       "`×floor` = that row ÷ floor-fork. Absolute numbers move ±20 % between runs on this shared "
       "machine; compare ratios.\n")
 
+    noise = outside_noise(res)
+    if noise:
+        w(f"**Noise:** other people's processes on this machine used a median {noise[0]:.0f} % of one core "
+          f"(max {noise[1]:.0f} %, of 200 %) during the measured cells (the per-cell figure is in the JSON "
+          "as `outside_cpu_pct`, and in the CPU table). Cells that overlapped heavy outside load are slower "
+          "for whichever server ran then; the same-round ratios carry that noise. Before each cell the harness "
+          f"waited for a quieter machine, {meta.get('quiet_wait_s', 0):g} s in all (bounded).\n")
     w("\n## Targets\n")
     w(table(["target", "measured", "result"],
             [(t["target"], t["measured"], pf(t["pass"])) for t in s["targets"]]))
@@ -304,9 +313,10 @@ def markdown(res, s):
                 d = by.get(c, {})
                 rows.append([name, c, n1(d.get("sup_us_per_conn")), rt(d.get("ox_sup_us_per_conn")),
                              n1(d.get("sup_cpu_pct")), n1(d.get("children_cpu_pct")),
-                             n1(d.get("loadgen_cpu_pct")), n1(d.get("machine_busy_pct"))])
+                             n1(d.get("loadgen_cpu_pct")), n1(d.get("machine_busy_pct")),
+                             n1(d.get("outside_cpu_pct"))])
         w(table(["server", "conc", "supervisor µs/conn", "ox÷", "supervisor %", "reaped children %",
-                 "loadgen %", "machine busy %"], rows))
+                 "loadgen %", "machine busy %", "other people's processes %"], rows))
 
     if "internal" in s:
         it = s["internal"]
@@ -400,6 +410,16 @@ def markdown(res, s):
     w(table(["server", "as run", "default limits"],
             [(k, v, meta.get("defaults", {}).get(k, "")) for k, v in meta["settings"].items()]))
     return "\n".join(L)
+
+
+def outside_noise(res):
+    """(median, max) of outside_cpu_pct over every measured cell, or None."""
+    vals = []
+    for fig in ("exec", "internal", "udp"):
+        for by in res.get(fig, {}).values():
+            for rounds in by.values():
+                vals += [r["outside_cpu_pct"] for r in rounds if ok(r) and "outside_cpu_pct" in r]
+    return (statistics.median(vals), max(vals)) if vals else None
 
 
 def headline(res, s):

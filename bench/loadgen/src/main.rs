@@ -1,81 +1,140 @@
-//! Load generator: N workers each doing connect → send a line → read the
-//! reply → close, for a fixed time. Prints one machine-readable line:
-//! `conns=... errors=... secs=... rate=... p50_us=... p99_us=... max_us=...`.
+//! Load generator for the oxinetd benchmarks. Every mode is bounded in time
+//! (and most in count), and ends by printing one machine-readable line of
+//! `key=value` pairs on stdout; diagnostics go to stderr.
 //!
-//! Usage: oxinetd-loadgen ADDR CONCURRENCY SECONDS
+//! ```text
+//! oxinetd-loadgen tcp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS]
+//! oxinetd-loadgen udp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS]
+//! oxinetd-loadgen bulk ADDR [--secs S] [--chunk BYTES] [--timeout-ms MS]
+//! oxinetd-loadgen idle ADDR [--conns N] [--hold-secs S] [--secs S] [--timeout-ms MS]
+//! oxinetd-loadgen ADDR CONC SECS        (the old form: tcp mode)
+//! ```
+//!
+//! * `tcp`: N workers, each doing connect → send a line → read the echo →
+//!   close, until the time (or the total count) is up. Rate and latency
+//!   percentiles of the successful connections; errors by kind.
+//! * `udp`: N workers, each with its own socket, sending one datagram and
+//!   waiting for its echo (late echoes of earlier requests are ignored).
+//!   A request unanswered within the timeout counts as lost.
+//! * `bulk`: one connection; one thread writes 64 KiB chunks of a known
+//!   pattern, another reads the echo back and checks it. Echoed MB/s.
+//! * `idle`: opens N connections one after another and keeps them all open
+//!   (the fd limit is raised to the hard limit), prints a `phase=opened`
+//!   line, waits, then checks that every one of them echoes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+mod bulk;
+mod idle;
+mod stats;
+mod tcp;
+mod udp;
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: {} ADDR CONCURRENCY SECONDS", args[0]);
-        std::process::exit(2);
-    }
-    let (Ok(addr), Ok(conc), Ok(secs)) = (
-        args[1].parse::<SocketAddr>(),
-        args[2].parse::<usize>(),
-        args[3].parse::<f64>(),
-    ) else {
-        eprintln!("bad arguments");
-        std::process::exit(2);
-    };
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let workers: Vec<_> = (0..conc)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    match one(addr) {
-                        Ok(()) => lat.push(t.elapsed().as_micros() as u64),
-                        Err(_) => errors += 1,
-                    }
-                }
-                (lat, errors)
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        if let Ok((l, e)) = w.join() {
-            lat.extend(l);
-            errors += e;
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
-    println!(
-        "conns={} errors={errors} secs={elapsed:.2} rate={:.0} p50_us={} p99_us={} max_us={}",
-        lat.len(),
-        lat.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        lat.last().copied().unwrap_or(0)
-    );
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Options common to the modes, with their defaults.
+pub struct Opts {
+    pub addr: SocketAddr,
+    pub conc: usize,
+    pub secs: f64,
+    /// Upper bound on requests (tcp, udp) across all workers.
+    pub max: u64,
+    pub timeout: Duration,
+    pub chunk: usize,
+    pub conns: usize,
+    pub hold_secs: f64,
 }
 
-fn one(addr: SocketAddr) -> std::io::Result<()> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(b"ping\n")?;
-    let mut buf = [0u8; 16];
-    let mut n = 0;
-    while n < 5 {
-        match s.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("oxinetd-loadgen: {msg}");
+            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S]");
+            ExitCode::from(2)
         }
     }
-    if &buf[..n] == b"ping\n" {
-        Ok(())
-    } else {
-        Err(std::io::Error::other("bad reply"))
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    // The old positional form `ADDR CONC SECS`, kept for bench/exec-handler.sh.
+    if args.len() == 3 && args[0].parse::<SocketAddr>().is_ok() {
+        let opts = parse(
+            "tcp",
+            &args[0],
+            &["--conc", &args[1], "--secs", &args[2]].map(String::from),
+        )?;
+        tcp::run(&opts);
+        return Ok(());
     }
+    let [mode, addr, rest @ ..] = args else {
+        return Err("missing MODE or ADDR".into());
+    };
+    let opts = parse(mode, addr, rest)?;
+    match mode.as_str() {
+        "tcp" => tcp::run(&opts),
+        "udp" => udp::run(&opts),
+        "bulk" => bulk::run(&opts),
+        "idle" => idle::run(&opts),
+        _ => return Err(format!("unknown mode {mode}")),
+    }
+    Ok(())
+}
+
+fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("bad address {addr}: {e}"))?;
+    if !rest.len().is_multiple_of(2) {
+        return Err("options come in --name value pairs".into());
+    }
+    let mut kv = HashMap::new();
+    for pair in rest.chunks(2) {
+        kv.insert(pair[0].as_str(), pair[1].as_str());
+    }
+    let num = |key: &str, default: f64| -> Result<f64, String> {
+        match kv.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| format!("bad value for {key}: {v}")),
+        }
+    };
+    let known = [
+        "--conc",
+        "--secs",
+        "--max",
+        "--timeout-ms",
+        "--chunk",
+        "--conns",
+        "--hold-secs",
+    ];
+    if let Some(k) = kv.keys().find(|k| !known.contains(k)) {
+        return Err(format!("unknown option {k}"));
+    }
+    let default_timeout = if mode == "udp" { 200.0 } else { 3000.0 };
+    let opts = Opts {
+        addr,
+        conc: num("--conc", 1.0)? as usize,
+        secs: num("--secs", 5.0)?,
+        max: num("--max", 10_000_000.0)? as u64,
+        timeout: Duration::from_secs_f64(num("--timeout-ms", default_timeout)? / 1000.0),
+        chunk: num("--chunk", 65536.0)? as usize,
+        conns: num("--conns", 10_000.0)? as usize,
+        hold_secs: num("--hold-secs", 1.0)?,
+    };
+    if opts.conc == 0 || opts.conc > 4096 {
+        return Err("--conc must be 1..4096".into());
+    }
+    if opts.secs > 3600.0 || opts.hold_secs > 600.0 {
+        return Err("--secs at most 3600, --hold-secs at most 600".into());
+    }
+    if opts.timeout.is_zero() || opts.chunk == 0 || opts.chunk > 16 << 20 {
+        return Err("--timeout-ms must be > 0, --chunk 1..16 MiB".into());
+    }
+    Ok(opts)
 }

@@ -1,0 +1,586 @@
+"""How to configure, start, watch and stop each server the benchmark measures.
+
+Every server gets its own temporary directory with its config and a log
+file, and services on loopback ports chosen free for that launch. A service
+is one of four kinds:
+
+    tcp-exec   stream nowait, the handler echo1 exec'd per connection
+    tcp-echo   the server's own (internal) TCP echo
+    udp-echo   the server's own UDP echo
+    udp-wait   dgram wait, the handler udpecho1 exec'd with the bound socket
+
+Servers that find internal services by name (openbsd-inetd,
+inetutils-inetd) run in a private mount namespace in which /etc/services
+maps "echo" to the launch's port; nothing on the machine changes.
+
+Each process is started in its own session and recorded in PROCS; stop()
+and kill_all() end them by PID (and their process group, by the same
+number), never by name.
+"""
+
+import os
+import pwd
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections import namedtuple
+
+Svc = namedtuple("Svc", "kind port")
+
+TCP_KINDS = ("tcp-exec", "tcp-echo")
+UDP_KINDS = ("udp-echo", "udp-wait")
+
+# Every process this harness started and has not yet seen exit: pid -> Popen.
+PROCS = {}
+
+
+def _preexec():
+    # Same fd allowance for every server (1,000 listeners, 10,000 connections).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def spawn(argv, log_path, cwd=None):
+    """Start argv with stdout and stderr to log_path, in its own session."""
+    log = open(log_path, "ab")
+    try:
+        p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=cwd,
+            preexec_fn=_preexec,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+    PROCS[p.pid] = p
+    return p
+
+
+def end(p, grace=3.0):
+    """SIGTERM, then SIGKILL after grace seconds; by PID and process group."""
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+    # Anything left in its process group (a handler mid-connection). The
+    # group id is the server's own pid (start_new_session), so this can only
+    # reach processes it started.
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    PROCS.pop(p.pid, None)
+
+
+def kill_all():
+    for p in list(PROCS.values()):
+        end(p, grace=1.0)
+
+
+# ---------------------------------------------------------------------------
+# /proc readings
+
+
+def cpu_ticks(pid):
+    """(utime+stime, cutime+cstime) in clock ticks, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields[0] is state (field 3); utime is field 14.
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def outside_ticks(root):
+    """CPU ticks used so far by user processes outside root's process tree.
+
+    Other people's work on the machine: every process that is not root or
+    one of its descendants, and not a kernel thread, counted with the CPU
+    of the children it has reaped (so short-lived compiler jobs show up in
+    their parent once they exit). Compare two readings over a cell.
+    """
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        v = rest.split()
+        ppid, flags = int(v[1]), int(v[6])
+        if flags & 0x00200000:  # PF_KTHREAD
+            continue
+        procs[int(d)] = (ppid, int(v[11]) + int(v[12]) + int(v[13]) + int(v[14]))
+    total = 0
+    for pid, (ppid, ticks) in procs.items():
+        p = pid
+        seen = 0
+        while p in procs and p != root and seen < 64:
+            p = procs[p][0]
+            seen += 1
+        if p != root:
+            total += ticks
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Listening sockets
+
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+TCP_LISTEN, TCP_CLOSE = 10, 7  # a bound, unconnected UDP socket is "CLOSE"
+
+
+def diag_ports(proto):
+    """Local ports of IPv4 sockets listening (TCP) or bound unconnected (UDP).
+
+    One sock_diag netlink dump, filtered by state in the kernel: a fraction
+    of a millisecond, where running ss costs ~4 ms.
+    """
+    ipproto, state = (socket.IPPROTO_TCP, TCP_LISTEN) if proto == "tcp" else (socket.IPPROTO_UDP, TCP_CLOSE)
+    # struct inet_diag_req_v2: family, protocol, ext, pad, states, then a
+    # zeroed inet_diag_sockid (48 bytes).
+    req = struct.pack("=BBBBI", socket.AF_INET, ipproto, 0, 0, 1 << state) + bytes(48)
+    msg = struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + req
+    ports = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        nl.sendto(msg, (0, 0))
+        while True:
+            data = nl.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, off)
+                if kind == NLMSG_DONE:
+                    return ports
+                if kind == NLMSG_ERROR or length < 16:
+                    raise OSError("sock_diag dump failed")
+                # inet_diag_msg: family, state, timer, retrans, then the
+                # sockid starting with the source port (network order).
+                ports.add(struct.unpack_from("!H", data, off + 16 + 4)[0])
+                off += (length + 3) & ~3
+
+
+def ss_ports(proto, lo, hi):
+    """Local ports in [lo, hi] with a listening (TCP) or bound (UDP) socket."""
+    try:
+        return {p for p in diag_ports(proto) if lo <= p <= hi}
+    except OSError:
+        pass
+    flag = "-Hltn" if proto == "tcp" else "-Hlun"
+    out = subprocess.run(
+        ["ss", flag, f"sport >= :{lo} and sport <= :{hi}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    ports = set()
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) >= 4:
+            ports.add(int(cols[3].rsplit(":", 1)[1]))
+    return ports
+
+
+def ports_in_use(lo, hi):
+    """Any socket at all (any state, TCP or UDP) on a port in [lo, hi]."""
+    out = subprocess.run(
+        ["ss", "-Htuan", f"sport >= :{lo} and sport <= :{hi}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return bool(out.strip())
+
+
+class Ports:
+    """Hands out blocks of consecutive free ports below the ephemeral range."""
+
+    LO, HI = 10000, 32000
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def block(self, n):
+        for _ in range(100):
+            base = self.rng.randrange(self.LO, self.HI - n)
+            if not ports_in_use(base, base + n - 1):
+                return base
+        raise RuntimeError(f"no {n} free consecutive ports in {self.LO}-{self.HI}")
+
+
+# ---------------------------------------------------------------------------
+# A running server
+
+
+class Instance:
+    """One launch of a server: its processes, services, log and timings."""
+
+    def __init__(self, server, workdir, services, procs, log_path, launched, ready_word=None):
+        self.server = server
+        self.workdir = workdir
+        self.services = services
+        self.procs = procs
+        self.log_path = log_path
+        self.ready_word = ready_word
+        # Just before the first process was spawned (configs already written).
+        self.launched = launched
+        self.bound_ms = None  # launch until every port listens (ss)
+        self.ready_ms = None  # launch until the server's own ready line
+        self.error = None
+
+    @property
+    def pid(self):
+        return self.procs[0].pid
+
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def addr(self, kind):
+        for s in self.services:
+            if s.kind == kind:
+                return f"127.0.0.1:{s.port}"
+        raise KeyError(kind)
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - 4000))
+                lines = f.read().decode(errors="replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def _ready_line_seen(self, state):
+        if not self.ready_word:
+            return False
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(state["off"])
+                data = f.read()
+        except OSError:
+            return False
+        state["buf"] += data
+        state["off"] += len(data)
+        lines = state["buf"].split(b"\n")
+        state["buf"] = lines.pop()
+        return any(self.ready_word in line for line in lines)
+
+    def wait_ready(self, timeout):
+        """Wait until every port listens and (oxinetd) the ready line is logged.
+
+        Polls the sockets (sock_diag) and the log about every 0.5 ms.
+        Returns False, with self.error set, on timeout or if a process exits.
+        """
+        tcp = {s.port for s in self.services if s.kind in TCP_KINDS}
+        udp = {s.port for s in self.services if s.kind in UDP_KINDS}
+        ports = tcp | udp
+        lo, hi = min(ports), max(ports)
+        deadline = self.launched + timeout
+        state = {"off": 0, "buf": b""}
+        while time.monotonic() < deadline:
+            if self.bound_ms is None:
+                if (not tcp or tcp <= ss_ports("tcp", lo, hi)) and (not udp or udp <= ss_ports("udp", lo, hi)):
+                    self.bound_ms = (time.monotonic() - self.launched) * 1000
+            if self.ready_ms is None and self._ready_line_seen(state):
+                self.ready_ms = (time.monotonic() - self.launched) * 1000
+            if self.bound_ms is not None and (self.ready_ms is not None or not self.ready_word):
+                return True
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead:
+                self.error = f"exited with status {dead[0].returncode}: {self.log_tail(5)}"
+                return False
+            time.sleep(0.0005)
+        self.error = f"not ready after {timeout:.0f} s: {self.log_tail(5)}"
+        return False
+
+    def alive(self):
+        return all(p.poll() is None for p in self.procs)
+
+    def cpu(self):
+        """(supervisor ticks, reaped children ticks) summed over processes."""
+        own = kids = 0
+        for p in self.procs:
+            t = cpu_ticks(p.pid)
+            if t is None:
+                return None
+            own += t[0]
+            kids += t[1]
+        return own, kids
+
+    def memory(self):
+        rss = pss = 0
+        for p in self.procs:
+            r, s = status_kib(p.pid, "VmRSS"), pss_kib(p.pid)
+            if r is None or s is None:
+                return None
+            rss += r
+            pss += s
+        return {"rss_kib": rss, "pss_kib": pss, "processes": len(self.procs)}
+
+    def stop(self):
+        for p in self.procs:
+            end(p)
+
+
+# ---------------------------------------------------------------------------
+# The servers
+
+
+class Server:
+    """Base: name, which kinds it serves, and how to launch it."""
+
+    name = "?"
+    kinds = ()
+    # Whether it can run 500 and 1,000 tcp-exec services (one process or many).
+    many = True
+    # Shown in the results: what the harness changed from the defaults.
+    settings = ""
+
+    def supports(self, kind):
+        return kind in self.kinds
+
+    def launch(self, ctx, services, workdir):
+        raise NotImplementedError
+
+
+class Oxinetd(Server):
+    name = "oxinetd"
+    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait")
+    settings = (
+        '`--log stderr` to a file (default log fields: `start`/`exit` lines per handler, `done` per internal '
+        'TCP connection); `user = "nobody"`, `stderr = "null"`; internal UDP `reply_rate` raised from '
+        "50,000/s to 100,000,000/s; `instances` left at its default (256 handlers; internal: unlimited)"
+    )
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        lines = ["[defaults]", 'user = "nobody"', 'stderr = "null"', ""]
+        for i, s in enumerate(services):
+            lines += ["[[service]]", f'name = "s{i}-{s.kind}"', f'listen = "127.0.0.1:{s.port}"']
+            if s.kind == "tcp-exec":
+                lines.append(f'server = "{ctx.echo1}"')
+            elif s.kind == "tcp-echo":
+                lines.append('server = "internal:echo"')
+            elif s.kind == "udp-echo":
+                lines += ['socket = "dgram"', 'server = "internal:echo"', "reply_rate = 100000000"]
+            elif s.kind == "udp-wait":
+                lines += ['socket = "dgram"', "wait = true", f'server = "{ctx.udpecho1}"']
+            lines.append("")
+        conf = os.path.join(workdir, "oxinetd.toml")
+        with open(conf, "w") as f:
+            f.write("\n".join(lines))
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn([self.binary, "-f", conf, "--log", "stderr"], log)
+        return Instance(self, workdir, services, [p], log, t0, ready_word=b" ready listeners=")
+
+
+class Floor(Server):
+    kinds = ("tcp-exec",)
+    many = False
+
+    def __init__(self, mode, binary):
+        self.mode = mode
+        self.binary = binary
+        self.name = f"floor-{mode}"
+        self.settings = f"bench/floor.c, {mode}; handler runs as root (no user switch), backlog 1024"
+
+    def launch(self, ctx, services, workdir):
+        (s,) = services
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn([self.binary, self.mode, "127.0.0.1", str(s.port), ctx.echo1], log)
+        return Instance(self, workdir, services, [p], log, t0)
+
+
+class Xinetd(Server):
+    name = "xinetd"
+    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait")
+    settings = (
+        "`-dontfork`; `instances = UNLIMITED`, `per_source = UNLIMITED`, `cps = 1000000 1` "
+        "(default `cps = 50 10`); `log_type = FILE` (nothing is logged per connection by default); "
+        "libwrap left on; listen backlog 64 (fixed)"
+    )
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        log = os.path.join(workdir, "log")
+        out = [
+            "defaults",
+            "{",
+            "\tinstances = UNLIMITED",
+            "\tper_source = UNLIMITED",
+            "\tcps = 1000000 1",
+            f"\tlog_type = FILE {log}",
+            "}",
+        ]
+        for i, s in enumerate(services):
+            attrs = {"bind": "127.0.0.1", "port": str(s.port)}
+            if s.kind == "tcp-exec":
+                name = f"s{i}"
+                attrs.update(type="UNLISTED", socket_type="stream", protocol="tcp", wait="no",
+                             user="nobody", server=ctx.echo1)
+            elif s.kind == "tcp-echo":
+                name = "echo"
+                attrs.update(type="INTERNAL UNLISTED", id=f"echo-stream-{i}", socket_type="stream",
+                             protocol="tcp", wait="no")
+            elif s.kind == "udp-echo":
+                name = "echo"
+                attrs.update(type="INTERNAL UNLISTED", id=f"echo-dgram-{i}", socket_type="dgram",
+                             protocol="udp", wait="yes")
+            else:
+                name = f"s{i}"
+                attrs.update(type="UNLISTED", socket_type="dgram", protocol="udp", wait="yes",
+                             user="nobody", server=ctx.udpecho1)
+            out += [f"service {name}", "{"] + [f"\t{k} = {v}" for k, v in attrs.items()] + ["}"]
+        conf = os.path.join(workdir, "xinetd.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(out) + "\n")
+        t0 = time.monotonic()
+        p = spawn([self.binary, "-dontfork", "-f", conf, "-pidfile", os.path.join(workdir, "pid")],
+                  os.path.join(workdir, "stderr"))
+        return Instance(self, workdir, services, [p], os.path.join(workdir, "stderr"), t0)
+
+
+class BsdInetd(Server):
+    """openbsd-inetd and inetutils-inetd: the same inetd.conf format."""
+
+    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait")
+    # Spawns per minute written after nowait/wait; large = off.
+    MAX = 100000000
+
+    def __init__(self, name, binary, args, settings):
+        self.name = name
+        self.binary = binary
+        self.args = args
+        self.settings = settings
+
+    def launch(self, ctx, services, workdir):
+        lines = []
+        echo_port = None
+        for s in services:
+            if s.kind == "tcp-exec":
+                lines.append(f"127.0.0.1:{s.port}\tstream\ttcp\tnowait.{self.MAX}\tnobody\t{ctx.echo1}\techo1")
+            elif s.kind == "tcp-echo":
+                echo_port = s.port
+                lines.append(f"127.0.0.1:echo\tstream\ttcp\tnowait.{self.MAX}\troot\tinternal")
+            elif s.kind == "udp-echo":
+                echo_port = s.port
+                lines.append(f"127.0.0.1:echo\tdgram\tudp\twait.{self.MAX}\troot\tinternal")
+            else:
+                lines.append(f"127.0.0.1:{s.port}\tdgram\tudp\twait.{self.MAX}\tnobody\t{ctx.udpecho1}\tudpecho1")
+        conf = os.path.join(workdir, "inetd.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        argv = [self.binary] + [a.replace("{workdir}", workdir) for a in self.args] + [conf]
+        if echo_port is not None:
+            # Internal services are looked up by name: a private /etc/services.
+            svcfile = os.path.join(workdir, "services")
+            with open(svcfile, "w") as f:
+                f.write(f"echo\t{echo_port}/tcp\necho\t{echo_port}/udp\n")
+            argv = ["unshare", "--mount", "--", "sh", "-c",
+                    'mount --bind "$0" /etc/services && exec "$@"', svcfile] + argv
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn(argv, log)
+        return Instance(self, workdir, services, [p], log, t0)
+
+
+class Tcpserver(Server):
+    name = "tcpserver"
+    kinds = ("tcp-exec",)
+    settings = (
+        "`-H -R -l0` (no DNS/ident), `-c 100000` (default 40 children), `-b 1024` (default backlog 20), "
+        "`-u/-g nobody`; one process per port"
+    )
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        procs = [
+            spawn([self.binary, "-H", "-R", "-l0", "-c", "100000", "-b", "1024",
+                   "-u", str(ctx.nobody_uid), "-g", str(ctx.nobody_gid),
+                   "127.0.0.1", str(s.port), ctx.echo1], log)
+            for s in services
+        ]
+        return Instance(self, workdir, services, procs, log, t0)
+
+
+class SocketActivate(Server):
+    name = "systemd-socket-activate"
+    kinds = ("tcp-exec",)
+    settings = "`--accept --inetd`, one `-l` per port; handler runs as root; logs 3 lines per connection (to a file)"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        argv = [self.binary, "--accept", "--inetd"]
+        for s in services:
+            argv += ["-l", f"127.0.0.1:{s.port}"]
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn(argv + [ctx.echo1], log)
+        return Instance(self, workdir, services, [p], log, t0)
+
+
+def nobody_ids():
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid

@@ -852,7 +852,7 @@ impl Supervisor {
                 }
             };
             running.load.borrow_mut().started(source);
-            let (conn, interest) = internal::Conn::start(sock.into(), kind);
+            let (conn, interest) = internal::Conn::start(sock.into(), kind, &mut self.dgram_buf);
             let c = InternalConn {
                 conn,
                 service: running,

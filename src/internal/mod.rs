@@ -102,8 +102,10 @@ pub struct Conn {
 
 impl Conn {
     /// Start serving `sock` (non-blocking). Daytime and time are answered
-    /// at once; the others return the first interest.
-    pub fn start(sock: TcpStream, kind: Internal) -> (Conn, Interest) {
+    /// at once; the others return the first interest. Echo and discard try
+    /// a first read at once: on loopback the request has usually arrived
+    /// with the handshake, which saves a turn of the loop.
+    pub fn start(sock: TcpStream, kind: Internal, scratch: &mut [u8]) -> (Conn, Interest) {
         let mut c = Conn {
             sock,
             kind,
@@ -114,7 +116,7 @@ impl Conn {
             eof: false,
         };
         let first = match kind {
-            Internal::Echo | Internal::Discard => Interest::Read,
+            Internal::Echo | Internal::Discard => c.advance(scratch),
             Internal::Chargen => c.advance(&mut []),
             Internal::Daytime | Internal::Time => {
                 let mut msg = Vec::with_capacity(64);

@@ -9,7 +9,8 @@
 //! goes on, so one broken service never stops the others.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
@@ -195,6 +196,29 @@ struct Extras {
     reply: Option<Reply>,
 }
 
+/// What may have changed, since the last `sync`, whether a listener should
+/// be watched: `sync` looks at these listeners only, not at every one.
+#[derive(Default)]
+struct Stale {
+    /// Every listener: after a reload, or when `max_processes` was reached
+    /// or left.
+    all: bool,
+    /// Listeners whose state changed.
+    listeners: Vec<u64>,
+    /// Services whose load changed (a handler or connection started or
+    /// ended, a cps pause began or ended): all their listeners.
+    services: Vec<Rc<str>>,
+}
+
+/// A pause to end when due: a listener's (`ListenState::Paused`) or a
+/// service's (cps). An entry may be out of date (the listener re-armed or
+/// gone); each is checked against the current state when it comes up.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Resume {
+    Listener(u64),
+    Service(Rc<str>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ListenState {
     /// Watched for connections or datagrams.
@@ -239,6 +263,12 @@ pub struct Supervisor {
     signals: Signals,
     notifier: Notifier,
     listeners: HashMap<u64, Listener>,
+    /// Listener ids by service name, for `Stale::services`.
+    by_service: HashMap<Rc<str>, Vec<u64>>,
+    /// What `sync` has to look at.
+    stale: Stale,
+    /// Pauses to end, soonest first.
+    timers: BinaryHeap<Reverse<(Instant, Resume)>>,
     children: Children,
     spawner: Spawner,
     /// Internal services' TCP connections, by id.
@@ -360,6 +390,9 @@ impl Supervisor {
             signals,
             notifier: Notifier::from_env(),
             listeners: HashMap::new(),
+            by_service: HashMap::new(),
+            stale: Stale::default(),
+            timers: BinaryHeap::new(),
             children: Children::default(),
             spawner,
             conns: HashMap::new(),
@@ -443,6 +476,7 @@ impl Supervisor {
         for (_, l) in self.listeners.drain() {
             let _ = self.epoll.delete(l.socket.as_fd());
         }
+        self.by_service.clear();
         info!(
             self.log,
             "stopping handlers={} grace_ms={}",
@@ -506,6 +540,12 @@ impl Supervisor {
             }
         }
         self.loads = loads;
+        self.by_service.clear();
+        for l in self.listeners.values() {
+            let of = self.by_service.entry(Rc::clone(&l.service.name));
+            of.or_default().push(l.id);
+        }
+        self.stale.all = true;
         self.internal_ports = self
             .listeners
             .values()
@@ -572,10 +612,21 @@ impl Supervisor {
         }
     }
 
-    /// Watch (or stop watching) a listener.
+    /// Set a listener's state; `sync` then watches it or stops watching.
     fn arm(&mut self, id: u64, state: ListenState) {
         if let Some(l) = self.listeners.get_mut(&id) {
             l.state = state;
+            self.stale.listeners.push(id);
+            if let ListenState::Paused(until) = state {
+                self.timers.push(Reverse((until, Resume::Listener(id))));
+            }
+        }
+    }
+
+    /// A service's load changed: `sync` looks at its listeners again.
+    fn touch(&mut self, service: &Rc<str>) {
+        if !self.stale.services.contains(service) {
+            self.stale.services.push(Rc::clone(service));
         }
     }
 
@@ -604,18 +655,26 @@ impl Supervisor {
     }
 
     /// Make epoll watch exactly the listeners that are open. Run once per
-    /// loop iteration; it only makes a syscall for a listener that changed.
+    /// loop iteration; it looks only at the listeners `stale` names, and
+    /// makes a syscall only for one whose answer changed.
     fn sync(&mut self) {
+        let mut ids = std::mem::take(&mut self.stale.listeners);
+        if std::mem::take(&mut self.stale.all) {
+            ids.clear();
+            ids.extend(self.listeners.keys());
+            self.stale.services.clear();
+        }
+        for service in self.stale.services.drain(..) {
+            if let Some(of) = self.by_service.get(&service) {
+                ids.extend_from_slice(of);
+            }
+        }
         let now = Instant::now();
         let processes = self.children.len();
-        for l in self.listeners.values_mut() {
-            {
-                let mut load = l.service.load.borrow_mut();
-                if load.paused_until.is_some_and(|t| now >= t) {
-                    load.paused_until = None;
-                    info!(self.log, "resume service={} reason=rate", l.service.name);
-                }
-            }
+        for id in ids.drain(..) {
+            let Some(l) = self.listeners.get_mut(&id) else {
+                continue;
+            };
             let open = Supervisor::open(l, processes, self.global.max_processes, now);
             if open == l.watching {
                 continue;
@@ -636,6 +695,8 @@ impl Supervisor {
                 ),
             }
         }
+        // Kept for its capacity.
+        self.stale.listeners = ids;
     }
 
     fn on_listener(&mut self, id: u64) {
@@ -729,7 +790,7 @@ impl Supervisor {
         l.backoff = (l.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
         let pause = l.backoff;
         let name = Rc::clone(&l.service.name);
-        l.state = ListenState::Paused(Instant::now() + pause);
+        self.arm(id, ListenState::Paused(Instant::now() + pause));
         if first {
             error!(
                 self.log,
@@ -753,14 +814,15 @@ impl Supervisor {
                 .map_err(|d| d.to_string())?;
         }
         let source = Load::source(&svc.limits, ip);
-        let verdict = running
-            .load
-            .borrow_mut()
-            .admit(&svc.limits, source, Instant::now());
+        let now = Instant::now();
+        let verdict = running.load.borrow_mut().admit(&svc.limits, source, now);
         match verdict {
             Ok(()) => Ok(Some(source)),
             Err(Refusal::PerSource(n)) => Err(format!("reason=per_source limit={n}")),
             Err(Refusal::RatePause(pause)) => {
+                self.touch(&running.name);
+                let resume = Resume::Service(Rc::clone(&running.name));
+                self.timers.push(Reverse((now + pause, resume)));
                 let rate = svc.limits.rate.map_or_else(String::new, |r| r.describe());
                 warning!(
                     self.log,
@@ -828,7 +890,8 @@ impl Supervisor {
     fn spawn_backoff(&mut self, id: u64) {
         if let Some(l) = self.listeners.get_mut(&id) {
             l.backoff = (l.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-            l.state = ListenState::Paused(Instant::now() + l.backoff);
+            let until = Instant::now() + l.backoff;
+            self.arm(id, ListenState::Paused(until));
         }
     }
 
@@ -852,6 +915,7 @@ impl Supervisor {
                 }
             };
             running.load.borrow_mut().started(source);
+            self.touch(&running.name);
             let (conn, interest) = internal::Conn::start(sock.into(), kind, &mut self.dgram_buf);
             let c = InternalConn {
                 conn,
@@ -904,6 +968,7 @@ impl Supervisor {
 
     fn close_conn(&mut self, c: InternalConn) {
         c.service.load.borrow_mut().ended(c.source);
+        self.touch(&c.service.name);
         let log = &c.service.svc.log;
         if !log.any_success() {
             return;
@@ -1193,6 +1258,7 @@ impl Supervisor {
             );
         }
         running.load.borrow_mut().started(source);
+        self.touch(&running.name);
         self.children.insert(
             pid,
             Child {
@@ -1210,6 +1276,9 @@ impl Supervisor {
                 log,
             },
         );
+        if self.children.len() == self.global.max_processes {
+            self.stale.all = true;
+        }
         true
     }
 
@@ -1311,6 +1380,10 @@ impl Supervisor {
                 self.send_reply(&child.service.clone(), pid, reply);
             }
             child.load.borrow_mut().ended(child.source);
+            self.touch(&child.service);
+            if self.children.len() + 1 == self.global.max_processes {
+                self.stale.all = true;
+            }
             let log = child.log;
             if log.any_success() {
                 let (status, signal, core) = match ending {
@@ -1369,26 +1442,50 @@ impl Supervisor {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        let paused = self.listeners.values().filter_map(|l| match l.state {
-            ListenState::Paused(at) => Some(at),
-            _ => l.service.load.borrow().paused_until,
-        });
-        paused.chain(self.draining).min()
+        let pause = self.timers.peek().map(|Reverse((at, _))| *at);
+        pause.into_iter().chain(self.draining).min()
     }
 
+    /// End the pauses that are due.
     fn on_timers(&mut self) {
         let now = Instant::now();
-        let due: Vec<u64> = self
-            .listeners
-            .values()
-            .filter(|l| matches!(l.state, ListenState::Paused(at) if at <= now))
-            .map(|l| l.id)
-            .collect();
-        for id in due {
-            if let Some(l) = self.listeners.get(&id) {
-                info!(self.log, "resume service={} addr={}", l.service.name, l.key);
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some(Reverse((_, due))) = self.timers.pop() else {
+                break;
+            };
+            match due {
+                Resume::Listener(id) => {
+                    let Some(l) = self.listeners.get(&id) else {
+                        continue;
+                    };
+                    // Paused again meanwhile: that pause has its own entry.
+                    if matches!(l.state, ListenState::Paused(until) if until <= now) {
+                        info!(self.log, "resume service={} addr={}", l.service.name, l.key);
+                        self.arm(id, ListenState::Armed);
+                    }
+                }
+                Resume::Service(name) => {
+                    let Some(load) = self.loads.get(&*name) else {
+                        continue;
+                    };
+                    let ended = {
+                        let mut load = load.borrow_mut();
+                        let ended = load.paused_until.is_some_and(|t| t <= now);
+                        if ended {
+                            load.paused_until = None;
+                        }
+                        ended
+                    };
+                    if ended {
+                        info!(self.log, "resume service={name} reason=rate");
+                        self.touch(&name);
+                    }
+                }
             }
-            self.arm(id, ListenState::Armed);
         }
     }
 

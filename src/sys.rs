@@ -13,9 +13,10 @@
 //! in this address space does. The parent blocks every signal across the
 //! clone, so none of its handlers can run on the child's side.
 //!
-//! The price: the loop waits for each child to reach `execve` (tens of
-//! microseconds, more when the CPUs are busy, or when the program lives on
-//! a slow filesystem), where a forking parent would go on accepting.
+//! The price: the loop waits for each child to reach `execve`, where a
+//! forking parent would go on accepting: tens of microseconds when a CPU is
+//! free, up to a scheduler slice or so when every CPU is busy (the child
+//! waits for one), longer if the program lives on a slow filesystem.
 //!
 //! The child runs a fixed list of raw system calls on data the parent
 //! prepared (see `spawn`), writes only to its own stack, the two slots the

@@ -10,6 +10,7 @@
 //! original file.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, Context, Loaded, Location};
@@ -288,6 +289,30 @@ impl Translation {
                 Ok(loaded)
             }
         }
+    }
+}
+
+/// The addresses of `host`: an IP address as it is, a name resolved now
+/// (the classic formats allow host names where TOML wants addresses).
+pub fn resolve_host(host: &str) -> Result<Vec<IpAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let mut ips: Vec<IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("host \"{host}\": {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    Ok(ips)
+}
+
+/// A TOML `listen` entry for `ip` and a port number or service name.
+pub fn listen_entry(ip: IpAddr, port: &str) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
 }
 

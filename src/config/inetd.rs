@@ -14,10 +14,10 @@
 //! (no equivalent yet, noted) and `per_source`; the handler's stderr is the
 //! socket, as under every inetd.
 
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::draft::{Draft, Problem, Translation, Value};
+use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
 use super::{ConfigError, Context, Location};
 use crate::internal::Internal;
 
@@ -329,19 +329,7 @@ fn listen_entries(host: Option<&str>, port: &str, v6: Option<bool>) -> Result<Ve
             Some(true) => format!("[::]:{port}"),
         }]);
     };
-    let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => {
-            let mut ips: Vec<IpAddr> = (host, 0)
-                .to_socket_addrs()
-                .map_err(|e| format!("host \"{host}\": {e}"))?
-                .map(|a| a.ip())
-                .collect();
-            ips.sort();
-            ips.dedup();
-            ips
-        }
-    };
+    let ips = resolve_host(host)?;
     let ips: Vec<IpAddr> = ips
         .into_iter()
         .filter(|ip| v6.is_none_or(|six| ip.is_ipv6() == six))
@@ -352,13 +340,7 @@ fn listen_entries(host: Option<&str>, port: &str, v6: Option<bool>) -> Result<Ve
             if v6 == Some(true) { "IPv6" } else { "IPv4" }
         ));
     }
-    Ok(ips
-        .into_iter()
-        .map(|ip| match ip {
-            IpAddr::V4(a) => format!("{a}:{port}"),
-            IpAddr::V6(a) => format!("[{a}]:{port}"),
-        })
-        .collect())
+    Ok(ips.into_iter().map(|ip| listen_entry(ip, port)).collect())
 }
 
 /// `user`, `user:group`, `user.group`, each with an optional `/class`.

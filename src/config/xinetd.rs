@@ -10,10 +10,10 @@
 //! redirect): then that service is refused, loudly, and the others run.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::draft::{Draft, Problem, Translation, Value};
+use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
 use super::{ConfigError, Context, Location};
 use crate::internal::Internal;
 
@@ -509,13 +509,10 @@ fn service(
     let bind = one("bind").or_else(|| one("interface"));
     let v6only = matches!(one("v6only"), Some(("yes", _)));
     let listen = match bind {
-        Some((host, at)) => resolve(host)
+        Some((host, at)) => resolve_host(host)
             .map_err(|m| refuse(at, m))?
             .into_iter()
-            .map(|ip| match ip {
-                IpAddr::V4(a) => format!("{a}:{port}"),
-                IpAddr::V6(a) => format!("[{a}]:{port}"),
-            })
+            .map(|ip| listen_entry(ip, &port))
             .collect(),
         None if flag("IPv6") && !v6only => vec![format!("*:{port}")],
         None if flag("IPv6") => vec![format!("[::]:{port}")],
@@ -790,20 +787,6 @@ fn address_rule(v: &str) -> Option<Vec<String>> {
         p.parse::<u8>().ok()?;
     }
     Some(vec![v.to_owned()])
-}
-
-fn resolve(host: &str) -> Result<Vec<IpAddr>, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    let mut ips: Vec<IpAddr> = (host, 0)
-        .to_socket_addrs()
-        .map_err(|e| format!("bind \"{host}\": {e}"))?
-        .map(|a| a.ip())
-        .collect();
-    ips.sort();
-    ips.dedup();
-    Ok(ips)
 }
 
 #[cfg(test)]

@@ -9,28 +9,7 @@ use crate::harness::{is_root, need, run_ok, talk, udp_ask, Dir, Server};
 fn git_daemon_inetd_serves_a_clone() {
     let git = need("git", "git");
     let dir = Dir::new();
-    let repo = dir.path().join("repos/project.git");
-    let work = dir.path().join("work");
-    run_ok(Command::new(&git).args(["init", "-q", "--bare"]).arg(&repo));
-    run_ok(Command::new(&git).args(["init", "-q"]).arg(&work));
-    std::fs::write(work.join("README"), "served by oxinetd\n").unwrap();
-    let in_work = |args: &[&str]| {
-        run_ok(
-            Command::new(&git)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .arg("-C")
-                .arg(&work)
-                .args(args),
-        )
-    };
-    in_work(&["add", "README"]);
-    in_work(&["commit", "-q", "-m", "first"]);
-    in_work(&["push", "-q", repo.to_str().unwrap(), "HEAD:refs/heads/main"]);
-    run_ok(Command::new(&git).arg("-C").arg(&repo).args([
-        "symbolic-ref",
-        "HEAD",
-        "refs/heads/main",
-    ]));
+    crate::harness::git_bare_repo(&dir.path().join("repos/project.git"), "served by oxinetd\n");
     // The repository belongs to the user running the tests; so does the
     // handler (as root that must be said explicitly).
     let user = if is_root() { "user = \"root\"" } else { "" };

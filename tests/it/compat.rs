@@ -56,28 +56,10 @@ fn copy_templated(from: &Path, to: &Path, dir: &Path) {
 
 /// A bare git repository under DIR/git, owned by nobody (the daemon's user).
 fn git_repo(dir: &Dir) {
-    let git = need("git", "git");
-    let repo = dir.path().join("git/project.git");
-    let work = dir.path().join("work");
-    run_ok(Command::new(&git).args(["init", "-q", "--bare"]).arg(&repo));
-    run_ok(Command::new(&git).args(["init", "-q"]).arg(&work));
-    std::fs::write(work.join("README"), "cloned through inetd.d\n").unwrap();
-    let in_work = |args: &[&str]| {
-        run_ok(
-            Command::new(&git)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
-                .arg(&work)
-                .args(args),
-        )
-    };
-    in_work(&["add", "README"]);
-    in_work(&["commit", "-q", "-m", "first"]);
-    in_work(&["push", "-q", repo.to_str().unwrap(), "HEAD:refs/heads/main"]);
-    run_ok(Command::new(&git).arg("-C").arg(&repo).args([
-        "symbolic-ref",
-        "HEAD",
-        "refs/heads/main",
-    ]));
+    crate::harness::git_bare_repo(
+        &dir.path().join("git/project.git"),
+        "cloned through inetd.d\n",
+    );
     run_ok(
         Command::new("chown")
             .args(["-R", "nobody:nogroup"])
@@ -316,6 +298,28 @@ fn xinetd_tree_runs_unchanged() {
     s.expect_line(&["config-warning", "rsync:17:", "nice = 10"]);
 }
 
+/// `oxinetd check` of `conf` fails, with an error on each `(line, text)`;
+/// its stderr.
+fn check_fails_at(conf: &Path, expected: &[(usize, &str)]) -> String {
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(conf)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (line, needle) in expected {
+        let prefix = format!("{}:{line}:", conf.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "{prefix} {needle}:\n{stderr}"
+        );
+    }
+    stderr
+}
+
 #[test]
 fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
     let dir = Dir::new();
@@ -329,30 +333,17 @@ fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
          z stream tcp nowait.x root /bin/cat cat\n\
          127.0.0.1:0 stream tcp nowait nobody /no/such/program prog\n",
     );
-    let out = Command::new(bin())
-        .args(["check", "-f"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
-    let file = conf.display().to_string();
-    for (line, needle) in [
-        (2, "at least 6 fields"),
-        (3, "does not go with"),
-        (4, "wait or nowait"),
-        (5, "not a built-in"),
-        (6, "per minute"),
-        (7, "/no/such/program"),
-    ] {
-        let prefix = format!("{file}:{line}:");
-        assert!(
-            stderr
-                .lines()
-                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
-            "{prefix} {needle}:\n{stderr}"
-        );
-    }
+    let stderr = check_fails_at(
+        &conf,
+        &[
+            (2, "at least 6 fields"),
+            (3, "does not go with"),
+            (4, "wait or nowait"),
+            (5, "not a built-in"),
+            (6, "per minute"),
+            (7, "/no/such/program"),
+        ],
+    );
     assert!(stderr.contains("(1 valid service would run)"), "{stderr}");
 
     let conf = dir.write(
@@ -362,28 +353,15 @@ fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
          defaults\n{\n  instances 5\n}\n\
          service c\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  cps = fast\n",
     );
-    let out = Command::new(bin())
-        .args(["check", "-f"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
-    let file = conf.display().to_string();
-    for (line, needle) in [
-        (4, "expected yes or no"),
-        (7, "expected \"{\""),
-        (11, "expected ATTRIBUTE = VALUE"),
-        (13, "no closing"),
-    ] {
-        let prefix = format!("{file}:{line}:");
-        assert!(
-            stderr
-                .lines()
-                .any(|l| l.starts_with(&prefix) && l.contains(needle)),
-            "{prefix} {needle}:\n{stderr}"
-        );
-    }
+    check_fails_at(
+        &conf,
+        &[
+            (4, "expected yes or no"),
+            (7, "expected \"{\""),
+            (11, "expected ATTRIBUTE = VALUE"),
+            (13, "no closing"),
+        ],
+    );
 }
 
 #[test]

@@ -400,6 +400,37 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A bare repository at `repo` whose branch `main` holds one commit with a
+/// `README` saying `readme` (made through a work tree at `repo`.work).
+pub fn git_bare_repo(repo: &Path, readme: &str) {
+    let git = need("git", "git");
+    let work = repo.with_extension("work");
+    run_ok(Command::new(&git).args(["init", "-q", "--bare"]).arg(repo));
+    run_ok(Command::new(&git).args(["init", "-q"]).arg(&work));
+    std::fs::write(work.join("README"), readme).expect("write README");
+    let in_work = |args: &[&str]| {
+        run_ok(
+            Command::new(&git)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+                .arg(&work)
+                .args(args),
+        )
+    };
+    in_work(&["add", "README"]);
+    in_work(&["commit", "-q", "-m", "first"]);
+    in_work(&[
+        "push",
+        "-q",
+        repo.to_str().expect("utf-8 path"),
+        "HEAD:refs/heads/main",
+    ]);
+    run_ok(Command::new(&git).arg("-C").arg(repo).args([
+        "symbolic-ref",
+        "HEAD",
+        "refs/heads/main",
+    ]));
+}
+
 /// A program's absolute path, from the usual places.
 pub fn which(name: &str) -> Option<PathBuf> {
     [

@@ -154,11 +154,42 @@ fn original_then_import(dir: &Dir, config: &Path, check: impl Fn(&Netns, &Server
     let ns = Netns::new();
     let s = ns.serve(dir.clone(), config, &[]);
     check(&ns, &s);
-    drop(s);
+    stop(s);
     let (imported, _, _) = import(dir, config);
     let ns = Netns::new();
     let s = ns.serve(dir.clone(), &imported, &[]);
     check(&ns, &s);
+    stop(s);
+}
+
+/// Stop a server and the in.tftpd it started (as shipped it waits 15
+/// minutes for another request): by pid, only one that never exited and is
+/// still an in.tftpd.
+fn stop(s: Server) {
+    let lines = s.lines();
+    let pid_of = |l: &String| crate::harness::field(l, "pid").map(str::to_owned);
+    let exited: Vec<String> = lines
+        .iter()
+        .filter(|l| l.contains(" exit service="))
+        .filter_map(pid_of)
+        .collect();
+    let running: Vec<i32> = lines
+        .iter()
+        .filter(|l| l.contains(" start service="))
+        .filter_map(pid_of)
+        .filter(|p| !exited.contains(p))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "in.tftpd")
+        })
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    drop(s);
+    for pid in running {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
 }
 
 #[test]

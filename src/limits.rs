@@ -212,4 +212,31 @@ mod tests {
             Ok(())
         );
     }
+
+    #[test]
+    fn a_rate_over_a_minute_counts_the_whole_window() {
+        let limits = Limits {
+            rate: Some(Rate {
+                count: 2,
+                per: Duration::from_secs(60),
+                pause: Duration::from_secs(600),
+            }),
+            ..Limits::default()
+        };
+        let mut load = Load::default();
+        let src: IpAddr = "127.0.0.1".parse().unwrap();
+        let t = Instant::now();
+        assert_eq!(load.admit(&limits, src, t), Ok(()));
+        // 30 s later is still the same window: the third one is too many.
+        assert_eq!(
+            load.admit(&limits, src, t + Duration::from_secs(30)),
+            Ok(())
+        );
+        assert_eq!(
+            load.admit(&limits, src, t + Duration::from_secs(59)),
+            Err(Refusal::RatePause(Duration::from_secs(600)))
+        );
+        assert!(load.paused(t + Duration::from_secs(600)));
+        assert_eq!(limits.rate.unwrap().describe(), "rate=2/60s");
+    }
 }

@@ -81,7 +81,6 @@ fn verdict(path: &std::path::Path, errors: &[config::ConfigError], good: usize) 
 
 /// `oxinetd import`: the TOML on stdout, problems on stderr.
 fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
-    let ctx = Context::current();
     let mut failed = false;
     for (i, src) in sources.iter().enumerate() {
         let format = match format.map_or_else(|| Format::detect(src), Ok) {
@@ -97,7 +96,7 @@ fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
                 continue;
             }
         };
-        let (text, errors, warnings) = config::import(src, format, &ctx);
+        let (text, errors, warnings) = config::import(src, format);
         if i > 0 {
             println!();
         }

@@ -154,4 +154,12 @@ mod tests {
                 .contains("unknown group")
         );
     }
+
+    #[test]
+    fn without_supplementary_groups_only_the_gid_remains() {
+        match Identity::resolve(Some("nobody"), Some("nogroup"), false, 0, 0) {
+            Ok(Identity::Switch { gid, groups, .. }) => assert_eq!(groups, vec![gid]),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -18,12 +18,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
-use super::{ConfigError, Context, Location};
+use super::{ConfigError, Location};
 use crate::internal::Internal;
 
 /// Translate `path`, and the files of an `inetd.d` directory beside it
 /// (inetutils) when there is one.
-pub fn translate(path: &Path, _ctx: &Context) -> Translation {
+pub fn translate(path: &Path) -> Translation {
     let mut t = Translation::default();
     let mut files = vec![path.to_path_buf()];
     if let Some(dir) = path.parent().map(|d| d.join("inetd.d")) {

@@ -340,14 +340,10 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
 
 /// Translate an inetd or xinetd config (a file, or an xinetd.d directory)
 /// for `oxinetd import`: the TOML text, and the problems met.
-pub fn import(
-    path: &Path,
-    format: Format,
-    ctx: &Context,
-) -> (String, Vec<ConfigError>, Vec<ConfigError>) {
+pub fn import(path: &Path, format: Format) -> (String, Vec<ConfigError>, Vec<ConfigError>) {
     let t = match format {
-        Format::Inetd => inetd::translate(path, ctx),
-        Format::Xinetd => xinetd::translate(path, ctx),
+        Format::Inetd => inetd::translate(path),
+        Format::Xinetd => xinetd::translate(path),
         Format::Toml => {
             return match std::fs::read_to_string(path) {
                 Ok(text) => (text, Vec::new(), Vec::new()),
@@ -375,8 +371,8 @@ pub fn import(
 pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let loaded = match format {
         Format::Toml => toml::load(path, ctx),
-        Format::Inetd => inetd::translate(path, ctx).load(path, "inetd", ctx),
-        Format::Xinetd => xinetd::translate(path, ctx).load(path, "xinetd", ctx),
+        Format::Inetd => inetd::translate(path).load(path, "inetd", ctx),
+        Format::Xinetd => xinetd::translate(path).load(path, "xinetd", ctx),
     };
     let mut loaded = match loaded {
         Ok(l) => check_conflicts(l),

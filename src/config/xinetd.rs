@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
-use super::{ConfigError, Context, Location};
+use super::{ConfigError, Location};
 use crate::internal::Internal;
 
 /// Files and directories `include`/`includedir` may nest.
@@ -46,7 +46,7 @@ struct Block {
 
 /// Translate `path`: an xinetd.conf, one service file, or an xinetd.d
 /// directory.
-pub fn translate(path: &Path, _ctx: &Context) -> Translation {
+pub fn translate(path: &Path) -> Translation {
     let mut t = Translation::default();
     let mut blocks = Vec::new();
     if path.is_dir() {

@@ -118,7 +118,12 @@ impl Load {
 
     /// Check a new connection from `source` against `per_source` and
     /// `cps`. A refusal by rate starts the pause.
-    pub fn admit(&mut self, limits: &Limits, source: IpAddr, now: Instant) -> Result<(), Refusal> {
+    pub fn admit(
+        &mut self,
+        limits: &Limits,
+        source: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         if let Some(rate) = limits.rate {
             let (start, n) = match self.window {
                 Some((start, n)) if now.duration_since(start) < rate.per => (start, n + 1),
@@ -131,7 +136,7 @@ impl Load {
                 return Err(Refusal::RatePause(rate.pause));
             }
         }
-        if let Some(max) = limits.per_source {
+        if let (Some(max), Some(source)) = (limits.per_source, source) {
             if self.by_source.get(&source).copied().unwrap_or(0) >= max {
                 return Err(Refusal::PerSource(max));
             }
@@ -176,11 +181,14 @@ mod tests {
         assert_eq!(a, b, "same /64");
         load.started(Some(a));
         load.started(Some(b));
-        assert_eq!(load.admit(&limits, a, now), Err(Refusal::PerSource(2)));
+        assert_eq!(
+            load.admit(&limits, Some(a), now),
+            Err(Refusal::PerSource(2))
+        );
         let other = Load::source(&limits, "2001:db8:0:1::1".parse().unwrap());
-        assert_eq!(load.admit(&limits, other, now), Ok(()));
+        assert_eq!(load.admit(&limits, Some(other), now), Ok(()));
         load.ended(Some(a));
-        assert_eq!(load.admit(&limits, a, now), Ok(()));
+        assert_eq!(load.admit(&limits, Some(a), now), Ok(()));
         assert_eq!(load.running, 1);
     }
 
@@ -198,17 +206,17 @@ mod tests {
         let src: IpAddr = "127.0.0.1".parse().unwrap();
         let t = Instant::now();
         for _ in 0..3 {
-            assert_eq!(load.admit(&limits, src, t), Ok(()));
+            assert_eq!(load.admit(&limits, Some(src), t), Ok(()));
         }
         assert_eq!(
-            load.admit(&limits, src, t),
+            load.admit(&limits, Some(src), t),
             Err(Refusal::RatePause(Duration::from_secs(10)))
         );
         assert!(load.paused(t + Duration::from_secs(9)));
         assert!(!load.paused(t + Duration::from_secs(10)));
         // A new second starts a new count.
         assert_eq!(
-            load.admit(&limits, src, t + Duration::from_secs(11)),
+            load.admit(&limits, Some(src), t + Duration::from_secs(11)),
             Ok(())
         );
     }
@@ -226,14 +234,14 @@ mod tests {
         let mut load = Load::default();
         let src: IpAddr = "127.0.0.1".parse().unwrap();
         let t = Instant::now();
-        assert_eq!(load.admit(&limits, src, t), Ok(()));
+        assert_eq!(load.admit(&limits, Some(src), t), Ok(()));
         // 30 s later is still the same window: the third one is too many.
         assert_eq!(
-            load.admit(&limits, src, t + Duration::from_secs(30)),
+            load.admit(&limits, Some(src), t + Duration::from_secs(30)),
             Ok(())
         );
         assert_eq!(
-            load.admit(&limits, src, t + Duration::from_secs(59)),
+            load.admit(&limits, Some(src), t + Duration::from_secs(59)),
             Err(Refusal::RatePause(Duration::from_secs(600)))
         );
         assert!(load.paused(t + Duration::from_secs(600)));

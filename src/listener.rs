@@ -1,4 +1,5 @@
-//! Binding listening sockets, TCP and UDP, IPv4 and IPv6.
+//! Binding listening sockets: TCP and UDP over IPv4 and IPv6, and
+//! UNIX-domain stream and datagram sockets.
 //!
 //! `*:PORT` is one dual-stack IPv6 socket (`IPV6_V6ONLY` off), falling back
 //! to IPv4 when the host has no IPv6; peers then show as IPv4-mapped
@@ -6,10 +7,12 @@
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 
-use crate::config::{BindAddr, ListenKey, Protocol};
+use crate::config::{BindAddr, ListenKey, Protocol, SocketFile};
 
 /// Pending connections the kernel holds while a service is at its limit.
 const BACKLOG: i32 = 1024;
@@ -24,6 +27,11 @@ pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
     };
     let ty = if nonblocking { ty.nonblocking() } else { ty };
     let socket = match key.addr {
+        BindAddr::Unix(ref path) => {
+            let s = Socket::new(Domain::UNIX, ty, None)?;
+            bind_unix(&s, path, ty)?;
+            s
+        }
         BindAddr::Ip(addr) => {
             let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
             if addr.is_ipv6() {
@@ -55,6 +63,78 @@ pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Bind `s` to `path`, replacing a socket file left behind by a process
+/// that is gone (nobody accepts on it), never a live socket or another
+/// kind of file.
+fn bind_unix(s: &Socket, path: &Path, ty: Type) -> io::Result<()> {
+    let addr = SockAddr::unix(path)?;
+    match s.bind(&addr) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+        other => return other,
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    let probe = Socket::new(Domain::UNIX, ty.nonblocking(), None)?;
+    match probe.connect(&addr) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by another process", path.display()),
+            ))
+        }
+    }
+    std::fs::remove_file(path)?;
+    s.bind(&addr)
+}
+
+/// Identity of a socket file (device, inode), to remove it on close only
+/// if it is still the one this process bound.
+pub type FileId = (u64, u64);
+
+/// Give the socket file at `path` its owner and mode; its identity.
+pub fn set_file(path: &Path, file: &SocketFile) -> io::Result<FileId> {
+    if let Some((uid, gid)) = file.owner {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::other(format!(
+            "{} is no longer a socket",
+            path.display()
+        )));
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(file.mode))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// A socket file this process bound: removed when dropped, if it is still
+/// the same file.
+pub struct BoundFile {
+    pub path: std::rc::Rc<Path>,
+    pub id: FileId,
+}
+
+impl Drop for BoundFile {
+    fn drop(&mut self) {
+        remove_file(&self.path, self.id);
+    }
+}
+
+/// Remove the socket file at `path` if it is still `id`: after a reload
+/// another service (or another process) may have bound the path again.
+pub fn remove_file(path: &Path, id: FileId) {
+    let ours = std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id);
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 fn prepare(s: &Socket, protocol: Protocol) -> io::Result<()> {
     if protocol == Protocol::Tcp {
         s.set_reuse_address(true)?;
@@ -65,4 +145,38 @@ fn prepare(s: &Socket, protocol: Protocol) -> io::Result<()> {
 /// A socket address as a std address (IP families only).
 pub fn ip_addr(a: &SockAddr) -> Option<SocketAddr> {
     a.as_socket()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &Path) -> ListenKey {
+        ListenKey {
+            addr: BindAddr::Unix(path.to_owned()),
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_a_live_one_and_a_file_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let live = bind(&key(&path), true).unwrap();
+        let err = bind(&key(&path), true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        drop(live); // the file stays, nobody listens: stale
+        let again = bind(&key(&path), true).unwrap();
+        let id = set_file(&path, &SocketFile::default()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o666);
+        drop(again);
+        remove_file(&path, id);
+        assert!(!path.exists());
+
+        std::fs::write(&path, "data").unwrap();
+        let err = bind(&key(&path), true).unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+    }
 }

@@ -86,6 +86,21 @@ impl Identity {
     }
 }
 
+/// `USER` or `USER:GROUP` (names or numbers) as uid and gid; the user's
+/// own group when no group is given.
+pub fn lookup_owner(spec: &str) -> Result<(u32, u32), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = lookup_user(user)?;
+    let gid = match group {
+        Some(g) => lookup_group(g)?,
+        None => user.gid.as_raw(),
+    };
+    Ok((user.uid.as_raw(), gid))
+}
+
 fn lookup_user(name: &str) -> Result<User, String> {
     let found = match name.parse::<u32>() {
         Ok(uid) => User::from_uid(Uid::from_raw(uid)),

@@ -21,8 +21,8 @@ pub struct Slot {
 impl Slot {
     pub fn new(key: ListenKey, service: &str) -> Slot {
         Slot {
+            owner: key.addr.is_ephemeral().then(|| service.to_owned()),
             key,
-            owner: (key.addr.port() == 0).then(|| service.to_owned()),
         }
     }
 }
@@ -44,7 +44,7 @@ pub fn diff(bound: impl IntoIterator<Item = Slot>, new: &Config) -> Diff {
     let wanted: Vec<Slot> = new
         .services
         .iter()
-        .flat_map(|s| s.listen.iter().map(|k| Slot::new(*k, &s.name)))
+        .flat_map(|s| s.listen.iter().map(|k| Slot::new(k.clone(), &s.name)))
         .collect();
     let wanted_set: HashSet<Slot> = wanted.iter().cloned().collect();
     let mut d = Diff::default();
@@ -75,12 +75,12 @@ mod tests {
         }
     }
 
-    fn service(name: &str, keys: &[ListenKey]) -> Service {
+    fn service(name: &str, keys: Vec<ListenKey>) -> Service {
         Service {
             name: name.into(),
             origin: crate::config::Location::file(std::path::Path::new("x")),
-            listen: keys.to_vec(),
             protocol: keys[0].protocol,
+            listen: keys,
             wait: WaitMode::Nowait,
             identity: Identity::Inherit,
             handler: crate::config::Handler::Internal(crate::internal::Internal::Echo),
@@ -90,6 +90,7 @@ mod tests {
             banner_fail: None,
             limits: Default::default(),
             log: Default::default(),
+            socket_file: Default::default(),
         }
     }
 
@@ -99,25 +100,46 @@ mod tests {
         let b = key(2, Protocol::Tcp);
         let c = key(2, Protocol::Udp);
         let new = Config {
-            services: vec![service("s", &[a]), service("t", &[c])],
+            services: vec![service("s", vec![a.clone()]), service("t", vec![c.clone()])],
             ..Config::default()
         };
-        let d = diff([Slot::new(a, "x"), Slot::new(b, "x")], &new);
-        assert_eq!(d.keep, vec![Slot::new(a, "s")]);
-        assert_eq!(d.bind, vec![Slot::new(c, "t")]);
-        assert_eq!(d.close, vec![Slot::new(b, "x")]);
+        let d = diff([Slot::new(a.clone(), "x"), Slot::new(b.clone(), "x")], &new);
+        assert_eq!(d.keep, vec![Slot::new(a.clone(), "s")]);
+        assert_eq!(d.bind, vec![Slot::new(c.clone(), "t")]);
+        assert_eq!(d.close, vec![Slot::new(b.clone(), "x")]);
     }
 
     #[test]
     fn ephemeral_ports_belong_to_their_service() {
         let zero = key(0, Protocol::Tcp);
         let new = Config {
-            services: vec![service("s", &[zero]), service("t", &[zero])],
+            services: vec![
+                service("s", vec![zero.clone()]),
+                service("t", vec![zero.clone()]),
+            ],
             ..Config::default()
         };
-        let d = diff([Slot::new(zero, "s"), Slot::new(zero, "u")], &new);
-        assert_eq!(d.keep, vec![Slot::new(zero, "s")]);
-        assert_eq!(d.bind, vec![Slot::new(zero, "t")]);
-        assert_eq!(d.close, vec![Slot::new(zero, "u")]);
+        let d = diff(
+            [Slot::new(zero.clone(), "s"), Slot::new(zero.clone(), "u")],
+            &new,
+        );
+        assert_eq!(d.keep, vec![Slot::new(zero.clone(), "s")]);
+        assert_eq!(d.bind, vec![Slot::new(zero.clone(), "t")]);
+        assert_eq!(d.close, vec![Slot::new(zero.clone(), "u")]);
+    }
+
+    #[test]
+    fn a_unix_socket_is_one_listener_whoever_serves_it() {
+        let path = ListenKey {
+            addr: BindAddr::Unix("/run/x.sock".into()),
+            protocol: Protocol::Tcp,
+        };
+        let new = Config {
+            services: vec![service("t", vec![path.clone()])],
+            ..Config::default()
+        };
+        let d = diff([Slot::new(path.clone(), "s")], &new);
+        assert_eq!(d.keep, vec![Slot::new(path, "t")]);
+        assert!(d.bind.is_empty() && d.close.is_empty());
     }
 }

@@ -11,9 +11,11 @@ use std::ffi::CString;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use libc::c_char;
 use nix::fcntl::OFlag;
+use nix::sys::socket::UnixCredentials;
 
 use crate::config::{Handler, Protocol, Service, StderrMode};
 use crate::privilege::Identity;
@@ -32,6 +34,10 @@ pub const RESERVED_ENV: &[&str] = &[
     "UDPREMOTEPORT",
     "UDPLOCALIP",
     "UDPLOCALPORT",
+    "UNIXLOCALPATH",
+    "UNIXREMOTEEUID",
+    "UNIXREMOTEEGID",
+    "UNIXREMOTEPID",
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -89,26 +95,37 @@ impl Plan {
     }
 }
 
+/// The two ends of a connection or socket, as the handler is told them.
+#[derive(Clone, Copy)]
+pub enum Ends<'a> {
+    Ip {
+        protocol: Protocol,
+        local: SocketAddr,
+        /// The peer, when known (not for a stream `wait` socket).
+        peer: Option<SocketAddr>,
+    },
+    /// A UNIX-domain socket: its path, and the peer's credentials when
+    /// the kernel has them (a connected stream).
+    Unix {
+        path: &'a Path,
+        cred: Option<UnixCredentials>,
+    },
+}
+
 /// What one spawn is about.
 pub enum Invocation<'a> {
     /// A connection or a datagram: `input` on fd 0, `output` on fd 1.
     Peer {
         input: RawFd,
         output: RawFd,
-        protocol: Protocol,
-        peer: SocketAddr,
-        local: SocketAddr,
+        ends: Ends<'a>,
     },
     /// A `wait` service: the bound socket itself on fds 0 and 1.
     Socket {
         socket: RawFd,
-        protocol: Protocol,
-        local: SocketAddr,
-        /// The sender of the pending datagram (dgram wait), if known.
-        peer: Option<SocketAddr>,
+        ends: Ends<'a>,
         /// Also on fd 3, announced with `LISTEN_FDS=1` (stream wait).
         activation: bool,
-        _marker: std::marker::PhantomData<&'a ()>,
     },
 }
 
@@ -163,22 +180,17 @@ impl Spawner {
             Invocation::Peer {
                 input,
                 output,
-                protocol,
-                peer,
-                local,
+                ends,
             } => {
-                self.connection_env(*protocol, Some(*peer), *local);
+                self.connection_env(ends);
                 (*input, *output, None, None)
             }
             Invocation::Socket {
                 socket,
-                protocol,
-                local,
-                peer,
+                ends,
                 activation,
-                ..
             } => {
-                self.connection_env(*protocol, *peer, *local);
+                self.connection_env(ends);
                 if *activation {
                     self.push_env(format_args!("LISTEN_FDS=1"));
                     let at = self.env_buf.len() + "LISTEN_PID=".len();
@@ -230,7 +242,25 @@ impl Spawner {
     }
 
     /// The ucspi and CGI-style variables for one peer.
-    fn connection_env(&mut self, protocol: Protocol, peer: Option<SocketAddr>, local: SocketAddr) {
+    fn connection_env(&mut self, ends: &Ends<'_>) {
+        let (protocol, peer, local) = match *ends {
+            Ends::Ip {
+                protocol,
+                local,
+                peer,
+            } => (protocol, peer, local),
+            Ends::Unix { path, cred } => {
+                // As ucspi-unix names them.
+                self.push_env(format_args!("PROTO=UNIX"));
+                self.push_env(format_args!("UNIXLOCALPATH={}", path.display()));
+                if let Some(c) = cred {
+                    self.push_env(format_args!("UNIXREMOTEEUID={}", c.uid()));
+                    self.push_env(format_args!("UNIXREMOTEEGID={}", c.gid()));
+                    self.push_env(format_args!("UNIXREMOTEPID={}", c.pid()));
+                }
+                return;
+            }
+        };
         let p = protocol.ucspi();
         self.push_env(format_args!("PROTO={p}"));
         let local = unmap(local);

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::socket::{MsgFlags, SockaddrStorage};
+use nix::sys::socket::{MsgFlags, SockaddrStorage, UnixCredentials};
 use socket2::Socket;
 
 use crate::children::{Child, Children, Ending, Probe, StderrPipe};
@@ -33,7 +33,7 @@ use crate::notify::Notifier;
 use crate::relay::{self, Reply};
 use crate::reload::{self, Slot};
 use crate::signals::Signals;
-use crate::spawn::{self, Invocation, Plan, Spawner};
+use crate::spawn::{self, Ends, Invocation, Plan, Spawner};
 use crate::{error, info, listener, warning};
 
 /// Exit codes (sysexits), so a service manager can tell a bad config
@@ -194,6 +194,18 @@ struct Extras {
     probe: Option<Probe>,
     /// For dgram `nowait`: where its reply goes.
     reply: Option<Reply>,
+    /// For a UNIX-domain connection: who connected, for the log.
+    cred: Option<UnixCredentials>,
+}
+
+/// Where an accepted connection came from and came in.
+enum Accepted {
+    Ip {
+        peer: SocketAddr,
+        local: SocketAddr,
+    },
+    /// On a UNIX-domain listener.
+    Unix,
 }
 
 /// What may have changed, since the last `sync`, whether a listener should
@@ -231,7 +243,7 @@ enum ListenState {
 
 impl Listener {
     fn slot(&self) -> Slot {
-        Slot::new(self.key, &self.service.svc.name)
+        Slot::new(self.key.clone(), &self.service.svc.name)
     }
 }
 
@@ -240,10 +252,13 @@ struct Listener {
     id: u64,
     key: ListenKey,
     socket: Socket,
-    /// The address actually bound (the port when 0 was asked).
-    local: SocketAddr,
+    /// The address actually bound (the port when 0 was asked); `None` for
+    /// a UNIX-domain socket.
+    local: Option<SocketAddr>,
     /// True when bound to one address, so `local` is every connection's.
     specific: bool,
+    /// A UNIX-domain socket's file, removed when the listener closes.
+    file: Option<listener::BoundFile>,
     service: Rc<Running>,
     state: ListenState,
     /// Consecutive `wait` handlers that exited without reading.
@@ -506,7 +521,7 @@ impl Supervisor {
             loads.insert(svc.name.clone(), Rc::clone(&load));
             let running = Rc::new(Running::new(svc, plan, load));
             for key in running.svc.listen.clone() {
-                match old.remove(&Slot::new(key, &running.svc.name)) {
+                match old.remove(&Slot::new(key.clone(), &running.svc.name)) {
                     Some(mut l) => {
                         let was = l.service.mode;
                         l.service = Rc::clone(&running);
@@ -514,14 +529,20 @@ impl Supervisor {
                         if blocking(was) != blocking(l.service.mode) {
                             self.set_mode(&l);
                         }
+                        if let Some(f) = &l.file {
+                            // The owner or mode may be new.
+                            if let Err(e) = listener::set_file(&f.path, &running.svc.socket_file) {
+                                self.bind_failed(&running.name, &key, &e);
+                            }
+                        }
                         self.listeners.insert(l.id, l);
                     }
                     None => {
-                        if let Err(e) = self.add_listener(&running, key) {
+                        if let Err(e) = self.add_listener(&running, &key) {
                             if e.kind() == io::ErrorKind::AddrInUse && !diff.close.is_empty() {
                                 retry.push((Rc::clone(&running), key));
                             } else {
-                                self.bind_failed(&running.name, key, &e);
+                                self.bind_failed(&running.name, &key, &e);
                             }
                         }
                     }
@@ -535,8 +556,8 @@ impl Supervisor {
         }
         // A new address may have overlapped one that was only now closed.
         for (running, key) in retry {
-            if let Err(e) = self.add_listener(&running, key) {
-                self.bind_failed(&running.name, key, &e);
+            if let Err(e) = self.add_listener(&running, &key) {
+                self.bind_failed(&running.name, &key, &e);
             }
         }
         self.loads = loads;
@@ -550,12 +571,12 @@ impl Supervisor {
             .listeners
             .values()
             .filter(|l| matches!(l.service.mode, Mode::InternalDgram(_)))
-            .map(|l| l.local.port())
+            .filter_map(|l| l.local.map(|a| a.port()))
             .collect();
         (diff.keep.len(), diff.bind.len(), closed)
     }
 
-    fn bind_failed(&mut self, name: &str, key: ListenKey, e: &io::Error) {
+    fn bind_failed(&mut self, name: &str, key: &ListenKey, e: &io::Error) {
         error!(
             self.log,
             "error service={name} msg={}",
@@ -563,19 +584,40 @@ impl Supervisor {
         );
     }
 
-    fn add_listener(&mut self, running: &Rc<Running>, key: ListenKey) -> io::Result<()> {
-        let socket = listener::bind(&key, !blocking(running.mode))?;
-        let local = socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("not an IP socket"))?;
+    fn add_listener(&mut self, running: &Rc<Running>, key: &ListenKey) -> io::Result<()> {
+        let socket = listener::bind(key, !blocking(running.mode))?;
+        let (local, file) = match &key.addr {
+            BindAddr::Unix(path) => match listener::set_file(path, &running.svc.socket_file) {
+                Ok(id) => {
+                    let path = Rc::from(path.as_path());
+                    (None, Some(listener::BoundFile { path, id }))
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e);
+                }
+            },
+            _ => {
+                let local = socket.local_addr()?.as_socket();
+                (
+                    Some(local.ok_or_else(|| io::Error::other("not an IP socket"))?),
+                    None,
+                )
+            }
+        };
         let id = self.next_id;
         self.next_id += 1;
+        let shown = match (&file, local) {
+            (Some(f), _) => f.path.display().to_string(),
+            (None, Some(a)) => spawn::unmap(a).to_string(),
+            (None, None) => String::new(),
+        };
         let l = Listener {
             id,
-            key,
+            key: key.clone(),
             socket,
             local,
+            file,
             specific: matches!(key.addr, BindAddr::Ip(a) if !a.ip().is_unspecified()),
             service: Rc::clone(running),
             state: ListenState::Armed,
@@ -589,10 +631,9 @@ impl Supervisor {
         )?;
         info!(
             self.log,
-            "listen service={} proto={} addr={} wait={}",
+            "listen service={} proto={} addr={shown} wait={}",
             running.name,
-            key.protocol,
-            spawn::unmap(local),
+            key.proto_name(),
             running.svc.wait == WaitMode::Wait
         );
         self.listeners.insert(id, l);
@@ -719,11 +760,7 @@ impl Supervisor {
     /// to take now (the queue is empty, or accepting must pause).
     /// Accept one connection: close-on-exec, and non-blocking when the
     /// loop serves it itself (`nonblocking`; a handler gets it blocking).
-    fn accept_one(
-        &mut self,
-        id: u64,
-        nonblocking: bool,
-    ) -> Option<(Socket, SocketAddr, SocketAddr)> {
+    fn accept_one(&mut self, id: u64, nonblocking: bool) -> Option<(Socket, Accepted)> {
         let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
         loop {
             let l = self.listeners.get(&id)?;
@@ -747,9 +784,6 @@ impl Supervisor {
                     }
                 },
             };
-            let Some(peer) = listener::ip_addr(&peer) else {
-                continue;
-            };
             if !l.backoff.is_zero() {
                 let name = Rc::clone(&l.service.name);
                 info!(self.log, "recovered service={name}");
@@ -758,15 +792,21 @@ impl Supervisor {
                 }
             }
             let l = self.listeners.get(&id)?;
+            let Some(bound) = l.local else {
+                return Some((conn, Accepted::Unix));
+            };
+            let Some(peer) = listener::ip_addr(&peer) else {
+                continue;
+            };
             let local = if l.specific {
-                l.local
+                bound
             } else {
                 conn.local_addr()
                     .ok()
                     .and_then(|a| a.as_socket())
-                    .unwrap_or(l.local)
+                    .unwrap_or(bound)
             };
-            return Some((conn, peer, local));
+            return Some((conn, Accepted::Ip { peer, local }));
         }
     }
 
@@ -813,11 +853,21 @@ impl Supervisor {
                 .check(ip, crate::sys::local_minute_of_day)
                 .map_err(|d| d.to_string())?;
         }
-        let source = Load::source(&svc.limits, ip);
+        self.admit_load(running, Some(Load::source(&svc.limits, ip)))
+    }
+
+    /// Check a new connection against the service's rate limits, and its
+    /// `per_source` when it has a `source` (an IP peer).
+    fn admit_load(
+        &mut self,
+        running: &Running,
+        source: Option<IpAddr>,
+    ) -> Result<Option<IpAddr>, String> {
+        let svc = &running.svc;
         let now = Instant::now();
         let verdict = running.load.borrow_mut().admit(&svc.limits, source, now);
         match verdict {
-            Ok(()) => Ok(Some(source)),
+            Ok(()) => Ok(source),
             Err(Refusal::PerSource(n)) => Err(format!("reason=per_source limit={n}")),
             Err(Refusal::RatePause(pause)) => {
                 self.touch(&running.name);
@@ -837,7 +887,13 @@ impl Supervisor {
     }
 
     /// Refuse an accepted TCP connection: `banner_fail`, if any, then close.
-    fn refuse_stream(&mut self, running: &Running, conn: Socket, peer: SocketAddr, why: &str) {
+    fn refuse_stream(
+        &mut self,
+        running: &Running,
+        conn: Socket,
+        peer: Option<SocketAddr>,
+        why: &str,
+    ) {
         if let Some(banner) = &running.svc.banner_fail {
             // Best effort, never blocking: the client is being turned away.
             let _ = conn.send_with_flags(banner, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
@@ -848,7 +904,7 @@ impl Supervisor {
             let _ = conn.recv_with_flags(&mut scratch, libc::MSG_DONTWAIT | libc::MSG_TRUNC);
         }
         drop(conn);
-        self.refused(running, spawn::unmap(peer), why);
+        self.refused(running, peer.map(spawn::unmap), why);
     }
 
     /// stream nowait: accept until the queue is empty, a handler each.
@@ -857,16 +913,20 @@ impl Supervisor {
             if !self.is_open(id) {
                 return; // at a limit: the backlog holds the rest
             }
-            let Some((conn, peer, local)) = self.accept_one(id, false) else {
+            let Some((conn, accepted)) = self.accept_one(id, false) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
                 return;
             };
+            let Accepted::Ip { peer, local } = accepted else {
+                self.start_local(id, &running, conn);
+                continue;
+            };
             let source = match self.admit(&running, peer) {
                 Ok(source) => source,
                 Err(why) => {
-                    self.refuse_stream(&running, conn, peer, &why);
+                    self.refuse_stream(&running, conn, Some(peer), &why);
                     continue;
                 }
             };
@@ -874,14 +934,51 @@ impl Supervisor {
             let inv = Invocation::Peer {
                 input: fd,
                 output: fd,
-                protocol: Protocol::Tcp,
-                peer,
-                local,
+                ends: Ends::Ip {
+                    protocol: Protocol::Tcp,
+                    local,
+                    peer: Some(peer),
+                },
             };
             if !self.start(&running, &inv, Some(peer), source, Extras::default()) {
                 self.spawn_backoff(id);
             }
             // `conn` is closed here: the handler has its own copy.
+        }
+    }
+
+    /// A connection on a UNIX-domain listener: no address to check, only
+    /// the service's limits; the handler is told the peer's credentials.
+    fn start_local(&mut self, id: u64, running: &Rc<Running>, conn: Socket) {
+        let source = match self.admit_load(running, None) {
+            Ok(source) => source,
+            Err(why) => {
+                self.refuse_stream(running, conn, None, &why);
+                return;
+            }
+        };
+        let Some(path) = self
+            .listeners
+            .get(&id)
+            .and_then(|l| l.file.as_ref())
+            .map(|f| Rc::clone(&f.path))
+        else {
+            return;
+        };
+        let cred =
+            nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials).ok();
+        let fd = conn.as_raw_fd();
+        let inv = Invocation::Peer {
+            input: fd,
+            output: fd,
+            ends: Ends::Unix { path: &path, cred },
+        };
+        let extras = Extras {
+            cred,
+            ..Extras::default()
+        };
+        if !self.start(running, &inv, None, source, extras) {
+            self.spawn_backoff(id);
         }
     }
 
@@ -901,7 +998,8 @@ impl Supervisor {
             if !self.is_open(id) {
                 return;
             }
-            let Some((sock, peer, _)) = self.accept_one(id, true) else {
+            // Internal services listen on IP addresses only.
+            let Some((sock, Accepted::Ip { peer, .. })) = self.accept_one(id, true) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
@@ -910,7 +1008,7 @@ impl Supervisor {
             let source = match self.admit(&running, peer) {
                 Ok(source) => source,
                 Err(why) => {
-                    self.refuse_stream(&running, sock, peer, &why);
+                    self.refuse_stream(&running, sock, Some(peer), &why);
                     continue;
                 }
             };
@@ -1033,7 +1131,7 @@ impl Supervisor {
                     None
                 };
             if let Some(reason) = reason {
-                self.refused(&running, spawn::unmap(peer), &reason);
+                self.refused(&running, Some(spawn::unmap(peer)), &reason);
                 continue;
             }
             let Some(reply) = kind.reply(&self.dgram_buf[..len], &mut self.reply_buf) else {
@@ -1046,7 +1144,7 @@ impl Supervisor {
 
     /// Log a refusal (`why` is `reason=... [rule=...]`), at most a few lines
     /// a second per service, as `log_on_failure` asks.
-    fn refused(&mut self, running: &Running, peer: SocketAddr, why: &str) {
+    fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &str) {
         let log = running.svc.log;
         if !log.attempt {
             return;
@@ -1054,10 +1152,9 @@ impl Supervisor {
         let Some(suppressed) = running.refusals.borrow_mut().admit(Instant::now()) else {
             return;
         };
-        let host = if log.fail_host {
-            format!(" peer={peer}")
-        } else {
-            String::new()
+        let host = match peer {
+            Some(peer) if log.fail_host => format!(" peer={peer}"),
+            _ => String::new(),
         };
         let more = if suppressed > 0 {
             format!(" suppressed={suppressed}")
@@ -1098,11 +1195,14 @@ impl Supervisor {
                 continue;
             };
             let running = Rc::clone(&l.service);
-            let local = l.local;
+            // dgram nowait is refused on UNIX-domain sockets at load.
+            let Some(local) = l.local else {
+                return;
+            };
             let source = match self.admit(&running, peer) {
                 Ok(source) => source,
                 Err(why) => {
-                    self.refused(&running, spawn::unmap(peer), &why);
+                    self.refused(&running, Some(spawn::unmap(peer)), &why);
                     continue;
                 }
             };
@@ -1133,9 +1233,11 @@ impl Supervisor {
             let inv = Invocation::Peer {
                 input: request.as_raw_fd(),
                 output: out_w.as_raw_fd(),
-                protocol: Protocol::Udp,
-                peer,
-                local,
+                ends: Ends::Ip {
+                    protocol: Protocol::Udp,
+                    local,
+                    peer: Some(peer),
+                },
             };
             let reply = Reply {
                 listener: id,
@@ -1164,6 +1266,7 @@ impl Supervisor {
         };
         let running = Rc::clone(&l.service);
         let (protocol, local) = (running.svc.protocol, l.local);
+        let path = l.file.as_ref().map(|f| Rc::clone(&f.path));
         let probe = if protocol == Protocol::Udp {
             match probe(&l.socket) {
                 Some(p) => Some(p),
@@ -1184,23 +1287,29 @@ impl Supervisor {
                 let mut byte = [0u8; 1];
                 let _ =
                     nix::sys::socket::recv(l.socket.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT);
-                self.refused(&running, spawn::unmap(p), &d.to_string());
+                self.refused(&running, Some(spawn::unmap(p)), &d.to_string());
                 return;
             }
         }
         let fd = l.socket.as_raw_fd();
+        let ends = match (&path, local) {
+            (Some(path), _) => Ends::Unix { path, cred: None },
+            (None, Some(local)) => Ends::Ip {
+                protocol,
+                local,
+                peer,
+            },
+            (None, None) => return,
+        };
         let inv = Invocation::Socket {
             socket: fd,
-            protocol,
-            local,
-            peer,
+            ends,
             activation: protocol == Protocol::Tcp,
-            _marker: std::marker::PhantomData,
         };
         let extras = Extras {
             holds: Some(id),
             probe,
-            reply: None,
+            ..Extras::default()
         };
         if self.start(&running, &inv, peer, None, extras) {
             self.arm(id, ListenState::Busy);
@@ -1249,12 +1358,15 @@ impl Supervisor {
         }
         let log = running.svc.log;
         if log.any_success() {
+            let cred = extras.cred.filter(|_| log.host);
             info!(
                 self.log,
-                "start service={}{}{}",
+                "start service={}{}{}{}{}",
                 running.name,
                 Opt("pid", log.pid.then_some(pid)),
-                Opt("peer", peer.filter(|_| log.host).map(spawn::unmap))
+                Opt("peer", peer.filter(|_| log.host).map(spawn::unmap)),
+                Opt("peer_uid", cred.map(|c| c.uid())),
+                Opt("peer_pid", cred.map(|c| c.pid()))
             );
         }
         running.load.borrow_mut().started(source);

@@ -80,25 +80,36 @@ pub enum StderrMode {
 }
 
 /// The address part of a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BindAddr {
     /// One address.
     Ip(SocketAddr),
     /// Every address, IPv4 and IPv6 (`*:PORT`).
     Any(u16),
+    /// A UNIX-domain socket: an absolute path.
+    Unix(PathBuf),
 }
 
 impl BindAddr {
-    pub fn port(self) -> u16 {
+    /// The port; 0 for a UNIX-domain socket.
+    pub fn port(&self) -> u16 {
         match self {
             BindAddr::Ip(a) => a.port(),
-            BindAddr::Any(p) => p,
+            BindAddr::Any(p) => *p,
+            BindAddr::Unix(_) => 0,
         }
     }
 
+    /// Port 0: the kernel picks a free port at each bind.
+    pub fn is_ephemeral(&self) -> bool {
+        !matches!(self, BindAddr::Unix(_)) && self.port() == 0
+    }
+
     /// True when binding both would conflict.
-    fn overlaps(self, other: BindAddr) -> bool {
+    fn overlaps(&self, other: &BindAddr) -> bool {
         match (self, other) {
+            (BindAddr::Unix(a), BindAddr::Unix(b)) => a == b,
+            (BindAddr::Unix(_), _) | (_, BindAddr::Unix(_)) => false,
             // Port 0 asks the kernel for a free port each time.
             (BindAddr::Ip(a), BindAddr::Ip(b)) => a == b && a.port() != 0,
             _ => self.port() == other.port() && self.port() != 0,
@@ -111,6 +122,26 @@ impl fmt::Display for BindAddr {
         match self {
             BindAddr::Ip(a) => write!(f, "{a}"),
             BindAddr::Any(p) => write!(f, "*:{p}"),
+            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Owner and mode of a UNIX-domain socket's file, set after each bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketFile {
+    pub mode: u32,
+    /// uid and gid; oxinetd's own when `None`.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Default for SocketFile {
+    /// As systemd's `SocketMode=` default: who may connect is decided by
+    /// the directory the socket is in.
+    fn default() -> SocketFile {
+        SocketFile {
+            mode: 0o666,
+            owner: None,
         }
     }
 }
@@ -118,15 +149,39 @@ impl fmt::Display for BindAddr {
 /// What identifies a listening socket across reloads: a service whose key is
 /// unchanged keeps its socket. (Port 0, an ephemeral port, is only the same
 /// listener for the same service; see `reload`.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListenKey {
     pub addr: BindAddr,
     pub protocol: Protocol,
 }
 
+impl ListenKey {
+    /// The protocol as logged and listed: `tcp`, `udp`, or for a
+    /// UNIX-domain socket `unix` (stream) or `unix-dgram`.
+    pub fn proto_name(&self) -> &'static str {
+        match (&self.addr, self.protocol) {
+            (BindAddr::Unix(_), Protocol::Tcp) => "unix",
+            (BindAddr::Unix(_), Protocol::Udp) => "unix-dgram",
+            (_, p) => p.as_str(),
+        }
+    }
+}
+
 impl fmt::Display for ListenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.protocol)
+        match &self.addr {
+            BindAddr::Unix(_) => write!(f, "{}/{}", self.addr, self.key_kind()),
+            _ => write!(f, "{}/{}", self.addr, self.protocol),
+        }
+    }
+}
+
+impl ListenKey {
+    fn key_kind(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Tcp => "stream",
+            Protocol::Udp => "dgram",
+        }
     }
 }
 
@@ -165,6 +220,8 @@ pub struct Service {
     pub limits: Limits,
     /// Which fields the per-connection log lines carry.
     pub log: LogFields,
+    /// Owner and mode of its UNIX-domain sockets' files.
+    pub socket_file: SocketFile,
 }
 
 impl Service {
@@ -191,15 +248,25 @@ impl Service {
         env.sort();
         format!(
             "service {} {} listen={} wait={} user={who} server={what} env={env:?} stderr={:?} \
-             access={:?} limits={:?} log={:?} from={}",
+             access={:?} limits={:?} log={:?}{} from={}",
             self.name,
-            self.protocol,
+            self.listen
+                .first()
+                .map_or(self.protocol.as_str(), ListenKey::proto_name),
             listen.join(","),
             self.wait == WaitMode::Wait,
             self.stderr,
             self.access,
             self.limits,
             self.log,
+            if matches!(
+                self.listen.first().map(|k| &k.addr),
+                Some(BindAddr::Unix(_))
+            ) {
+                format!(" socket_file={:?}", self.socket_file)
+            } else {
+                String::new()
+            },
             self.origin
         )
     }
@@ -419,7 +486,7 @@ fn check_conflicts(mut loaded: Loaded) -> Loaded {
             kept.iter().find_map(|s| {
                 s.listen
                     .iter()
-                    .find(|k| k.protocol == key.protocol && k.addr.overlaps(key.addr))
+                    .find(|k| k.protocol == key.protocol && k.addr.overlaps(&key.addr))
                     .map(|k| (key, k, s))
             })
         });
@@ -483,6 +550,30 @@ pub fn parse_listen(
     Ok(BindAddr::Ip(SocketAddr::new(ip, port)))
 }
 
+/// A `listen` path of a UNIX-domain service.
+pub fn parse_unix_path(text: &str) -> Result<BindAddr, String> {
+    // sun_path holds 108 bytes, the terminating NUL included.
+    const MAX: usize = 107;
+    if !text.starts_with('/') {
+        return Err(format!(
+            "listen \"{text}\": a UNIX-domain socket needs an absolute path"
+        ));
+    }
+    if text.contains('\0') {
+        return Err(format!("listen \"{text}\": the path contains a NUL byte"));
+    }
+    if text.len() > MAX {
+        return Err(format!(
+            "listen \"{text}\": the path is {} bytes; a UNIX-domain socket path is at most {MAX}",
+            text.len()
+        ));
+    }
+    if text.ends_with('/') {
+        return Err(format!("listen \"{text}\": the path names a directory"));
+    }
+    Ok(BindAddr::Unix(PathBuf::from(text)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,8 +604,21 @@ mod tests {
         let a = BindAddr::Any(5);
         let b = BindAddr::Ip("127.0.0.1:5".parse().unwrap());
         let c = BindAddr::Ip("127.0.0.1:6".parse().unwrap());
-        assert!(a.overlaps(b) && b.overlaps(a));
-        assert!(!b.overlaps(c));
-        assert!(!BindAddr::Any(0).overlaps(BindAddr::Any(0)));
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!b.overlaps(&c));
+        assert!(!BindAddr::Any(0).overlaps(&BindAddr::Any(0)));
+    }
+
+    #[test]
+    fn unix_paths_overlap_only_themselves() {
+        let x = parse_unix_path("/run/x.sock").unwrap();
+        let y = parse_unix_path("/run/y.sock").unwrap();
+        assert!(x.overlaps(&x.clone()) && !x.overlaps(&y));
+        assert!(!x.overlaps(&BindAddr::Any(0)) && !BindAddr::Any(0).overlaps(&x));
+        assert!(!x.is_ephemeral());
+        assert!(parse_unix_path("run/x.sock").is_err());
+        assert!(parse_unix_path("/run/").is_err());
+        assert!(parse_unix_path(&format!("/{}", "a".repeat(107))).is_err());
+        assert!(parse_unix_path(&format!("/{}", "a".repeat(106))).is_ok());
     }
 }

@@ -15,8 +15,8 @@ use toml::Spanned;
 
 use super::error::did_you_mean;
 use super::{
-    parse_listen, Config, ConfigError, Context, Global, Handler, ListenKey, Loaded, Location,
-    Protocol, Service, StderrMode, WaitMode,
+    parse_listen, parse_unix_path, BindAddr, Config, ConfigError, Context, Global, Handler,
+    ListenKey, Loaded, Location, Protocol, Service, SocketFile, StderrMode, WaitMode,
 };
 use crate::access::{Access, Cidr, Window};
 use crate::internal::Internal;
@@ -52,6 +52,8 @@ pub const SERVICE_KEYS: &[&str] = &[
     "reply_rate",
     "log_on_success",
     "log_on_failure",
+    "socket_mode",
+    "socket_owner",
 ];
 /// Keys of `[defaults]`: every service key that can be shared.
 const DEFAULTS_KEYS: &[&str] = &[
@@ -79,6 +81,8 @@ const DEFAULTS_KEYS: &[&str] = &[
     "reply_rate",
     "log_on_success",
     "log_on_failure",
+    "socket_mode",
+    "socket_owner",
 ];
 /// Keys of `[global]`.
 pub const GLOBAL_KEYS: &[&str] = &[
@@ -620,12 +624,18 @@ impl Walk<'_> {
         let socket = get("socket").and_then(|f| {
             sink.ok(f.choice(&[("stream", Protocol::Tcp), ("dgram", Protocol::Udp)]))
         });
+        // `protocol = "unix"` is `None` here: the socket type then says
+        // stream or datagram.
         let proto = get("protocol").and_then(|f| {
-            sink.ok(f.choice(&[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)]))
-                .map(|p| (p, f))
+            sink.ok(f.choice(&[
+                ("tcp", Some(Protocol::Tcp)),
+                ("udp", Some(Protocol::Udp)),
+                ("unix", None),
+            ]))
+            .map(|p| (p, f))
         });
         let protocol = match (socket, proto) {
-            (Some(s), Some((p, f))) if s != p => {
+            (Some(s), Some((Some(p), f))) if s != p => {
                 sink.ok::<()>(Err(f.err(format!(
                     "protocol {p} does not go with socket = \"{}\"",
                     if s == Protocol::Tcp {
@@ -636,13 +646,15 @@ impl Walk<'_> {
                 ))));
                 Protocol::Tcp
             }
-            (Some(p), _) | (None, Some((p, _))) => p,
-            (None, None) => Protocol::Tcp,
+            (_, Some((Some(p), _))) => p,
+            (Some(s), _) => s,
+            (None, _) => Protocol::Tcp,
         };
         let wait = match get("wait").map(|f| sink.ok(f.bool())) {
             Some(Some(true)) => WaitMode::Wait,
             _ => WaitMode::Nowait,
         };
+        let unix_asked = matches!(proto, Some((None, _)));
         let listen: Vec<ListenKey> = match get("listen") {
             None => {
                 sink.ok::<()>(Err(ConfigError::new(
@@ -657,15 +669,53 @@ impl Walk<'_> {
                     sink.ok::<()>(Err(f.err("listen: the list is empty")));
                     Vec::new()
                 }
-                Some(items) => items
-                    .into_iter()
-                    .filter_map(|(s, at)| {
-                        sink.ok(parse_listen(s, protocol, &self.ctx.etc_services)
-                            .map(|addr| ListenKey { addr, protocol })
-                            .map_err(|m| ConfigError::new(at, m)))
-                    })
-                    .collect(),
+                Some(items) => {
+                    let paths = items.iter().filter(|(s, _)| s.starts_with('/')).count();
+                    if paths > 0 && paths < items.len() {
+                        sink.ok::<()>(Err(f.err(
+                            "listen: a service listens on UNIX-domain paths or on IP \
+                             addresses, not both",
+                        )));
+                    }
+                    if let Some((Some(p), pf)) = proto.filter(|_| paths > 0) {
+                        sink.ok::<()>(Err(pf.err(format!(
+                            "protocol {p}: a listen path is a UNIX-domain socket; \
+                             write protocol = \"unix\" (socket = \"stream\" or \"dgram\")"
+                        ))));
+                    }
+                    items
+                        .into_iter()
+                        .filter_map(|(s, at)| {
+                            let addr = if unix_asked || s.starts_with('/') {
+                                parse_unix_path(s)
+                            } else {
+                                parse_listen(s, protocol, &self.ctx.etc_services)
+                            };
+                            sink.ok(addr
+                                .map(|addr| ListenKey { addr, protocol })
+                                .map_err(|m| ConfigError::new(at, m)))
+                        })
+                        .collect()
+                }
             },
+        };
+        let unix = listen
+            .first()
+            .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
+        if unix {
+            self.unix_rules(&get, &sink, protocol, wait, &origin, &label);
+        } else if let Some(f) = get("socket_mode").or_else(|| get("socket_owner")) {
+            if own.contains_key(f.key) {
+                sink.ok::<()>(Err(f.err(format!(
+                    "{}: only for UNIX-domain sockets (listen = [\"/path\"])",
+                    f.key
+                ))));
+            }
+        }
+        let socket_file = if unix {
+            self.socket_file(&get, &sink)
+        } else {
+            SocketFile::default()
         };
         // `server` first: an internal service needs no identity or argv.
         enum Server {
@@ -822,7 +872,84 @@ impl Walk<'_> {
             banner_fail,
             limits,
             log,
+            socket_file,
         })
+    }
+
+    /// What a UNIX-domain service may not ask for: rules about IP
+    /// addresses, which a local peer does not have, and replies to a
+    /// datagram's sender, which usually has no address to reply to.
+    fn unix_rules<'a>(
+        &self,
+        get: &impl Fn(&str) -> Option<Field<'a>>,
+        sink: &Sink,
+        protocol: Protocol,
+        wait: WaitMode,
+        origin: &Location,
+        label: &str,
+    ) {
+        for key in ["only_from", "no_access", "access_times", "per_source"] {
+            if let Some(f) = get(key) {
+                sink.ok::<()>(Err(f.err(format!(
+                    "{key}: not for a UNIX-domain socket (a local peer has no address; \
+                     the socket file's owner and socket_mode decide who may connect)"
+                ))));
+            }
+        }
+        if let Some(f) = get("server") {
+            if f.str().is_ok_and(|s| s.starts_with("internal:")) {
+                sink.ok::<()>(Err(
+                    f.err("server: internal services listen on IP addresses only")
+                ));
+            }
+        }
+        if protocol == Protocol::Udp && wait == WaitMode::Nowait {
+            sink.ok::<()>(Err(ConfigError::new(
+                origin.clone(),
+                format!(
+                    "service{label}: a UNIX-domain datagram service must be wait = true \
+                     (its handler reads the socket itself)"
+                ),
+            )));
+        }
+    }
+
+    /// `socket_mode` and `socket_owner` of a UNIX-domain service.
+    fn socket_file<'a>(&self, get: &impl Fn(&str) -> Option<Field<'a>>, sink: &Sink) -> SocketFile {
+        let mut file = SocketFile::default();
+        if let Some(f) = get("socket_mode") {
+            let mode = match f.value.get_ref() {
+                DeValue::Integer(_) => f.int(0, 0o777).ok().map(|m| m as u32),
+                DeValue::String(s) => u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o777),
+                _ => None,
+            };
+            match mode {
+                Some(m) => file.mode = m,
+                None => {
+                    sink.ok::<()>(Err(
+                        f.err("socket_mode: expected an octal mode such as \"0660\" or 0o660")
+                    ));
+                }
+            }
+        }
+        if let Some(f) = get("socket_owner") {
+            if let Some(spec) = sink.ok(f.str()) {
+                let euid = self.ctx.euid;
+                file.owner = sink.ok(crate::privilege::lookup_owner(spec)
+                    .and_then(|(uid, gid)| {
+                        if euid == 0 || uid == euid {
+                            Ok((uid, gid))
+                        } else {
+                            Err(format!(
+                                "\"{spec}\": oxinetd is not running as root, so the \
+                                     socket can only be its own user's"
+                            ))
+                        }
+                    })
+                    .map_err(|m| f.err(format!("socket_owner: {m}"))));
+            }
+        }
+        file
     }
 
     /// Access rules, limits and log fields of a service.

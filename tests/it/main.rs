@@ -15,3 +15,4 @@ mod limits;
 mod logging;
 mod reload;
 mod stream;
+mod unix;

@@ -130,6 +130,8 @@ fn nth_field_col(line: &str, n: usize) -> usize {
 /// Socket type and protocol, translated.
 struct Transport {
     udp: bool,
+    /// A UNIX-domain socket: the service field is its path.
+    unix: bool,
     /// None: both families; Some(true): IPv6 only; Some(false): IPv4 only.
     v6: Option<bool>,
 }
@@ -165,7 +167,11 @@ fn translate_line(
                 &format!("RPC services ({p}) are not supported"),
             ))
         }
-        (_, "unix") => return Err(unsupported(2, "UNIX-domain services are not supported yet")),
+        ("stream", "unix") | ("dgram", "unix") => Transport {
+            udp: socktype == "dgram",
+            unix: true,
+            v6: None,
+        },
         ("stream", p) | ("dgram", p) => {
             let udp = socktype == "dgram";
             let v6 = match p.strip_prefix(if udp { "udp" } else { "tcp" }) {
@@ -182,7 +188,11 @@ fn translate_line(
                     ))
                 }
             };
-            Transport { udp, v6 }
+            Transport {
+                udp,
+                unix: false,
+                v6,
+            }
         }
         ("seqpacket", _) | ("raw", _) | ("rdm", _) => {
             return Err(unsupported(
@@ -196,14 +206,53 @@ fn translate_line(
         return Err(unsupported(0, "tcpmux services are not supported yet"));
     }
 
-    // [host:]service
-    let (host, port) = split_host(service, default_host);
+    // [host:]service, or the path of a UNIX-domain socket.
+    let (host, port) = if transport.unix {
+        (None, service)
+    } else {
+        split_host(service, default_host)
+    };
     if port.is_empty() {
         return Err(err(0, format!("\"{service}\": no service name or port")));
     }
-    let proto_word = if transport.udp { "udp" } else { "tcp" };
-    let listen = listen_entries(host, port, transport.v6).map_err(|m| err(0, m))?;
-    d.set("listen", Value::Strs(listen), &origin);
+    let proto_word = match (transport.unix, transport.udp) {
+        (true, _) => "unix",
+        (false, true) => "udp",
+        (false, false) => "tcp",
+    };
+    // FreeBSD: `:user:group:mode:` before the server sets the socket
+    // file's owner and mode.
+    let mut server = server;
+    if transport.unix {
+        d.set("listen", Value::Strs(vec![service.to_owned()]), &origin);
+        d.set("protocol", Value::Str("unix".to_owned()), &at(2));
+        let mode = match server
+            .strip_prefix(':')
+            .map(|r| r.splitn(4, ':').collect::<Vec<_>>())
+        {
+            Some(parts) if parts.len() == 4 => {
+                d.set(
+                    "socket_owner",
+                    Value::Str(format!("{}:{}", parts[0], parts[1])),
+                    &at(5),
+                );
+                server = parts[3];
+                parts[2].to_owned()
+            }
+            Some(_) => {
+                return Err(err(
+                    5,
+                    format!("\"{server}\": expected :user:group:mode:server-path"),
+                ))
+            }
+            // Only root can connect to the socket as inetd leaves it.
+            None => "0200".to_owned(),
+        };
+        d.set("socket_mode", Value::Str(mode), &at(5));
+    } else {
+        let listen = listen_entries(host, port, transport.v6).map_err(|m| err(0, m))?;
+        d.set("listen", Value::Strs(listen), &origin);
+    }
     d.set(
         "socket",
         Value::Str(if transport.udp { "dgram" } else { "stream" }.to_owned()),
@@ -290,6 +339,7 @@ fn translate_line(
     }
     // A name that says which line it is: `echo-tcp`, `tftp-udp`.
     let base: String = port
+        .trim_start_matches('/')
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {

@@ -5,7 +5,7 @@
 //! and used with the real clients (tftp, rsync, git, socat).
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -245,6 +245,12 @@ fn openbsd_inetd_conf_runs_unchanged() {
         assert_eq!(socat(ns, "TCP:127.0.0.1:9", b"into the void\n"), b"");
         tftp_get(ns, &dir, "127.0.0.1");
         s.expect_line(&["start service=tftp-udp"]);
+        // A UNIX-domain line ignores the `*:` before it; root's only.
+        let sock = dir.path().join("upper.sock");
+        let unix = format!("UNIX-CONNECT:{}", sock.display());
+        assert_eq!(socat(ns, &unix, b"ping\n"), b"PING\n");
+        let meta = std::fs::symlink_metadata(&sock).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o200);
     });
 }
 
@@ -265,6 +271,13 @@ fn freebsd_inetd_conf_runs_with_its_limits_and_reports_what_it_cannot() {
         rsync_get(ns, &dir, "127.0.0.1");
         tftp_get(ns, &dir, "127.0.0.1");
         s.expect_line(&["exit service=rsync-tcp", "status=0"]);
+        // `:user:group:mode:` gives the socket file away.
+        let sock = dir.path().join("echo.sock");
+        let unix = format!("UNIX-CONNECT:{}", sock.display());
+        assert_eq!(socat(ns, &unix, b"local\n"), b"local\n");
+        let meta = std::fs::symlink_metadata(&sock).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     });
     // The original run named the lines it could not honour.
     let ns = Netns::new();
@@ -362,7 +375,10 @@ fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
          y stream tcp sometimes root /bin/cat cat\n\
          9 stream tcp nowait root internal\n\
          z stream tcp nowait.x root /bin/cat cat\n\
-         127.0.0.1:0 stream tcp nowait nobody /no/such/program prog\n",
+         127.0.0.1:0 stream tcp nowait nobody /no/such/program prog\n\
+         /tmp/x.sock stream unix nowait nobody :nobody:0660:/bin/cat cat\n\
+         relative.sock stream unix nowait nobody /bin/cat cat\n\
+         /tmp/y.sock dgram unix nowait nobody /bin/cat cat\n",
     );
     let stderr = check_fails_at(
         &conf,
@@ -373,6 +389,9 @@ fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
             (5, "not a built-in"),
             (6, "per minute"),
             (7, "/no/such/program"),
+            (8, "expected :user:group:mode:server-path"),
+            (9, "needs an absolute path"),
+            (10, "must be wait"),
         ],
     );
     assert!(stderr.contains("(1 valid service would run)"), "{stderr}");

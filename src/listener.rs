@@ -25,6 +25,7 @@ pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
         Protocol::Tcp => (Type::STREAM, SockProto::TCP),
         Protocol::Udp => (Type::DGRAM, SockProto::UDP),
     };
+    let ty = if key.seqpacket { Type::SEQPACKET } else { ty };
     let ty = if nonblocking { ty.nonblocking() } else { ty };
     let socket = match key.addr {
         BindAddr::Unix(ref path) => {
@@ -155,6 +156,7 @@ mod tests {
         ListenKey {
             addr: BindAddr::Unix(path.to_owned()),
             protocol: Protocol::Tcp,
+            seqpacket: false,
         }
     }
 

@@ -72,6 +72,7 @@ mod tests {
         ListenKey {
             addr: BindAddr::Ip(([127, 0, 0, 1], port).into()),
             protocol,
+            seqpacket: false,
         }
     }
 
@@ -133,6 +134,7 @@ mod tests {
         let path = ListenKey {
             addr: BindAddr::Unix("/run/x.sock".into()),
             protocol: Protocol::Tcp,
+            seqpacket: false,
         };
         let new = Config {
             services: vec![service("t", vec![path.clone()])],

@@ -132,6 +132,8 @@ struct Transport {
     udp: bool,
     /// A UNIX-domain socket: the service field is its path.
     unix: bool,
+    /// SOCK_SEQPACKET (UNIX-domain only).
+    seqpacket: bool,
     /// None: both families; Some(true): IPv6 only; Some(false): IPv4 only.
     v6: Option<bool>,
 }
@@ -167,9 +169,10 @@ fn translate_line(
                 &format!("RPC services ({p}) are not supported"),
             ))
         }
-        ("stream", "unix") | ("dgram", "unix") => Transport {
+        ("stream", "unix") | ("dgram", "unix") | ("seqpacket", "unix") => Transport {
             udp: socktype == "dgram",
             unix: true,
+            seqpacket: socktype == "seqpacket",
             v6: None,
         },
         ("stream", p) | ("dgram", p) => {
@@ -191,10 +194,17 @@ fn translate_line(
             Transport {
                 udp,
                 unix: false,
+                seqpacket: false,
                 v6,
             }
         }
-        ("seqpacket", _) | ("raw", _) | ("rdm", _) => {
+        ("seqpacket", _) => {
+            return Err(unsupported(
+                1,
+                "seqpacket over IP (SCTP) is not supported; over unix it is",
+            ))
+        }
+        ("raw", _) | ("rdm", _) => {
             return Err(unsupported(
                 1,
                 &format!("socket type {socktype} is not supported (stream and dgram are)"),
@@ -255,7 +265,14 @@ fn translate_line(
     }
     d.set(
         "socket",
-        Value::Str(if transport.udp { "dgram" } else { "stream" }.to_owned()),
+        Value::Str(
+            match (transport.udp, transport.seqpacket) {
+                (true, _) => "dgram",
+                (false, true) => "seqpacket",
+                (false, false) => "stream",
+            }
+            .to_owned(),
+        ),
         &at(1),
     );
 

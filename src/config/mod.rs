@@ -153,16 +153,30 @@ impl Default for SocketFile {
 pub struct ListenKey {
     pub addr: BindAddr,
     pub protocol: Protocol,
+    /// `SOCK_SEQPACKET` rather than `SOCK_STREAM` (UNIX-domain only):
+    /// served as a stream, connection by connection, with message
+    /// boundaries kept.
+    pub seqpacket: bool,
 }
 
 impl ListenKey {
     /// The protocol as logged and listed: `tcp`, `udp`, or for a
-    /// UNIX-domain socket `unix` (stream) or `unix-dgram`.
+    /// UNIX-domain socket `unix` (stream), `unix-dgram` or `unix-seqpacket`.
     pub fn proto_name(&self) -> &'static str {
         match (&self.addr, self.protocol) {
+            (BindAddr::Unix(_), _) if self.seqpacket => "unix-seqpacket",
             (BindAddr::Unix(_), Protocol::Tcp) => "unix",
             (BindAddr::Unix(_), Protocol::Udp) => "unix-dgram",
             (_, p) => p.as_str(),
+        }
+    }
+
+    /// The socket type's name.
+    fn socket_type(&self) -> &'static str {
+        match self.protocol {
+            _ if self.seqpacket => "seqpacket",
+            Protocol::Tcp => "stream",
+            Protocol::Udp => "dgram",
         }
     }
 }
@@ -170,17 +184,8 @@ impl ListenKey {
 impl fmt::Display for ListenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.addr {
-            BindAddr::Unix(_) => write!(f, "{}/{}", self.addr, self.key_kind()),
+            BindAddr::Unix(_) => write!(f, "{}/{}", self.addr, self.socket_type()),
             _ => write!(f, "{}/{}", self.addr, self.protocol),
-        }
-    }
-}
-
-impl ListenKey {
-    fn key_kind(&self) -> &'static str {
-        match self.protocol {
-            Protocol::Tcp => "stream",
-            Protocol::Udp => "dgram",
         }
     }
 }

@@ -621,8 +621,14 @@ impl Walk<'_> {
             None => sink.ok(Err(ConfigError::new(origin.clone(), "service has no name"))),
         };
         let label = name.map_or(String::new(), |n| format!(" \"{n}\""));
-        let socket = get("socket").and_then(|f| {
-            sink.ok(f.choice(&[("stream", Protocol::Tcp), ("dgram", Protocol::Udp)]))
+        let socket_field = get("socket");
+        let seqpacket = socket_field.is_some_and(|f| f.str().is_ok_and(|s| s == "seqpacket"));
+        let socket = socket_field.and_then(|f| {
+            sink.ok(f.choice(&[
+                ("stream", Protocol::Tcp),
+                ("dgram", Protocol::Udp),
+                ("seqpacket", Protocol::Tcp),
+            ]))
         });
         // `protocol = "unix"` is `None` here: the socket type then says
         // stream or datagram.
@@ -638,10 +644,10 @@ impl Walk<'_> {
             (Some(s), Some((Some(p), f))) if s != p => {
                 sink.ok::<()>(Err(f.err(format!(
                     "protocol {p} does not go with socket = \"{}\"",
-                    if s == Protocol::Tcp {
-                        "stream"
-                    } else {
-                        "dgram"
+                    match s {
+                        _ if seqpacket => "seqpacket",
+                        Protocol::Tcp => "stream",
+                        Protocol::Udp => "dgram",
                     }
                 ))));
                 Protocol::Tcp
@@ -692,7 +698,11 @@ impl Walk<'_> {
                                 parse_listen(s, protocol, &self.ctx.etc_services)
                             };
                             sink.ok(addr
-                                .map(|addr| ListenKey { addr, protocol })
+                                .map(|addr| ListenKey {
+                                    addr,
+                                    protocol,
+                                    seqpacket,
+                                })
                                 .map_err(|m| ConfigError::new(at, m)))
                         })
                         .collect()
@@ -704,6 +714,11 @@ impl Walk<'_> {
             .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
         if unix {
             self.unix_rules(&get, &sink, protocol, wait, &origin, &label);
+        } else if let Some(f) = socket_field.filter(|_| seqpacket && !listen.is_empty()) {
+            sink.ok::<()>(Err(f.err(
+                "socket: seqpacket is for UNIX-domain sockets only (over IP it needs SCTP, \
+                 which oxinetd does not support)",
+            )));
         } else if let Some(f) = get("socket_mode").or_else(|| get("socket_owner")) {
             if own.contains_key(f.key) {
                 sink.ok::<()>(Err(f.err(format!(

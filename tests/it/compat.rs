@@ -251,6 +251,9 @@ fn openbsd_inetd_conf_runs_unchanged() {
         assert_eq!(socat(ns, &unix, b"ping\n"), b"PING\n");
         let meta = std::fs::symlink_metadata(&sock).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o200);
+        let packets = dir.path().join("packets.sock");
+        let unix = format!("UNIX-CONNECT:{},type=5", packets.display());
+        assert_eq!(socat(ns, &unix, b"packet"), b"packet");
     });
 }
 

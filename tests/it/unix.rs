@@ -229,3 +229,32 @@ fn datagram_wait_gives_the_handler_the_socket() {
         || std::fs::read_to_string(&out).is_ok_and(|t| t == "first\nsecond\n")
     ));
 }
+
+#[test]
+fn seqpacket_keeps_message_boundaries() {
+    crate::require_root!();
+    let dir = Dir::new();
+    let path = dir.path().join("packets.sock");
+    let config = format!(
+        "[[service]]\nname = \"packets\"\nlisten = [\"{}\"]\nsocket = \"seqpacket\"\n\
+         server = \"/bin/cat\"\nuser = \"nobody\"\n",
+        path.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    s.expect_line(&["listen service=packets", "proto=unix-seqpacket"]);
+    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+    sock.connect(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Both are queued before cat reads: each read still gets one message,
+    // and each write comes back as one.
+    sock.send(b"first").unwrap();
+    sock.send(b"second").unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut buf = [0u8; 64];
+        let n = (&sock).read(&mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(got, ["first", "second"]);
+}

@@ -1,25 +1,32 @@
-//! Mutation fuzzing of the inetd and xinetd parsers (a test, no extra
-//! tooling: cargo-fuzz needs a nightly compiler this project does not use).
+//! Fuzzing of the inetd and xinetd parsers: `exercise` is one input
+//! through both, used by the cargo-fuzz target in `fuzz/` (coverage-guided,
+//! libFuzzer) and by the mutation test below, which runs in every
+//! `cargo test` with no extra tooling.
 //!
-//! The seed corpus is tests/fixtures/compat (every file) plus
-//! tests/fuzz-corpus (inputs that once broke something, kept as
-//! regressions). Each round mutates a seed (bytes flipped, inserted,
-//! deleted, lines duplicated or spliced, fields swapped), runs the
-//! translation, renders it, and loads the rendering through the TOML
-//! resolver. The properties: nothing panics, and the rendered TOML always
+//! The seed corpus is tests/fixtures/compat (every file), tests/fuzz-corpus
+//! (inputs that once broke something, kept as regressions) and the
+//! cargo-fuzz corpus in fuzz/corpus/parsers. Each round mutates a seed
+//! (bytes flipped, inserted, deleted, lines duplicated or spliced, fields
+//! swapped), runs the translation, renders it, and loads the rendering
+//! through the TOML resolver. The properties: nothing panics, and the rendered TOML always
 //! parses (only resolution errors such as an unknown user may remain).
 //!
 //! A normal `cargo test` runs a few thousand rounds; for a long run:
 //! `OXINETD_FUZZ_SECS=300 cargo test --lib fuzz -- --nocapture`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
+#[cfg(test)]
 use std::time::{Duration, Instant};
 
 use super::draft::Translation;
 use super::{inetd, xinetd, Context};
 
+#[cfg(test)]
 struct Rng(u64);
 
+#[cfg(test)]
 impl Rng {
     fn next(&mut self) -> u64 {
         // xorshift64*
@@ -38,16 +45,22 @@ impl Rng {
     }
 }
 
+#[cfg(test)]
 fn seeds() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["tests/fixtures/compat", "tests/fuzz-corpus"] {
+    for dir in [
+        "tests/fixtures/compat",
+        "tests/fuzz-corpus",
+        "fuzz/corpus/parsers",
+    ] {
         collect(&root.join(dir), &mut files);
     }
     files.sort();
     files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
 }
 
+#[cfg(test)]
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -63,6 +76,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Tokens that matter to the grammars, spliced in by the mutator.
+#[cfg(test)]
 const TOKENS: &[&str] = &[
     "{",
     "}",
@@ -106,6 +120,7 @@ const TOKENS: &[&str] = &[
     "99999999999999999999",
 ];
 
+#[cfg(test)]
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     let mut data = seeds[rng.below(seeds.len())].clone();
     for _ in 0..=rng.below(8) {
@@ -143,8 +158,9 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     data
 }
 
-/// One input through both front-ends and the resolver.
-fn exercise(input: &[u8], ctx: &Context) {
+/// One input through both front-ends and the resolver. Panics if a
+/// property is broken: nothing may panic, and the rendered TOML must parse.
+pub fn exercise(input: &[u8], ctx: &Context) {
     let text = String::from_utf8_lossy(input);
     // Never follow includes out of the fuzzer's input (`include /dev/zero`).
     let text: String = text

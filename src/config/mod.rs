@@ -7,7 +7,7 @@
 mod draft;
 mod error;
 mod etc_services;
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 mod fuzz;
 mod inetd;
 mod toml;
@@ -27,6 +27,15 @@ use crate::internal::Internal;
 use crate::limits::Limits;
 use crate::log::LogFields;
 use crate::privilege::Identity;
+
+/// One fuzzer input through the inetd and xinetd front-ends and the TOML
+/// resolver (`fuzz/`, built with `--cfg fuzzing`); panics on a broken
+/// property.
+#[cfg(fuzzing)]
+pub fn fuzz(input: &[u8]) {
+    static CTX: std::sync::OnceLock<Context> = std::sync::OnceLock::new();
+    fuzz::exercise(input, CTX.get_or_init(Context::current));
+}
 
 /// Default config file.
 pub const DEFAULT_PATH: &str = "/etc/oxinetd/oxinetd.toml";

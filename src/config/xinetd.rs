@@ -58,7 +58,7 @@ pub fn translate(path: &Path) -> Translation {
 }
 
 /// Translate `text` as if read from `path` (includes are followed).
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 pub fn translate_text(path: &Path, text: &str) -> Translation {
     let mut t = Translation::default();
     let mut blocks = Vec::new();

@@ -570,6 +570,16 @@ pub fn in_child<F: FnOnce() -> Vec<u8>>(work: F) -> Option<std::io::Result<Vec<u
     })
 }
 
+/// Give the heap's free memory back to the kernel: loading a config
+/// allocates a lot that dies with the load (the parsed document, spans,
+/// strings), and glibc keeps freed pages mapped, so without this they
+/// would count in the supervisor's RSS until the next load reuses them.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases glibc's free lists; it
+    // has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Raise the soft fd limit to the hard one (internal services hold one fd
 /// per connection). Returns the limit as it was, for handlers.
 pub fn raise_nofile() -> Option<libc::rlimit> {

@@ -9,6 +9,14 @@
 //! | root            | no                    | rejected: nothing runs as root unless `user = "root"` |
 //! | another user    | no, or the same user  | the invoking user, unchanged     |
 //! | another user    | a different user      | rejected: only root can switch   |
+//!
+//! The lookups run in a short-lived forked child ([`crate::sys::in_child`]):
+//! they go through nsswitch exactly as in-process ones would (LDAP, sss,
+//! systemd users all work), but the NSS modules glibc loads for them, and
+//! the libraries those pull in, end with the child instead of staying
+//! mapped in the supervisor for its lifetime (about 0.6 MiB of RSS with
+//! Debian's default `files systemd`). One child per distinct
+//! `user`/`group`/`groups` of a load (the config front-end caches them).
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -32,6 +40,37 @@ impl Identity {
     /// `supplementary`: the user's other groups from the group database
     /// (`groups = true`, the default), or only `gid` (xinetd's default).
     pub fn resolve(
+        user: Option<&str>,
+        group: Option<&str>,
+        supplementary: bool,
+        euid: u32,
+        egid: u32,
+    ) -> Result<Identity, String> {
+        if user.is_none() {
+            // Nothing to look up.
+            return Identity::resolve_here(user, group, supplementary, euid, egid);
+        }
+        let lookup = || {
+            let found = Identity::resolve_here(user, group, supplementary, euid, egid);
+            encode(&found)
+        };
+        match crate::sys::in_child(lookup) {
+            Some(Ok(bytes)) => decode(&bytes).ok_or_else(|| {
+                format!(
+                    "unable to look up user \"{}\": malformed answer from the lookup process",
+                    user.unwrap_or_default()
+                )
+            })?,
+            Some(Err(e)) => Err(format!(
+                "unable to look up user \"{}\": {e}",
+                user.unwrap_or_default()
+            )),
+            None => Identity::resolve_here(user, group, supplementary, euid, egid),
+        }
+    }
+
+    /// [`Identity::resolve`] in this process.
+    fn resolve_here(
         user: Option<&str>,
         group: Option<&str>,
         supplementary: bool,
@@ -86,19 +125,96 @@ impl Identity {
     }
 }
 
-/// `USER` or `USER:GROUP` (names or numbers) as uid and gid; the user's
-/// own group when no group is given.
+/// `USER` or `USER:GROUP` (names or numbers) as uid and gid, the owner of
+/// a UNIX-domain socket's file; the user's own group when no group is
+/// given. Looked up in a child, as [`Identity::resolve`] is.
 pub fn lookup_owner(spec: &str) -> Result<(u32, u32), String> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
+    let here = || -> Result<(u32, u32), String> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let user = lookup_user(user)?;
+        let gid = match group {
+            Some(g) => lookup_group(g)?,
+            None => user.gid.as_raw(),
+        };
+        Ok((user.uid.as_raw(), gid))
     };
-    let user = lookup_user(user)?;
-    let gid = match group {
-        Some(g) => lookup_group(g)?,
-        None => user.gid.as_raw(),
-    };
-    Ok((user.uid.as_raw(), gid))
+    let answer = crate::sys::in_child(|| {
+        match here() {
+            Ok((uid, gid)) => format!("O{uid} {gid}"),
+            Err(m) => format!("E{m}"),
+        }
+        .into_bytes()
+    });
+    match answer {
+        Some(Ok(bytes)) => decode_owner(&bytes).unwrap_or_else(|| {
+            Err(format!(
+                "unable to look up \"{spec}\": malformed answer from the lookup process"
+            ))
+        }),
+        Some(Err(e)) => Err(format!("unable to look up \"{spec}\": {e}")),
+        None => here(),
+    }
+}
+
+fn decode_owner(bytes: &[u8]) -> Option<Result<(u32, u32), String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (kind, rest) = text.split_at_checked(1)?;
+    match kind {
+        "E" => Some(Err(rest.to_owned())),
+        "O" => {
+            let (uid, gid) = rest.split_once(' ')?;
+            Some(Ok((uid.parse().ok()?, gid.parse().ok()?)))
+        }
+        _ => None,
+    }
+}
+
+/// The answer of a lookup child: `E` and the message, `I`, or `S` and
+/// `uid gid group...` on one line, then the user name.
+fn encode(found: &Result<Identity, String>) -> Vec<u8> {
+    match found {
+        Err(m) => format!("E{m}"),
+        Ok(Identity::Inherit) => "I".to_owned(),
+        Ok(Identity::Switch {
+            user,
+            uid,
+            gid,
+            groups,
+        }) => {
+            let mut s = format!("S{uid} {gid}");
+            for g in groups {
+                s.push_str(&format!(" {g}"));
+            }
+            format!("{s}\n{user}")
+        }
+    }
+    .into_bytes()
+}
+
+fn decode(bytes: &[u8]) -> Option<Result<Identity, String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (kind, rest) = text.split_at_checked(1)?;
+    match kind {
+        "E" => Some(Err(rest.to_owned())),
+        "I" if rest.is_empty() => Some(Ok(Identity::Inherit)),
+        "S" => {
+            let (ids, user) = rest.split_once('\n')?;
+            let mut ids = ids.split(' ').map(str::parse::<u32>);
+            let uid = ids.next()?.ok()?;
+            let gid = ids.next()?.ok()?;
+            let groups = ids.collect::<Result<Vec<u32>, _>>().ok()?;
+            Some(Ok(Identity::Switch {
+                user: user.to_owned(),
+                uid,
+                gid,
+                groups,
+            }))
+        }
+        _ => None,
+    }
 }
 
 fn lookup_user(name: &str) -> Result<User, String> {
@@ -128,6 +244,32 @@ fn lookup_group(name: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_answers_round_trip() {
+        let answers = [
+            Err("unknown user \"x y\"\nsecond line".to_owned()),
+            Ok(Identity::Inherit),
+            Ok(Identity::Switch {
+                user: "nobody".into(),
+                uid: 65534,
+                gid: 65534,
+                groups: vec![65534, 7, 100],
+            }),
+            Ok(Identity::Switch {
+                user: "u".into(),
+                uid: 1,
+                gid: 2,
+                groups: vec![],
+            }),
+        ];
+        for a in answers {
+            assert_eq!(decode(&encode(&a)), Some(a));
+        }
+        assert_eq!(decode(b""), None);
+        assert_eq!(decode(b"S1\nx"), None);
+        assert_eq!(decode(b"Sx 2\nu"), None);
+    }
 
     #[test]
     fn root_without_user_is_refused() {

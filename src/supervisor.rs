@@ -336,6 +336,7 @@ pub fn run(opts: Options) -> u8 {
         }
     };
     sup.apply(loaded.config);
+    crate::sys::trim_heap();
     if sup.listeners.is_empty() {
         error!(sup.log, "fatal msg=\"no listener could be bound\"");
         return EXIT_OSERR;
@@ -1621,6 +1622,7 @@ impl Supervisor {
         };
         self.global = loaded.config.global.clone();
         let (kept, bound, closed) = self.apply(loaded.config);
+        crate::sys::trim_heap();
         info!(
             self.log,
             "reload listeners={} kept={kept} bound={bound} closed={closed} duration_us={}",

@@ -500,6 +500,86 @@ unsafe fn write_decimal(out: *mut u8, n: u64) {
     unsafe { *out.add(len) = 0 };
 }
 
+/// Run `work` in a forked copy of this process and return the bytes it
+/// produced; `None` when that cannot be done here (the process has other
+/// threads, or fork failed), so the caller does the work itself.
+///
+/// For work whose side effects should not stay in the supervisor: name
+/// service lookups go through nsswitch, whose modules (systemd, LDAP,
+/// sss, ...) glibc loads into the process that asks and never unloads,
+/// with the libraries they pull in. Done in a child, the lookups are the
+/// same, and the supervisor keeps none of it. The child blocks every
+/// signal (the supervisor's handlers would write to its self-pipe) and
+/// leaves with `_exit`, running nothing of the parent's.
+pub fn in_child<F: FnOnce() -> Vec<u8>>(work: F) -> Option<std::io::Result<Vec<u8>>> {
+    use std::io::{Read, Write};
+    // fork copies only the calling thread: with others around, a lock
+    // one of them holds (malloc, NSS) would never be released in the child.
+    if std::fs::read_dir("/proc/self/task").ok()?.count() != 1 {
+        return None;
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    // SAFETY: the process is single-threaded (checked above; the
+    // supervisor never starts a thread), so the child is a complete copy
+    // in which any code may run; it only runs `work`, writes to its end of
+    // the pipe and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(r);
+        let all: u64 = !0;
+        // SAFETY: rt_sigprocmask reads `all`, a local of the kernel's
+        // sigset size, and changes only this (child) process's mask.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &all as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let code = match out {
+            Ok(bytes) if std::fs::File::from(w).write_all(&bytes).is_ok() => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the child without running the parent's exit
+        // handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(w);
+    if pid == -1 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let read = std::fs::File::from(r).read_to_end(&mut out);
+    let child = nix::unistd::Pid::from_raw(pid);
+    let status = loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    Some(match (read, status) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => Ok(out),
+        (Ok(_), Ok(s)) => Err(std::io::Error::other(format!(
+            "lookup process ended: {s:?}"
+        ))),
+        (Ok(_), Err(e)) => Err(e.into()),
+    })
+}
+
+/// Give the heap's free memory back to the kernel: loading a config
+/// allocates a lot that dies with the load (the parsed document, spans,
+/// strings), and glibc keeps freed pages mapped, so without this they
+/// would count in the supervisor's RSS until the next load reuses them.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases glibc's free lists; it
+    // has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Raise the soft fd limit to the hard one (internal services hold one fd
 /// per connection). Returns the limit as it was, for handlers.
 pub fn raise_nofile() -> Option<libc::rlimit> {

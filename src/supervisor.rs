@@ -387,10 +387,12 @@ impl Supervisor {
         let setup = || -> io::Result<(Epoll, Signals, Spawner)> {
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
             let signals = Signals::install()?;
-            epoll.add(
-                signals.fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
-            )?;
+            for fd in signals.fds() {
+                epoll.add(
+                    fd,
+                    EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
+                )?;
+            }
             Ok((epoll, signals, Spawner::new(crate::sys::raise_nofile())?))
         };
         let (epoll, signals, spawner) = match setup() {

@@ -278,8 +278,10 @@ pub fn spawn(img: &ExecImage<'_>, stack: &mut ChildStack) -> Result<Started, Err
 }
 
 /// Signals with a handler or an ignore in the supervisor: signal-hook's
-/// (HUP, TERM, INT, CHLD), the Rust runtime's (PIPE ignored; SEGV and BUS
-/// for stack overflows). The child resets them before unblocking.
+/// (HUP, TERM, INT), the Rust runtime's (PIPE ignored; SEGV and BUS for
+/// stack overflows); CHLD, which the supervisor keeps blocked and reads
+/// from a signalfd, for good measure. The child resets them all and
+/// unblocks everything: a handler starts with an empty mask.
 const HANDLED_SIGNALS: &[c_int] = &[
     libc::SIGHUP,
     libc::SIGTERM,

@@ -14,7 +14,7 @@
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
 //! - [`supervisor`] — the single-threaded event loop and its states.
 //! - [`reload`] — SIGHUP as a diff of listeners.
-//! - [`signals`] — signals as events on a self-pipe.
+//! - [`signals`] — signals as events: a self-pipe, and a signalfd for SIGCHLD.
 //! - [`notify`] — sd_notify.
 //! - [`log`] — syslog or stderr, one `key=value` grammar.
 

@@ -114,6 +114,13 @@ pub fn set_file(path: &Path, file: &SocketFile) -> io::Result<FileId> {
     Ok((meta.dev(), meta.ino()))
 }
 
+/// Remove the socket at `path`, if what is there is a socket.
+pub fn remove_socket(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// A socket file this process bound: removed when dropped, if it is still
 /// the same file.
 pub struct BoundFile {

@@ -596,7 +596,9 @@ impl Supervisor {
                     (None, Some(listener::BoundFile { path, id }))
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_file(path);
+                    // Only the socket just bound: never another kind of
+                    // file someone put there meanwhile.
+                    listener::remove_socket(path);
                     return Err(e);
                 }
             },

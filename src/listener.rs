@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
@@ -66,10 +66,24 @@ pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
 
 /// Bind `s` to `path`, replacing a socket file left behind by a process
 /// that is gone (nobody accepts on it), never a live socket or another
-/// kind of file.
+/// kind of file. Missing parent directories are made (0755), as systemd
+/// does for socket units: /run is empty after a boot.
 fn bind_unix(s: &Socket, path: &Path, ty: Type) -> io::Result<()> {
     let addr = SockAddr::unix(path)?;
-    match s.bind(&addr) {
+    let mut bound = s.bind(&addr);
+    if bound
+        .as_ref()
+        .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+    {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)?;
+            bound = s.bind(&addr);
+        }
+    }
+    match bound {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
         other => return other,
     }
@@ -187,5 +201,18 @@ mod tests {
         let err = bind(&key(&path), true).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
+    }
+
+    #[test]
+    fn missing_parent_directories_are_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/oxinetd/s.sock");
+        let _s = bind(&key(&path), true).unwrap();
+        assert!(path.exists());
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
     }
 }

@@ -127,48 +127,17 @@ impl Identity {
 
 /// `USER` or `USER:GROUP` (names or numbers) as uid and gid, the owner of
 /// a UNIX-domain socket's file; the user's own group when no group is
-/// given. Looked up in a child, as [`Identity::resolve`] is.
+/// given. The same lookup as a handler's identity (in a child), without
+/// supplementary groups and without the rules on who oxinetd runs as,
+/// which the caller applies.
 pub fn lookup_owner(spec: &str) -> Result<(u32, u32), String> {
-    let here = || -> Result<(u32, u32), String> {
-        let (user, group) = match spec.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (spec, None),
-        };
-        let user = lookup_user(user)?;
-        let gid = match group {
-            Some(g) => lookup_group(g)?,
-            None => user.gid.as_raw(),
-        };
-        Ok((user.uid.as_raw(), gid))
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
     };
-    let answer = crate::sys::in_child(|| {
-        match here() {
-            Ok((uid, gid)) => format!("O{uid} {gid}"),
-            Err(m) => format!("E{m}"),
-        }
-        .into_bytes()
-    });
-    match answer {
-        Some(Ok(bytes)) => decode_owner(&bytes).unwrap_or_else(|| {
-            Err(format!(
-                "unable to look up \"{spec}\": malformed answer from the lookup process"
-            ))
-        }),
-        Some(Err(e)) => Err(format!("unable to look up \"{spec}\": {e}")),
-        None => here(),
-    }
-}
-
-fn decode_owner(bytes: &[u8]) -> Option<Result<(u32, u32), String>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (kind, rest) = text.split_at_checked(1)?;
-    match kind {
-        "E" => Some(Err(rest.to_owned())),
-        "O" => {
-            let (uid, gid) = rest.split_once(' ')?;
-            Some(Ok((uid.parse().ok()?, gid.parse().ok()?)))
-        }
-        _ => None,
+    match Identity::resolve(Some(user), group, false, 0, 0)? {
+        Identity::Switch { uid, gid, .. } => Ok((uid, gid)),
+        Identity::Inherit => Err(format!("\"{spec}\": not a user")),
     }
 }
 

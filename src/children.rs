@@ -83,8 +83,6 @@ pub struct Child {
     pub protocol: Protocol,
     pub peer: Option<SocketAddr>,
     pub started: Instant,
-    /// The step that failed before exec, if one did; logged when reaped.
-    pub failure: Option<crate::sys::Failure>,
     pub stderr: Option<StderrPipe>,
     /// The listener a `wait` handler holds; re-armed when it exits.
     pub holds: Option<u64>,

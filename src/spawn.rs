@@ -4,8 +4,9 @@
 //! program path, argv and the fixed part of the environment as C strings,
 //! the ids to switch to. Per connection, [`Spawner`] writes the few
 //! connection variables into a reused buffer, makes the stderr pipe if
-//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn`] along with
-//! the reused child stack. The child itself allocates nothing.
+//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn`], which
+//! copies it into a slot of the [`sys::Launcher`] for the child to read.
+//! The child itself allocates nothing.
 
 use std::ffi::CString;
 use std::io::Write as _;
@@ -129,12 +130,11 @@ pub enum Invocation<'a> {
     },
 }
 
-/// A started handler: its pid, whether it got to exec, and the parent's
-/// end of its stderr pipe.
+/// A started handler: its pid and the parent's end of its stderr pipe.
+/// Whether it got to exec is known once it is reaped
+/// ([`Spawner::failure`]).
 pub struct Spawned {
     pub pid: i32,
-    /// The step that failed before exec, if one did (the child exits 127).
-    pub failure: Option<sys::Failure>,
     /// Read end of the handler's stderr, when `stderr = "log"`.
     pub stderr: Option<OwnedFd>,
 }
@@ -142,8 +142,8 @@ pub struct Spawned {
 /// Reused per-connection state of the spawn path.
 pub struct Spawner {
     devnull: OwnedFd,
-    /// The stack every spawn child runs on until it execs.
-    stack: sys::ChildStack,
+    /// Where spawn children run until they exec.
+    launcher: sys::Launcher,
     /// The fd limit oxinetd was started with, given back to handlers.
     nofile: Option<libc::rlimit>,
     /// `NAME=value\0` entries for the current connection.
@@ -161,7 +161,7 @@ impl Spawner {
             .open("/dev/null")?;
         Ok(Spawner {
             devnull: devnull.into(),
-            stack: sys::ChildStack::new()?,
+            launcher: sys::Launcher::new()?,
             nofile,
             env_buf: Vec::with_capacity(512),
             env_offsets: Vec::with_capacity(16),
@@ -176,14 +176,14 @@ impl Spawner {
         };
         self.env_buf.clear();
         self.env_offsets.clear();
-        let (stdin, stdout, listen, pid_slot_at) = match inv {
+        let (stdin, stdout, listen) = match inv {
             Invocation::Peer {
                 input,
                 output,
                 ends,
             } => {
                 self.connection_env(ends);
-                (*input, *output, None, None)
+                (*input, *output, None)
             }
             Invocation::Socket {
                 socket,
@@ -192,18 +192,18 @@ impl Spawner {
             } => {
                 self.connection_env(ends);
                 if *activation {
+                    // LISTEN_PID is added by sys::spawn: only the child
+                    // knows it.
                     self.push_env(format_args!("LISTEN_FDS=1"));
-                    let at = self.env_buf.len() + "LISTEN_PID=".len();
-                    self.push_env(format_args!("LISTEN_PID={:021}", 0));
-                    (*socket, *socket, Some(*socket), Some(at))
+                    (*socket, *socket, Some(*socket))
                 } else {
-                    (*socket, *socket, None, None)
+                    (*socket, *socket, None)
                 }
             }
         };
         // Pointers are taken only now: env_buf no longer moves.
         self.envp.clear();
-        let base = self.env_buf.as_mut_ptr();
+        let base = self.env_buf.as_ptr();
         for off in &self.env_offsets {
             self.envp.push(base.wrapping_add(*off) as *const c_char);
         }
@@ -229,16 +229,26 @@ impl Spawner {
             }),
             stdio: [stdin, stdout, stderr_src],
             listen,
-            pid_slot: pid_slot_at.map(|at| base.wrapping_add(at)),
+            listen_pid: listen.is_some(),
             nofile: self.nofile,
         };
-        let started =
-            sys::spawn(&img, &mut self.stack).map_err(|e| format!("unable to fork: {e}"))?;
+        let pid =
+            sys::spawn(&img, &mut self.launcher).map_err(|e| format!("unable to fork: {e}"))?;
         Ok(Spawned {
-            pid: started.pid,
-            failure: started.failure,
+            pid,
             stderr: stderr_pipe.map(|(r, _w)| r),
         })
+    }
+
+    /// Why handler `pid`, now reaped, did not get to exec, if it did not.
+    pub fn failure(&mut self, pid: i32) -> Option<sys::Failure> {
+        self.launcher.failure(pid)
+    }
+
+    /// Whether a handler is still between clone and exec, holding copies
+    /// of the supervisor's descriptors.
+    pub fn busy(&self) -> bool {
+        self.launcher.busy()
     }
 
     /// The ucspi and CGI-style variables for one peer.

@@ -1056,10 +1056,13 @@ impl Supervisor {
         let interest = c.conn.advance(&mut self.dgram_buf);
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {
-                // No epoll_ctl(DEL): closing the only descriptor of the
-                // socket removes it from the epoll set (handlers are spawned
-                // with CLONE_VFORK and close everything but 0-2 before
-                // exec, so no child ever holds a copy).
+                // Closing the only descriptor of the socket removes it from
+                // the epoll set. A handler between clone and exec still
+                // holds a copy of every descriptor, though; only then is
+                // epoll_ctl(DEL) needed.
+                if self.spawner.busy() {
+                    let _ = self.epoll.delete(c.conn.sock.as_fd());
+                }
                 self.close_conn(c);
             }
         } else if interest != c.interest {
@@ -1383,7 +1386,6 @@ impl Supervisor {
                 protocol: running.svc.protocol,
                 peer,
                 started: Instant::now(),
-                failure: spawned.failure,
                 stderr,
                 holds: extras.holds,
                 probe: extras.probe,
@@ -1480,7 +1482,7 @@ impl Supervisor {
                 });
                 let _ = self.epoll.delete(pipe.fd.as_fd());
             }
-            if let Some((step, errno)) = child.failure {
+            if let Some((step, errno)) = self.spawner.failure(pid) {
                 error!(
                     self.log,
                     "error service={} pid={pid} msg={}",

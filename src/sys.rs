@@ -3,24 +3,42 @@
 //!
 //! # Spawning
 //!
-//! A handler is started the way `posix_spawn` does it in glibc and musl:
-//! `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` on a small stack of its own
-//! ([`ChildStack`], mapped once, with a guard page, reused). The child
-//! shares the supervisor's memory instead of copying its page tables, so a
-//! spawn costs the same whatever the supervisor's size; the supervisor is
-//! suspended until the child has called `execve` or exited, which is also
-//! what makes sharing the memory safe: while the child runs, nothing else
-//! in this address space does. The parent blocks every signal across the
-//! clone, so none of its handlers can run on the child's side.
+//! A handler is started with `clone(CLONE_VM | CLONE_CHILD_CLEARTID |
+//! SIGCHLD)`: the child shares the supervisor's memory instead of copying
+//! its page tables, so a spawn costs the same whatever the supervisor's
+//! size, and, unlike `vfork` and glibc's `posix_spawn`, the supervisor is
+//! not suspended until the child has called `execve`. It goes back to its
+//! loop at once; the child finishes its setup on the other CPU or when the
+//! scheduler gets to it. Waiting for each child's `execve` cost the
+//! supervisor a sleep and a wake-up per connection.
 //!
-//! The price: the loop waits for each child to reach `execve`, where a
-//! forking parent would go on accepting: tens of microseconds when a CPU is
-//! free, up to a scheduler slice or so when every CPU is busy (the child
-//! waits for one), longer if the program lives on a slow filesystem.
+//! Sharing memory with a running parent is safe because of how little the
+//! child touches, all of it in a [`Slot`] reserved for it:
 //!
-//! The child runs a fixed list of raw system calls on data the parent
-//! prepared (see `spawn`), writes only to its own stack, the two slots the
-//! parent set aside for it and `errno` (below), and allocates nothing:
+//! - it runs on the slot's own stack (mapped once, with a guard page);
+//! - it reads only the slot's copy of what it needs (path, argv, envp,
+//!   groups, fds), which `spawn` writes before the clone and leaves alone
+//!   until the child is gone from the slot;
+//! - it writes only its stack, the slot's failure word and the slot's
+//!   `LISTEN_PID` digits;
+//! - it makes raw system calls with inline `syscall`/`svc` instructions,
+//!   never through libc, because libc's wrappers set `errno`, which lives
+//!   in the parent thread's TLS, shared with the child and now in use by
+//!   the running parent (glibc's `setuid` and friends would also broadcast
+//!   to every thread through shared state);
+//! - it allocates nothing and starts with every signal blocked (the parent
+//!   blocks them across the clone), so no handler of the parent's can run
+//!   on the child's side before it has reset them to default.
+//!
+//! The kernel tells the parent when the child is gone from the slot: with
+//! `CLONE_CHILD_CLEARTID` it writes 0 to the slot's `ctid` word (and wakes
+//! futex waiters) when the child releases the shared memory, which happens
+//! in `execve` once the new program is loaded, or when the child exits.
+//! Until then the slot is not reused. At most `IN_FLIGHT` children may be
+//! between clone and exec at once; `spawn` waits for one of them to leave
+//! (a futex wait on its `ctid`) before it starts another.
+//!
+//! The child's steps, each a raw system call:
 //!
 //! 1. install the sources on fds 0, 1, 2 (and 3 for a LISTEN fd), then
 //!    close every other fd (`close_range`), so no listener outlives the
@@ -31,24 +49,20 @@
 //! 4. `setgroups`, `setresgid`, `setresuid`, then verify the ids took and
 //!    that root cannot be regained;
 //! 5. the fd limit oxinetd started with, then `chdir("/")`;
-//! 6. write its pid into `LISTEN_PID` when asked (a slot in the parent's
-//!    environment buffer, copied by `execve`);
+//! 6. write its pid into `LISTEN_PID` when asked;
 //! 7. `execve`.
 //!
-//! Any failure stores `(step, errno)` in a slot on the parent's stack and
-//! exits 127: the handler never runs with more rights than configured, and
-//! when `spawn` returns the parent already knows whether the child got as
-//! far as `execve`. No pipe is needed for that.
+//! Any failure stores `(step, errno)` in the slot and exits 127: the
+//! handler never runs with more rights than configured. The slot is kept
+//! until the supervisor reaps that child and asks [`Launcher::failure`].
 //!
-//! Only raw system calls are made, never libc's wrappers of `setuid` and
-//! friends (glibc broadcasts those to every thread through shared state).
-//! `libc::syscall` does set `errno`, which lives in the parent thread's
-//! TLS: the child reads it right after its own failed call, and the
-//! parent, suspended meanwhile, reads `errno` only after a failed clone.
+//! On targets without the inline system calls here the clone also takes
+//! `CLONE_VFORK` (the parent is suspended until the child has exec'd, as
+//! with `posix_spawn`), and the child may use libc's `syscall`.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use libc::{c_char, c_int, c_long, c_void, gid_t, pid_t};
 use nix::errno::Errno;
@@ -114,7 +128,8 @@ pub struct Ids<'a> {
 }
 
 /// Everything the child needs, prepared by the parent. The pointer arrays
-/// are NULL-terminated and point into buffers that outlive the spawn.
+/// are NULL-terminated; `spawn` copies what they point to into the slot
+/// the child reads, so they need only live for the call.
 pub struct ExecImage<'a> {
     pub path: &'a CStr,
     pub argv: &'a [*const c_char],
@@ -124,27 +139,15 @@ pub struct ExecImage<'a> {
     pub stdio: [RawFd; 3],
     /// Source of fd 3 (socket activation), if any.
     pub listen: Option<RawFd>,
-    /// Where the child writes its pid in decimal, NUL-terminated (the value
-    /// of `LISTEN_PID=`); at least 21 bytes that nothing else reads or
-    /// writes during the spawn.
-    pub pid_slot: Option<*mut u8>,
+    /// Add `LISTEN_PID=<the child's pid>` to the environment.
+    pub listen_pid: bool,
     /// The fd limit oxinetd was started with, restored for the handler.
     pub nofile: Option<libc::rlimit>,
 }
 
-/// A started child.
-#[derive(Debug)]
-pub struct Started {
-    pub pid: pid_t,
-    /// Set when the child exited before `execve` succeeded (it exits 127).
-    pub failure: Option<Failure>,
-}
-
-/// The stack the spawn child runs on: mapped once, reused by every spawn
-/// (the parent is suspended while the child uses it), with an inaccessible
-/// page below it so an overflow faults instead of writing into other
-/// memory.
-pub struct ChildStack {
+/// The stack a spawn child runs on, with an inaccessible page below it so
+/// an overflow faults instead of writing into other memory.
+struct ChildStack {
     base: *mut c_void,
     /// Length of the mapping, guard page included.
     len: usize,
@@ -154,7 +157,7 @@ impl ChildStack {
     /// Usable size: the child's frames need a few KiB even unoptimised.
     const SIZE: usize = 64 * 1024;
 
-    pub fn new() -> std::io::Result<ChildStack> {
+    fn new() -> std::io::Result<ChildStack> {
         // SAFETY: sysconf has no preconditions.
         let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
             p if p > 0 => p as usize,
@@ -188,40 +191,293 @@ impl ChildStack {
 
     /// The initial stack pointer: the end of the mapping, 16-byte aligned
     /// (a page boundary).
-    fn top(&mut self) -> *mut c_void {
+    fn top(&self) -> *mut c_void {
         self.base.wrapping_byte_add(self.len)
     }
 }
 
 impl Drop for ChildStack {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`; no child runs
-        // on it (spawn borrows the stack mutably until the child is gone
-        // from it).
+        // SAFETY: unmaps exactly the mapping made in `new`; a stack is
+        // dropped only with a slot no child is using (see Launcher's Drop).
         unsafe { libc::munmap(self.base, self.len) };
     }
 }
 
-/// What the parent shares with the child: its image, and the slot the child
-/// writes its failure to. Lives on the parent's stack during the clone.
-struct Shared<'a> {
-    img: &'a ExecImage<'a>,
-    /// 0, or `step << 32 | errno`.
+/// What one child reads and writes in the shared memory. The parent fills
+/// it while no child uses it; from the clone until `ctid` is 0 the parent
+/// only reads `ctid` and `failure`.
+struct Job {
+    /// 1 from just before the clone; the kernel writes 0 when the child
+    /// has left the shared memory (exec or exit).
+    ctid: AtomicI32,
+    /// 0, or `step << 32 | errno` from a child that failed before exec.
     failure: AtomicU64,
+    /// The strings: path, argv, envp, each NUL-terminated.
+    bytes: Vec<u8>,
+    /// Where each argv and envp string starts in `bytes`.
+    starts: Vec<usize>,
+    /// argv pointers, NULL, envp pointers, NULL, pointing into `bytes`.
+    ptrs: Vec<*const c_char>,
+    groups: Vec<gid_t>,
+    /// Pointers into the buffers above, and the rest of the image; set
+    /// once the buffers are complete (they do not move afterwards).
+    ready: Ready,
 }
 
-/// Start `img` in a new process. Returns once the child has called
-/// `execve` (or has failed before that and exited).
+/// The child's view of a [`Job`]: plain values and pointers into its
+/// buffers.
+#[derive(Clone, Copy)]
+struct Ready {
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    ids: Option<(u32, u32)>,
+    groups: (*const gid_t, usize),
+    stdio: [RawFd; 3],
+    listen: Option<RawFd>,
+    /// Where the child writes its pid in decimal, NUL-terminated: 21 bytes
+    /// of `bytes` (the value of `LISTEN_PID=`).
+    pid_slot: Option<*mut u8>,
+    nofile: Option<libc::rlimit>,
+}
+
+impl Job {
+    fn new() -> Job {
+        Job {
+            ctid: AtomicI32::new(0),
+            failure: AtomicU64::new(0),
+            bytes: Vec::with_capacity(1024),
+            starts: Vec::with_capacity(32),
+            ptrs: Vec::with_capacity(32),
+            groups: Vec::new(),
+            ready: Ready {
+                path: std::ptr::null(),
+                argv: std::ptr::null(),
+                envp: std::ptr::null(),
+                ids: None,
+                groups: (std::ptr::null(), 0),
+                stdio: [0, 1, 2],
+                listen: None,
+                pid_slot: None,
+                nofile: None,
+            },
+        }
+    }
+
+    /// Copy `img` in. Only while no child uses this job.
+    fn fill(&mut self, img: &ExecImage<'_>) {
+        self.bytes.clear();
+        self.starts.clear();
+        self.ptrs.clear();
+        self.groups.clear();
+        self.bytes.extend_from_slice(img.path.to_bytes_with_nul());
+        let mut argc = 0;
+        for (i, list) in [img.argv, img.envp].into_iter().enumerate() {
+            for &p in list.iter().take_while(|p| !p.is_null()) {
+                // SAFETY: the caller's arrays hold NUL-terminated strings
+                // up to their NULL.
+                let s = unsafe { CStr::from_ptr(p) };
+                self.starts.push(self.bytes.len());
+                self.bytes.extend_from_slice(s.to_bytes_with_nul());
+            }
+            if i == 0 {
+                argc = self.starts.len();
+            }
+        }
+        let pid_at = img.listen_pid.then(|| {
+            self.starts.push(self.bytes.len());
+            self.bytes.extend_from_slice(b"LISTEN_PID=");
+            let at = self.bytes.len();
+            self.bytes.extend_from_slice(&[0u8; 21]);
+            at
+        });
+        // `bytes` is complete and does not move from here on.
+        let base = self.bytes.as_mut_ptr();
+        let at = |off: &usize| base.wrapping_add(*off) as *const c_char;
+        self.ptrs.extend(self.starts[..argc].iter().map(at));
+        self.ptrs.push(std::ptr::null());
+        self.ptrs.extend(self.starts[argc..].iter().map(at));
+        self.ptrs.push(std::ptr::null());
+        if let Some(ids) = &img.ids {
+            self.groups.extend_from_slice(ids.groups);
+        }
+        let ptrs = self.ptrs.as_ptr();
+        self.ready = Ready {
+            path: base as *const c_char,
+            argv: ptrs,
+            envp: ptrs.wrapping_add(argc + 1),
+            ids: img.ids.as_ref().map(|i| (i.uid, i.gid)),
+            groups: (self.groups.as_ptr(), self.groups.len()),
+            stdio: img.stdio,
+            listen: img.listen,
+            pid_slot: pid_at.map(|at| base.wrapping_add(at)),
+            nofile: img.nofile,
+        };
+    }
+}
+
+/// A child stack and the job of the child running on it.
+struct Slot {
+    /// Boxed: the child is given its address.
+    job: Box<Job>,
+    stack: ChildStack,
+    /// The child the slot was last given to; 0 once that child's failure
+    /// (if any) has been collected.
+    pid: pid_t,
+}
+
+impl Slot {
+    /// The child has left the slot (exec'd or exited).
+    fn left(&self) -> bool {
+        self.job.ctid.load(Ordering::Acquire) == 0
+    }
+
+    /// Free for the next child: its last child has left it and did not
+    /// fail (a failure is kept until it is collected).
+    fn reusable(&self) -> bool {
+        self.pid == 0 || (self.left() && self.job.failure.load(Ordering::Relaxed) == 0)
+    }
+}
+
+/// Starts handlers: the slots children run in between clone and exec.
+pub struct Launcher {
+    slots: Vec<Slot>,
+}
+
+/// How many slots there may be: children between clone and exec, plus
+/// children that failed and have not been reaped yet.
+const MAX_SLOTS: usize = 64;
+
+/// How many children may be between clone and exec at once; beyond that
+/// `spawn` waits for one to get there. Without a bound, a supervisor that
+/// accepts faster than the scheduler runs the new children piles them up
+/// (64 at once were seen at 8 concurrent clients on 2 CPUs), and the
+/// connections they serve wait: p99 latency went from 5 to 30 ms. With 2,
+/// p99 stays where it was with `vfork` and the supervisor's CPU per
+/// connection drops by about a sixth (`bench/README.md`).
+const IN_FLIGHT: usize = 2;
+
+/// Whether the parent goes on while the child sets up (see the module
+/// docs); where not, the clone takes `CLONE_VFORK`.
+const CONCURRENT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+impl Launcher {
+    pub fn new() -> std::io::Result<Launcher> {
+        let first = Slot {
+            job: Box::new(Job::new()),
+            stack: ChildStack::new()?,
+            pid: 0,
+        };
+        Ok(Launcher { slots: vec![first] })
+    }
+
+    /// Whether a child is between clone and exec: it still holds copies
+    /// of every descriptor the supervisor had open when it was cloned.
+    pub fn busy(&self) -> bool {
+        self.slots.iter().any(|s| s.pid != 0 && !s.left())
+    }
+
+    /// Why child `pid` did not get to exec, if it failed before; for a
+    /// reaped child (which has left its slot). Frees the slot.
+    pub fn failure(&mut self, pid: pid_t) -> Option<Failure> {
+        let slot = self.slots.iter_mut().find(|s| s.pid == pid)?;
+        if !slot.left() {
+            return None;
+        }
+        slot.pid = 0;
+        match slot.job.failure.swap(0, Ordering::Relaxed) {
+            0 => None,
+            v => Step::from_u8((v >> 32) as u8).map(|s| (s, Errno::from_raw(v as u32 as i32))),
+        }
+    }
+
+    /// A slot no child uses, made if needed.
+    fn acquire(&mut self) -> Result<usize, Errno> {
+        // Children that have not exec'd yet: past `IN_FLIGHT` of them, wait
+        // for one rather than start another.
+        let in_flight = self
+            .slots
+            .iter()
+            .filter(|s| s.pid != 0 && !s.left())
+            .count();
+        if in_flight >= IN_FLIGHT {
+            let i = self
+                .slots
+                .iter()
+                .position(|s| s.pid != 0 && !s.left())
+                .ok_or(Errno::EAGAIN)?;
+            wait_left(&self.slots[i])?;
+        }
+        if let Some(i) = self.slots.iter().position(Slot::reusable) {
+            return Ok(i);
+        }
+        if self.slots.len() >= MAX_SLOTS {
+            return Err(Errno::EAGAIN);
+        }
+        let stack =
+            ChildStack::new().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+        self.slots.push(Slot {
+            job: Box::new(Job::new()),
+            stack,
+            pid: 0,
+        });
+        Ok(self.slots.len() - 1)
+    }
+}
+
+/// Wait (a second at most) until the child on `slot` has left it.
+fn wait_left(slot: &Slot) -> Result<(), Errno> {
+    let ctid = &slot.job.ctid;
+    let timeout = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    while ctid.load(Ordering::Acquire) != 0 {
+        // SAFETY: FUTEX_WAIT reads the aligned i32 `ctid` and the local
+        // `timeout`; the kernel's wake on clearing it is not private, so
+        // neither is the wait.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                ctid.as_ptr(),
+                libc::FUTEX_WAIT,
+                1,
+                &timeout as *const libc::timespec,
+            )
+        };
+        if r == -1 && Errno::last() == Errno::ETIMEDOUT {
+            return Err(Errno::EAGAIN);
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        for slot in self.slots.drain(..) {
+            if !slot.left() {
+                // A child still runs on it: leave it mapped.
+                std::mem::forget(slot);
+            }
+        }
+    }
+}
+
+/// Start `img` in a new process; returns its pid once it is cloned (on
+/// targets where `CONCURRENT` is false, once it has exec'd or exited).
+/// Whether it got to exec is known when it is reaped: [`Launcher::failure`].
 ///
 /// All signals are blocked across the clone, so none of the supervisor's
 /// handlers can run in the child before it has reset them to default.
-pub fn spawn(img: &ExecImage<'_>, stack: &mut ChildStack) -> Result<Started, Errno> {
+pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errno> {
     debug_assert!(img.argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(img.envp.last().is_some_and(|p| p.is_null()));
-    let shared = Shared {
-        img,
-        failure: AtomicU64::new(0),
-    };
+    let i = launcher.acquire()?;
+    let slot = &mut launcher.slots[i];
+    slot.job.fill(img);
+    slot.job.failure.store(0, Ordering::Relaxed);
+    slot.job.ctid.store(1, Ordering::Relaxed);
     let all: u64 = !0;
     let mut old: u64 = 0;
     // SAFETY: rt_sigprocmask reads `all` and writes `old`, both locals of
@@ -235,21 +491,28 @@ pub fn spawn(img: &ExecImage<'_>, stack: &mut ChildStack) -> Result<Started, Err
             8usize,
         )
     } == 0;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    // SAFETY: `child_main` runs on `stack`, which nothing else uses (we
-    // hold it mutably) and whose top is 16-byte aligned. CLONE_VFORK
-    // suspends this thread until the child has exec'd or exited, so
-    // `shared` (on this stack frame), `img` and the buffers it points into
-    // stay alive and untouched by us while the child reads them; the child
-    // writes only to its stack, `shared.failure` and `img.pid_slot`. The
-    // process is single-threaded, so no other thread runs in the shared
-    // memory either.
+    let mut flags = libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
+    if !CONCURRENT {
+        flags |= libc::CLONE_VFORK;
+    }
+    let job: *const Job = &*slot.job;
+    // SAFETY: `child_main` runs on the slot's stack, which no other child
+    // uses (the slot was free) and whose top is 16-byte aligned. It reads
+    // the slot's job, which stays alive and unchanged until the kernel has
+    // cleared `ctid` (the slot is not reused before: `reusable`; nor
+    // unmapped: Launcher's Drop), and writes only its stack, `failure` and
+    // the `pid_slot` bytes. The kernel writes `ctid`, a live AtomicI32 of
+    // the job. The process is single-threaded, so no thread other than
+    // this one and the child's runs in the shared memory.
     let pid = unsafe {
         libc::clone(
             child_main,
-            stack.top(),
+            slot.stack.top(),
             flags,
-            &shared as *const Shared<'_> as *mut c_void,
+            job as *mut c_void,
+            std::ptr::null_mut::<pid_t>(),
+            std::ptr::null_mut::<c_void>(),
+            slot.job.ctid.as_ptr(),
         )
     };
     let err = Errno::last();
@@ -266,15 +529,12 @@ pub fn spawn(img: &ExecImage<'_>, stack: &mut ChildStack) -> Result<Started, Err
         };
     }
     if pid == -1 {
+        slot.job.ctid.store(0, Ordering::Relaxed);
+        slot.pid = 0;
         return Err(err);
     }
-    // The child stored it (if at all) before exiting, and the kernel woke
-    // us only after that: Acquire pairs with its Release.
-    let failure = match shared.failure.load(Ordering::Acquire) {
-        0 => None,
-        v => Step::from_u8((v >> 32) as u8).map(|s| (s, Errno::from_raw(v as u32 as i32))),
-    };
-    Ok(Started { pid, failure })
+    slot.pid = pid;
+    Ok(pid)
 }
 
 /// Signals with a handler or an ignore in the supervisor: signal-hook's
@@ -292,21 +552,86 @@ const HANDLED_SIGNALS: &[c_int] = &[
     libc::SIGBUS,
 ];
 
-/// The child's entry point, on the child stack.
+/// The child's entry point, on the slot's stack.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the `Shared` that `spawn` passed to clone; it stays
-    // alive, and the parent suspended, until this process execs or exits.
-    let shared = unsafe { &*(arg as *const Shared<'_>) };
-    // SAFETY: we are the CLONE_VM|CLONE_VFORK child `spawn` describes.
-    let Err((step, errno)) = unsafe { setup_and_exec(shared.img) };
-    shared.failure.store(
+    // SAFETY: `arg` is the job `spawn` passed to clone; it stays alive and
+    // unchanged by the parent until this process execs or exits.
+    let job = unsafe { &*(arg as *const Job) };
+    // SAFETY: we are the child `spawn` describes.
+    let Err((step, errno)) = unsafe { setup_and_exec(&job.ready) };
+    job.failure.store(
         (step as u64) << 32 | u64::from(errno as u32),
         Ordering::Release,
     );
     // SAFETY: ends this process (not the parent: no CLONE_THREAD) without
     // running anything of the parent's.
-    unsafe { libc::syscall(libc::SYS_exit_group, 127 as c_long) };
+    unsafe { raw_syscall(libc::SYS_exit_group, [127, 0, 0, 0]) };
     127
+}
+
+/// A system call that leaves `errno` alone: returns the kernel's result,
+/// `-errno` on failure.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
+    let ret: isize;
+    // SAFETY: the x86_64 system call convention: number in rax, arguments
+    // in rdi, rsi, rdx, r10, result in rax; the instruction clobbers rcx
+    // and r11 and touches no user memory of its own. The caller vouches
+    // for the arguments.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
+    let ret: isize;
+    // SAFETY: the aarch64 system call convention: number in x8, arguments
+    // in x0-x3, result in x0. The caller vouches for the arguments.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1],
+            in("x2") a[2],
+            in("x3") a[3],
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// Elsewhere the clone takes CLONE_VFORK (see `CONCURRENT`), so the
+/// parent is suspended and the child may use libc's errno.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
+    // SAFETY: the caller vouches for the arguments.
+    match unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) } {
+        -1 => -(Errno::last_raw() as isize),
+        r => r as isize,
+    }
 }
 
 /// One raw system call of the child, with up to four arguments;
@@ -325,11 +650,11 @@ unsafe fn call<const N: usize>(
     }
     // SAFETY: the caller vouches for the arguments; the kernel ignores the
     // ones a call does not take.
-    let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) };
-    if r == -1 {
-        Err((step, Errno::last_raw()))
+    let r = unsafe { raw_syscall(nr, a) };
+    if (-4095..0).contains(&r) {
+        Err((step, -r as i32))
     } else {
-        Ok(r)
+        Ok(r as c_long)
     }
 }
 
@@ -350,13 +675,13 @@ const _: () = assert!(std::mem::size_of::<libc::rlim_t>() == 8);
 /// The child side, up to `execve`; returns only on failure.
 ///
 /// # Safety
-/// Must only run in the child of `spawn`: a CLONE_VM|CLONE_VFORK child of a
-/// single-threaded parent, on its own stack, with all signals blocked.
-unsafe fn setup_and_exec(img: &ExecImage<'_>) -> Result<std::convert::Infallible, (Step, i32)> {
+/// Must only run in the child of `spawn`, on its slot's stack, with all
+/// signals blocked, `img` being its slot's job.
+unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infallible, (Step, i32)> {
     // SAFETY: every call is a raw system call on fds, on locals of this
-    // stack, or on data the parent prepared and keeps alive and unchanged
-    // while suspended; the only write outside this stack (and errno) is to
-    // `pid_slot`, reserved for it.
+    // stack, or on the slot's data, which the parent keeps alive and
+    // unchanged until this child has exec'd or exited; the only write
+    // outside this stack is to `pid_slot`, reserved for it.
     unsafe {
         for (target, src) in (0..).zip(img.stdio) {
             install(src, target)?;
@@ -392,13 +717,13 @@ unsafe fn setup_and_exec(img: &ExecImage<'_>) -> Result<std::convert::Infallible
         let set = &empty as *const u64 as usize;
         let how = libc::SIG_SETMASK as usize;
         call(Step::Signals, libc::SYS_rt_sigprocmask, [how, set, 0, 8])?;
-        if let Some(ids) = &img.ids {
-            let (n, list) = (ids.groups.len(), ids.groups.as_ptr() as usize);
-            call(Step::Setgroups, libc::SYS_setgroups, [n, list])?;
-            let (uid, gid) = (ids.uid as usize, ids.gid as usize);
-            call(Step::Setgid, libc::SYS_setresgid, [gid, gid, gid])?;
-            call(Step::Setuid, libc::SYS_setresuid, [uid, uid, uid])?;
-            verify_ids(ids)?;
+        if let Some((uid, gid)) = img.ids {
+            let (list, n) = img.groups;
+            call(Step::Setgroups, libc::SYS_setgroups, [n, list as usize])?;
+            let (u, g) = (uid as usize, gid as usize);
+            call(Step::Setgid, libc::SYS_setresgid, [g, g, g])?;
+            call(Step::Setuid, libc::SYS_setresuid, [u, u, u])?;
+            verify_ids(uid, gid)?;
         }
         if let Some(limit) = &img.nofile {
             let limit = limit as *const libc::rlimit as usize;
@@ -410,11 +735,7 @@ unsafe fn setup_and_exec(img: &ExecImage<'_>) -> Result<std::convert::Infallible
             let pid = call(Step::Exec, libc::SYS_getpid, [])?;
             write_decimal(slot, pid as u64);
         }
-        let (path, argv, envp) = (
-            img.path.as_ptr() as usize,
-            img.argv.as_ptr() as usize,
-            img.envp.as_ptr() as usize,
-        );
+        let (path, argv, envp) = (img.path as usize, img.argv as usize, img.envp as usize);
         call(Step::Exec, libc::SYS_execve, [path, argv, envp])?;
         // execve returns only on failure, and `call` turned that into Err.
         Err((Step::Exec, libc::EINVAL))
@@ -426,7 +747,7 @@ unsafe fn setup_and_exec(img: &ExecImage<'_>) -> Result<std::convert::Infallible
 ///
 /// # Safety
 /// Only for the child of `spawn`.
-unsafe fn verify_ids(ids: &Ids<'_>) -> Result<(), (Step, i32)> {
+unsafe fn verify_ids(uid: u32, gid: u32) -> Result<(), (Step, i32)> {
     let denied = Err((Step::VerifyIds, libc::EPERM));
     let mut u: [libc::uid_t; 3] = [!0; 3];
     let mut g: [libc::gid_t; 3] = [!0; 3];
@@ -446,11 +767,11 @@ unsafe fn verify_ids(ids: &Ids<'_>) -> Result<(), (Step, i32)> {
         call(Step::VerifyIds, libc::SYS_getresuid, [u0, u1, u2])?;
         call(Step::VerifyIds, libc::SYS_getresgid, [g0, g1, g2])?;
     }
-    if u != [ids.uid; 3] || g != [ids.gid; 3] {
+    if u != [uid; 3] || g != [gid; 3] {
         return denied;
     }
     // SAFETY: no memory is touched; success would mean we are still root.
-    if ids.uid != 0 && unsafe { call(Step::VerifyIds, libc::SYS_setuid, [0]) }.is_ok() {
+    if uid != 0 && unsafe { call(Step::VerifyIds, libc::SYS_setuid, [0]) }.is_ok() {
         return denied;
     }
     Ok(())
@@ -686,6 +1007,63 @@ pub fn prepare_process() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The strings behind a NULL-terminated pointer array.
+    fn strings(mut p: *const *const c_char) -> Vec<String> {
+        let mut out = Vec::new();
+        // SAFETY: `p` is one of a filled job's arrays, NULL-terminated and
+        // pointing at NUL-terminated strings in its buffer.
+        unsafe {
+            while !(*p).is_null() {
+                out.push(CStr::from_ptr(*p).to_string_lossy().into_owned());
+                p = p.add(1);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn job_copies_the_image() {
+        let (a, b, x) = (c"prog", c"--flag", c"X=1");
+        let argv = [a.as_ptr(), b.as_ptr(), std::ptr::null()];
+        let envp = [x.as_ptr(), std::ptr::null()];
+        let groups = [7, 8];
+        let mut job = Job::new();
+        for listen_pid in [true, false] {
+            job.fill(&ExecImage {
+                path: c"/bin/prog",
+                argv: &argv,
+                envp: &envp,
+                ids: Some(Ids {
+                    uid: 1,
+                    gid: 2,
+                    groups: &groups,
+                }),
+                stdio: [5, 5, 6],
+                listen: listen_pid.then_some(5),
+                listen_pid,
+                nofile: None,
+            });
+            let r = job.ready;
+            // SAFETY: `path` points at the NUL-terminated copy in `bytes`.
+            let path = unsafe { CStr::from_ptr(r.path) };
+            assert_eq!(path, c"/bin/prog");
+            assert_eq!(strings(r.argv), ["prog", "--flag"]);
+            let mut env = vec!["X=1".to_string()];
+            if listen_pid {
+                // SAFETY: the slot is 21 bytes of the job's buffer.
+                unsafe { write_decimal(r.pid_slot.expect("slot"), 4242) };
+                env.push("LISTEN_PID=4242".into());
+            } else {
+                assert!(r.pid_slot.is_none());
+            }
+            assert_eq!(strings(r.envp), env);
+            // SAFETY: `groups` points at the job's copy, of that length.
+            let g = unsafe { std::slice::from_raw_parts(r.groups.0, r.groups.1) };
+            assert_eq!(g, [7, 8]);
+            assert_eq!(r.ids, Some((1, 2)));
+        }
+    }
 
     #[test]
     fn decimal() {

@@ -8,7 +8,7 @@
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
 //! - [`limits`] — instances, per_source, cps: the load a service may take.
 //! - [`spawn`] — everything a handler needs, prepared before it is spawned.
-//! - [`sys`] — the only `unsafe`: the vfork-style spawn, the child until exec.
+//! - [`sys`] — the only `unsafe`: the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
 //! - [`internal`] — echo, discard, chargen, daytime, time, in-process.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.

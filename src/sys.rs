@@ -34,9 +34,9 @@
 //! `CLONE_CHILD_CLEARTID` it writes 0 to the slot's `ctid` word (and wakes
 //! futex waiters) when the child releases the shared memory, which happens
 //! in `execve` once the new program is loaded, or when the child exits.
-//! Until then the slot is not reused. At most `IN_FLIGHT` children may be
-//! between clone and exec at once; `spawn` waits for one of them to leave
-//! (a futex wait on its `ctid`) before it starts another.
+//! Until then the slot is not reused. When `IN_FLIGHT` children are
+//! between clone and exec, `spawn` waits for one of them to leave (a futex
+//! wait on its `ctid`, 10 ms at most) before it starts another.
 //!
 //! The child's steps, each a raw system call:
 //!
@@ -358,6 +358,9 @@ const MAX_SLOTS: usize = 64;
 /// connection drops by about a sixth (`bench/README.md`).
 const IN_FLIGHT: usize = 2;
 
+/// How long `spawn` waits for a child to exec when `IN_FLIGHT` have not.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Whether the parent goes on while the child sets up (see the module
 /// docs); where not, the clone takes `CLONE_VFORK`.
 const CONCURRENT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
@@ -394,20 +397,15 @@ impl Launcher {
 
     /// A slot no child uses, made if needed.
     fn acquire(&mut self) -> Result<usize, Errno> {
-        // Children that have not exec'd yet: past `IN_FLIGHT` of them, wait
-        // for one rather than start another.
-        let in_flight = self
-            .slots
-            .iter()
-            .filter(|s| s.pid != 0 && !s.left())
-            .count();
-        if in_flight >= IN_FLIGHT {
-            let i = self
-                .slots
-                .iter()
-                .position(|s| s.pid != 0 && !s.left())
-                .ok_or(Errno::EAGAIN)?;
-            wait_left(&self.slots[i])?;
+        // Past `IN_FLIGHT` children that have not exec'd yet, give one of
+        // them a moment first. One still there after that is blocked (a
+        // slow file system, say) rather than waiting for a CPU, and holding
+        // up every service for it would not help: go on with a new slot.
+        let mut in_flight = self.slots.iter().filter(|s| s.pid != 0 && !s.left());
+        if let Some(first) = in_flight.next() {
+            if 1 + in_flight.count() >= IN_FLIGHT {
+                wait_left(first, SLOT_WAIT);
+            }
         }
         if let Some(i) = self.slots.iter().position(Slot::reusable) {
             return Ok(i);
@@ -426,31 +424,32 @@ impl Launcher {
     }
 }
 
-/// Wait (a second at most) until the child on `slot` has left it.
-fn wait_left(slot: &Slot) -> Result<(), Errno> {
+/// Wait until the child on `slot` has left it, or `timeout` has passed.
+fn wait_left(slot: &Slot, timeout: std::time::Duration) {
     let ctid = &slot.job.ctid;
-    let timeout = libc::timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
+    let deadline = std::time::Instant::now() + timeout;
     while ctid.load(Ordering::Acquire) != 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
         // SAFETY: FUTEX_WAIT reads the aligned i32 `ctid` and the local
-        // `timeout`; the kernel's wake on clearing it is not private, so
-        // neither is the wait.
-        let r = unsafe {
+        // `ts`; the kernel's wake on clearing it is not private, so neither
+        // is the wait. It returns at once if `ctid` is no longer 1.
+        unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 ctid.as_ptr(),
                 libc::FUTEX_WAIT,
                 1,
-                &timeout as *const libc::timespec,
+                &ts as *const libc::timespec,
             )
         };
-        if r == -1 && Errno::last() == Errno::ETIMEDOUT {
-            return Err(Errno::EAGAIN);
-        }
     }
-    Ok(())
 }
 
 impl Drop for Launcher {

@@ -179,3 +179,74 @@ fn exec_failure_is_reported_with_its_errno() {
     assert_eq!(s.count(&["unable to exec for handler"]), 3);
     assert!(!marker.exists(), "the handler ran");
 }
+
+/// Handlers are started without waiting for each one to exec, each from a
+/// slot of its own: under concurrent connections every handler must still
+/// get its own argv and environment, and every failed exec its own error,
+/// logged for the right service.
+#[test]
+fn concurrent_spawns_keep_their_own_arguments_and_failures() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::harness::Dir::new();
+    // As in exec_failure_is_reported_with_its_errno: root can reach the
+    // program, nobody cannot, so "bad" fails at execve.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(dir.path().join("marker.sh"), private.join("marker.sh")).unwrap();
+    let long = "x".repeat(3000);
+    let config = format!(
+        "[[service]]\nname = \"ok\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/sh\"\n\
+         args = [\"-c\", \"echo $TCPREMOTEPORT $0 ${{#1}} $MARK\", \"zero\", \"{long}\"]\n\
+         env = {{ MARK = \"m{long}\" }}\nuser = \"nobody\"\n\
+         [[service]]\nname = \"bad\"\nlisten = \"127.0.0.1:0\"\n\
+         server = \"private/marker.sh\"\nargs = [\"{}\"]\nuser = \"nobody\"\n",
+        dir.path().join("ran").display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    let (ok, bad) = (s.addr("ok"), s.addr("bad"));
+    const ROUNDS: usize = 25;
+    let clients: Vec<_> = (0..8)
+        .map(|n| {
+            let long = long.clone();
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    if n % 4 == 3 {
+                        assert_eq!(talk(bad, ""), "");
+                        continue;
+                    }
+                    let mut c = std::net::TcpStream::connect(ok).expect("connect");
+                    let port = c.local_addr().expect("local address").port();
+                    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                        .expect("timeout");
+                    let mut out = String::new();
+                    std::io::Read::read_to_string(&mut c, &mut out).expect("read");
+                    assert_eq!(out, format!("{port} zero {} m{long}\n", long.len()));
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let failed = 2 * ROUNDS;
+    assert!(
+        crate::harness::eventually(|| s.count(&["exit service=bad", "status=127"]) == failed),
+        "{failed} exits with status 127:\n{}",
+        s.log()
+    );
+    assert_eq!(
+        s.count(&[
+            "error service=bad",
+            "unable to exec for handler: Permission denied"
+        ]),
+        failed
+    );
+    assert_eq!(s.count(&["unable to"]), failed, "{}", s.log());
+    assert!(
+        crate::harness::eventually(|| s.count(&["exit service=ok", "status=0"]) == 6 * ROUNDS),
+        "{}",
+        s.log()
+    );
+}

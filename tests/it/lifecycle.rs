@@ -229,3 +229,31 @@ fn pidfile_is_written_and_removed() {
     assert_eq!(s.wait_exit().code(), Some(0));
     assert!(!pidfile.exists());
 }
+
+/// The shipped unit parses without complaint on this machine's systemd
+/// (Debian 12: 252, which predates Type=notify-reload).
+#[test]
+fn systemd_unit_parses_on_this_systemd() {
+    let analyze = crate::harness::need("systemd-analyze", "systemd");
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/systemd/oxinetd.service"
+    ))
+    .expect("read the unit");
+    assert!(
+        unit.contains("/usr/bin/oxinetd"),
+        "the unit runs /usr/bin/oxinetd"
+    );
+    let dir = Dir::new();
+    let path = dir.write(
+        "oxinetd.service",
+        &unit.replace("/usr/bin/oxinetd", crate::harness::bin()),
+    );
+    let out = std::process::Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}

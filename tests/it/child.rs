@@ -148,17 +148,22 @@ fn failed_privilege_drop_never_runs_the_handler() {
     );
 }
 
-#[test]
-fn exec_failure_is_reported_with_its_errno() {
-    require_root!();
+/// A test directory with `private/marker.sh`, which root (the config
+/// check) can reach and nobody (the handler, at execve) cannot.
+fn dir_with_private_marker() -> crate::harness::Dir {
     use std::os::unix::fs::PermissionsExt;
     let dir = crate::harness::Dir::new();
-    // Root (the config check) can reach the program; nobody (the handler,
-    // at execve) cannot.
     let private = dir.path().join("private");
     std::fs::create_dir(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(dir.path().join("marker.sh"), private.join("marker.sh")).unwrap();
+    dir
+}
+
+#[test]
+fn exec_failure_is_reported_with_its_errno() {
+    require_root!();
+    let dir = dir_with_private_marker();
     let marker = dir.path().join("ran");
     let config = format!(
         "[[service]]\nname = \"h\"\nlisten = \"127.0.0.1:0\"\nserver = \"private/marker.sh\"\nargs = [\"{}\"]\nuser = \"nobody\"\n",
@@ -187,14 +192,8 @@ fn exec_failure_is_reported_with_its_errno() {
 #[test]
 fn concurrent_spawns_keep_their_own_arguments_and_failures() {
     require_root!();
-    use std::os::unix::fs::PermissionsExt;
-    let dir = crate::harness::Dir::new();
-    // As in exec_failure_is_reported_with_its_errno: root can reach the
-    // program, nobody cannot, so "bad" fails at execve.
-    let private = dir.path().join("private");
-    std::fs::create_dir(&private).unwrap();
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::copy(dir.path().join("marker.sh"), private.join("marker.sh")).unwrap();
+    // "bad" fails at execve.
+    let dir = dir_with_private_marker();
     let long = "x".repeat(3000);
     let config = format!(
         "[[service]]\nname = \"ok\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/sh\"\n\

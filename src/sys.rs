@@ -4,13 +4,14 @@
 //! # Spawning
 //!
 //! A handler is started with `clone(CLONE_VM | CLONE_CHILD_CLEARTID |
-//! SIGCHLD)`: the child shares the supervisor's memory instead of copying
-//! its page tables, so a spawn costs the same whatever the supervisor's
-//! size, and, unlike `vfork` and glibc's `posix_spawn`, the supervisor is
-//! not suspended until the child has called `execve`. It goes back to its
-//! loop at once; the child finishes its setup on the other CPU or when the
-//! scheduler gets to it. Waiting for each child's `execve` cost the
-//! supervisor a sleep and a wake-up per connection.
+//! SIGCHLD)`, a raw system call (musl's `clone` refuses
+//! `CLONE_CHILD_CLEARTID`): the child shares the supervisor's memory
+//! instead of copying its page tables, so a spawn costs the same whatever
+//! the supervisor's size, and, unlike `vfork` and glibc's `posix_spawn`,
+//! the supervisor is not suspended until the child has called `execve`. It
+//! goes back to its loop at once; the child finishes its setup on the
+//! other CPU or when the scheduler gets to it. Waiting for each child's
+//! `execve` cost the supervisor a sleep and a wake-up per connection.
 //!
 //! Sharing memory with a running parent is safe because of how little the
 //! child touches, all of it in a [`Slot`] reserved for it:
@@ -361,10 +362,6 @@ const IN_FLIGHT: usize = 2;
 /// How long `spawn` waits for a child to exec when `IN_FLIGHT` have not.
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Whether the parent goes on while the child sets up (see the module
-/// docs); where not, the clone takes `CLONE_VFORK`.
-const CONCURRENT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-
 impl Launcher {
     pub fn new() -> std::io::Result<Launcher> {
         let first = Slot {
@@ -434,7 +431,7 @@ fn wait_left(slot: &Slot, timeout: std::time::Duration) {
             return;
         }
         let ts = libc::timespec {
-            tv_sec: left.as_secs() as libc::time_t,
+            tv_sec: left.as_secs() as _,
             tv_nsec: left.subsec_nanos() as libc::c_long,
         };
         // SAFETY: FUTEX_WAIT reads the aligned i32 `ctid` and the local
@@ -464,7 +461,7 @@ impl Drop for Launcher {
 }
 
 /// Start `img` in a new process; returns its pid once it is cloned (on
-/// targets where `CONCURRENT` is false, once it has exec'd or exited).
+/// targets other than x86_64 and aarch64, once it has exec'd or exited).
 /// Whether it got to exec is known when it is reaped: [`Launcher::failure`].
 ///
 /// All signals are blocked across the clone, so none of the supervisor's
@@ -490,10 +487,6 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
             8usize,
         )
     } == 0;
-    let mut flags = libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
-    if !CONCURRENT {
-        flags |= libc::CLONE_VFORK;
-    }
     let job: *const Job = &*slot.job;
     // SAFETY: `child_main` runs on the slot's stack, which no other child
     // uses (the slot was free) and whose top is 16-byte aligned. It reads
@@ -503,18 +496,7 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
     // the `pid_slot` bytes. The kernel writes `ctid`, a live AtomicI32 of
     // the job. The process is single-threaded, so no thread other than
     // this one and the child's runs in the shared memory.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            slot.stack.top(),
-            flags,
-            job as *mut c_void,
-            std::ptr::null_mut::<pid_t>(),
-            std::ptr::null_mut::<c_void>(),
-            slot.job.ctid.as_ptr(),
-        )
-    };
-    let err = Errno::last();
+    let pid = unsafe { clone_child(slot.stack.top(), job as *mut c_void, slot.job.ctid.as_ptr()) };
     if blocked {
         // SAFETY: restores the mask saved above, from a local.
         unsafe {
@@ -527,12 +509,126 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
             )
         };
     }
-    if pid == -1 {
-        slot.job.ctid.store(0, Ordering::Relaxed);
-        slot.pid = 0;
-        return Err(err);
+    match pid {
+        Ok(pid) => {
+            slot.pid = pid;
+            Ok(pid)
+        }
+        Err(e) => {
+            slot.job.ctid.store(0, Ordering::Relaxed);
+            slot.pid = 0;
+            Err(e)
+        }
     }
-    slot.pid = pid;
+}
+
+/// Clone the child that runs `child_main(job)` on `stack`, sharing our
+/// memory, and set it going: `CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD`
+/// with a raw system call, not libc's `clone`, whose musl version refuses
+/// `CLONE_CHILD_CLEARTID` (a libc cannot keep its thread data consistent
+/// for such a child; this one never runs libc code).
+///
+/// # Safety
+/// As for `spawn`'s call: `stack` is the 16-byte aligned top of a stack
+/// only this child uses, `job` its slot's job, `ctid` that job's word.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn clone_child(
+    stack: *mut c_void,
+    job: *mut c_void,
+    ctid: *mut i32,
+) -> Result<pid_t, Errno> {
+    let flags = (libc::CLONE_VM | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as usize;
+    let entry = child_main as extern "C" fn(*mut c_void) -> c_int as usize;
+    let ret: isize;
+    // SAFETY: clone's x86_64 convention: flags, new stack, parent tid,
+    // child tid, tls in rdi, rsi, rdx, r10, r8; the result in rax, rcx and
+    // r11 clobbered. The parent (rax != 0) only jumps past the child's
+    // part. The child (rax == 0) is on `stack`, aligned for the call: it
+    // runs `child_main(job)` (kept in r12/r13, which the kernel preserves)
+    // and exits with its result; it never comes back to compiled code.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone as isize => ret,
+            in("rdi") flags,
+            in("rsi") stack,
+            in("rdx") 0usize,
+            in("r10") ctid,
+            in("r8") 0usize,
+            in("r12") entry,
+            in("r13") job,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    // SAFETY: as above with aarch64's convention (CLONE_BACKWARDS): flags,
+    // new stack, parent tid, tls, child tid in x0-x4, number in x8, result
+    // in x0. The child keeps `child_main` and `job` in x21/x20 across the
+    // call; `blr` clobbers x30 only on the child's side, which never
+    // returns to compiled code.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            "cbnz x0, 2f",
+            "mov x0, x20",
+            "blr x21",
+            "mov x8, #{exit}",
+            "svc 0",
+            "brk #0",
+            "2:",
+            exit = const libc::SYS_exit,
+            in("x8") libc::SYS_clone,
+            inlateout("x0") flags as isize => ret,
+            in("x1") stack,
+            in("x2") 0usize,
+            in("x3") 0usize,
+            in("x4") ctid,
+            in("x20") job,
+            in("x21") entry,
+            options(nostack)
+        );
+    }
+    if (-4095..0).contains(&ret) {
+        Err(Errno::from_raw(-ret as i32))
+    } else {
+        Ok(ret as pid_t)
+    }
+}
+
+/// Elsewhere: libc's `clone` with `CLONE_VFORK`, which returns once the
+/// child has exec'd or exited, so the slot is free again then; without
+/// `CLONE_CHILD_CLEARTID`, which musl refuses, `ctid` is cleared here.
+///
+/// # Safety
+/// As for the version above.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn clone_child(
+    stack: *mut c_void,
+    job: *mut c_void,
+    ctid: *mut i32,
+) -> Result<pid_t, Errno> {
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    // SAFETY: the caller vouches for `stack` and `job`; the parent is
+    // suspended until the child is done with them.
+    let pid = unsafe { libc::clone(child_main, stack, flags, job) };
+    if pid == -1 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `ctid` is the job's live word; the child is past exec.
+    unsafe { (*(ctid as *const AtomicI32)).store(0, Ordering::Release) };
     Ok(pid)
 }
 
@@ -619,7 +715,7 @@ unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     ret
 }
 
-/// Elsewhere the clone takes CLONE_VFORK (see `CONCURRENT`), so the
+/// Elsewhere the clone takes CLONE_VFORK (see `clone_child`), so the
 /// parent is suspended and the child may use libc's errno.
 ///
 /// # Safety
@@ -896,10 +992,14 @@ pub fn in_child<F: FnOnce() -> Vec<u8>>(work: F) -> Option<std::io::Result<Vec<u
 /// allocates a lot that dies with the load (the parsed document, spans,
 /// strings), and glibc keeps freed pages mapped, so without this they
 /// would count in the supervisor's RSS until the next load reuses them.
+/// musl's allocator unmaps freed memory by itself and has no such call.
 pub fn trim_heap() {
     // SAFETY: malloc_trim only walks and releases glibc's free lists; it
     // has no preconditions.
-    unsafe { libc::malloc_trim(0) };
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 /// Raise the soft fd limit to the hard one (internal services hold one fd
@@ -920,12 +1020,12 @@ pub fn raise_nofile() -> Option<libc::rlimit> {
 pub fn local_minute_of_day() -> u16 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
+        .map_or(0, |d| d.as_secs()) as i64;
     // SAFETY: `tm` is a local the call fills in; localtime_r is reentrant
     // and the supervisor has no other thread.
     let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
+        if libc::localtime_r(&(now as _), &mut tm).is_null() {
             return ((now / 60) % 1440) as u16;
         }
         tm

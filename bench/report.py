@@ -77,7 +77,7 @@ def summarize(res):
             # Against the best peer of each round.
             rs = []
             for r, a in enumerate(it[OX]["c8"]):
-                peers = [by["c8"][r] for n, by in it.items() if n != OX and r < len(by["c8"])]
+                peers = [by["c8"][r] for n, by in it.items() if not n.startswith(OX) and r < len(by["c8"])]
                 best = max((p["rate"] for p in peers if ok(p) and p.get("rate")), default=None)
                 if ok(a) and best:
                     rs.append(a["rate"] / best)
@@ -257,6 +257,9 @@ def markdown(res, s):
       + (f" ({ox.get('branch')}; last commit touching src/ and Cargo files: `{ox.get('src_commit')}`"
          f"{'; src/ has uncommitted changes' if ox.get('dirty_src') else ''})" if ox.get("branch") else "")
       + ".\n")
+    if meta.get("oxinetd_musl"):
+        w(f"oxinetd-musl: the same tree built for the static musl target (`{meta['oxinetd_musl']}`); "
+          "an extra row, not a peer: the targets and `ox÷` are the default (glibc) build's.\n")
     w("Peers (Debian 12): " + ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) + ".\n")
     w(f"Handler: bench/echo1.c ({meta['handler']}); UDP wait handler bench/udpecho1.c. "
       f"{meta['rounds']} round(s) per cell ({meta.get('memory_rounds', meta['rounds'])} for memory, startup "

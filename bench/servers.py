@@ -402,8 +402,9 @@ class Oxinetd(Server):
         "50,000/s to 100,000,000/s; `instances` left at its default (256 handlers; internal: unlimited)"
     )
 
-    def __init__(self, binary):
+    def __init__(self, binary, name="oxinetd"):
         self.binary = binary
+        self.name = name
 
     def launch(self, ctx, services, workdir):
         lines = ["[defaults]", 'user = "nobody"', 'stderr = "null"', ""]

@@ -17,6 +17,8 @@
 //! mapped in the supervisor for its lifetime (about 0.6 MiB of RSS with
 //! Debian's default `files systemd`). One child per distinct
 //! `user`/`group`/`groups` of a load (the config front-end caches them).
+//! A build on a C library without NSS modules (musl) asks the system's
+//! `getent` in that child instead, so it finds the same users.
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -93,10 +95,10 @@ impl Identity {
         let user = lookup_user(user_name)?;
         let gid = match group {
             Some(g) => lookup_group(g)?,
-            None => user.gid.as_raw(),
+            None => user.gid,
         };
         if euid != 0 {
-            if user.uid.as_raw() == euid && (group.is_none() || gid == egid) {
+            if user.uid == euid && (group.is_none() || gid == egid) {
                 return Ok(Identity::Inherit);
             }
             return Err(format!(
@@ -105,20 +107,15 @@ impl Identity {
                 group.map(|g| format!(" group \"{g}\"")).unwrap_or_default()
             ));
         }
-        let cname = std::ffi::CString::new(user.name.as_str())
-            .map_err(|_| format!("user \"{user_name}\": name contains NUL"))?;
         let groups = if supplementary {
-            nix::unistd::getgrouplist(&cname, Gid::from_raw(gid))
+            member_groups(&user.name, gid)
                 .map_err(|e| format!("user \"{user_name}\": unable to read its groups: {e}"))?
-                .into_iter()
-                .map(Gid::as_raw)
-                .collect()
         } else {
             vec![gid]
         };
         Ok(Identity::Switch {
             user: user.name,
-            uid: user.uid.as_raw(),
+            uid: user.uid,
             gid,
             groups,
         })
@@ -186,19 +183,48 @@ fn decode(bytes: &[u8]) -> Option<Result<Identity, String>> {
     }
 }
 
-fn lookup_user(name: &str) -> Result<User, String> {
+/// What a handler's identity needs of a passwd entry.
+struct Account {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+// Lookups go through the C library. glibc's answers come from nsswitch
+// (LDAP, sss, systemd users included). musl has no NSS modules: it reads
+// /etc/passwd and /etc/group only. So a build on another C library asks
+// the system's `getent` first, which answers through the system's NSS,
+// and uses its own C library only where there is no `getent`.
+
+fn lookup_user(name: &str) -> Result<Account, String> {
+    #[cfg(not(target_env = "gnu"))]
+    if let Some(found) = getent::query("passwd", name) {
+        let line = found?.ok_or_else(|| format!("unknown user \"{name}\""))?;
+        return getent::account(&line)
+            .ok_or_else(|| format!("user \"{name}\": getent gave a malformed entry: {line}"));
+    }
     let found = match name.parse::<u32>() {
         Ok(uid) => User::from_uid(Uid::from_raw(uid)),
         Err(_) => User::from_name(name),
     };
     match found {
-        Ok(Some(u)) => Ok(u),
+        Ok(Some(u)) => Ok(Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }),
         Ok(None) => Err(format!("unknown user \"{name}\"")),
         Err(e) => Err(format!("unable to look up user \"{name}\": {e}")),
     }
 }
 
 fn lookup_group(name: &str) -> Result<u32, String> {
+    #[cfg(not(target_env = "gnu"))]
+    if let Some(found) = getent::query("group", name) {
+        let line = found?.ok_or_else(|| format!("unknown group \"{name}\""))?;
+        return getent::group_id(&line)
+            .ok_or_else(|| format!("group \"{name}\": getent gave a malformed entry: {line}"));
+    }
     let found = match name.parse::<u32>() {
         Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
         Err(_) => Group::from_name(name),
@@ -207,6 +233,80 @@ fn lookup_group(name: &str) -> Result<u32, String> {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
         Ok(None) => Err(format!("unknown group \"{name}\"")),
         Err(e) => Err(format!("unable to look up group \"{name}\": {e}")),
+    }
+}
+
+/// `gid` and the groups `user` is a member of, as initgroups(3) sets them.
+fn member_groups(user: &str, gid: u32) -> Result<Vec<u32>, String> {
+    // glibc's getent has an `initgroups` database; others may not, and
+    // then the C library's group file is all there is.
+    #[cfg(not(target_env = "gnu"))]
+    if let Some(Ok(Some(line))) = getent::query("initgroups", user) {
+        return getent::member_groups(&line, gid)
+            .ok_or_else(|| format!("getent gave a malformed initgroups entry: {line}"));
+    }
+    let cname = std::ffi::CString::new(user).map_err(|_| "the name contains NUL".to_owned())?;
+    nix::unistd::getgrouplist(&cname, Gid::from_raw(gid))
+        .map(|gs| gs.into_iter().map(Gid::as_raw).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// The system's `getent`, for builds whose C library has no NSS modules.
+#[cfg_attr(target_env = "gnu", allow(dead_code))]
+mod getent {
+    use super::Account;
+    use std::process::{Command, Stdio};
+
+    const PATHS: [&str; 2] = ["/usr/bin/getent", "/bin/getent"];
+
+    /// `getent DB -- KEY`: `None` without a `getent`; else the entry's
+    /// line, or `Ok(None)` when there is no such key (exit status 2).
+    pub fn query(db: &str, key: &str) -> Option<Result<Option<String>, String>> {
+        let path = PATHS.iter().find(|p| std::path::Path::new(p).exists())?;
+        let out = match Command::new(path)
+            .args([db, "--", key])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => return Some(Err(format!("unable to run {path}: {e}"))),
+        };
+        Some(match out.status.code() {
+            Some(0) => Ok(String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)),
+            Some(2) => Ok(None),
+            _ => Err(format!("{path} {db} {key}: {}", out.status)),
+        })
+    }
+
+    /// `name:password:uid:gid:gecos:home:shell`.
+    pub fn account(line: &str) -> Option<Account> {
+        let f: Vec<&str> = line.split(':').collect();
+        Some(Account {
+            name: f.first().filter(|n| !n.is_empty())?.to_string(),
+            uid: f.get(2)?.parse().ok()?,
+            gid: f.get(3)?.parse().ok()?,
+        })
+    }
+
+    /// `name:password:gid:members`.
+    pub fn group_id(line: &str) -> Option<u32> {
+        line.split(':').nth(2)?.parse().ok()
+    }
+
+    /// `user gid gid ...` (glibc's `initgroups`), after `gid` itself.
+    pub fn member_groups(line: &str, gid: u32) -> Option<Vec<u32>> {
+        let mut groups = vec![gid];
+        for g in line.split_whitespace().skip(1) {
+            let g = g.parse().ok()?;
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        Some(groups)
     }
 }
 
@@ -287,5 +387,34 @@ mod tests {
             Ok(Identity::Switch { gid, groups, .. }) => assert_eq!(groups, vec![gid]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn getent_lines_are_parsed_or_refused() {
+        let a = getent::account("oxiext:x:4242:4243:Test:/nonexistent:/usr/sbin/nologin").unwrap();
+        assert_eq!((a.name.as_str(), a.uid, a.gid), ("oxiext", 4242, 4243));
+        for bad in ["", "oxiext", ":x:1:1::/:/bin/sh", "u:x:one:1::/:", "u:x:1"] {
+            assert!(getent::account(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(getent::group_id("staff:x:50:a,b"), Some(50));
+        assert_eq!(getent::group_id("staff:x:"), None);
+        assert_eq!(
+            getent::member_groups("oxiext                4244 4243 27", 4243),
+            Some(vec![4243, 4244, 27])
+        );
+        assert_eq!(getent::member_groups("oxiext", 7), Some(vec![7]));
+        assert_eq!(getent::member_groups("oxiext 12 x", 7), None);
+    }
+
+    #[test]
+    fn getent_answers_found_and_not_found() {
+        let root = getent::query("passwd", "root").expect("Debian has getent");
+        assert!(root.unwrap().unwrap().starts_with("root:x:0:0:"));
+        assert_eq!(
+            getent::query("passwd", "no-such-user-oxi").unwrap(),
+            Ok(None)
+        );
+        // A key that looks like an option is still a key.
+        assert_eq!(getent::query("group", "-s").unwrap(), Ok(None));
     }
 }

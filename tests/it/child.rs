@@ -1,6 +1,8 @@
 //! What a handler process gets: fds, signals, session, cwd, identity.
 
-use crate::harness::{talk, user_line, Server};
+use std::process::Command;
+
+use crate::harness::{bin, talk, user_line, Dir, Server};
 use crate::require_root;
 
 fn one(server: &str, args: &str, extra: &str) -> (Server, String) {
@@ -109,6 +111,74 @@ fn runs_as_configured_user_group_and_groups() {
             assert_eq!(field(&out, k), field(&want, k), "{user} {k}");
         }
     }
+}
+
+/// A user and groups that only an NSS module knows (libnss-extrausers,
+/// in a private mount namespace, so the machine's own files are left
+/// alone): glibc builds find them through nsswitch, musl builds through
+/// the system's `getent`.
+#[test]
+fn users_known_only_to_an_nss_module_run_handlers() {
+    require_root!();
+    assert!(
+        std::path::Path::new("/usr/lib/x86_64-linux-gnu/libnss_extrausers.so.2").exists()
+            || std::path::Path::new("/usr/lib/libnss_extrausers.so.2").exists(),
+        "this test needs Debian's libnss-extrausers (.ci/run installs it)"
+    );
+    let dir = Dir::new();
+    let nss = dir.write(
+        "nsswitch.conf",
+        "passwd: files extrausers\ngroup: files extrausers\n",
+    );
+    let users = dir.path().join("extrausers");
+    std::fs::create_dir(&users).expect("mkdir");
+    std::fs::write(
+        users.join("passwd"),
+        "oxiext:x:4242:4243:oxinetd test:/nonexistent:/usr/sbin/nologin\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        users.join("group"),
+        "oxiextg:x:4243:\noxiextm:x:4244:oxiext\n",
+    )
+    .expect("group");
+    let config = dir.write(
+        "oxinetd.toml",
+        "[[service]]\nname = \"h\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/sh\"\n\
+         args = [\"-c\", \"id -u; id -g; id -G\"]\nuser = \"oxiext\"\n",
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c"])
+        .arg(
+            "mount --bind \"$1\" /etc/nsswitch.conf && \
+             mount --bind \"$2\" /var/lib/extrausers && \
+             exec \"$3\" -f \"$4\" --log stderr",
+        )
+        .arg("sh")
+        .arg(&nss)
+        .arg(&users)
+        .arg(bin())
+        .arg(&config);
+    let s = Server::launch(dir, config.clone(), cmd);
+    if s.wait_for(|l| l.contains(" ready ")).is_none() {
+        panic!("oxinetd did not become ready:\n{}", s.log());
+    }
+    assert_eq!(
+        talk(s.addr("h"), ""),
+        "4242\n4243\n4243 4244\n",
+        "{}",
+        s.log()
+    );
+    // The machine itself does not know the user.
+    let outside = Command::new("getent")
+        .args(["passwd", "oxiext"])
+        .output()
+        .expect("getent");
+    assert_eq!(
+        outside.status.code(),
+        Some(2),
+        "oxiext exists outside the test"
+    );
 }
 
 #[test]

@@ -74,9 +74,12 @@ pub fn run(o: &Opts) {
 /// The source address of worker `i`, for an IPv4 loopback server.
 fn source_for(addr: SocketAddr, i: usize) -> Option<Ipv4Addr> {
     match addr {
-        SocketAddr::V4(a) if a.ip().is_loopback() => {
-            Some(Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8))
-        }
+        SocketAddr::V4(a) if a.ip().is_loopback() => Some(Ipv4Addr::new(
+            127,
+            0,
+            1 + (i / 250) as u8,
+            1 + (i % 250) as u8,
+        )),
         _ => None,
     }
 }
@@ -84,7 +87,13 @@ fn source_for(addr: SocketAddr, i: usize) -> Option<Ipv4Addr> {
 /// Connect to `addr` from `source` (port chosen at connect), within
 /// `timeout` (SO_SNDTIMEO bounds a blocking connect on Linux).
 fn connect_from(addr: SocketAddr, source: Ipv4Addr, timeout: Duration) -> io::Result<TcpStream> {
-    let check = |r: libc::c_int| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) };
+    let check = |r: libc::c_int| {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
     let sin = |a: SocketAddrV4| libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
@@ -127,8 +136,16 @@ fn connect_from(addr: SocketAddr, source: Ipv4Addr, timeout: Duration) -> io::Re
             (&tv as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         ))?;
-        check(libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len))?;
-        match check(libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len)) {
+        check(libc::bind(
+            fd,
+            (&local as *const libc::sockaddr_in).cast(),
+            len,
+        ))?;
+        match check(libc::connect(
+            fd,
+            (&remote as *const libc::sockaddr_in).cast(),
+            len,
+        )) {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
                 Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
             }

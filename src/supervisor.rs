@@ -34,6 +34,7 @@ use crate::relay::{self, Reply};
 use crate::reload::{self, Slot};
 use crate::signals::Signals;
 use crate::spawn::{self, Ends, Invocation, Plan, Spawner};
+use crate::sys::Pages;
 use crate::{error, info, listener, warning};
 
 /// Exit codes (sysexits), so a service manager can tell a bad config
@@ -288,8 +289,10 @@ pub struct Supervisor {
     spawner: Spawner,
     /// Internal services' TCP connections, by id.
     conns: HashMap<u64, InternalConn>,
-    /// Receives datagrams; also the scratch buffer of internal connections.
+    /// Receives datagrams.
     dgram_buf: Vec<u8>,
+    /// What internal TCP connections read into (`internal::SCRATCH`).
+    stream_buf: Pages,
     /// Replies of internal UDP services are built here.
     reply_buf: Vec<u8>,
     /// Ports of the internal UDP services bound now (see LOOP_PORTS).
@@ -384,7 +387,7 @@ impl Supervisor {
         global: config::Global,
         log: Log,
     ) -> Result<Supervisor, (Log, io::Error)> {
-        let setup = || -> io::Result<(Epoll, Signals, Spawner)> {
+        let setup = || -> io::Result<(Epoll, Signals, Spawner, Pages)> {
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
             let signals = Signals::install()?;
             for fd in signals.fds() {
@@ -393,9 +396,10 @@ impl Supervisor {
                     EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
                 )?;
             }
-            Ok((epoll, signals, Spawner::new(crate::sys::raise_nofile())?))
+            let spawner = Spawner::new(crate::sys::raise_nofile())?;
+            Ok((epoll, signals, spawner, Pages::new(internal::SCRATCH)?))
         };
-        let (epoll, signals, spawner) = match setup() {
+        let (epoll, signals, spawner, stream_buf) = match setup() {
             Ok(s) => s,
             Err(e) => return Err((log, e)),
         };
@@ -415,6 +419,7 @@ impl Supervisor {
             spawner,
             conns: HashMap::new(),
             dgram_buf: vec![0; 65536],
+            stream_buf,
             reply_buf: Vec::with_capacity(65536),
             internal_ports: Vec::new(),
             loads: HashMap::new(),
@@ -1019,7 +1024,8 @@ impl Supervisor {
             };
             running.load.borrow_mut().started(source);
             self.touch(&running.name);
-            let (conn, interest) = internal::Conn::start(sock.into(), kind, &mut self.dgram_buf);
+            let (conn, interest) =
+                internal::Conn::start(sock.into(), kind, self.stream_buf.as_mut_slice());
             let c = InternalConn {
                 conn,
                 service: running,
@@ -1053,7 +1059,7 @@ impl Supervisor {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
-        let interest = c.conn.advance(&mut self.dgram_buf);
+        let interest = c.conn.advance(self.stream_buf.as_mut_slice());
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {
                 // Closing the only descriptor of the socket removes it from
@@ -1072,7 +1078,15 @@ impl Supervisor {
         }
     }
 
-    fn close_conn(&mut self, c: InternalConn) {
+    fn close_conn(&mut self, mut c: InternalConn) {
+        // A bulk transfer touched up to a MiB of scratch buffer, and maybe
+        // a MiB of pending echo on the heap: give both back before the
+        // close is seen, so an idle supervisor stays small.
+        if c.conn.used_bulk_memory() {
+            self.stream_buf.release(internal::SCRATCH_KEEP);
+            c.conn.drop_pending();
+            crate::sys::trim_heap();
+        }
         c.service.load.borrow_mut().ended(c.source);
         self.touch(&c.service.name);
         let log = &c.service.svc.log;

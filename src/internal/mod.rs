@@ -13,6 +13,17 @@ mod time;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
+/// Size of the scratch buffer TCP connections read into. Bulk data read a
+/// MiB at a time instead of 64 KiB costs the supervisor a fraction of the
+/// system calls and wake-ups per byte (bench/README.md, "Bulk").
+pub const SCRATCH: usize = 1 << 20;
+
+/// The part of the scratch buffer that ordinary traffic uses, and the most
+/// an echo keeps pending for a slow reader without counting as bulk. What a
+/// connection uses beyond it is handed back when it ends
+/// ([`Conn::used_bulk_memory`]).
+pub const SCRATCH_KEEP: usize = 64 << 10;
+
 /// The built-in services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Internal {
@@ -90,14 +101,19 @@ pub struct Conn {
     pub sock: TcpStream,
     pub kind: Internal,
     /// Echo: received bytes not yet sent back (empty almost always: only
-    /// allocated when the peer reads slower than it writes).
+    /// allocated when the peer reads slower than it writes, and freed when
+    /// sent), and how much of them is sent.
     pending: Vec<u8>,
+    pending_at: usize,
     /// Chargen: position in the rotating pattern.
     chargen_at: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// The peer closed its sending side.
     eof: bool,
+    /// A read went beyond [`SCRATCH_KEEP`] in the scratch buffer, or the
+    /// pending echo grew beyond it.
+    bulk: bool,
 }
 
 impl Conn {
@@ -110,10 +126,12 @@ impl Conn {
             sock,
             kind,
             pending: Vec::new(),
+            pending_at: 0,
             chargen_at: 0,
             bytes_in: 0,
             bytes_out: 0,
             eof: false,
+            bulk: false,
         };
         let first = match kind {
             Internal::Echo | Internal::Discard => c.advance(scratch),
@@ -134,6 +152,19 @@ impl Conn {
         (c, first)
     }
 
+    /// Whether this connection used memory beyond [`SCRATCH_KEEP`] (in the
+    /// scratch buffer or for a pending echo), so it is worth handing back
+    /// when it ends.
+    pub fn used_bulk_memory(&self) -> bool {
+        self.bulk
+    }
+
+    /// Free the pending echo's buffer (what is in it is not sent).
+    pub fn drop_pending(&mut self) {
+        self.pending = Vec::new();
+        self.pending_at = 0;
+    }
+
     /// Make progress after a readiness event. `scratch` is a buffer shared
     /// by all connections.
     pub fn advance(&mut self, scratch: &mut [u8]) -> Interest {
@@ -149,7 +180,10 @@ impl Conn {
             Internal::Discard => loop {
                 match self.sock.read(scratch) {
                     Ok(0) => return Ok(Interest::Close),
-                    Ok(n) => self.bytes_in += n as u64,
+                    Ok(n) => {
+                        self.bytes_in += n as u64;
+                        self.bulk |= n > SCRATCH_KEEP;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interest::Read),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -176,11 +210,21 @@ impl Conn {
     /// Echo with backpressure: while a reply is pending, stop reading.
     fn echo(&mut self, scratch: &mut [u8]) -> io::Result<Interest> {
         loop {
-            if !self.pending.is_empty() {
-                match self.sock.write(&self.pending) {
+            if self.pending_at < self.pending.len() {
+                match self.sock.write(&self.pending[self.pending_at..]) {
                     Ok(n) => {
                         self.bytes_out += n as u64;
-                        self.pending.drain(..n);
+                        self.pending_at += n;
+                        if self.pending_at == self.pending.len() {
+                            // A slow reader of a bulk echo may have made it
+                            // a MiB; keep only a small buffer for reuse.
+                            if self.pending.capacity() > SCRATCH_KEEP {
+                                self.drop_pending();
+                            } else {
+                                self.pending.clear();
+                                self.pending_at = 0;
+                            }
+                        }
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interest::Write),
@@ -202,6 +246,7 @@ impl Conn {
                 Err(e) => return Err(e),
             };
             self.bytes_in += n as u64;
+            self.bulk |= n > SCRATCH_KEEP;
             let mut sent = 0;
             while sent < n {
                 match self.sock.write(&scratch[sent..n]) {
@@ -214,6 +259,7 @@ impl Conn {
             self.bytes_out += sent as u64;
             if sent < n {
                 self.pending.extend_from_slice(&scratch[sent..n]);
+                self.bulk |= self.pending.len() > SCRATCH_KEEP;
             }
         }
     }

@@ -2,7 +2,7 @@
 //! over TCP and UDP; loop and amplification guards; many connections.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::harness::{exchange, talk, udp_ask, Server, PATIENCE};
@@ -229,6 +229,47 @@ fn chargen_to_a_slow_reader_keeps_memory_flat() {
     let after = vm_rss_kib(s.pid());
     assert!(
         after <= before + 512,
+        "RSS grew from {before} to {after} KiB"
+    );
+}
+
+#[test]
+fn a_bulk_echo_to_a_slow_reader_gives_its_memory_back() {
+    let s = Server::start(
+        "[[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\n",
+    );
+    // What every echo uses is touched by the first one.
+    assert_eq!(exchange(s.addr("echo"), b"hi\n").unwrap(), b"hi\n");
+    s.expect_line(&["done service=echo", "bytes_in=3 "]);
+    let before = vm_rss_kib(s.pid());
+    // 16 MiB from one thread while this one waits before reading: the
+    // socket buffers fill up, so the service reads a MiB at a time and has
+    // to hold what the client cannot take yet.
+    let data: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut c = TcpStream::connect(s.addr("echo")).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut back = Vec::with_capacity(data.len());
+    c.read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(
+        back == data,
+        "the echo differs: {} of {} bytes came back",
+        back.len(),
+        data.len()
+    );
+    s.expect_line(&["done service=echo", "bytes_in=16777216 bytes_out=16777216"]);
+    // The scratch buffer's pages and the pending echo are given back when
+    // the connection ends, before its close is logged.
+    let after = vm_rss_kib(s.pid());
+    assert!(
+        after <= before + 256,
         "RSS grew from {before} to {after} KiB"
     );
 }

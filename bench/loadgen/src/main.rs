@@ -17,7 +17,8 @@
 //!   waiting for its echo (late echoes of earlier requests are ignored).
 //!   A request unanswered within the timeout counts as lost.
 //! * `bulk`: one connection; one thread writes 64 KiB chunks of a known
-//!   pattern, another reads the echo back and checks it. Echoed MB/s.
+//!   pattern, another reads the echo back (up to 1 MiB per read) and
+//!   checks it. Echoed MB/s.
 //! * `idle`: opens N connections one after another and keeps them all open
 //!   (the fd limit is raised to the hard limit), prints a `phase=opened`
 //!   line, waits, then checks that every one of them echoes.

@@ -146,6 +146,14 @@ pub struct ExecImage<'a> {
     pub nofile: Option<libc::rlimit>,
 }
 
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => 4096,
+    }
+}
+
 /// The stack a spawn child runs on, with an inaccessible page below it so
 /// an overflow faults instead of writing into other memory.
 struct ChildStack {
@@ -159,11 +167,7 @@ impl ChildStack {
     const SIZE: usize = 64 * 1024;
 
     fn new() -> std::io::Result<ChildStack> {
-        // SAFETY: sysconf has no preconditions.
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => 4096,
-        };
+        let page = page_size();
         let len = Self::SIZE + page;
         // SAFETY: a fresh anonymous private mapping; nothing else refers to
         // the address range it returns.
@@ -1030,12 +1034,7 @@ impl Pages {
     /// Give back the pages from byte `from` (rounded up to a page) to the
     /// end: they read as zeros again and count in RSS only when next used.
     pub fn release(&mut self, from: usize) {
-        // SAFETY: sysconf has no preconditions.
-        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => 4096,
-        };
-        let start = from.next_multiple_of(page);
+        let start = from.next_multiple_of(page_size());
         if start >= self.len {
             return;
         }
@@ -1180,8 +1179,7 @@ mod tests {
 
     #[test]
     fn released_pages_read_as_zeros_and_the_rest_is_kept() {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let page = page_size();
         let mut p = Pages::new(8 * page).unwrap();
         p.as_mut_slice().fill(7);
         // Rounded up to the end of the second page: the first two stay.

@@ -16,6 +16,7 @@ mod xinetd;
 pub use self::error::{ConfigError, Location};
 pub use self::toml::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -114,6 +115,16 @@ impl BindAddr {
         !matches!(self, BindAddr::Unix(_)) && self.port() == 0
     }
 
+    /// What two addresses must share to conflict: the port, or the path;
+    /// `None` for port 0, which conflicts with nothing.
+    fn slot(&self, protocol: Protocol) -> Option<Slot> {
+        match self {
+            BindAddr::Unix(p) => Some(Slot::Path(protocol, p.clone())),
+            _ if self.is_ephemeral() => None,
+            _ => Some(Slot::Port(protocol, self.port())),
+        }
+    }
+
     /// True when binding both would conflict.
     fn overlaps(&self, other: &BindAddr) -> bool {
         match (self, other) {
@@ -124,6 +135,13 @@ impl BindAddr {
             _ => self.port() == other.port() && self.port() != 0,
         }
     }
+}
+
+/// See `BindAddr::slot`.
+#[derive(PartialEq, Eq, Hash)]
+enum Slot {
+    Port(Protocol, u16),
+    Path(Protocol, PathBuf),
 }
 
 impl fmt::Display for BindAddr {
@@ -483,25 +501,33 @@ fn sort_errors(errors: &mut [ConfigError]) {
 }
 
 /// Drop services whose name or listen addresses clash with an earlier one.
+/// Names and slots are indexed, so a config of thousands of services is
+/// checked in one pass rather than by comparing every pair.
 fn check_conflicts(mut loaded: Loaded) -> Loaded {
-    let mut kept: Vec<Service> = Vec::with_capacity(loaded.config.services.len());
+    let n = loaded.config.services.len();
+    let mut kept: Vec<Service> = Vec::with_capacity(n);
+    let mut names: HashMap<String, usize> = HashMap::with_capacity(n);
+    // (index in `kept`, index in its `listen`), in the order they were kept.
+    let mut slots: HashMap<Slot, Vec<(usize, usize)>> = HashMap::with_capacity(n);
     for svc in loaded.config.services.drain(..) {
-        if let Some(first) = kept.iter().find(|s| s.name == svc.name) {
+        if let Some(&first) = names.get(&svc.name) {
             loaded.errors.push(ConfigError::new(
                 svc.origin.clone(),
                 format!(
                     "duplicate service name \"{}\" (first defined at {})",
-                    svc.name, first.origin
+                    svc.name, kept[first].origin
                 ),
             ));
             continue;
         }
         let clash = svc.listen.iter().find_map(|key| {
-            kept.iter().find_map(|s| {
-                s.listen
-                    .iter()
-                    .find(|k| k.protocol == key.protocol && k.addr.overlaps(&key.addr))
-                    .map(|k| (key, k, s))
+            let same_slot = slots.get(&key.addr.slot(key.protocol)?)?;
+            same_slot.iter().find_map(|&(s, k)| {
+                let other = &kept[s].listen[k];
+                other
+                    .addr
+                    .overlaps(&key.addr)
+                    .then_some((key, other, &kept[s]))
             })
         });
         if let Some((key, other, s)) = clash {
@@ -514,6 +540,13 @@ fn check_conflicts(mut loaded: Loaded) -> Loaded {
             ));
             continue;
         }
+        let at = kept.len();
+        for (k, key) in svc.listen.iter().enumerate() {
+            if let Some(slot) = key.addr.slot(key.protocol) {
+                slots.entry(slot).or_default().push((at, k));
+            }
+        }
+        names.insert(svc.name.clone(), at);
         kept.push(svc);
     }
     loaded.config.services = kept;
@@ -621,6 +654,64 @@ mod tests {
         assert!(a.overlaps(&b) && b.overlaps(&a));
         assert!(!b.overlaps(&c));
         assert!(!BindAddr::Any(0).overlaps(&BindAddr::Any(0)));
+    }
+
+    #[test]
+    fn clashing_services_are_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let svc = |name: &str, listen: &str, socket: &str| {
+            // Internal services listen on IP addresses only.
+            let server = match listen.starts_with(r#"["/"#) {
+                true => "server = \"/bin/cat\"\nuser = \"root\"",
+                false => "server = \"internal:echo\"",
+            };
+            format!(
+                "[[service]]\nname = \"{name}\"\nlisten = {listen}\nsocket = \"{socket}\"\n\
+                 {server}\n\n"
+            )
+        };
+        let text = [
+            svc("a", r#"["127.0.0.1:7001"]"#, "stream"),
+            svc("b", r#"["*:7001"]"#, "stream"),
+            svc("c", r#"["*:7001"]"#, "dgram"),
+            svc("a", r#"["127.0.0.1:7002"]"#, "stream"),
+            svc("d", r#"["127.0.0.2:7001", "127.0.0.1:0"]"#, "stream"),
+            svc("e", r#"["127.0.0.1:0"]"#, "stream"),
+            svc("u", r#"["/run/x.sock"]"#, "stream"),
+            svc("f", r#"["/run/x.sock"]"#, "stream"),
+        ]
+        .concat();
+        std::fs::write(&path, text).unwrap();
+        let as_root = Context {
+            euid: 0,
+            egid: 0,
+            ..Context::current()
+        };
+        let loaded = load_as(&path, Format::Toml, &as_root).unwrap();
+        let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        let names: Vec<&str> = loaded
+            .config
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "c", "d", "e", "u"], "{errors:#?}");
+        let at = path.display();
+        assert_eq!(
+            errors,
+            [
+                format!(
+                    "{at}:8:1: service \"b\": listen *:7001/tcp overlaps 127.0.0.1:7001/tcp \
+                     of service \"a\" ({at}:2:1)"
+                ),
+                format!("{at}:20:1: duplicate service name \"a\" (first defined at {at}:2:1)"),
+                format!(
+                    "{at}:45:1: service \"f\": listen unix:/run/x.sock/stream overlaps \
+                     unix:/run/x.sock/stream of service \"u\" ({at}:38:1)"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -257,9 +257,12 @@ def markdown(res, s):
       + (f" ({ox.get('branch')}; last commit touching src/ and Cargo files: `{ox.get('src_commit')}`"
          f"{'; src/ has uncommitted changes' if ox.get('dirty_src') else ''})" if ox.get("branch") else "")
       + ".\n")
-    if meta.get("oxinetd_musl"):
-        w(f"oxinetd-musl: the same tree built for the static musl target (`{meta['oxinetd_musl']}`); "
-          "an extra row, not a peer: the targets and `ox÷` are the default (glibc) build's.\n")
+    if ox.get("build"):
+        w(f"Build measured as oxinetd: {ox['build']}.\n")
+    if meta.get("oxinetd_glibc"):
+        w(f"oxinetd-glibc: the same tree as `cargo build --release` makes it, linked dynamically against glibc "
+          f"(`{meta['oxinetd_glibc']}`); an extra row, not a peer: the targets and `ox÷` are the release "
+          "build's.\n")
     w("Peers (Debian 12): " + ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) + ".\n")
     w(f"Handler: bench/echo1.c ({meta['handler']}); UDP wait handler bench/udpecho1.c. "
       f"{meta['rounds']} round(s) per cell ({meta.get('memory_rounds', meta['rounds'])} for memory, startup "

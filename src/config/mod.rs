@@ -662,9 +662,10 @@ mod tests {
         let path = dir.path().join("c.toml");
         let svc = |name: &str, listen: &str, socket: &str| {
             // Internal services listen on IP addresses only.
-            let server = match listen.starts_with(r#"["/"#) {
-                true => "server = \"/bin/cat\"\nuser = \"root\"",
-                false => "server = \"internal:echo\"",
+            let server = if listen.starts_with(r#"["/"#) {
+                "server = \"/bin/cat\"\nuser = \"root\""
+            } else {
+                "server = \"internal:echo\""
             };
             format!(
                 "[[service]]\nname = \"{name}\"\nlisten = {listen}\nsocket = \"{socket}\"\n\

@@ -436,7 +436,9 @@ class Floor(Server):
         self.mode = mode
         self.binary = binary
         self.name = f"floor-{mode}"
-        self.settings = f"bench/floor.c, {mode}; handler runs as root (no user switch), backlog 1024"
+        duties = (", with a session per handler, reaping with waitpid and a log line per start and exit"
+                  if mode == "duty" else "")
+        self.settings = f"bench/floor.c, {mode}{duties}; handler runs as root (no user switch), backlog 1024"
 
     def launch(self, ctx, services, workdir):
         (s,) = services

@@ -1,11 +1,21 @@
 //! `bulk`: one connection, 64 KiB writes, the echo read back (up to a MiB
 //! per read) and checked.
 //!
+//! One thread does both directions on a non-blocking socket: it offers the
+//! server the rest of the current 64 KiB chunk whenever the socket takes
+//! it, reads whatever has come back, and sleeps in `poll` only when neither
+//! moved. A writer and a reader thread on the one socket (the first
+//! version) contend for the socket's lock: while the writer holds it, the
+//! echo arriving for the reader waits in the socket's backlog until the
+//! writer lets go, and the writer does the reader's receive work. That
+//! client, not the servers, bounded the figure (bench/README.md).
+//!
 //! The stream is a repeating pattern of period 251 (prime, so it never lines
 //! up with a buffer size), checked with one slice comparison per read.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::stats::Errors;
@@ -13,9 +23,8 @@ use crate::Opts;
 
 const PERIOD: usize = 251;
 
-/// The reader takes whatever has arrived, up to a MiB: the client should
-/// spend less CPU per byte than the servers it measures, which share its
-/// two cores.
+/// The client should spend less CPU per byte than the servers it measures,
+/// which share its two cores: it takes whatever has arrived, up to a MiB.
 const READ_SIZE: usize = 1 << 20;
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -32,7 +41,7 @@ pub fn run(o: &Opts) {
             (0, 0, 0.0, false)
         }
     };
-    // A different echo, or a short one (the server closed, or the read timed out).
+    // A different echo, or a short one (the server closed early).
     if mismatch || read != written {
         errors.bad_reply += 1;
     }
@@ -48,62 +57,87 @@ pub fn run(o: &Opts) {
     );
 }
 
+/// Whether a non-blocking call did something (`Ok(Some(n))`), would have
+/// blocked (`Ok(None)`), or failed.
+fn nonblocking(r: io::Result<usize>) -> io::Result<Option<usize>> {
+    match r {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wait until `s` is readable (or writable, with `write`), at most `timeout`.
+fn wait(s: &TcpStream, write: bool, timeout: Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN | if write { libc::POLLOUT } else { 0 },
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes the one pollfd on this stack.
+    match unsafe { libc::poll(&mut p, 1, ms) } {
+        0 => Err(io::Error::new(io::ErrorKind::TimedOut, "no progress")),
+        r if r < 0 => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(e),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Returns (bytes written, bytes echoed, seconds to the last echoed byte,
 /// whether the echo differed from what was sent).
 fn transfer(o: &Opts) -> io::Result<(u64, u64, f64, bool)> {
-    let stream = TcpStream::connect_timeout(&o.addr, o.timeout)?;
-    stream.set_read_timeout(Some(o.timeout))?;
-    stream.set_write_timeout(Some(o.timeout))?;
-    let mut writer = stream.try_clone()?;
-    let chunk = o.chunk;
-    let secs = o.secs;
+    let mut s = TcpStream::connect_timeout(&o.addr, o.timeout)?;
+    s.set_nonblocking(true)?;
+    let chunk = o.chunk as u64;
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(secs);
-    let pat = pattern(chunk.max(READ_SIZE));
-    let wpat = pat.clone();
-    let w = std::thread::spawn(move || -> io::Result<u64> {
-        let mut off = 0u64;
-        let res = (|| {
-            while Instant::now() < deadline {
-                let at = (off % PERIOD as u64) as usize;
-                writer.write_all(&wpat[at..at + chunk])?;
-                off += chunk as u64;
-            }
-            Ok(())
-        })();
-        let _ = writer.shutdown(Shutdown::Write);
-        res.map(|()| off)
-    });
-
-    let mut reader = stream;
+    let deadline = start + Duration::from_secs_f64(o.secs);
+    let pat = pattern(o.chunk.max(READ_SIZE));
     let mut buf = vec![0u8; READ_SIZE];
-    let mut got = 0u64;
+    let (mut written, mut got) = (0u64, 0u64);
     let mut mismatch = false;
     let mut last = start;
-    let read_result = loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
+    let mut writing = true;
+    loop {
+        let mut moved = false;
+        if writing {
+            // A chunk is done: time to stop?
+            if written % chunk == 0 && Instant::now() >= deadline {
+                writing = false;
+                s.shutdown(Shutdown::Write)?;
+            } else {
+                let at = (written % PERIOD as u64) as usize;
+                let rest = (chunk - written % chunk) as usize;
+                if let Some(n) = nonblocking(s.write(&pat[at..at + rest]))? {
+                    written += n as u64;
+                    moved = true;
+                }
+            }
+        }
+        match nonblocking(s.read(&mut buf))? {
+            Some(0) => break,
+            Some(n) => {
                 let at = (got % PERIOD as u64) as usize;
                 if buf[..n] != pat[at..at + n] {
                     mismatch = true;
                 }
                 got += n as u64;
                 last = Instant::now();
+                moved = true;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+            None => {}
         }
-    };
-    let written = match w.join() {
-        Ok(r) => r?,
-        Err(_) => return Err(io::Error::other("writer thread panicked")),
-    };
-    // A read timeout after everything came back means the server kept the
-    // connection open after our FIN; the transfer itself is complete.
-    if let Err(e) = read_result {
-        if got != written {
-            return Err(e);
+        if !writing && got >= written {
+            break;
+        }
+        if !moved {
+            wait(&s, writing, o.timeout)?;
         }
     }
     Ok((written, got, (last - start).as_secs_f64(), mismatch))

@@ -16,9 +16,9 @@
 //! * `udp`: N workers, each with its own socket, sending one datagram and
 //!   waiting for its echo (late echoes of earlier requests are ignored).
 //!   A request unanswered within the timeout counts as lost.
-//! * `bulk`: one connection; one thread writes 64 KiB chunks of a known
-//!   pattern, another reads the echo back (up to 1 MiB per read) and
-//!   checks it. Echoed MB/s.
+//! * `bulk`: one connection; 64 KiB chunks of a known pattern written,
+//!   the echo read back (up to 1 MiB per read) and checked, both by one
+//!   thread on a non-blocking socket. Echoed MB/s.
 //! * `idle`: opens N connections one after another and keeps them all open
 //!   (the fd limit is raised to the hard limit), prints a `phase=opened`
 //!   line, waits, then checks that every one of them echoes.

@@ -91,8 +91,8 @@ static void start(enum mode mode, int conn, char *const argv[])
 static char logbuf[1 << 16];
 static size_t loglen;
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
+static void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logline(const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -130,7 +130,7 @@ static void duty_start(int conn, const struct sockaddr_in *peer, char *const arg
 		return;
 	}
 	inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof ip);
-	logf_("start pid=%d peer=%s:%u\n", pid, ip, ntohs(peer->sin_port));
+	logline("start pid=%d peer=%s:%u\n", pid, ip, ntohs(peer->sin_port));
 }
 
 static void duty_reap(int sfd)
@@ -143,9 +143,9 @@ static void duty_reap(int sfd)
 		;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (WIFEXITED(status))
-			logf_("exit pid=%d status=%d\n", pid, WEXITSTATUS(status));
+			logline("exit pid=%d status=%d\n", pid, WEXITSTATUS(status));
 		else
-			logf_("exit pid=%d signal=%d\n", pid, WTERMSIG(status));
+			logline("exit pid=%d signal=%d\n", pid, WTERMSIG(status));
 	}
 }
 

@@ -1,9 +1,10 @@
 /*
  * The floor: the least a super-server can do per connection. Accept on one
  * TCP listener and start HANDLER with the connection on fd 0 and 1; no
- * config, no access checks, no limits, no logging, no user switch. Children
- * are reaped by the kernel (SIGCHLD ignored). Whatever a real supervisor adds
- * shows up as the distance from this.
+ * config, no access checks, no limits, no user switch. Except in duty mode,
+ * nothing is logged and children are reaped by the kernel (SIGCHLD
+ * ignored). Whatever a real supervisor adds shows up as the distance from
+ * this.
  *
  * usage: floor fork|vfork|spawn|duty ADDR PORT HANDLER
  *   fork   fork(), then dup2 + execve in the child

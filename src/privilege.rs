@@ -18,7 +18,8 @@
 //! Debian's default `files systemd`). One child per distinct
 //! `user`/`group`/`groups` of a load (the config front-end caches them).
 //! A build on a C library without NSS modules (musl) asks the system's
-//! `getent` in that child instead, so it finds the same users.
+//! `getent` instead, so it finds the same users; it needs no lookup child
+//! (nothing is loaded), and runs the queries of one identity at once.
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -50,6 +51,11 @@ impl Identity {
     ) -> Result<Identity, String> {
         if user.is_none() {
             // Nothing to look up.
+            return Identity::resolve_here(user, group, supplementary, euid, egid);
+        }
+        // Without NSS modules in this C library the lookups are `getent`
+        // processes: nothing is loaded here, so no lookup child is needed.
+        if getent::used() {
             return Identity::resolve_here(user, group, supplementary, euid, egid);
         }
         let lookup = || {
@@ -92,9 +98,16 @@ impl Identity {
             }
             return Ok(Identity::Inherit);
         };
+        // With `getent`, the group and the user's groups are asked for
+        // while the user is looked up: processes at once rather than one
+        // after the other.
+        let early_group = group.and_then(|g| getent::start("group", g));
+        let early_groups = (supplementary && euid == 0)
+            .then(|| getent::start("initgroups", user_name))
+            .flatten();
         let user = lookup_user(user_name)?;
         let gid = match group {
-            Some(g) => lookup_group(g)?,
+            Some(g) => lookup_group(g, early_group)?,
             None => user.gid,
         };
         if euid != 0 {
@@ -108,7 +121,7 @@ impl Identity {
             ));
         }
         let groups = if supplementary {
-            member_groups(&user.name, gid)
+            member_groups(&user.name, gid, early_groups)
                 .map_err(|e| format!("user \"{user_name}\": unable to read its groups: {e}"))?
         } else {
             vec![gid]
@@ -197,8 +210,10 @@ struct Account {
 // and uses its own C library only where there is no `getent`.
 
 fn lookup_user(name: &str) -> Result<Account, String> {
-    #[cfg(not(target_env = "gnu"))]
-    if let Some(found) = getent::query("passwd", name) {
+    let found = getent::used()
+        .then(|| getent::query("passwd", name))
+        .flatten();
+    if let Some(found) = found {
         let line = found?.ok_or_else(|| format!("unknown user \"{name}\""))?;
         return getent::account(&line)
             .ok_or_else(|| format!("user \"{name}\": getent gave a malformed entry: {line}"));
@@ -218,9 +233,14 @@ fn lookup_user(name: &str) -> Result<Account, String> {
     }
 }
 
-fn lookup_group(name: &str) -> Result<u32, String> {
-    #[cfg(not(target_env = "gnu"))]
-    if let Some(found) = getent::query("group", name) {
+/// `early`: `getent group NAME` already started.
+fn lookup_group(name: &str, early: Option<getent::Pending>) -> Result<u32, String> {
+    let found = match early {
+        Some(p) => Some(p.finish()),
+        None if getent::used() => getent::query("group", name),
+        None => None,
+    };
+    if let Some(found) = found {
         let line = found?.ok_or_else(|| format!("unknown group \"{name}\""))?;
         return getent::group_id(&line)
             .ok_or_else(|| format!("group \"{name}\": getent gave a malformed entry: {line}"));
@@ -237,11 +257,17 @@ fn lookup_group(name: &str) -> Result<u32, String> {
 }
 
 /// `gid` and the groups `user` is a member of, as initgroups(3) sets them.
-fn member_groups(user: &str, gid: u32) -> Result<Vec<u32>, String> {
+/// `early`: `getent initgroups` started before the user's entry was known;
+/// its answer counts only if it was asked about the entry's own name.
+fn member_groups(user: &str, gid: u32, early: Option<getent::Pending>) -> Result<Vec<u32>, String> {
     // glibc's getent has an `initgroups` database; others may not, and
     // then the C library's group file is all there is.
-    #[cfg(not(target_env = "gnu"))]
-    if let Some(Ok(Some(line))) = getent::query("initgroups", user) {
+    let answer = match early.filter(|p| p.key() == user) {
+        Some(p) => Some(p.finish()),
+        None if getent::used() => getent::query("initgroups", user),
+        None => None,
+    };
+    if let Some(Ok(Some(line))) = answer {
         return getent::member_groups(&line, gid)
             .ok_or_else(|| format!("getent gave a malformed initgroups entry: {line}"));
     }
@@ -255,31 +281,99 @@ fn member_groups(user: &str, gid: u32) -> Result<Vec<u32>, String> {
 #[cfg_attr(target_env = "gnu", allow(dead_code))]
 mod getent {
     use super::Account;
-    use std::process::{Command, Stdio};
+    use std::process::{Child, Command, Stdio};
 
     const PATHS: [&str; 2] = ["/usr/bin/getent", "/bin/getent"];
 
+    fn path() -> Option<&'static str> {
+        PATHS
+            .iter()
+            .copied()
+            .find(|p| std::path::Path::new(p).exists())
+    }
+
+    /// Whether lookups ask `getent`: on a C library without NSS modules,
+    /// when the system has one.
+    pub fn used() -> bool {
+        cfg!(not(target_env = "gnu")) && path().is_some()
+    }
+
+    /// A `getent DB -- KEY` under way.
+    pub struct Pending {
+        path: &'static str,
+        db: &'static str,
+        key: String,
+        child: Option<Child>,
+    }
+
+    /// Start `getent DB -- KEY` if lookups use `getent`; `None` otherwise or
+    /// if it cannot be started (then [`query`] says why).
+    pub fn start(db: &'static str, key: &str) -> Option<Pending> {
+        if !used() {
+            return None;
+        }
+        spawn(path()?, db, key).ok()
+    }
+
+    fn spawn(path: &'static str, db: &'static str, key: &str) -> Result<Pending, String> {
+        let child = Command::new(path)
+            .args([db, "--", key])
+            // The answer does not depend on the locale; not loading one
+            // saves getent a dozen file opens.
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("unable to run {path}: {e}"))?;
+        Ok(Pending {
+            path,
+            db,
+            key: key.to_owned(),
+            child: Some(child),
+        })
+    }
+
+    impl Pending {
+        pub fn key(&self) -> &str {
+            &self.key
+        }
+
+        /// The entry's line, or `Ok(None)` when there is no such key
+        /// (exit status 2).
+        pub fn finish(mut self) -> Result<Option<String>, String> {
+            let Some(child) = self.child.take() else {
+                return Ok(None);
+            };
+            let (path, db, key) = (self.path, self.db, &self.key);
+            let out = child
+                .wait_with_output()
+                .map_err(|e| format!("unable to run {path}: {e}"))?;
+            match out.status.code() {
+                Some(0) => Ok(String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)),
+                Some(2) => Ok(None),
+                _ => Err(format!("{path} {db} {key}: {}", out.status)),
+            }
+        }
+    }
+
+    impl Drop for Pending {
+        /// An answer no longer wanted: end the process and collect it.
+        fn drop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
     /// `getent DB -- KEY`: `None` without a `getent`; else the entry's
     /// line, or `Ok(None)` when there is no such key (exit status 2).
-    pub fn query(db: &str, key: &str) -> Option<Result<Option<String>, String>> {
-        let path = PATHS.iter().find(|p| std::path::Path::new(p).exists())?;
-        let out = match Command::new(path)
-            .args([db, "--", key])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-        {
-            Ok(out) => out,
-            Err(e) => return Some(Err(format!("unable to run {path}: {e}"))),
-        };
-        Some(match out.status.code() {
-            Some(0) => Ok(String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)),
-            Some(2) => Ok(None),
-            _ => Err(format!("{path} {db} {key}: {}", out.status)),
-        })
+    pub fn query(db: &'static str, key: &str) -> Option<Result<Option<String>, String>> {
+        Some(spawn(path()?, db, key).and_then(Pending::finish))
     }
 
     /// `name:password:uid:gid:gecos:home:shell`.
@@ -364,6 +458,21 @@ mod tests {
         match Identity::resolve(Some("nobody"), Some("nogroup"), true, 0, 0) {
             Ok(Identity::Switch { uid, gid, .. }) => {
                 assert_eq!((uid, gid), (65534, 65534));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_user_by_number_gets_the_groups_of_its_name() {
+        // With getent, the groups asked for early are for "65534", not for
+        // the entry's name: they are asked for again, by name.
+        match Identity::resolve(Some("65534"), None, true, 0, 0) {
+            Ok(Identity::Switch {
+                user, uid, groups, ..
+            }) => {
+                assert_eq!((user.as_str(), uid), ("nobody", 65534));
+                assert_eq!(groups, vec![65534]);
             }
             other => panic!("unexpected {other:?}"),
         }

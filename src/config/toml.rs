@@ -185,6 +185,7 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
         ctx,
         errors: Vec::new(),
         identities: HashMap::new(),
+        programs: HashMap::new(),
     };
     let mut global = Global::default();
     let mut defaults: HashMap<&str, Field<'_>> = HashMap::new();
@@ -481,6 +482,9 @@ struct Walk<'c> {
     /// Identities already resolved: a thousand services as `nobody` read
     /// the user and group databases once, not a thousand times.
     identities: HashMap<IdentityKey, Result<Identity, String>>,
+    /// Server programs already checked, with what is wrong with each, if
+    /// anything: one `stat` per program of a load, not per service.
+    programs: HashMap<PathBuf, Option<String>>,
 }
 
 type IdentityKey = (Option<String>, Option<String>, bool);
@@ -750,7 +754,7 @@ impl Walk<'_> {
                         names.join(", ")
                     ))
                 }),
-                None => check_server(f, s).map(Server::Exec),
+                None => check_server(f, s, &mut self.programs).map(Server::Exec),
             })),
         };
         let internal = matches!(server, Some(Server::Internal(_)));
@@ -1124,9 +1128,13 @@ fn valid_env_name(s: &str) -> bool {
 }
 
 /// The server as an absolute path (relative ones are taken from the config
-/// file's directory), checked to be an executable regular file. Messages
-/// quote the path as written.
-fn check_server(f: Field<'_>, s: &str) -> Result<PathBuf, ConfigError> {
+/// file's directory), checked to be an executable regular file (once per
+/// path: `checked`). Messages quote the path as written.
+fn check_server(
+    f: Field<'_>,
+    s: &str,
+    checked: &mut HashMap<PathBuf, Option<String>>,
+) -> Result<PathBuf, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     if s.is_empty() || s.contains('\0') {
         return Err(f.err("server: expected a path to a program"));
@@ -1142,13 +1150,19 @@ fn check_server(f: Field<'_>, s: &str) -> Result<PathBuf, ConfigError> {
             " (relative to the config file's directory)",
         )
     };
-    let problem = match std::fs::metadata(&path) {
-        Err(e) => io_problem(&e),
-        Ok(m) if !m.is_file() => "not a regular file".to_string(),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => "not executable".to_string(),
-        Ok(_) => return Ok(path),
-    };
-    Err(f.err(format!("server \"{s}\"{note}: {problem}")))
+    let problem =
+        checked
+            .entry(path.clone())
+            .or_insert_with_key(|path| match std::fs::metadata(path) {
+                Err(e) => Some(io_problem(&e)),
+                Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => Some("not executable".to_string()),
+                Ok(_) => None,
+            });
+    match problem {
+        None => Ok(path),
+        Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}"))),
+    }
 }
 
 /// An I/O error as its plain description ("No such file or directory").

@@ -210,10 +210,7 @@ struct Account {
 // and uses its own C library only where there is no `getent`.
 
 fn lookup_user(name: &str) -> Result<Account, String> {
-    let found = getent::used()
-        .then(|| getent::query("passwd", name))
-        .flatten();
-    if let Some(found) = found {
+    if let Some(found) = getent::answer(None, "passwd", name) {
         let line = found?.ok_or_else(|| format!("unknown user \"{name}\""))?;
         return getent::account(&line)
             .ok_or_else(|| format!("user \"{name}\": getent gave a malformed entry: {line}"));
@@ -235,12 +232,7 @@ fn lookup_user(name: &str) -> Result<Account, String> {
 
 /// `early`: `getent group NAME` already started.
 fn lookup_group(name: &str, early: Option<getent::Pending>) -> Result<u32, String> {
-    let found = match early {
-        Some(p) => Some(p.finish()),
-        None if getent::used() => getent::query("group", name),
-        None => None,
-    };
-    if let Some(found) = found {
+    if let Some(found) = getent::answer(early, "group", name) {
         let line = found?.ok_or_else(|| format!("unknown group \"{name}\""))?;
         return getent::group_id(&line)
             .ok_or_else(|| format!("group \"{name}\": getent gave a malformed entry: {line}"));
@@ -262,12 +254,8 @@ fn lookup_group(name: &str, early: Option<getent::Pending>) -> Result<u32, Strin
 fn member_groups(user: &str, gid: u32, early: Option<getent::Pending>) -> Result<Vec<u32>, String> {
     // glibc's getent has an `initgroups` database; others may not, and
     // then the C library's group file is all there is.
-    let answer = match early.filter(|p| p.key() == user) {
-        Some(p) => Some(p.finish()),
-        None if getent::used() => getent::query("initgroups", user),
-        None => None,
-    };
-    if let Some(Ok(Some(line))) = answer {
+    let early = early.filter(|p| p.key() == user);
+    if let Some(Ok(Some(line))) = getent::answer(early, "initgroups", user) {
         return getent::member_groups(&line, gid)
             .ok_or_else(|| format!("getent gave a malformed initgroups entry: {line}"));
     }
@@ -374,6 +362,21 @@ mod getent {
     /// line, or `Ok(None)` when there is no such key (exit status 2).
     pub fn query(db: &'static str, key: &str) -> Option<Result<Option<String>, String>> {
         Some(spawn(path()?, db, key).and_then(Pending::finish))
+    }
+
+    /// What a lookup learns from `getent`: the answer of `early` (the same
+    /// query, started before) if there is one, else of a new [`query`];
+    /// `None` when lookups do not use `getent`.
+    pub fn answer(
+        early: Option<Pending>,
+        db: &'static str,
+        key: &str,
+    ) -> Option<Result<Option<String>, String>> {
+        match early {
+            Some(p) => Some(p.finish()),
+            None if used() => query(db, key),
+            None => None,
+        }
     }
 
     /// `name:password:uid:gid:gecos:home:shell`.

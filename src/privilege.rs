@@ -266,7 +266,6 @@ fn member_groups(user: &str, gid: u32, early: Option<getent::Pending>) -> Result
 }
 
 /// The system's `getent`, for builds whose C library has no NSS modules.
-#[cfg_attr(target_env = "gnu", allow(dead_code))]
 mod getent {
     use super::Account;
     use std::process::{Child, Command, Stdio};

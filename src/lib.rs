@@ -17,6 +17,7 @@
 //! - [`signals`] — signals as events: a self-pipe, and a signalfd for SIGCHLD.
 //! - [`notify`] — sd_notify.
 //! - [`log`] — syslog or stderr, one `key=value` grammar.
+//! - [`render`] — numbers and addresses as text without `core::fmt`.
 
 pub mod access;
 pub mod children;
@@ -30,6 +31,7 @@ pub mod notify;
 pub mod privilege;
 pub mod relay;
 pub mod reload;
+pub mod render;
 pub mod signals;
 pub mod spawn;
 pub mod supervisor;

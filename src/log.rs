@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use syslog::{Facility, LogFormat, Severity};
 
+use crate::render::{Render, Text};
+
 /// The default syslog socket.
 const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 /// Bytes of stderr lines after which they are written without waiting for
@@ -106,7 +108,7 @@ impl Log {
     pub fn write(&mut self, level: Level, args: fmt::Arguments<'_>) {
         match &mut self.sink {
             Sink::Stderr => {
-                let _ = write!(self.buf, "oxinetd[{}]: ", self.pid);
+                tag(&mut self.buf, self.pid);
                 let _ = self.buf.write_fmt(args);
                 self.buf.push('\n');
                 if self.buf.len() >= STDERR_BATCH {
@@ -120,7 +122,10 @@ impl Log {
             } => {
                 self.buf.clear();
                 let pri = *facility as u8 | level.severity();
-                let _ = write!(self.buf, "<{pri}>oxinetd[{}]: ", self.pid);
+                self.buf.push('<');
+                self.buf.push_str(Text::decimal(u64::from(pri)).as_str());
+                self.buf.push('>');
+                tag(&mut self.buf, self.pid);
                 let _ = self.buf.write_fmt(args);
                 if logger.info(self.buf.as_bytes()).is_ok() {
                     return;
@@ -147,6 +152,13 @@ impl Log {
             self.buf.clear();
         }
     }
+}
+
+/// `oxinetd[PID]: `, the tag every line starts with.
+fn tag(buf: &mut String, pid: u32) {
+    buf.push_str("oxinetd[");
+    buf.push_str(Text::decimal(u64::from(pid)).as_str());
+    buf.push_str("]: ");
 }
 
 impl Drop for Log {
@@ -245,13 +257,19 @@ impl Throttle {
 }
 
 /// An optional ` key=value` of an event line: written straight into the
-/// line when present, nothing otherwise (no string is built for it).
+/// line when present, nothing otherwise (no string is built for it). The
+/// value is rendered on the stack (`render`), not through a nested format.
 pub struct Opt<'a, T>(pub &'a str, pub Option<T>);
 
-impl<T: fmt::Display> fmt::Display for Opt<'_, T> {
+impl<T: Render> fmt::Display for Opt<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.1 {
-            Some(v) => write!(f, " {}={v}", self.0),
+            Some(v) => {
+                f.write_str(" ")?;
+                f.write_str(self.0)?;
+                f.write_str("=")?;
+                f.write_str(v.render().as_str())
+            }
             None => Ok(()),
         }
     }

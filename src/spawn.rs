@@ -9,9 +9,9 @@
 //! The child itself allocates nothing.
 
 use std::ffi::CString;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use libc::c_char;
@@ -20,6 +20,7 @@ use nix::sys::socket::UnixCredentials;
 
 use crate::config::{Handler, Protocol, Service, StderrMode};
 use crate::privilege::Identity;
+use crate::render::{Render, Text};
 use crate::sys::{self, ExecImage, Ids};
 
 /// Variables oxinetd sets per connection; `env` may not set them.
@@ -194,7 +195,7 @@ impl Spawner {
                 if *activation {
                     // LISTEN_PID is added by sys::spawn: only the child
                     // knows it.
-                    self.push_env(format_args!("LISTEN_FDS=1"));
+                    self.push_env(&[b"LISTEN_FDS=1"]);
                     (*socket, *socket, Some(*socket))
                 } else {
                     (*socket, *socket, None)
@@ -261,33 +262,38 @@ impl Spawner {
             } => (protocol, peer, local),
             Ends::Unix { path, cred } => {
                 // As ucspi-unix names them.
-                self.push_env(format_args!("PROTO=UNIX"));
-                self.push_env(format_args!("UNIXLOCALPATH={}", path.display()));
+                self.push_env(&[b"PROTO=UNIX"]);
+                self.push_env(&[b"UNIXLOCALPATH=", path.as_os_str().as_bytes()]);
                 if let Some(c) = cred {
-                    self.push_env(format_args!("UNIXREMOTEEUID={}", c.uid()));
-                    self.push_env(format_args!("UNIXREMOTEEGID={}", c.gid()));
-                    self.push_env(format_args!("UNIXREMOTEPID={}", c.pid()));
+                    self.push_env(&[b"UNIXREMOTEEUID=", c.uid().render().as_bytes()]);
+                    self.push_env(&[b"UNIXREMOTEEGID=", c.gid().render().as_bytes()]);
+                    self.push_env(&[b"UNIXREMOTEPID=", c.pid().render().as_bytes()]);
                 }
                 return;
             }
         };
-        let p = protocol.ucspi();
-        self.push_env(format_args!("PROTO={p}"));
+        let p = protocol.ucspi().as_bytes();
+        self.push_env(&[b"PROTO=", p]);
         let local = unmap(local);
-        self.push_env(format_args!("{p}LOCALIP={}", local.ip()));
-        self.push_env(format_args!("{p}LOCALPORT={}", local.port()));
+        self.push_env(&[p, b"LOCALIP=", Text::ip(local.ip()).as_bytes()]);
+        self.push_env(&[p, b"LOCALPORT=", local.port().render().as_bytes()]);
         if let Some(peer) = peer.map(unmap) {
-            self.push_env(format_args!("{p}REMOTEIP={}", peer.ip()));
-            self.push_env(format_args!("{p}REMOTEPORT={}", peer.port()));
-            self.push_env(format_args!("REMOTE_ADDR={}", peer.ip()));
-            self.push_env(format_args!("REMOTE_PORT={}", peer.port()));
+            let ip = Text::ip(peer.ip());
+            let port = peer.port().render();
+            self.push_env(&[p, b"REMOTEIP=", ip.as_bytes()]);
+            self.push_env(&[p, b"REMOTEPORT=", port.as_bytes()]);
+            self.push_env(&[b"REMOTE_ADDR=", ip.as_bytes()]);
+            self.push_env(&[b"REMOTE_PORT=", port.as_bytes()]);
         }
     }
 
-    fn push_env(&mut self, args: std::fmt::Arguments<'_>) {
+    /// One `NAME=value` entry from its pieces (rendered, not formatted:
+    /// `render`).
+    fn push_env(&mut self, parts: &[&[u8]]) {
         self.env_offsets.push(self.env_buf.len());
-        // Writing to a Vec cannot fail.
-        let _ = self.env_buf.write_fmt(args);
+        for part in parts {
+            self.env_buf.extend_from_slice(part);
+        }
         self.env_buf.push(0);
     }
 }

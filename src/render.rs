@@ -1,0 +1,256 @@
+//! Numbers and socket addresses as text, on the stack, for the lines and
+//! environment variables written for every connection.
+//!
+//! `core::fmt` renders an `Ipv4Addr` through a nested format call with
+//! padding support, and an integer through `pad_integral`; per connection
+//! that cost as much user time as the rest of the supervisor's own code
+//! (perf, bench/README). `Text` renders the common cases directly and hands
+//! the result to a line or a buffer as one `&str`. IPv6 goes through
+//! `core::fmt` (RFC 5952 compression is not worth repeating here).
+
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Room for the longest value: `[` + 45 (IPv6 with embedded IPv4) +
+/// `%4294967295` + `]:65535`.
+const CAP: usize = 64;
+
+/// One rendered value.
+#[derive(Clone, Copy)]
+pub struct Text {
+    buf: [u8; CAP],
+    len: usize,
+}
+
+impl Text {
+    fn new() -> Text {
+        Text {
+            buf: [0; CAP],
+            len: 0,
+        }
+    }
+
+    /// A number in decimal.
+    pub fn decimal(n: u64) -> Text {
+        let mut t = Text::new();
+        t.push_decimal(n);
+        t
+    }
+
+    /// A signed number in decimal.
+    pub fn signed(n: i64) -> Text {
+        let mut t = Text::new();
+        if n < 0 {
+            t.push_byte(b'-');
+        }
+        t.push_decimal(n.unsigned_abs());
+        t
+    }
+
+    /// An address as `core::net` writes it (dotted quad, RFC 5952).
+    pub fn ip(ip: IpAddr) -> Text {
+        let mut t = Text::new();
+        match ip {
+            IpAddr::V4(v4) => t.push_ipv4(v4),
+            IpAddr::V6(v6) => {
+                let _ = write!(t, "{v6}");
+            }
+        }
+        t
+    }
+
+    /// `ADDR:PORT`, or `[ADDR]:PORT` for IPv6, as `core::net` writes it.
+    pub fn socket_addr(addr: SocketAddr) -> Text {
+        let mut t = Text::new();
+        match addr {
+            SocketAddr::V4(v4) => {
+                t.push_ipv4(*v4.ip());
+                t.push_byte(b':');
+                t.push_decimal(u64::from(v4.port()));
+            }
+            SocketAddr::V6(v6) => {
+                let _ = write!(t, "{v6}");
+            }
+        }
+        t
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII and whole `str`s are ever pushed, so this cannot fail.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Appends what fits (CAP covers every value rendered here).
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.push_byte(b);
+        }
+    }
+
+    /// One byte at a time, not `copy_from_slice`: the values are a few
+    /// bytes long, and a call to `memcpy` per piece cost more than the
+    /// copy (musl's is not inlined).
+    fn push_byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_decimal(&mut self, mut n: u64) {
+        // Least significant digit first (division by a constant is a
+        // multiplication), then copied out in order.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[at..] {
+            self.push_byte(d);
+        }
+    }
+
+    fn push_ipv4(&mut self, ip: Ipv4Addr) {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.push_byte(b'.');
+            }
+            self.push_decimal(u64::from(octet));
+        }
+    }
+}
+
+impl fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() > CAP - self.len {
+            return Err(fmt::Error);
+        }
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value that renders as `Text`: what `log::Opt` and the environment
+/// take, so each value costs one `write_str`.
+pub trait Render {
+    fn render(&self) -> Text;
+}
+
+macro_rules! render_unsigned {
+    ($($t:ty),*) => {$(
+        impl Render for $t {
+            fn render(&self) -> Text {
+                Text::decimal(u64::from(*self))
+            }
+        }
+    )*};
+}
+render_unsigned!(u8, u16, u32, u64);
+
+impl Render for i32 {
+    fn render(&self) -> Text {
+        Text::signed(i64::from(*self))
+    }
+}
+
+impl Render for u128 {
+    fn render(&self) -> Text {
+        let mut t = Text::new();
+        let _ = write!(t, "{self}");
+        t
+    }
+}
+
+impl Render for bool {
+    fn render(&self) -> Text {
+        let mut t = Text::new();
+        t.push(if *self { b"true" } else { b"false" });
+        t
+    }
+}
+
+impl Render for &str {
+    /// Short words only (signal names); longer text is cut at `CAP` bytes.
+    fn render(&self) -> Text {
+        let mut t = Text::new();
+        let mut end = self.len().min(CAP);
+        while !self.is_char_boundary(end) {
+            end -= 1;
+        }
+        t.push(&self.as_bytes()[..end]);
+        t
+    }
+}
+
+impl Render for IpAddr {
+    fn render(&self) -> Text {
+        Text::ip(*self)
+    }
+}
+
+impl Render for SocketAddr {
+    fn render(&self) -> Text {
+        Text::socket_addr(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Render, Text};
+    use std::net::{IpAddr, SocketAddr};
+
+    #[test]
+    fn numbers_read_as_core_fmt_writes_them() {
+        for n in [0u64, 7, 10, 99, 100, 65535, 4294967295, u64::MAX] {
+            assert_eq!(Text::decimal(n).as_str(), n.to_string());
+        }
+        for n in [0i64, -1, 42, i64::MIN, i64::MAX] {
+            assert_eq!(Text::signed(n).as_str(), n.to_string());
+        }
+        assert_eq!(u128::MAX.render().as_str(), u128::MAX.to_string());
+        assert_eq!(true.render().as_str(), "true");
+    }
+
+    #[test]
+    fn addresses_read_as_core_net_writes_them() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:7",
+            "255.255.255.255:65535",
+            "10.20.3.40:1024",
+            "[::1]:80",
+            "[::ffff:192.0.2.1]:9",
+            "[2001:db8::1]:65535",
+            "[fe80::1%4294967295]:65535",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+        ] {
+            let a: SocketAddr = a.parse().expect("test address");
+            assert_eq!(a.render().as_str(), a.to_string());
+            assert_eq!(Text::ip(a.ip()).as_str(), a.ip().to_string());
+        }
+        let ip: IpAddr = "1.2.3.4".parse().expect("test address");
+        assert_eq!(format!("<{}>", ip.render()), "<1.2.3.4>");
+    }
+
+    #[test]
+    fn long_words_are_cut_on_a_character_boundary() {
+        let word = "é".repeat(40);
+        let t = word.as_str().render();
+        assert!(t.as_str().len() <= 64 && word.starts_with(t.as_str()));
+    }
+}

@@ -1,20 +1,27 @@
 //! Signals as events. HUP, TERM and INT go through signal-hook: its
 //! handlers only set a flag and write a byte to a self-pipe, and the event
 //! loop sees the pipe readable and reads the flags. SIGCHLD, the one signal
-//! that comes with every connection, is blocked instead and read from a
-//! signalfd: no handler runs, no byte is written and no frame is unwound
-//! per exiting handler (handlers start with an empty mask; see `sys`).
-//! No work happens in a signal handler.
+//! that comes with every connection, is read from a signalfd instead: no
+//! handler runs, no byte is written and no frame is unwound per exiting
+//! handler. No work happens in a signal handler.
+//!
+//! All four stay blocked except while the loop waits (`epoll_pwait` with
+//! [`Signals::wait_mask`], SIGCHLD still blocked there), as `pselect` is
+//! meant to be used. So a handler of ours runs nowhere else: not in the
+//! middle of the loop's work, and not in a handler process between its
+//! `clone` and `exec`, when it still shares the supervisor's memory
+//! (`sys::spawn` relies on this, and needs no mask change per spawn).
+//! Handlers start with an empty mask and default dispositions (`sys`).
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::raw::c_int;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// What arrived since the last look.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub struct Signals {
     children: SignalFd,
     reload: Arc<AtomicBool>,
     terminate: Arc<AtomicBool>,
+    /// The mask to wait with: the process's, less HUP, TERM and INT.
+    open: SigSet,
 }
 
 impl Signals {
@@ -36,25 +45,42 @@ impl Signals {
         let (wake, write) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
+        let reload = Arc::new(AtomicBool::new(false));
+        let terminate = Arc::new(AtomicBool::new(false));
+        let flagged = [
+            (Signal::SIGHUP, &reload),
+            (Signal::SIGTERM, &terminate),
+            (Signal::SIGINT, &terminate),
+        ];
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
-        chld.thread_block()?;
+        let mut blocked = chld;
+        for (sig, _) in flagged {
+            blocked.add(sig);
+        }
+        // Blocked before the handlers exist, so none runs outside the wait.
+        let mut open = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+        open.add(Signal::SIGCHLD);
+        for (sig, flag) in flagged {
+            open.remove(sig);
+            signal_hook::flag::register(sig as c_int, Arc::clone(flag))?;
+            signal_hook::low_level::pipe::register(sig as c_int, write.try_clone()?)?;
+        }
         let children = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         let s = Signals {
             wake,
             children,
-            reload: Arc::new(AtomicBool::new(false)),
-            terminate: Arc::new(AtomicBool::new(false)),
+            reload,
+            terminate,
+            open,
         };
-        for (sig, flag) in [
-            (SIGHUP, &s.reload),
-            (SIGTERM, &s.terminate),
-            (SIGINT, &s.terminate),
-        ] {
-            signal_hook::flag::register(sig, Arc::clone(flag))?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
-        }
         Ok(s)
+    }
+
+    /// The signal mask for the loop's wait, the only place HUP, TERM and
+    /// INT are let in.
+    pub fn wait_mask(&self) -> &SigSet {
+        &self.open
     }
 
     /// The fds that become readable when a signal arrives: the self-pipe
@@ -76,6 +102,27 @@ impl Signals {
             child,
             reload: self.reload.swap(false, Ordering::SeqCst),
             terminate: self.terminate.swap(false, Ordering::SeqCst),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::signal::{SigSet, Signal};
+
+    #[test]
+    fn handled_signals_are_blocked_except_in_the_wait() {
+        // The mask is per thread: this changes only the test's own.
+        let s = super::Signals::install().expect("signals");
+        let now = SigSet::thread_get_mask().expect("mask");
+        for sig in [
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGCHLD,
+        ] {
+            assert!(now.contains(sig), "{sig} not blocked");
+            assert_eq!(s.wait_mask().contains(sig), sig == Signal::SIGCHLD, "{sig}");
         }
     }
 }

@@ -438,11 +438,12 @@ impl Supervisor {
                 let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                 EpollTimeout::try_from(ms.min(60_000)).unwrap_or(EpollTimeout::MAX)
             });
-            let n = match self.epoll.wait(&mut events, timeout) {
+            let mask = self.signals.wait_mask();
+            let n = match crate::sys::epoll_pwait(&self.epoll, &mut events, timeout, mask) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => 0,
                 Err(e) => {
-                    error!(self.log, "error msg={}", Q(&format!("epoll_wait: {e}")));
+                    error!(self.log, "error msg={}", Q(&format!("epoll_pwait: {e}")));
                     0
                 }
             };

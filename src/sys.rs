@@ -27,9 +27,12 @@
 //!   in the parent thread's TLS, shared with the child and now in use by
 //!   the running parent (glibc's `setuid` and friends would also broadcast
 //!   to every thread through shared state);
-//! - it allocates nothing and starts with every signal blocked (the parent
-//!   blocks them across the clone), so no handler of the parent's can run
-//!   on the child's side before it has reset them to default.
+//! - it allocates nothing and starts with the supervisor's mask, in which
+//!   every signal with a handler of ours is blocked (they are let in only
+//!   during the loop's [`epoll_pwait`]: `signals`), so no such handler can
+//!   run on the child's side before it has reset them to default. (The
+//!   Rust runtime's SIGSEGV/SIGBUS handler would only run on a fault in
+//!   the child's own few system calls, and would then kill it.)
 //!
 //! The kernel tells the parent when the child is gone from the slot: with
 //! `CLONE_CHILD_CLEARTID` it writes 0 to the slot's `ctid` word (and wakes
@@ -67,6 +70,8 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use libc::{c_char, c_int, c_long, c_void, gid_t, pid_t};
 use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollEvent, EpollTimeout};
+use nix::sys::signal::SigSet;
 
 /// The step of the child setup that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,8 +473,10 @@ impl Drop for Launcher {
 /// targets other than x86_64 and aarch64, once it has exec'd or exited).
 /// Whether it got to exec is known when it is reaped: [`Launcher::failure`].
 ///
-/// All signals are blocked across the clone, so none of the supervisor's
-/// handlers can run in the child before it has reset them to default.
+/// The caller keeps every signal it handles blocked (`signals` does,
+/// outside the loop's wait), so none of its handlers can run in the child
+/// before the child has reset them to default; the mask is not touched per
+/// spawn.
 pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errno> {
     debug_assert!(img.argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(img.envp.last().is_some_and(|p| p.is_null()));
@@ -478,19 +485,6 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
     slot.job.fill(img);
     slot.job.failure.store(0, Ordering::Relaxed);
     slot.job.ctid.store(1, Ordering::Relaxed);
-    let all: u64 = !0;
-    let mut old: u64 = 0;
-    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both locals of
-    // the kernel's sigset size (8 bytes).
-    let blocked = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &all as *const u64,
-            &mut old as *mut u64,
-            8usize,
-        )
-    } == 0;
     let job: *const Job = &*slot.job;
     // SAFETY: `child_main` runs on the slot's stack, which no other child
     // uses (the slot was free) and whose top is 16-byte aligned. It reads
@@ -501,18 +495,6 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
     // the job. The process is single-threaded, so no thread other than
     // this one and the child's runs in the shared memory.
     let pid = unsafe { clone_child(slot.stack.top(), job as *mut c_void, slot.job.ctid.as_ptr()) };
-    if blocked {
-        // SAFETY: restores the mask saved above, from a local.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &old as *const u64,
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            )
-        };
-    }
     match pid {
         Ok(pid) => {
             slot.pid = pid;
@@ -1101,6 +1083,38 @@ pub fn local_minute_of_day() -> u16 {
         tm
     };
     (tm.tm_hour * 60 + tm.tm_min) as u16
+}
+
+// nix's EpollEvent wraps libc's epoll_event (repr(transparent)); checked
+// here because `epoll_pwait` hands the kernel a slice of them.
+const _: () = assert!(
+    std::mem::size_of::<EpollEvent>() == std::mem::size_of::<libc::epoll_event>()
+        && std::mem::align_of::<EpollEvent>() == std::mem::align_of::<libc::epoll_event>()
+);
+
+/// Wait on `epoll` with `mask` as the signal mask for the wait only: the
+/// loop's one wait, where `signals` lets its handled signals in (nix
+/// wraps `epoll_wait` but not `epoll_pwait`).
+pub fn epoll_pwait(
+    epoll: &Epoll,
+    events: &mut [EpollEvent],
+    timeout: EpollTimeout,
+    mask: &SigSet,
+) -> Result<usize, Errno> {
+    let max = c_int::try_from(events.len()).unwrap_or(c_int::MAX);
+    // SAFETY: `events` is writable for `max` entries of the kernel's
+    // layout (asserted above), the kernel writes at most `max`; `mask` is
+    // a live sigset_t it only reads.
+    let n = unsafe {
+        libc::epoll_pwait(
+            epoll.0.as_raw_fd(),
+            events.as_mut_ptr().cast::<libc::epoll_event>(),
+            max,
+            i32::from(timeout),
+            mask.as_ref(),
+        )
+    };
+    Errno::result(n).map(|n| n as usize)
 }
 
 /// Startup hygiene for the supervisor itself: fds 0-2 open (so no socket

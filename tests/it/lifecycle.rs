@@ -152,6 +152,33 @@ fn sigterm_stops_listening_and_waits_for_handlers() {
     s.expect_line(&["stopped"]);
 }
 
+/// The supervisor's signal handlers run only inside its wait (outside it
+/// HUP, INT and TERM are blocked too: `signals`' unit test). Seen from
+/// outside, the idle supervisor is in that wait: HUP, INT and TERM let in
+/// and caught, CHLD blocked (read from a signalfd); and they act.
+#[test]
+fn the_idle_supervisor_waits_with_its_signals_let_in() {
+    let mut s = Server::start(&svc("e", "127.0.0.1:0", "/bin/cat"));
+    assert_eq!(talk(s.addr("e"), "one\n"), "one\n");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let mask = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).expect(key);
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let bit = |sig: Signal| 1u64 << (sig as i32 - 1);
+    let flagged = bit(Signal::SIGHUP) | bit(Signal::SIGINT) | bit(Signal::SIGTERM);
+    let blocked = mask("SigBlk:");
+    assert_eq!(
+        blocked & (flagged | bit(Signal::SIGCHLD)),
+        bit(Signal::SIGCHLD),
+        "SigBlk {blocked:x}"
+    );
+    assert_eq!(mask("SigCgt:") & flagged, flagged, "HUP, INT, TERM caught");
+    s.signal(Signal::SIGINT);
+    assert_eq!(s.wait_exit().code(), Some(0));
+    s.expect_line(&["stopped"]);
+}
+
 #[test]
 fn shutdown_grace_is_a_limit() {
     let config = format!(

@@ -23,6 +23,25 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+/// The signals with a handler: HUP reloads, TERM and INT stop.
+const FLAGGED: [Signal; 3] = [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT];
+
+/// Block FLAGGED and SIGCHLD in this (the only) thread; returns the mask
+/// to wait with: the one before, with SIGCHLD blocked and FLAGGED let in.
+fn block() -> io::Result<SigSet> {
+    let mut blocked = SigSet::empty();
+    blocked.add(Signal::SIGCHLD);
+    for sig in FLAGGED {
+        blocked.add(sig);
+    }
+    let mut open = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    open.add(Signal::SIGCHLD);
+    for sig in FLAGGED {
+        open.remove(sig);
+    }
+    Ok(open)
+}
+
 /// What arrived since the last look.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pending {
@@ -47,25 +66,19 @@ impl Signals {
         write.set_nonblocking(true)?;
         let reload = Arc::new(AtomicBool::new(false));
         let terminate = Arc::new(AtomicBool::new(false));
-        let flagged = [
-            (Signal::SIGHUP, &reload),
-            (Signal::SIGTERM, &terminate),
-            (Signal::SIGINT, &terminate),
-        ];
-        let mut chld = SigSet::empty();
-        chld.add(Signal::SIGCHLD);
-        let mut blocked = chld;
-        for (sig, _) in flagged {
-            blocked.add(sig);
-        }
         // Blocked before the handlers exist, so none runs outside the wait.
-        let mut open = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-        open.add(Signal::SIGCHLD);
-        for (sig, flag) in flagged {
-            open.remove(sig);
+        let open = block()?;
+        for sig in FLAGGED {
+            let flag = if sig == Signal::SIGHUP {
+                &reload
+            } else {
+                &terminate
+            };
             signal_hook::flag::register(sig as c_int, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig as c_int, write.try_clone()?)?;
         }
+        let mut chld = SigSet::empty();
+        chld.add(Signal::SIGCHLD);
         let children = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         let s = Signals {
             wake,
@@ -112,8 +125,9 @@ mod tests {
 
     #[test]
     fn handled_signals_are_blocked_except_in_the_wait() {
-        // The mask is per thread: this changes only the test's own.
-        let s = super::Signals::install().expect("signals");
+        // Masks are per thread: this changes only the test's own (and no
+        // handler is installed in the test process).
+        let open = super::block().expect("mask");
         let now = SigSet::thread_get_mask().expect("mask");
         for sig in [
             Signal::SIGHUP,
@@ -122,7 +136,7 @@ mod tests {
             Signal::SIGCHLD,
         ] {
             assert!(now.contains(sig), "{sig} not blocked");
-            assert_eq!(s.wait_mask().contains(sig), sig == Signal::SIGCHLD, "{sig}");
+            assert_eq!(open.contains(sig), sig == Signal::SIGCHLD, "{sig}");
         }
     }
 }

@@ -20,7 +20,7 @@ use nix::sys::socket::UnixCredentials;
 
 use crate::config::{Handler, Protocol, Service, StderrMode};
 use crate::privilege::Identity;
-use crate::render::{Render, Text};
+use crate::render::Render;
 use crate::sys::{self, ExecImage, Ids};
 
 /// Variables oxinetd sets per connection; `env` may not set them.
@@ -275,10 +275,10 @@ impl Spawner {
         let p = protocol.ucspi().as_bytes();
         self.push_env(&[b"PROTO=", p]);
         let local = unmap(local);
-        self.push_env(&[p, b"LOCALIP=", Text::ip(local.ip()).as_bytes()]);
+        self.push_env(&[p, b"LOCALIP=", local.ip().render().as_bytes()]);
         self.push_env(&[p, b"LOCALPORT=", local.port().render().as_bytes()]);
         if let Some(peer) = peer.map(unmap) {
-            let ip = Text::ip(peer.ip());
+            let ip = peer.ip().render();
             let port = peer.port().render();
             self.push_env(&[p, b"REMOTEIP=", ip.as_bytes()]);
             self.push_env(&[p, b"REMOTEPORT=", port.as_bytes()]);

@@ -3,8 +3,8 @@
 //!
 //! `core::fmt` renders an `Ipv4Addr` through a nested format call with
 //! padding support, and an integer through `pad_integral`; per connection
-//! that cost as much user time as the rest of the supervisor's own code
-//! (perf, bench/README). `Text` renders the common cases directly and hands
+//! that was about a third of the supervisor's own (user) time (perf,
+//! bench/README). `Text` renders the common cases directly and hands
 //! the result to a line or a buffer as one `&str`. IPv6 goes through
 //! `core::fmt` (RFC 5952 compression is not worth repeating here).
 

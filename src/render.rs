@@ -38,7 +38,7 @@ impl Text {
     }
 
     /// A signed number in decimal.
-    pub fn signed(n: i64) -> Text {
+    fn signed(n: i64) -> Text {
         let mut t = Text::new();
         if n < 0 {
             t.push_byte(b'-');
@@ -48,7 +48,7 @@ impl Text {
     }
 
     /// An address as `core::net` writes it (dotted quad, RFC 5952).
-    pub fn ip(ip: IpAddr) -> Text {
+    fn ip(ip: IpAddr) -> Text {
         let mut t = Text::new();
         match ip {
             IpAddr::V4(v4) => t.push_ipv4(v4),
@@ -60,7 +60,7 @@ impl Text {
     }
 
     /// `ADDR:PORT`, or `[ADDR]:PORT` for IPv6, as `core::net` writes it.
-    pub fn socket_addr(addr: SocketAddr) -> Text {
+    fn socket_addr(addr: SocketAddr) -> Text {
         let mut t = Text::new();
         match addr {
             SocketAddr::V4(v4) => {

@@ -23,6 +23,8 @@ pub mod access;
 pub mod children;
 pub mod cli;
 pub mod config;
+pub mod fds;
+pub mod idle;
 pub mod internal;
 pub mod limits;
 pub mod listener;

@@ -33,6 +33,7 @@ pub mod relay;
 pub mod reload;
 pub mod render;
 pub mod signals;
+pub mod sockdir;
 pub mod spawn;
 pub mod supervisor;
 #[allow(unsafe_code)]

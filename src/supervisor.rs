@@ -533,14 +533,15 @@ impl Supervisor {
                 match old.remove(&Slot::new(key.clone(), &running.svc.name)) {
                     Some(mut l) => {
                         let was = l.service.mode;
+                        let was_file = l.service.svc.socket_file;
                         l.service = Rc::clone(&running);
                         l.idle_exits = 0;
                         if blocking(was) != blocking(l.service.mode) {
                             self.set_mode(&l);
                         }
-                        if let Some(f) = &l.file {
-                            // The owner or mode may be new.
-                            if let Err(e) = listener::set_file(&f.path, &running.svc.socket_file) {
+                        let file = &running.svc.socket_file;
+                        if let Some(f) = l.file.as_ref().filter(|_| was_file != *file) {
+                            if let Err(e) = listener::update_file(&f.path, f.id, file) {
                                 self.bind_failed(&running.name, &key, &e);
                             }
                         }
@@ -594,20 +595,12 @@ impl Supervisor {
     }
 
     fn add_listener(&mut self, running: &Rc<Running>, key: &ListenKey) -> io::Result<()> {
-        let socket = listener::bind(key, !blocking(running.mode))?;
-        let (local, file) = match &key.addr {
-            BindAddr::Unix(path) => match listener::set_file(path, &running.svc.socket_file) {
-                Ok(id) => {
-                    let path = Rc::from(path.as_path());
-                    (None, Some(listener::BoundFile { path, id }))
-                }
-                Err(e) => {
-                    // Only the socket just bound: never another kind of
-                    // file someone put there meanwhile.
-                    listener::remove_socket(path);
-                    return Err(e);
-                }
-            },
+        let (socket, id) = listener::bind(key, !blocking(running.mode), &running.svc.socket_file)?;
+        let (local, file) = match (&key.addr, id) {
+            (BindAddr::Unix(path), Some(id)) => {
+                let path = Rc::from(path.as_path());
+                (None, Some(listener::BoundFile { path, id }))
+            }
             _ => {
                 let local = socket.local_addr()?.as_socket();
                 (

@@ -697,7 +697,11 @@ impl Walk<'_> {
                         .into_iter()
                         .filter_map(|(s, at)| {
                             let addr = if unix_asked || s.starts_with('/') {
-                                parse_unix_path(s)
+                                parse_unix_path(s).inspect(|a| {
+                                    if let Err(m) = self.unix_dirs(a) {
+                                        sink.ok::<()>(Err(ConfigError::new(at.clone(), m)));
+                                    }
+                                })
                             } else {
                                 parse_listen(s, protocol, &self.ctx.etc_services)
                             };
@@ -930,6 +934,16 @@ impl Walk<'_> {
                      (its handler reads the socket itself)"
                 ),
             )));
+        }
+    }
+
+    /// A UNIX-domain path whose directories only root can change
+    /// (`sockdir`: oxinetd chowns and chmods the file it binds there).
+    fn unix_dirs(&self, addr: &BindAddr) -> Result<(), String> {
+        match addr {
+            BindAddr::Unix(p) => crate::sockdir::check(p, self.ctx.euid)
+                .map_err(|m| format!("listen \"{}\": {m}", p.display())),
+            _ => Ok(()),
         }
     }
 

@@ -9,6 +9,7 @@ mod child;
 mod clients;
 mod compat;
 mod dgram;
+mod harden_flood;
 mod internal;
 mod lifecycle;
 mod limits;

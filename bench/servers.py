@@ -399,7 +399,7 @@ class Oxinetd(Server):
     settings = (
         '`--log stderr` to a file (default log fields: `start`/`exit` lines per handler, `done` per internal '
         'TCP connection); `user = "nobody"`, `stderr = "null"`; internal UDP `reply_rate` raised from '
-        "50,000/s to 100,000,000/s; `instances` left at its default (256 handlers; internal: unlimited)"
+        "50,000/s to 100,000,000/s and `peer_reply_rate` from 100/s to 100,000,000/s; `instances` left at its default (256 handlers; internal: unlimited)"
     )
 
     def __init__(self, binary, name="oxinetd"):
@@ -415,7 +415,8 @@ class Oxinetd(Server):
             elif s.kind == "tcp-echo":
                 lines.append('server = "internal:echo"')
             elif s.kind == "udp-echo":
-                lines += ['socket = "dgram"', 'server = "internal:echo"', "reply_rate = 100000000"]
+                lines += ['socket = "dgram"', 'server = "internal:echo"', "reply_rate = 100000000",
+                          "peer_reply_rate = 100000000"]
             elif s.kind == "udp-wait":
                 lines += ['socket = "dgram"', "wait = true", f'server = "{ctx.udpecho1}"']
             lines.append("")

@@ -7,6 +7,7 @@
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
 //! - [`limits`] — instances, per_source, cps: the load a service may take.
+//! - [`flood`] — token buckets for stderr lines and per-peer UDP replies.
 //! - [`spawn`] — everything a handler needs, prepared before it is spawned.
 //! - [`sys`] — the only `unsafe`: the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
@@ -23,6 +24,7 @@ pub mod access;
 pub mod children;
 pub mod cli;
 pub mod config;
+pub mod flood;
 pub mod internal;
 pub mod limits;
 pub mod listener;

@@ -28,6 +28,9 @@ pub struct Limits {
     pub rate: Option<Rate>,
     /// Replies per second of an internal UDP service.
     pub reply_rate: u32,
+    /// Replies per second of an internal UDP service to one peer (address
+    /// and port); see `flood::PeerLimit`.
+    pub peer_reply_rate: u32,
 }
 
 /// More than `count` connections within `per` pauses the service for
@@ -74,6 +77,7 @@ impl Default for Limits {
             per_source_prefix: 64,
             rate: None,
             reply_rate: 50_000,
+            peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Load {
     window: Option<(Instant, u32)>,
     /// Not serving until then (cps exceeded).
     pub paused_until: Option<Instant>,
+    /// stderr lines its handlers may log (`flood::SERVICE_STDERR_RATE`).
+    pub stderr: crate::flood::Bucket,
 }
 
 impl Load {

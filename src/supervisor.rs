@@ -22,10 +22,11 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{MsgFlags, SockaddrStorage, UnixCredentials};
 use socket2::Socket;
 
-use crate::children::{Child, Children, Ending, Probe, StderrPipe};
+use crate::children::{self, Child, Children, Ending, Probe, StderrPipe};
 use crate::config::{
     self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
 };
+use crate::flood::{PeerLimit, Verdict};
 use crate::internal::{self, Interest, Internal};
 use crate::limits::{Load, Refusal};
 use crate::log::{Log, Opt, Throttle, Q};
@@ -297,6 +298,8 @@ pub struct Supervisor {
     reply_buf: Vec<u8>,
     /// Ports of the internal UDP services bound now (see LOOP_PORTS).
     internal_ports: Vec<u16>,
+    /// Replies of internal UDP services per peer (`peer_reply_rate`).
+    peers: PeerLimit,
     /// Each service's load, by name, so a reload carries it over.
     loads: HashMap<String, Rc<RefCell<Load>>>,
     /// A descriptor kept in reserve: when accept fails for lack of fds,
@@ -422,6 +425,7 @@ impl Supervisor {
             stream_buf,
             reply_buf: Vec::with_capacity(65536),
             internal_ports: Vec::new(),
+            peers: PeerLimit::default(),
             loads: HashMap::new(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
             next_id: 1,
@@ -1131,6 +1135,7 @@ impl Supervisor {
             };
             let running = Rc::clone(&l.service);
             let port = peer.port();
+            let now = Instant::now();
             let reason =
                 if port < 1024 || LOOP_PORTS.contains(&port) || self.internal_ports.contains(&port)
                 {
@@ -1141,7 +1146,20 @@ impl Supervisor {
                     .check(peer.ip(), crate::sys::local_minute_of_day)
                 {
                     Some(d.to_string())
-                } else if !running.take_reply(Instant::now()) {
+                } else if let Verdict::Drop(report) =
+                    self.peers
+                        .check(peer, running.svc.limits.peer_reply_rate, now)
+                {
+                    if let Some(n) = report {
+                        warning!(
+                            self.log,
+                            "reply-dropped service={} peer={} replies={n}",
+                            running.name,
+                            spawn::unmap(peer)
+                        );
+                    }
+                    continue;
+                } else if !running.take_reply(now) {
                     Some("reason=reply_rate".to_string())
                 } else {
                     None
@@ -1427,9 +1445,19 @@ impl Supervisor {
         };
         let log = &mut self.log;
         let service = &child.service;
-        let eof = pipe.drain(|line| {
+        let now = Instant::now();
+        let shared = &mut child.load.borrow_mut().stderr;
+        let eof = pipe.drain(shared, now, children::READS_PER_TURN, |line| {
             info!(log, "stderr service={service} pid={pid} line={}", Q(line));
         });
+        let dropped = if eof {
+            pipe.dropped.rest()
+        } else {
+            pipe.dropped.report(now)
+        };
+        if let Some(n) = dropped {
+            warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+        }
         if eof {
             if let Some(p) = child.stderr.take() {
                 let _ = self.epoll.delete(p.fd.as_fd());
@@ -1485,9 +1513,13 @@ impl Supervisor {
             if let Some(mut pipe) = child.stderr.take() {
                 let log = &mut self.log;
                 let service = &child.service;
-                pipe.drain(|line| {
+                let shared = &mut child.load.borrow_mut().stderr;
+                pipe.drain(shared, Instant::now(), children::READS_AT_EXIT, |line| {
                     info!(log, "stderr service={service} pid={pid} line={}", Q(line));
                 });
+                if let Some(n) = pipe.dropped.rest() {
+                    warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+                }
                 let _ = self.epoll.delete(pipe.fd.as_fd());
             }
             if let Some((step, errno)) = self.spawner.failure(pid) {

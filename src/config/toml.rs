@@ -50,6 +50,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "cps",
     "rate",
     "reply_rate",
+    "peer_reply_rate",
     "log_on_success",
     "log_on_failure",
     "socket_mode",
@@ -79,6 +80,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "cps",
     "rate",
     "reply_rate",
+    "peer_reply_rate",
     "log_on_success",
     "log_on_failure",
     "socket_mode",
@@ -1017,6 +1019,11 @@ impl Walk<'_> {
             limits.reply_rate = sink
                 .ok(f.int(1, 100_000_000))
                 .map_or(limits.reply_rate, |n| n as u32);
+        }
+        if let Some(f) = get("peer_reply_rate") {
+            limits.peer_reply_rate = sink
+                .ok(f.int(1, 100_000_000))
+                .map_or(limits.peer_reply_rate, |n| n as u32);
         }
         if let Some(f) = get("cps") {
             limits.rate = sink.ok(rate(f, false));

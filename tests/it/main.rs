@@ -9,6 +9,7 @@ mod child;
 mod clients;
 mod compat;
 mod dgram;
+mod harden_flood;
 mod harden_unix_socket;
 mod internal;
 mod lifecycle;

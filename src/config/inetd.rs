@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
 
@@ -37,16 +38,16 @@ pub fn translate(path: &Path) -> Translation {
             files.extend(extra);
         }
     }
+    // Read through `Sources` for its size limits (inetd has no includes).
+    let mut sources = Sources::default();
     for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => translate_text(&file, &text, &mut t),
-            Err(e) => t.errors.push(ConfigError::new(
-                Location::file(&file),
-                format!("unable to read config: {e}"),
-            )),
+        if let Entry::Read(text) = sources.enter(&file, None, &mut t.errors) {
+            translate_text(&file, &text, &mut t);
+            sources.leave();
         }
         t.sources.push(file);
     }
+    sources.finish(&mut t.errors);
     name_services(&mut t);
     t.finish();
     t

@@ -10,6 +10,7 @@ mod etc_services;
 #[cfg(any(test, fuzzing))]
 mod fuzz;
 mod inetd;
+mod source;
 mod toml;
 mod xinetd;
 

@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::did_you_mean;
+use super::source::{Entry, Sources};
 use super::{
     parse_listen, parse_unix_path, BindAddr, Config, ConfigError, Context, Global, Handler,
     ListenKey, Loaded, Location, Protocol, Service, SocketFile, StderrMode, WaitMode,
@@ -97,7 +98,8 @@ pub const ROOT_KEYS: &[&str] = &["global", "defaults", "service", "include"];
 /// Keys at the top of an included file.
 const INCLUDED_ROOT_KEYS: &[&str] = &["service", "include"];
 
-/// How deep `include` may nest (a guard against include cycles).
+/// How deep `include` may nest: the main file including a file that
+/// includes another is 2. Cycles are found by `Sources`, not by this.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// A file of the configuration and its text.
@@ -148,7 +150,9 @@ impl SourceFile {
 pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let mut files = Vec::new();
     let mut fatal = Vec::new();
-    collect_files(path, true, 0, &mut files, &mut fatal);
+    let mut sources = Sources::default();
+    collect_files(path, None, &mut sources, &mut files, &mut fatal);
+    sources.finish(&mut fatal);
     if !fatal.is_empty() {
         return Err(fatal);
     }
@@ -233,35 +237,32 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
     })
 }
 
-/// Read `path` and, recursively, the files it includes.
+/// Read `path` and, recursively, the files it includes, each file once
+/// (see `Sources`). `at` is where `path` was included, `None` for the main
+/// file.
 fn collect_files(
     path: &Path,
-    is_main: bool,
-    depth: usize,
+    at: Option<&Location>,
+    sources: &mut Sources,
     files: &mut Vec<SourceFile>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(ConfigError::new(
-                Location::file(path),
-                format!("unable to read config: {e}"),
-            ));
-            return;
-        }
+    let is_main = at.is_none();
+    let text = match sources.enter(path, at, errors) {
+        Entry::Read(t) => t,
+        Entry::Skip => return,
     };
-    let table = match DeTable::parse_recoverable(&text) {
+    let file = SourceFile::new(path, text, is_main);
+    let table = match DeTable::parse_recoverable(&file.text) {
         (table, errs) if errs.is_empty() => table,
         (_, errs) => {
-            let file = SourceFile::new(path, text.clone(), is_main);
             errors.extend(errs.iter().map(|e| syntax_error(&file, e)));
+            sources.leave();
             return;
         }
     };
     let mut includes = Vec::new();
     if let Some(value) = table.get_ref().get("include") {
-        let file = SourceFile::new(path, text.clone(), is_main);
         let field = Field {
             file: &file,
             value,
@@ -270,15 +271,15 @@ fn collect_files(
         match field.strings() {
             Ok(patterns) => {
                 for (pattern, at) in patterns {
-                    if depth >= MAX_INCLUDE_DEPTH {
+                    if sources.depth() > MAX_INCLUDE_DEPTH {
                         errors.push(ConfigError::new(
                             at,
-                            "include nested too deeply (is there a cycle?)",
+                            format!("include nested more than {MAX_INCLUDE_DEPTH} deep"),
                         ));
                         continue;
                     }
                     match expand_include(path, pattern) {
-                        Ok(found) => includes.extend(found),
+                        Ok(found) => includes.extend(found.into_iter().map(|f| (f, at.clone()))),
                         Err(msg) => errors.push(ConfigError::new(at, msg)),
                     }
                 }
@@ -287,10 +288,11 @@ fn collect_files(
         }
     }
     drop(table);
-    files.push(SourceFile::new(path, text, is_main));
-    for inc in includes {
-        collect_files(&inc, false, depth + 1, files, errors);
+    files.push(file);
+    for (inc, at) in includes {
+        collect_files(&inc, Some(&at), sources, files, errors);
     }
+    sources.leave();
 }
 
 /// Files matching `pattern`, relative to the directory of `including`, sorted.

@@ -14,10 +14,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
 
-/// Files and directories `include`/`includedir` may nest.
+/// Files and directories `include`/`includedir` may nest. Cycles are found
+/// by `Sources`, not by this.
 const MAX_DEPTH: usize = 8;
 
 /// One `attr op values` line.
@@ -49,11 +51,13 @@ struct Block {
 pub fn translate(path: &Path) -> Translation {
     let mut t = Translation::default();
     let mut blocks = Vec::new();
+    let mut sources = Sources::default();
     if path.is_dir() {
-        include_dir(path, 0, &mut blocks, &mut t);
+        include_dir(path, None, &mut sources, &mut blocks, &mut t);
     } else {
-        read_file(path, 0, &mut blocks, &mut t);
+        read_file(path, None, &mut sources, &mut blocks, &mut t);
     }
+    sources.finish(&mut t.errors);
     build(&blocks, t)
 }
 
@@ -62,7 +66,9 @@ pub fn translate(path: &Path) -> Translation {
 pub fn translate_text(path: &Path, text: &str) -> Translation {
     let mut t = Translation::default();
     let mut blocks = Vec::new();
-    parse(path, text, 0, &mut blocks, &mut t);
+    let mut sources = Sources::default();
+    parse(path, text, &mut sources, &mut blocks, &mut t);
+    sources.finish(&mut t.errors);
     build(&blocks, t)
 }
 
@@ -105,23 +111,32 @@ fn list_of(defaults: &[Attr], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn read_file(path: &Path, depth: usize, blocks: &mut Vec<Block>, t: &mut Translation) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            t.errors.push(ConfigError::new(
-                Location::file(path),
-                format!("unable to read config: {e}"),
-            ));
-            return;
-        }
+/// Read `path`, included at `at` (`None`: named on the command line), once
+/// per load (see `Sources`).
+fn read_file(
+    path: &Path,
+    at: Option<&Location>,
+    sources: &mut Sources,
+    blocks: &mut Vec<Block>,
+    t: &mut Translation,
+) {
+    let text = match sources.enter(path, at, &mut t.errors) {
+        Entry::Read(text) => text,
+        Entry::Skip => return,
     };
     t.sources.push(path.to_path_buf());
-    parse(path, &text, depth, blocks, t);
+    parse(path, &text, sources, blocks, t);
+    sources.leave();
 }
 
 /// xinetd's rule: skip names with a '.' or ending in '~' (package backups).
-fn include_dir(dir: &Path, depth: usize, blocks: &mut Vec<Block>, t: &mut Translation) {
+fn include_dir(
+    dir: &Path,
+    at: Option<&Location>,
+    sources: &mut Sources,
+    blocks: &mut Vec<Block>,
+    t: &mut Translation,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -142,11 +157,17 @@ fn include_dir(dir: &Path, depth: usize, blocks: &mut Vec<Block>, t: &mut Transl
         .collect();
     files.sort();
     for f in files {
-        read_file(&f, depth + 1, blocks, t);
+        read_file(&f, at, sources, blocks, t);
     }
 }
 
-fn parse(file: &Path, text: &str, depth: usize, blocks: &mut Vec<Block>, t: &mut Translation) {
+fn parse(
+    file: &Path,
+    text: &str,
+    sources: &mut Sources,
+    blocks: &mut Vec<Block>,
+    t: &mut Translation,
+) {
     let mut open: Option<Block> = None;
     // A `service NAME` line waiting for its `{`.
     let mut pending: Option<(Option<String>, Location)> = None;
@@ -207,15 +228,17 @@ fn parse(file: &Path, text: &str, depth: usize, blocks: &mut Vec<Block>, t: &mut
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("include"), Some(f), None) | (Some("includedir"), Some(f), None)
-                if depth >= MAX_DEPTH =>
+                if sources.depth() > MAX_DEPTH =>
             {
                 t.errors.push(err(format!(
-                    "{f}: includes nested too deeply (is there a cycle?)"
+                    "{f}: includes nested more than {MAX_DEPTH} deep"
                 )));
             }
-            (Some("include"), Some(f), None) => read_file(&relative(file, f), depth + 1, blocks, t),
+            (Some("include"), Some(f), None) => {
+                read_file(&relative(file, f), Some(&at), sources, blocks, t)
+            }
             (Some("includedir"), Some(d), None) => {
-                include_dir(&relative(file, d), depth + 1, blocks, t)
+                include_dir(&relative(file, d), Some(&at), sources, blocks, t)
             }
             _ => match block_header(line, &at) {
                 Ok(h) => pending = Some(h),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::error::did_you_mean;
+use super::error::{did_you_mean, quote};
 use super::source::{Entry, Sources};
 use super::{
     parse_listen, parse_unix_path, BindAddr, Config, ConfigError, Context, Global, Handler,
@@ -209,7 +209,7 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
             match key.get_ref().as_ref() {
                 k if !file.is_main && ROOT_KEYS.contains(&k) && !allowed.contains(&k) => walk.errors.push(ConfigError::new(
                     file.loc(key.span().start),
-                    format!("\"{k}\" may only be set in the main config file, not in an included one"),
+                    format!("\"{k}\" may only be set in the main config file, not in an included one", k = quote(k)),
                 )),
                 _ if !allowed.contains(&key.get_ref().as_ref()) => {
                     walk.unknown_key(file, key, allowed, "top level")
@@ -300,7 +300,8 @@ fn expand_include(including: &Path, pattern: &str) -> Result<Vec<PathBuf>, Strin
     let base = including.parent().unwrap_or(Path::new("."));
     let full = base.join(pattern);
     let full = full.to_str().ok_or("include pattern is not valid UTF-8")?;
-    let paths = glob::glob(full).map_err(|e| format!("include \"{pattern}\": {e}"))?;
+    let paths = glob::glob(full)
+        .map_err(|e| format!("include \"{pattern}\": {e}", pattern = quote(pattern)))?;
     let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
     found.sort();
     Ok(found)
@@ -500,7 +501,7 @@ impl Walk<'_> {
         place: &str,
     ) {
         let name = key.get_ref();
-        let mut msg = format!("unknown key \"{name}\" in {place}");
+        let mut msg = format!("unknown key \"{name}\" in {place}", name = quote(name));
         if let Some(s) = did_you_mean(name, known) {
             msg.push_str(&format!(" (did you mean \"{s}\"?)"));
         } else if place == "top level" && SERVICE_KEYS.contains(&name.as_ref()) {
@@ -558,7 +559,12 @@ impl Walk<'_> {
                 "syslog_facility" => f.str().and_then(|s| {
                     s.parse()
                         .map(|fac| global.syslog_facility = fac)
-                        .map_err(|_| f.err(format!("syslog_facility: unknown facility \"{s}\"")))
+                        .map_err(|_| {
+                            f.err(format!(
+                                "syslog_facility: unknown facility \"{s}\"",
+                                s = quote(s)
+                            ))
+                        })
                 }),
                 "syslog_socket" => f
                     .str()
@@ -626,7 +632,7 @@ impl Walk<'_> {
             Some(f) => sink.ok(f.str().and_then(|s| valid_name(f, s))),
             None => sink.ok(Err(ConfigError::new(origin.clone(), "service has no name"))),
         };
-        let label = name.map_or(String::new(), |n| format!(" \"{n}\""));
+        let label = name.map_or(String::new(), |n| format!(" \"{n}\"", n = quote(n)));
         let socket_field = get("socket");
         let seqpacket = socket_field.is_some_and(|f| f.str().is_ok_and(|s| s == "seqpacket"));
         let socket = socket_field.and_then(|f| {
@@ -824,7 +830,10 @@ impl Walk<'_> {
                 } else if valid_env_name(k) && !v.contains('\0') {
                     env.push((k.to_owned(), v.to_owned()));
                 } else {
-                    sink.ok::<()>(Err(f.err(format!("env: \"{k}\" is not a valid variable"))));
+                    sink.ok::<()>(Err(f.err(format!(
+                        "env: \"{k}\" is not a valid variable",
+                        k = quote(k)
+                    ))));
                 }
             }
         }
@@ -833,7 +842,10 @@ impl Walk<'_> {
                 if !valid_env_name(k) {
                     sink.ok::<()>(Err(ConfigError::new(
                         at,
-                        format!("passenv: \"{k}\" is not a valid variable name"),
+                        format!(
+                            "passenv: \"{k}\" is not a valid variable name",
+                            k = quote(k)
+                        ),
                     )));
                     continue;
                 }
@@ -1092,7 +1104,7 @@ fn word(w: &str, known: &[&'static str]) -> Result<&'static str, String> {
         .iter()
         .find(|k| k.eq_ignore_ascii_case(w))
         .copied()
-        .ok_or_else(|| format!("\"{w}\" is not one of {}", known.join(", ")))
+        .ok_or_else(|| format!("\"{w}\" is not one of {}", known.join(", "), w = quote(w)))
 }
 
 /// The contents of a banner file (relative paths from the config's
@@ -1101,12 +1113,26 @@ fn read_banner(f: Field<'_>, s: &str) -> Result<Vec<u8>, ConfigError> {
     const MAX_BANNER: u64 = 64 * 1024;
     let dir = f.file.path.parent().unwrap_or(Path::new("."));
     let path = dir.join(s);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| f.err(format!("banner_fail \"{s}\": {}", io_problem(&e))))?;
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        f.err(format!(
+            "banner_fail \"{s}\": {}",
+            io_problem(&e),
+            s = quote(s)
+        ))
+    })?;
     if meta.len() > MAX_BANNER {
-        return Err(f.err(format!("banner_fail \"{s}\": larger than 64 KiB")));
+        return Err(f.err(format!(
+            "banner_fail \"{s}\": larger than 64 KiB",
+            s = quote(s)
+        )));
     }
-    std::fs::read(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {}", io_problem(&e))))
+    std::fs::read(&path).map_err(|e| {
+        f.err(format!(
+            "banner_fail \"{s}\": {}",
+            io_problem(&e),
+            s = quote(s)
+        ))
+    })
 }
 
 fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
@@ -1163,7 +1189,7 @@ fn check_server(
             });
     match problem {
         None => Ok(path),
-        Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}"))),
+        Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}", s = quote(s)))),
     }
 }
 

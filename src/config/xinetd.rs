@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::error::quote;
 use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
@@ -231,7 +232,8 @@ fn parse(
                 if sources.depth() > MAX_DEPTH =>
             {
                 t.errors.push(err(format!(
-                    "{f}: includes nested more than {MAX_DEPTH} deep"
+                    "{}: includes nested more than {MAX_DEPTH} deep",
+                    quote(f)
                 )));
             }
             (Some("include"), Some(f), None) => {
@@ -273,7 +275,7 @@ fn block_header(line: &str, at: &Location) -> Result<(Option<String>, Location),
         ["service"] => Err("service: a name is missing".to_owned()),
         _ => Err(format!(
             "expected \"defaults\", \"service NAME\", \"include FILE\" or \"includedir DIR\", found \"{line}\""
-        )),
+        , line = quote(line))),
     }
 }
 
@@ -285,11 +287,17 @@ fn attr_line(line: &str, at: &Location) -> Result<Attr, String> {
     } else if let Some((n, r)) = line.split_once('=') {
         (n, Op::Set, r)
     } else {
-        return Err(format!("expected ATTRIBUTE = VALUE, found \"{line}\""));
+        return Err(format!(
+            "expected ATTRIBUTE = VALUE, found \"{line}\"",
+            line = quote(line)
+        ));
     };
     let name = name.trim();
     if name.is_empty() || name.contains(char::is_whitespace) {
-        return Err(format!("\"{name}\": not an attribute name"));
+        return Err(format!(
+            "\"{name}\": not an attribute name",
+            name = quote(name)
+        ));
     }
     Ok(Attr {
         name: name.to_owned(),
@@ -390,11 +398,14 @@ fn service(
     let refuse = |at: &Location, m: String| {
         Problem::Unsupported(ConfigError::new(
             at.clone(),
-            format!("service {name}: {m}; service not run"),
+            format!("service {name}: {m}; service not run", name = quote(name)),
         ))
     };
     let invalid = |at: &Location, m: String| {
-        Problem::Invalid(ConfigError::new(at.clone(), format!("service {name}: {m}")))
+        Problem::Invalid(ConfigError::new(
+            at.clone(),
+            format!("service {name}: {m}", name = quote(name)),
+        ))
     };
     let one = |key: &str| -> Option<(&str, &Location)> {
         attrs
@@ -408,7 +419,7 @@ fn service(
     // Where a setting was made: this service, or `defaults` (warned once).
     let whose = |at: &Location| {
         if b.attrs.iter().any(|a| a.at == *at) {
-            format!("service {name}")
+            format!("service {name}", name = quote(name))
         } else {
             "defaults".to_owned()
         }
@@ -427,7 +438,11 @@ fn service(
         } else if !KNOWN.contains(&key.as_str()) {
             t.warnings.push(ConfigError::new(
                 at.clone(),
-                format!("{}: unknown attribute \"{key}\"; ignored", whose(at)),
+                format!(
+                    "{}: unknown attribute \"{key}\"; ignored",
+                    whose(at),
+                    key = quote(key)
+                ),
             ));
             d.note(
                 at,
@@ -467,7 +482,10 @@ fn service(
                 ));
                 d.note(
                     &flags_at,
-                    format!("flags {other}: no equivalent yet, ignored"),
+                    format!(
+                        "flags {other}: no equivalent yet, ignored",
+                        other = quote(other)
+                    ),
                 );
             }
         }
@@ -485,7 +503,12 @@ fn service(
         match ty.as_str() {
             "INTERNAL" | "UNLISTED" => {}
             "RPC" => return Err(refuse(type_at, "type RPC is not supported".to_owned())),
-            other => return Err(refuse(type_at, format!("type {other} is not supported"))),
+            other => {
+                return Err(refuse(
+                    type_at,
+                    format!("type {other} is not supported", other = quote(other)),
+                ))
+            }
         }
     }
     let internal = types.iter().any(|t| t == "INTERNAL");
@@ -498,7 +521,10 @@ fn service(
         Some((other, at)) => {
             return Err(refuse(
                 at,
-                format!("socket_type {other} is not supported (stream and dgram are)"),
+                format!(
+                    "socket_type {other} is not supported (stream and dgram are)",
+                    other = quote(other)
+                ),
             ))
         }
         None => return Err(invalid(&b.at, "socket_type is missing".to_owned())),
@@ -507,7 +533,7 @@ fn service(
         if p != if udp { "udp" } else { "tcp" } {
             return Err(invalid(
                 at,
-                format!("protocol {p} does not go with socket_type"),
+                format!("protocol {p} does not go with socket_type", p = quote(p)),
             ));
         }
     }
@@ -546,7 +572,7 @@ fn service(
     // What runs.
     if internal {
         let builtin = Internal::from_name(name).ok_or_else(|| {
-            refuse(type_at, format!("no built-in service \"{name}\" (oxinetd has echo, discard, chargen, daytime, time)"))
+            refuse(type_at, format!("no built-in service \"{name}\" (oxinetd has echo, discard, chargen, daytime, time)", name = quote(name)))
         })?;
         d.set(
             "server",
@@ -562,7 +588,10 @@ fn service(
             Some(("yes", _)) => true,
             Some(("no", _)) => false,
             Some((other, at)) => {
-                return Err(invalid(at, format!("wait = {other}: expected yes or no")))
+                return Err(invalid(
+                    at,
+                    format!("wait = {other}: expected yes or no", other = quote(other)),
+                ))
             }
             None => return Err(invalid(&b.at, "wait is missing".to_owned())),
         };
@@ -607,7 +636,7 @@ fn service(
             .map_err(|kv| {
                 invalid(
                     attrs.get("env").map_or(&b.at, |(_, at)| at),
-                    format!("env \"{kv}\": expected NAME=VALUE"),
+                    format!("env \"{kv}\": expected NAME=VALUE", kv = quote(kv.as_str())),
                 )
             })?;
         if !env.is_empty() {
@@ -638,7 +667,7 @@ fn service(
                     None => {
                         return Err(refuse(
                             at,
-                            format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)"),
+                            format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)", key = quote(key), v = quote(v)),
                         ))
                     }
                 }
@@ -670,7 +699,16 @@ fn service(
                 .ok()
                 .filter(|n| *n >= 1)
                 .map(|n| Some((n, at.clone())))
-                .ok_or_else(|| invalid(at, format!("{key} = {n}: expected a number or UNLIMITED"))),
+                .ok_or_else(|| {
+                    invalid(
+                        at,
+                        format!(
+                            "{key} = {n}: expected a number or UNLIMITED",
+                            key = quote(key),
+                            n = quote(n)
+                        ),
+                    )
+                }),
         }
     };
     match limit("instances")? {

@@ -10,6 +10,7 @@ mod clients;
 mod compat;
 mod dgram;
 mod harden_flood;
+mod harden_include;
 mod harden_unix_socket;
 mod internal;
 mod lifecycle;

@@ -27,7 +27,7 @@ use crate::config::{
     self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
 };
 use crate::internal::{self, Interest, Internal};
-use crate::limits::{Load, Refusal};
+use crate::limits::{Load, Refusal, Retired};
 use crate::log::{Log, Opt, Throttle, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
@@ -299,6 +299,8 @@ pub struct Supervisor {
     internal_ports: Vec<u16>,
     /// Each service's load, by name, so a reload carries it over.
     loads: HashMap<String, Rc<RefCell<Load>>>,
+    /// Loads of removed services whose handlers still run.
+    retired: Retired,
     /// A descriptor kept in reserve: when accept fails for lack of fds,
     /// it is given up to accept and close the waiting connection.
     spare_fd: Option<std::fs::File>,
@@ -423,6 +425,7 @@ impl Supervisor {
             reply_buf: Vec::with_capacity(65536),
             internal_ports: Vec::new(),
             loads: HashMap::new(),
+            retired: Retired::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
             next_id: 1,
             draining: None,
@@ -526,7 +529,10 @@ impl Supervisor {
                     continue;
                 }
             };
-            let load = self.loads.get(&svc.name).cloned().unwrap_or_default();
+            let load = match self.loads.get(&svc.name) {
+                Some(load) => Rc::clone(load),
+                None => self.retired.revive(&svc.name).unwrap_or_default(),
+            };
             loads.insert(svc.name.clone(), Rc::clone(&load));
             let running = Rc::new(Running::new(svc, plan, load));
             for key in running.svc.listen.clone() {
@@ -569,7 +575,8 @@ impl Supervisor {
                 self.bind_failed(&running.name, &key, &e);
             }
         }
-        self.loads = loads;
+        let old_loads = std::mem::replace(&mut self.loads, loads);
+        self.retired.retire(old_loads, &self.loads);
         self.by_service.clear();
         for l in self.listeners.values() {
             let of = self.by_service.entry(Rc::clone(&l.service.name));

@@ -101,6 +101,27 @@ fn stream_wait_handler_that_never_accepts_pauses_instead_of_looping() {
     assert!(out.contains("LISTEN_FDS=1"), "{out:?}");
 }
 
+#[test]
+fn unix_stream_wait_handler_that_never_accepts_pauses_too() {
+    crate::require_root!();
+    let dir = crate::harness::Dir::new();
+    let path = dir.path().join("idle.sock");
+    let config = format!(
+        "[global]\nloop_pause = 30\n[[service]]\nname = \"idle\"\nlisten = [\"{}\"]\n\
+         wait = true\nserver = \"/bin/true\"\nuser = \"nobody\"\n",
+        path.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let looping = s.expect_line(&["looping service=idle"]);
+    assert!(
+        looping.contains("handlers_exited_without_accepting=3"),
+        "{looping}"
+    );
+    let starts = s.count(&["start service=idle"]);
+    assert!(starts < 20, "{starts} handlers for one pending connection");
+}
+
 /// A port no one listens on now (bound, then freed).
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -560,9 +560,13 @@ impl Supervisor {
                     }
                     None => {
                         // A port moving to another address: bound beside
-                        // the old socket, which closes once drained.
+                        // the old socket, which closes once drained; not
+                        // beside one a `wait` handler holds (and keeps).
                         let mut share = false;
-                        for o in old.values().filter(|o| reload::takes_over(&key, &o.key)) {
+                        let overlapped = old.values().filter(|o| {
+                            o.state != ListenState::Busy && reload::takes_over(&key, &o.key)
+                        });
+                        for o in overlapped {
                             if listener::share_port(&o.socket, true).is_ok() {
                                 share = true;
                                 handed.push(o.id);
@@ -643,11 +647,8 @@ impl Supervisor {
         self.listeners.insert(id, l);
         // Bounded: the backlog holds at most BACKLOG connections.
         for _ in 0..=listener::BACKLOG as usize / BATCH {
-            let queued = self
-                .listeners
-                .get(&id)
-                .and_then(|l| crate::sys::accept_queue(l.socket.as_fd()));
-            if queued == Some(0) || !self.is_open(id) {
+            let queued = self.listeners.get(&id).is_some_and(|l| pending(&l.socket));
+            if !queued || !self.is_open(id) {
                 break;
             }
             match mode {
@@ -1802,15 +1803,21 @@ fn unaccepted(socket: &Socket, before: Option<u32>, started: Instant) -> bool {
         Some(before) => {
             crate::sys::accept_queue(socket.as_fd()).is_some_and(|now| now > 0 && now >= before)
         }
-        None => {
-            let mut fds = [nix::poll::PollFd::new(
-                socket.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            started.elapsed() < LOOP_QUICK
-                && nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
-        }
+        None => started.elapsed() < LOOP_QUICK && pending(socket),
     }
+}
+
+/// Whether connections wait in a listening stream socket's queue: its
+/// length for TCP, readiness where the kernel does not tell (UNIX-domain).
+fn pending(socket: &Socket) -> bool {
+    if let Some(n) = crate::sys::accept_queue(socket.as_fd()) {
+        return n > 0;
+    }
+    let mut fds = [nix::poll::PollFd::new(
+        socket.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 fn epoll_flags(i: Interest) -> EpollFlags {

@@ -1278,6 +1278,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn accept_queue_is_the_listeners_backlog_and_refuse_syn_keeps_it() {
+        use std::os::fd::AsFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_eq!(accept_queue(l.as_fd()), Some(0));
+        let _a = std::net::TcpStream::connect(addr).unwrap();
+        let _b = std::net::TcpStream::connect(addr).unwrap();
+        assert_eq!(accept_queue(l.as_fd()), Some(2));
+        drop(l.accept().unwrap());
+        assert_eq!(accept_queue(l.as_fd()), Some(1));
+        // New requests are dropped; what is queued stays acceptable.
+        refuse_syn(l.as_fd()).unwrap();
+        let late =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        late.set_nonblocking(true).unwrap();
+        let _ = late.connect(&addr.into());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(accept_queue(l.as_fd()), Some(1));
+        assert!(late.peer_addr().is_err(), "connected through the filter");
+        drop(l.accept().unwrap());
+        // Not TCP: no answer.
+        let (u, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(accept_queue(u.as_fd()), None);
+    }
+
+    #[test]
     fn released_pages_read_as_zeros_and_the_rest_is_kept() {
         let page = page_size();
         let mut p = Pages::new(8 * page).unwrap();

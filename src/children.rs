@@ -135,12 +135,18 @@ impl Gate<'_> {
     }
 }
 
-/// The datagram a `wait` handler was started for, to tell afterwards
-/// whether it read it (see `supervisor::check_looping`).
+/// What a `wait` handler was started for, to tell afterwards whether it
+/// took it (see `supervisor::release`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    pub peer: Option<SocketAddr>,
-    pub head: Vec<u8>,
+pub enum Probe {
+    /// dgram: the pending datagram's sender and first bytes.
+    Datagram {
+        peer: Option<SocketAddr>,
+        head: Vec<u8>,
+    },
+    /// stream: the length of the accept queue (TCP); `None` where the
+    /// kernel does not tell it (UNIX-domain).
+    Queue(Option<u32>),
 }
 
 /// One running handler.
@@ -152,7 +158,7 @@ pub struct Child {
     pub stderr: Option<StderrPipe>,
     /// The listener a `wait` handler holds; re-armed when it exits.
     pub holds: Option<u64>,
-    /// For dgram `wait`: the datagram it was started for.
+    /// For `wait`: the datagram or the queue it was started for.
     pub probe: Option<Probe>,
     /// For dgram `nowait`: the reply being collected from its stdout.
     pub reply: Option<Reply>,

@@ -21,7 +21,7 @@ use crate::config::{BindAddr, ListenKey, Protocol, SocketFile};
 use crate::sockdir;
 
 /// Pending connections the kernel holds while a service is at its limit.
-const BACKLOG: i32 = 1024;
+pub const BACKLOG: i32 = 1024;
 
 /// Bind and (for TCP) listen on `key`. The socket is close-on-exec, and
 /// non-blocking from its creation when `nonblocking` (no fcntl per socket:
@@ -31,6 +31,34 @@ pub fn bind(
     key: &ListenKey,
     nonblocking: bool,
     file: &SocketFile,
+) -> io::Result<(Socket, Option<FileId>)> {
+    bind_with(key, nonblocking, file, false)
+}
+
+/// Like `bind`, with `SO_REUSEPORT` set (TCP over IP): on a reload, the
+/// socket replacing one on the same port (`127.0.0.1:P` for `*:P`, or the
+/// other way round) is bound while the old one, given `SO_REUSEPORT` too
+/// by `share_port`, still listens. `share_port(.., false)` ends the sharing
+/// once the old one is closed.
+pub fn bind_alongside(
+    key: &ListenKey,
+    nonblocking: bool,
+    file: &SocketFile,
+) -> io::Result<(Socket, Option<FileId>)> {
+    bind_with(key, nonblocking, file, true)
+}
+
+/// Let another socket of ours bind this one's port (`SO_REUSEPORT`), or
+/// stop letting it.
+pub fn share_port(s: &Socket, on: bool) -> io::Result<()> {
+    s.set_reuse_port(on)
+}
+
+fn bind_with(
+    key: &ListenKey,
+    nonblocking: bool,
+    file: &SocketFile,
+    share: bool,
 ) -> io::Result<(Socket, Option<FileId>)> {
     let (ty, proto) = match key.protocol {
         Protocol::Tcp => (Type::STREAM, SockProto::TCP),
@@ -50,20 +78,20 @@ pub fn bind(
             if addr.is_ipv6() {
                 s.set_only_v6(true)?;
             }
-            prepare(&s, key.protocol)?;
+            prepare(&s, key.protocol, share)?;
             s.bind(&addr.into())?;
             s
         }
         BindAddr::Any(port) => match Socket::new(Domain::IPV6, ty, Some(proto)) {
             Ok(s) => {
                 s.set_only_v6(false)?;
-                prepare(&s, key.protocol)?;
+                prepare(&s, key.protocol, share)?;
                 s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
                 s
             }
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
-                prepare(&s, key.protocol)?;
+                prepare(&s, key.protocol, share)?;
                 s.bind(&SocketAddr::new([0, 0, 0, 0].into(), port).into())?;
                 s
             }
@@ -204,9 +232,12 @@ pub fn remove_file(path: &Path, id: FileId) {
     }
 }
 
-fn prepare(s: &Socket, protocol: Protocol) -> io::Result<()> {
+fn prepare(s: &Socket, protocol: Protocol, share: bool) -> io::Result<()> {
     if protocol == Protocol::Tcp {
         s.set_reuse_address(true)?;
+        if share {
+            s.set_reuse_port(true)?;
+        }
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::config::Protocol;
+use crate::flood::{self, Bucket, Dropped};
 use crate::limits::Load;
 use crate::log::LogFields;
 use crate::relay::Reply;
@@ -23,10 +24,26 @@ use crate::relay::Reply;
 /// The longest stderr line logged as one; longer ones are split.
 const MAX_LINE: usize = 4096;
 
-/// A handler's stderr, logged line by line.
+/// What one `read` of a stderr pipe takes.
+const CHUNK: usize = 16 * 1024;
+
+/// Reads of one stderr pipe per loop turn (64 KiB, a default pipe's
+/// capacity): a handler that writes faster than lines can be logged gets
+/// its share, and the loop goes on to the other events.
+pub const READS_PER_TURN: usize = 4;
+
+/// Reads of a reaped handler's pipe before it is closed unread (a process
+/// the handler left behind may still be writing to it).
+pub const READS_AT_EXIT: usize = 64;
+
+/// A handler's stderr, logged line by line, at most `flood::STDERR_RATE`
+/// lines a second (and the service's share, `flood::SERVICE_STDERR_RATE`);
+/// the rest are read, counted and dropped.
 pub struct StderrPipe {
     pub fd: OwnedFd,
     partial: Vec<u8>,
+    bucket: Bucket,
+    pub dropped: Dropped,
 }
 
 impl StderrPipe {
@@ -34,31 +51,60 @@ impl StderrPipe {
         StderrPipe {
             fd,
             partial: Vec::new(),
+            bucket: Bucket::default(),
+            dropped: Dropped::default(),
         }
     }
 
-    /// Read what is there; call `line` for each complete line. Returns true
-    /// at end of file (the last partial line is passed on too).
-    pub fn drain(&mut self, mut line: impl FnMut(&str)) -> bool {
-        let mut chunk = [0u8; 4096];
-        loop {
+    /// Read what is there, at most `reads` times; call `line` for each
+    /// complete line the handler's and the service's (`shared`) buckets
+    /// allow, and count the others in `dropped`. Returns true at end of
+    /// file (the last partial line is passed on too).
+    pub fn drain(
+        &mut self,
+        shared: &mut Bucket,
+        now: Instant,
+        reads: usize,
+        mut line: impl FnMut(&str),
+    ) -> bool {
+        self.bucket
+            .refill(now, flood::STDERR_RATE, flood::STDERR_BURST);
+        shared.refill(now, flood::SERVICE_STDERR_RATE, flood::SERVICE_STDERR_BURST);
+        let mut gate = Gate {
+            own: &mut self.bucket,
+            shared,
+            dropped: &mut self.dropped,
+        };
+        let mut chunk = [0u8; CHUNK];
+        let mut left = reads;
+        while left > 0 {
             match nix::unistd::read(&self.fd, &mut chunk) {
                 Ok(0) => {
                     if !self.partial.is_empty() {
-                        line(&String::from_utf8_lossy(&self.partial));
+                        gate.pass(&self.partial, &mut line);
                         self.partial.clear();
                     }
                     return true;
                 }
                 Ok(n) => {
-                    self.partial.extend_from_slice(&chunk[..n]);
-                    while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
-                        line(&String::from_utf8_lossy(&self.partial[..i]));
-                        self.partial.drain(..=i);
+                    left -= 1;
+                    let mut data = &chunk[..n];
+                    while let Some(i) = data.iter().position(|b| *b == b'\n') {
+                        if self.partial.is_empty() {
+                            gate.pass(&data[..i], &mut line);
+                        } else {
+                            self.partial.extend_from_slice(&data[..i]);
+                            gate.pass(&self.partial, &mut line);
+                            self.partial.clear();
+                        }
+                        data = &data[i + 1..];
                     }
-                    if self.partial.len() >= MAX_LINE {
-                        line(&String::from_utf8_lossy(&self.partial));
-                        self.partial.clear();
+                    for piece in data.chunks(MAX_LINE) {
+                        self.partial.extend_from_slice(piece);
+                        if self.partial.len() >= MAX_LINE {
+                            gate.pass(&self.partial, &mut line);
+                            self.partial.clear();
+                        }
                     }
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -66,15 +112,41 @@ impl StderrPipe {
                 Err(_) => return true,
             }
         }
+        false
     }
 }
 
-/// The datagram a `wait` handler was started for, to tell afterwards
-/// whether it read it (see `supervisor::check_looping`).
+/// Lets a line through to the log if both buckets have a token.
+struct Gate<'a> {
+    own: &'a mut Bucket,
+    shared: &'a mut Bucket,
+    dropped: &'a mut Dropped,
+}
+
+impl Gate<'_> {
+    fn pass(&mut self, bytes: &[u8], line: &mut impl FnMut(&str)) {
+        if self.own.has() && self.shared.has() {
+            self.own.take();
+            self.shared.take();
+            line(&String::from_utf8_lossy(bytes));
+        } else {
+            self.dropped.count += 1;
+        }
+    }
+}
+
+/// What a `wait` handler was started for, to tell afterwards whether it
+/// took it (see `supervisor::release`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    pub peer: Option<SocketAddr>,
-    pub head: Vec<u8>,
+pub enum Probe {
+    /// dgram: the pending datagram's sender and first bytes.
+    Datagram {
+        peer: Option<SocketAddr>,
+        head: Vec<u8>,
+    },
+    /// stream: the length of the accept queue (TCP); `None` where the
+    /// kernel does not tell it (UNIX-domain).
+    Queue(Option<u32>),
 }
 
 /// One running handler.
@@ -86,7 +158,7 @@ pub struct Child {
     pub stderr: Option<StderrPipe>,
     /// The listener a `wait` handler holds; re-armed when it exits.
     pub holds: Option<u64>,
-    /// For dgram `wait`: the datagram it was started for.
+    /// For `wait`: the datagram or the queue it was started for.
     pub probe: Option<Probe>,
     /// For dgram `nowait`: the reply being collected from its stdout.
     pub reply: Option<Reply>,

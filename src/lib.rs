@@ -7,6 +7,7 @@
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
 //! - [`limits`] — instances, per_source, cps: the load a service may take.
+//! - [`flood`] — token buckets for stderr lines and per-peer UDP replies.
 //! - [`spawn`] — everything a handler needs, prepared before it is spawned.
 //! - [`sys`] — the only `unsafe`: the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
@@ -24,6 +25,7 @@ pub mod children;
 pub mod cli;
 pub mod config;
 pub mod fds;
+pub mod flood;
 pub mod idle;
 pub mod internal;
 pub mod limits;
@@ -35,6 +37,7 @@ pub mod relay;
 pub mod reload;
 pub mod render;
 pub mod signals;
+pub mod sockdir;
 pub mod spawn;
 pub mod supervisor;
 #[allow(unsafe_code)]

@@ -8,8 +8,10 @@
 //! accepted and dropped. `per_source` and `cps` refuse: one client cannot
 //! be told apart from others until its connection is accepted.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::access::{mask, unmap};
@@ -31,6 +33,9 @@ pub struct Limits {
     /// An internal TCP connection is closed after this long without
     /// traffic (`idle_timeout`); zero: never.
     pub idle_timeout: Duration,
+    /// Replies per second of an internal UDP service to one peer (address
+    /// and port); see `flood::PeerLimit`.
+    pub peer_reply_rate: u32,
 }
 
 /// More than `count` connections within `per` pauses the service for
@@ -90,6 +95,7 @@ impl Default for Limits {
             rate: None,
             reply_rate: 50_000,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Load {
     window: Option<(Instant, u32)>,
     /// Not serving until then (cps exceeded).
     pub paused_until: Option<Instant>,
+    /// stderr lines its handlers may log (`flood::SERVICE_STDERR_RATE`).
+    pub stderr: crate::flood::Bucket,
 }
 
 impl Load {
@@ -180,9 +188,62 @@ impl Load {
     }
 }
 
+/// The loads of services a reload removed, by name, for as long as their
+/// handlers (or internal connections) run: those hold the `Load`, this only
+/// a weak reference. A service of the same name that comes back gets its
+/// load again, so `instances` still counts the handlers it started before;
+/// once the last of them is reaped the load is gone and the name starts
+/// afresh.
+#[derive(Debug, Default)]
+pub struct Retired(HashMap<String, Weak<RefCell<Load>>>);
+
+impl Retired {
+    /// The load of a removed service `name` whose handlers still run.
+    pub fn revive(&mut self, name: &str) -> Option<Rc<RefCell<Load>>> {
+        self.0.remove(name)?.upgrade()
+    }
+
+    /// After a reload: keep a weak hold on the loads in `old` that `new`
+    /// does not carry, and forget those nothing holds any more.
+    pub fn retire(
+        &mut self,
+        old: HashMap<String, Rc<RefCell<Load>>>,
+        new: &HashMap<String, Rc<RefCell<Load>>>,
+    ) {
+        for (name, load) in old {
+            if !new.contains_key(&name) {
+                self.0.insert(name, Rc::downgrade(&load));
+            }
+        }
+        self.0
+            .retain(|name, load| load.strong_count() > 0 && !new.contains_key(name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_service_keeps_its_load_while_a_handler_holds_it() {
+        let mut retired = Retired::default();
+        let load = Rc::new(RefCell::new(Load::default()));
+        load.borrow_mut().started(None);
+        let handler = Rc::clone(&load); // what a running handler holds
+        let old = HashMap::from([("s".to_string(), load)]);
+        retired.retire(old, &HashMap::new());
+        let back = retired.revive("s").expect("still running");
+        assert_eq!(back.borrow().running, 1);
+        assert!(Rc::ptr_eq(&back, &handler));
+
+        // Removed again; the handler ends: nothing is left to revive.
+        retired.retire(HashMap::from([("s".to_string(), back)]), &HashMap::new());
+        handler.borrow_mut().ended(None);
+        drop(handler);
+        assert!(retired.revive("s").is_none());
+        retired.retire(HashMap::new(), &HashMap::new());
+        assert!(retired.0.is_empty());
+    }
 
     #[test]
     fn per_source_counts_and_ipv6_prefixes() {

@@ -5,32 +5,72 @@
 //! to IPv4 when the host has no IPv6; peers then show as IPv4-mapped
 //! addresses, which `spawn::unmap` turns back into IPv4.
 
+use std::ffi::OsStr;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{fchmodat, fstatat, umask, FchmodatFlags, FileStat, Mode, SFlag};
+use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 
 use crate::config::{BindAddr, ListenKey, Protocol, SocketFile};
+use crate::sockdir;
 
 /// Pending connections the kernel holds while a service is at its limit.
-const BACKLOG: i32 = 1024;
+pub const BACKLOG: i32 = 1024;
 
 /// Bind and (for TCP) listen on `key`. The socket is close-on-exec, and
 /// non-blocking from its creation when `nonblocking` (no fcntl per socket:
-/// a thousand services bind in a thousand fewer round trips).
-pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
+/// a thousand services bind in a thousand fewer round trips). A UNIX-domain
+/// socket's file gets `file`'s owner and mode; its identity is returned.
+pub fn bind(
+    key: &ListenKey,
+    nonblocking: bool,
+    file: &SocketFile,
+) -> io::Result<(Socket, Option<FileId>)> {
+    bind_with(key, nonblocking, file, false)
+}
+
+/// Like `bind`, with `SO_REUSEPORT` set (TCP over IP): on a reload, the
+/// socket replacing one on the same port (`127.0.0.1:P` for `*:P`, or the
+/// other way round) is bound while the old one, given `SO_REUSEPORT` too
+/// by `share_port`, still listens. `share_port(.., false)` ends the sharing
+/// once the old one is closed.
+pub fn bind_alongside(
+    key: &ListenKey,
+    nonblocking: bool,
+    file: &SocketFile,
+) -> io::Result<(Socket, Option<FileId>)> {
+    bind_with(key, nonblocking, file, true)
+}
+
+/// Let another socket of ours bind this one's port (`SO_REUSEPORT`), or
+/// stop letting it.
+pub fn share_port(s: &Socket, on: bool) -> io::Result<()> {
+    s.set_reuse_port(on)
+}
+
+fn bind_with(
+    key: &ListenKey,
+    nonblocking: bool,
+    file: &SocketFile,
+    share: bool,
+) -> io::Result<(Socket, Option<FileId>)> {
     let (ty, proto) = match key.protocol {
         Protocol::Tcp => (Type::STREAM, SockProto::TCP),
         Protocol::Udp => (Type::DGRAM, SockProto::UDP),
     };
     let ty = if key.seqpacket { Type::SEQPACKET } else { ty };
     let ty = if nonblocking { ty.nonblocking() } else { ty };
+    let mut id = None;
     let socket = match key.addr {
         BindAddr::Unix(ref path) => {
             let s = Socket::new(Domain::UNIX, ty, None)?;
-            bind_unix(&s, path, ty)?;
+            id = Some(bind_unix(&s, path, ty, file)?);
             s
         }
         BindAddr::Ip(addr) => {
@@ -38,20 +78,20 @@ pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
             if addr.is_ipv6() {
                 s.set_only_v6(true)?;
             }
-            prepare(&s, key.protocol)?;
+            prepare(&s, key.protocol, share)?;
             s.bind(&addr.into())?;
             s
         }
         BindAddr::Any(port) => match Socket::new(Domain::IPV6, ty, Some(proto)) {
             Ok(s) => {
                 s.set_only_v6(false)?;
-                prepare(&s, key.protocol)?;
+                prepare(&s, key.protocol, share)?;
                 s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
                 s
             }
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
-                prepare(&s, key.protocol)?;
+                prepare(&s, key.protocol, share)?;
                 s.bind(&SocketAddr::new([0, 0, 0, 0].into(), port).into())?;
                 s
             }
@@ -59,80 +99,111 @@ pub fn bind(key: &ListenKey, nonblocking: bool) -> io::Result<Socket> {
         },
     };
     if key.protocol == Protocol::Tcp {
-        socket.listen(BACKLOG)?;
+        if let Err(e) = socket.listen(BACKLOG) {
+            if let (BindAddr::Unix(path), Some(id)) = (&key.addr, id) {
+                remove_file(path, id);
+            }
+            return Err(e);
+        }
     }
-    Ok(socket)
+    Ok((socket, id))
 }
 
 /// Bind `s` to `path`, replacing a socket file left behind by a process
 /// that is gone (nobody accepts on it), never a live socket or another
-/// kind of file. Missing parent directories are made (0755), as systemd
-/// does for socket units: /run is empty after a boot.
-fn bind_unix(s: &Socket, path: &Path, ty: Type) -> io::Result<()> {
+/// kind of file, and give the file `file`'s owner and mode. Missing parent
+/// directories are made (0755), as systemd does for socket units: /run is
+/// empty after a boot.
+///
+/// Every directory on the path is checked first (`sockdir`): nobody but
+/// root can change what the path names, so the file bound is the one
+/// changed, through the directory's descriptor, never following a link.
+fn bind_unix(s: &Socket, path: &Path, ty: Type, file: &SocketFile) -> io::Result<FileId> {
+    let (dir, name) = sockdir::open_parent(path, true)?;
     let addr = SockAddr::unix(path)?;
-    let mut bound = s.bind(&addr);
-    if bound
-        .as_ref()
-        .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-    {
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)?;
-            bound = s.bind(&addr);
+    match bind_private(s, &addr) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            if !is_socket(&fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+            let probe = Socket::new(Domain::UNIX, ty.nonblocking(), None)?;
+            match probe.connect(&addr) {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{} is in use by another process", path.display()),
+                    ))
+                }
+            }
+            unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir)?;
+            bind_private(s, &addr)?;
         }
+        other => other?,
     }
-    match bound {
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
-        other => return other,
+    let st = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    let id = (st.st_dev, st.st_ino);
+    if let Err(e) = own_file(&dir, name, file) {
+        let _ = unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir);
+        return Err(e);
     }
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.file_type().is_socket() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        ));
+    Ok(id)
+}
+
+/// Bind with umask 0177: the file is root's and 0600 until `own_file`
+/// gives it its owner and mode (the supervisor is single-threaded).
+fn bind_private(s: &Socket, addr: &SockAddr) -> io::Result<()> {
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = s.bind(addr);
+    umask(old);
+    bound
+}
+
+fn is_socket(st: &FileStat) -> bool {
+    st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits()
+}
+
+/// Owner, then mode, of the socket `name` in `dir`, a directory only root
+/// can write (checked by `sockdir`): nothing can be swapped in meanwhile.
+fn own_file(dir: &OwnedFd, name: &OsStr, file: &SocketFile) -> io::Result<()> {
+    if let Some((uid, gid)) = file.owner {
+        fchownat(
+            dir,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
     }
-    let probe = Socket::new(Domain::UNIX, ty.nonblocking(), None)?;
-    match probe.connect(&addr) {
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} is in use by another process", path.display()),
-            ))
-        }
-    }
-    std::fs::remove_file(path)?;
-    s.bind(&addr)
+    fchmodat(
+        dir,
+        name,
+        Mode::from_bits_truncate(file.mode),
+        FchmodatFlags::FollowSymlink,
+    )?;
+    Ok(())
 }
 
 /// Identity of a socket file (device, inode), to remove it on close only
 /// if it is still the one this process bound.
 pub type FileId = (u64, u64);
 
-/// Give the socket file at `path` its owner and mode; its identity.
-pub fn set_file(path: &Path, file: &SocketFile) -> io::Result<FileId> {
-    if let Some((uid, gid)) = file.owner {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    }
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.file_type().is_socket() {
+/// Give the socket file this process bound at `path` (`id`) a new owner
+/// and mode (a reload), if it is still that file and its directories still
+/// pass `sockdir`'s check; never anything else found at the path.
+pub fn update_file(path: &Path, id: FileId, file: &SocketFile) -> io::Result<()> {
+    let (dir, name) = sockdir::open_parent(path, false)?;
+    let st = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    if !is_socket(&st) || (st.st_dev, st.st_ino) != id {
         return Err(io::Error::other(format!(
-            "{} is no longer a socket",
+            "{} is no longer the socket oxinetd bound",
             path.display()
         )));
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(file.mode))?;
-    Ok((meta.dev(), meta.ino()))
-}
-
-/// Remove the socket at `path`, if what is there is a socket.
-pub fn remove_socket(path: &Path) {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-        let _ = std::fs::remove_file(path);
-    }
+    own_file(&dir, name, file)
 }
 
 /// A socket file this process bound: removed when dropped, if it is still
@@ -151,15 +222,22 @@ impl Drop for BoundFile {
 /// Remove the socket file at `path` if it is still `id`: after a reload
 /// another service (or another process) may have bound the path again.
 pub fn remove_file(path: &Path, id: FileId) {
-    let ours = std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id);
+    let Ok((dir, name)) = sockdir::open_parent(path, false) else {
+        return;
+    };
+    let ours = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| is_socket(&st) && (st.st_dev, st.st_ino) == id);
     if ours {
-        let _ = std::fs::remove_file(path);
+        let _ = unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir);
     }
 }
 
-fn prepare(s: &Socket, protocol: Protocol) -> io::Result<()> {
+fn prepare(s: &Socket, protocol: Protocol, share: bool) -> io::Result<()> {
     if protocol == Protocol::Tcp {
         s.set_reuse_address(true)?;
+        if share {
+            s.set_reuse_port(true)?;
+        }
     }
     Ok(())
 }
@@ -183,31 +261,43 @@ mod tests {
 
     #[test]
     fn a_stale_socket_is_replaced_a_live_one_and_a_file_are_not() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        let live = bind(&key(&path), true).unwrap();
-        let err = bind(&key(&path), true).unwrap_err();
+        let file = SocketFile::default();
+        let live = bind(&key(&path), true, &file).unwrap();
+        let err = bind(&key(&path), true, &file).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         drop(live); // the file stays, nobody listens: stale
-        let again = bind(&key(&path), true).unwrap();
-        let id = set_file(&path, &SocketFile::default()).unwrap();
+        let (again, id) = bind(&key(&path), true, &file).unwrap();
+        let id = id.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o666);
+        let private = SocketFile {
+            mode: 0o600,
+            owner: None,
+        };
+        update_file(&path, id, &private).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         drop(again);
         remove_file(&path, id);
         assert!(!path.exists());
+        // Not the file bound: left alone.
+        assert!(update_file(&path, id, &file).is_err());
 
         std::fs::write(&path, "data").unwrap();
-        let err = bind(&key(&path), true).unwrap_err();
+        let err = bind(&key(&path), true, &file).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
     }
 
     #[test]
     fn missing_parent_directories_are_made() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/oxinetd/s.sock");
-        let _s = bind(&key(&path), true).unwrap();
+        let _s = bind(&key(&path), true, &SocketFile::default()).unwrap();
         assert!(path.exists());
         let mode = std::fs::metadata(path.parent().unwrap())
             .unwrap()

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{Config, ListenKey};
+use crate::config::{Config, ListenKey, Protocol};
 
 /// A listener's identity across reloads: its key, plus the service name for
 /// an ephemeral port (port 0), which several services may ask for at once
@@ -62,10 +62,26 @@ pub fn diff(bound: impl IntoIterator<Item = Slot>, new: &Config) -> Diff {
     d
 }
 
+/// Whether the new listener `new` takes over the port of `old`, which
+/// closes: both TCP over IP on the same fixed port (`127.0.0.1:P` and
+/// `*:P`, say), which Linux lets coexist only with `SO_REUSEPORT` on both.
+/// The new one is then bound beside the old one before it closes, so the
+/// port never has nobody listening.
+pub fn takes_over(new: &ListenKey, old: &ListenKey) -> bool {
+    // Port 0 is also what a UNIX-domain socket has.
+    let port = new.addr.port();
+    new.protocol == Protocol::Tcp
+        && old.protocol == Protocol::Tcp
+        && !new.seqpacket
+        && !old.seqpacket
+        && port != 0
+        && old.addr.port() == port
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BindAddr, Protocol, Service, StderrMode, WaitMode};
+    use crate::config::{BindAddr, Service, StderrMode, WaitMode};
     use crate::privilege::Identity;
 
     fn key(port: u16, protocol: Protocol) -> ListenKey {
@@ -127,6 +143,23 @@ mod tests {
         assert_eq!(d.keep, vec![Slot::new(zero.clone(), "s")]);
         assert_eq!(d.bind, vec![Slot::new(zero.clone(), "t")]);
         assert_eq!(d.close, vec![Slot::new(zero.clone(), "u")]);
+    }
+
+    #[test]
+    fn a_tcp_port_moving_between_addresses_is_taken_over() {
+        let any = |port| ListenKey {
+            addr: BindAddr::Any(port),
+            protocol: Protocol::Tcp,
+            seqpacket: false,
+        };
+        assert!(takes_over(&any(80), &key(80, Protocol::Tcp)));
+        assert!(takes_over(&key(80, Protocol::Tcp), &any(80)));
+        assert!(!takes_over(&any(81), &key(80, Protocol::Tcp)));
+        assert!(!takes_over(&key(0, Protocol::Tcp), &key(0, Protocol::Tcp)));
+        assert!(!takes_over(
+            &key(80, Protocol::Udp),
+            &key(80, Protocol::Udp)
+        ));
     }
 
     #[test]

@@ -22,12 +22,13 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{MsgFlags, SockaddrStorage, UnixCredentials};
 use socket2::Socket;
 
-use crate::children::{Child, Children, Ending, Probe, StderrPipe};
+use crate::children::{self, Child, Children, Ending, Probe, StderrPipe};
 use crate::config::{
     self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
 };
+use crate::flood::{PeerLimit, Verdict};
 use crate::internal::{self, Interest, Internal};
-use crate::limits::{Load, Refusal};
+use crate::limits::{Load, Refusal, Retired};
 use crate::log::{Log, Opt, Throttle, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
@@ -52,8 +53,12 @@ const RESOURCE_PAUSE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Consecutive `wait` handlers exiting without reading their datagram
-/// before the service is considered looping.
+/// (or accepting a connection) before the service is considered looping.
 const LOOP_LIMIT: u32 = 3;
+/// A stream `wait` handler on a UNIX-domain socket (whose queue length the
+/// kernel does not tell) that exits sooner than this with connections still
+/// pending counts as one that accepted nothing.
+const LOOP_QUICK: Duration = Duration::from_secs(1);
 /// Bytes of a pending datagram compared to tell whether a handler read it.
 const PROBE_BYTES: usize = 64;
 /// Source ports an internal UDP service never answers besides 0 and the
@@ -199,7 +204,7 @@ struct InternalConn {
 struct Extras {
     /// For `wait`: the listener the handler holds.
     holds: Option<u64>,
-    /// For dgram `wait`: the datagram it was started for.
+    /// For `wait`: the datagram or the accept queue it was started for.
     probe: Option<Probe>,
     /// For dgram `nowait`: where its reply goes.
     reply: Option<Reply>,
@@ -307,8 +312,12 @@ pub struct Supervisor {
     reply_buf: Vec<u8>,
     /// Ports of the internal UDP services bound now (see LOOP_PORTS).
     internal_ports: Vec<u16>,
+    /// Replies of internal UDP services per peer (`peer_reply_rate`).
+    peers: PeerLimit,
     /// Each service's load, by name, so a reload carries it over.
     loads: HashMap<String, Rc<RefCell<Load>>>,
+    /// Loads of removed services whose handlers still run.
+    retired: Retired,
     /// A descriptor kept in reserve: when accept fails for lack of fds,
     /// it is given up to accept and close the waiting connection.
     spare_fd: Option<std::fs::File>,
@@ -434,7 +443,9 @@ impl Supervisor {
             stream_buf,
             reply_buf: Vec::with_capacity(65536),
             internal_ports: Vec::new(),
+            peers: PeerLimit::default(),
             loads: HashMap::new(),
+            retired: Retired::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
             next_id: 1,
             sweep_at: None,
@@ -529,6 +540,8 @@ impl Supervisor {
         let mut old: HashMap<Slot, Listener> =
             self.listeners.drain().map(|(_, l)| (l.slot(), l)).collect();
         let mut retry = Vec::new();
+        let mut shared = Vec::new();
+        let mut handed = Vec::new();
         let mut loads = HashMap::new();
         for svc in config.services {
             let name: Rc<str> = Rc::from(svc.name.as_str());
@@ -539,32 +552,53 @@ impl Supervisor {
                     continue;
                 }
             };
-            let load = self.loads.get(&svc.name).cloned().unwrap_or_default();
+            let load = match self.loads.get(&svc.name) {
+                Some(load) => Rc::clone(load),
+                None => self.retired.revive(&svc.name).unwrap_or_default(),
+            };
             loads.insert(svc.name.clone(), Rc::clone(&load));
             let running = Rc::new(Running::new(svc, plan, load));
             for key in running.svc.listen.clone() {
                 match old.remove(&Slot::new(key.clone(), &running.svc.name)) {
                     Some(mut l) => {
                         let was = l.service.mode;
+                        let was_file = l.service.svc.socket_file;
                         l.service = Rc::clone(&running);
                         l.idle_exits = 0;
                         if blocking(was) != blocking(l.service.mode) {
                             self.set_mode(&l);
                         }
-                        if let Some(f) = &l.file {
-                            // The owner or mode may be new.
-                            if let Err(e) = listener::set_file(&f.path, &running.svc.socket_file) {
+                        let file = &running.svc.socket_file;
+                        if let Some(f) = l.file.as_ref().filter(|_| was_file != *file) {
+                            if let Err(e) = listener::update_file(&f.path, f.id, file) {
                                 self.bind_failed(&running.name, &key, &e);
                             }
                         }
                         self.listeners.insert(l.id, l);
                     }
                     None => {
-                        if let Err(e) = self.add_listener(&running, &key) {
-                            if e.kind() == io::ErrorKind::AddrInUse && !diff.close.is_empty() {
-                                retry.push((Rc::clone(&running), key));
-                            } else {
-                                self.bind_failed(&running.name, &key, &e);
+                        // A port moving to another address: bound beside
+                        // the old socket, which closes once drained; not
+                        // beside one a `wait` handler holds (and keeps).
+                        let mut share = false;
+                        let overlapped = old.values().filter(|o| {
+                            o.state != ListenState::Busy && reload::takes_over(&key, &o.key)
+                        });
+                        for o in overlapped {
+                            if listener::share_port(&o.socket, true).is_ok() {
+                                share = true;
+                                handed.push(o.id);
+                            }
+                        }
+                        match self.add_listener(&running, &key, share) {
+                            Ok(id) if share => shared.push(id),
+                            Ok(_) => {}
+                            Err(e) => {
+                                if e.kind() == io::ErrorKind::AddrInUse && !diff.close.is_empty() {
+                                    retry.push((Rc::clone(&running), key));
+                                } else {
+                                    self.bind_failed(&running.name, &key, &e);
+                                }
                             }
                         }
                     }
@@ -573,16 +607,22 @@ impl Supervisor {
         }
         let closed = old.len();
         for (_, l) in old {
-            let _ = self.epoll.delete(l.socket.as_fd());
-            info!(self.log, "close service={} addr={}", l.service.name, l.key);
+            let handed = handed.contains(&l.id);
+            self.close_listener(l, handed);
+        }
+        for id in shared {
+            if let Some(l) = self.listeners.get(&id) {
+                let _ = listener::share_port(&l.socket, false);
+            }
         }
         // A new address may have overlapped one that was only now closed.
         for (running, key) in retry {
-            if let Err(e) = self.add_listener(&running, &key) {
+            if let Err(e) = self.add_listener(&running, &key, false) {
                 self.bind_failed(&running.name, &key, &e);
             }
         }
-        self.loads = loads;
+        let old_loads = std::mem::replace(&mut self.loads, loads);
+        self.retired.retire(old_loads, &self.loads);
         self.by_service.clear();
         for l in self.listeners.values() {
             let of = self.by_service.entry(Rc::clone(&l.service.name));
@@ -606,21 +646,57 @@ impl Supervisor {
         );
     }
 
-    fn add_listener(&mut self, running: &Rc<Running>, key: &ListenKey) -> io::Result<()> {
-        let socket = listener::bind(key, !blocking(running.mode))?;
-        let (local, file) = match &key.addr {
-            BindAddr::Unix(path) => match listener::set_file(path, &running.svc.socket_file) {
-                Ok(id) => {
-                    let path = Rc::from(path.as_path());
-                    (None, Some(listener::BoundFile { path, id }))
-                }
-                Err(e) => {
-                    // Only the socket just bound: never another kind of
-                    // file someone put there meanwhile.
-                    listener::remove_socket(path);
-                    return Err(e);
-                }
-            },
+    /// A listener a reload removes: first serve the connections already in
+    /// its accept queue (made while it was the service's), so that closing
+    /// it resets none of them; then close it. `handed`: a new socket on
+    /// the same port listens already, so new clients are sent there (their
+    /// SYN dropped here, to be sent again) while the queue is drained.
+    fn close_listener(&mut self, l: Listener, handed: bool) {
+        let _ = self.epoll.delete(l.socket.as_fd());
+        info!(self.log, "close service={} addr={}", l.service.name, l.key);
+        if handed {
+            let _ = crate::sys::refuse_syn(l.socket.as_fd());
+        }
+        let (id, mode) = (l.id, l.service.mode);
+        if l.state != ListenState::Armed || !matches!(mode, Mode::Accept | Mode::InternalStream(_))
+        {
+            return;
+        }
+        self.listeners.insert(id, l);
+        // Bounded: the backlog holds at most BACKLOG connections.
+        for _ in 0..=listener::BACKLOG as usize / BATCH {
+            let queued = self.listeners.get(&id).is_some_and(|l| pending(&l.socket));
+            if !queued || !self.is_open(id) {
+                break;
+            }
+            match mode {
+                Mode::InternalStream(kind) => self.accept_internal(id, kind),
+                _ => self.accept_connections(id),
+            }
+        }
+        self.listeners.remove(&id);
+    }
+
+    /// Bind `key` for `running`; `share`: beside a socket on the same port
+    /// that is about to close (see `listener::bind_alongside`).
+    fn add_listener(
+        &mut self,
+        running: &Rc<Running>,
+        key: &ListenKey,
+        share: bool,
+    ) -> io::Result<u64> {
+        let nonblocking = !blocking(running.mode);
+        let file = &running.svc.socket_file;
+        let (socket, id) = if share {
+            listener::bind_alongside(key, nonblocking, file)?
+        } else {
+            listener::bind(key, nonblocking, file)?
+        };
+        let (local, file) = match (&key.addr, id) {
+            (BindAddr::Unix(path), Some(id)) => {
+                let path = Rc::from(path.as_path());
+                (None, Some(listener::BoundFile { path, id }))
+            }
             _ => {
                 let local = socket.local_addr()?.as_socket();
                 (
@@ -661,7 +737,7 @@ impl Supervisor {
             running.svc.wait == WaitMode::Wait
         );
         self.listeners.insert(id, l);
-        Ok(())
+        Ok(id)
     }
 
     /// Blocking or not, for a listener whose service changed mode on reload.
@@ -1215,6 +1291,7 @@ impl Supervisor {
             };
             let running = Rc::clone(&l.service);
             let port = peer.port();
+            let now = Instant::now();
             let reason =
                 if port < 1024 || LOOP_PORTS.contains(&port) || self.internal_ports.contains(&port)
                 {
@@ -1225,7 +1302,20 @@ impl Supervisor {
                     .check(peer.ip(), crate::sys::local_minute_of_day)
                 {
                     Some(d.to_string())
-                } else if !running.take_reply(Instant::now()) {
+                } else if let Verdict::Drop(report) =
+                    self.peers
+                        .check(peer, running.svc.limits.peer_reply_rate, now)
+                {
+                    if let Some(n) = report {
+                        warning!(
+                            self.log,
+                            "reply-dropped service={} peer={} replies={n}",
+                            running.name,
+                            spawn::unmap(peer)
+                        );
+                    }
+                    continue;
+                } else if !running.take_reply(now) {
                     Some("reason=reply_rate".to_string())
                 } else {
                     None
@@ -1369,13 +1459,18 @@ impl Supervisor {
         let path = l.file.as_ref().map(|f| Rc::clone(&f.path));
         let probe = if protocol == Protocol::Udp {
             match probe(&l.socket) {
-                Some(p) => Some(p),
+                Some(p) => p,
                 None => return, // nothing pending after all
             }
+        } else if path.is_some() {
+            Probe::Queue(None)
         } else {
-            None
+            Probe::Queue(crate::sys::accept_queue(l.socket.as_fd()))
         };
-        let peer = probe.as_ref().and_then(|p| p.peer);
+        let peer = match probe {
+            Probe::Datagram { peer, .. } => peer,
+            Probe::Queue(_) => None,
+        };
         if let Some(p) = peer {
             // A refused sender's datagram is taken off the queue here: the
             // handler never sees it.
@@ -1408,7 +1503,7 @@ impl Supervisor {
         };
         let extras = Extras {
             holds: Some(id),
-            probe,
+            probe: Some(probe),
             ..Extras::default()
         };
         if self.start(&running, &inv, peer, None, extras) {
@@ -1511,9 +1606,19 @@ impl Supervisor {
         };
         let log = &mut self.log;
         let service = &child.service;
-        let eof = pipe.drain(|line| {
+        let now = Instant::now();
+        let shared = &mut child.load.borrow_mut().stderr;
+        let eof = pipe.drain(shared, now, children::READS_PER_TURN, |line| {
             info!(log, "stderr service={service} pid={pid} line={}", Q(line));
         });
+        let dropped = if eof {
+            pipe.dropped.rest()
+        } else {
+            pipe.dropped.report(now)
+        };
+        if let Some(n) = dropped {
+            warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+        }
         if eof {
             if let Some(p) = child.stderr.take() {
                 let _ = self.epoll.delete(p.fd.as_fd());
@@ -1569,9 +1674,13 @@ impl Supervisor {
             if let Some(mut pipe) = child.stderr.take() {
                 let log = &mut self.log;
                 let service = &child.service;
-                pipe.drain(|line| {
+                let shared = &mut child.load.borrow_mut().stderr;
+                pipe.drain(shared, Instant::now(), children::READS_AT_EXIT, |line| {
                     info!(log, "stderr service={service} pid={pid} line={}", Q(line));
                 });
+                if let Some(n) = pipe.dropped.rest() {
+                    warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+                }
                 let _ = self.epoll.delete(pipe.fd.as_fd());
             }
             if let Some((step, errno)) = self.spawner.failure(pid) {
@@ -1617,19 +1726,24 @@ impl Supervisor {
                 );
             }
             if let Some(id) = child.holds {
-                self.release(id, child.probe.as_ref());
+                self.release(id, child.probe.as_ref(), child.started);
             }
         }
     }
 
     /// A `wait` handler exited: re-arm its listener, unless handlers keep
-    /// exiting without reading the datagram they were started for (which
-    /// would otherwise be a spawn loop): then pause the service.
-    fn release(&mut self, id: u64, started_for: Option<&Probe>) {
+    /// exiting without reading the datagram (or accepting a connection)
+    /// they were started for (which would otherwise be a spawn loop): then
+    /// pause the service.
+    fn release(&mut self, id: u64, started_for: Option<&Probe>, started: Instant) {
         let Some(l) = self.listeners.get_mut(&id) else {
             return;
         };
-        let unread = started_for.is_some_and(|p| probe(&l.socket).as_ref() == Some(p));
+        let unread = match started_for {
+            None => false,
+            Some(p @ Probe::Datagram { .. }) => probe(&l.socket).as_ref() == Some(p),
+            Some(Probe::Queue(before)) => unaccepted(&l.socket, *before, started),
+        };
         if !unread {
             l.idle_exits = 0;
             self.arm(id, ListenState::Armed);
@@ -1641,9 +1755,13 @@ impl Supervisor {
             return;
         }
         let pause = self.global.loop_pause;
+        let what = match started_for {
+            Some(Probe::Queue(_)) => "accepting",
+            _ => "reading",
+        };
         warning!(
             self.log,
-            "looping service={} handlers_exited_without_reading={} paused_ms={}",
+            "looping service={} handlers_exited_without_{what}={} paused_ms={}",
             l.service.name,
             l.idle_exits,
             pause.as_millis()
@@ -1774,10 +1892,37 @@ fn probe(socket: &Socket) -> Option<Probe> {
         MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
     )
     .ok()?;
-    Some(Probe {
+    Some(Probe::Datagram {
         peer: socket.peek_sender().ok().and_then(|a| a.as_socket()),
         head: head[..n].to_vec(),
     })
+}
+
+/// Whether a stream `wait` handler started at `started`, when `before`
+/// connections were queued, exited without accepting any: the queue is not
+/// empty and not shorter than it was. Where the kernel does not tell the
+/// length (UNIX-domain), a handler that exits within `LOOP_QUICK` with
+/// connections still pending counts.
+fn unaccepted(socket: &Socket, before: Option<u32>, started: Instant) -> bool {
+    match before {
+        Some(before) => {
+            crate::sys::accept_queue(socket.as_fd()).is_some_and(|now| now > 0 && now >= before)
+        }
+        None => started.elapsed() < LOOP_QUICK && pending(socket),
+    }
+}
+
+/// Whether connections wait in a listening stream socket's queue: its
+/// length for TCP, readiness where the kernel does not tell (UNIX-domain).
+fn pending(socket: &Socket) -> bool {
+    if let Some(n) = crate::sys::accept_queue(socket.as_fd()) {
+        return n > 0;
+    }
+    let mut fds = [nix::poll::PollFd::new(
+        socket.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 fn epoll_flags(i: Interest) -> EpollFlags {

@@ -62,17 +62,50 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The longest message a `ConfigError` keeps, in characters: a backstop for
+/// a quote of user text that `quote` does not shorten.
+const MAX_MESSAGE: usize = 1000;
+
 impl ConfigError {
     pub fn new(at: Location, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            at,
-            message: message.into(),
+        let mut message = message.into();
+        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        ConfigError { at, message }
+    }
+}
+
+/// How many characters of user text an error quotes.
+pub const QUOTE_CHARS: usize = 60;
+
+/// User text as an error quotes it: at most `QUOTE_CHARS` characters, then
+/// `…` when there is more (a 10 MB key is not echoed whole).
+pub fn quote(s: &str) -> Quote<'_> {
+    Quote(s)
+}
+
+/// See `quote`.
+pub struct Quote<'a>(&'a str);
+
+impl fmt::Display for Quote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(QUOTE_CHARS) {
+            Some((cut, _)) => write!(f, "{}…", self.0.get(..cut).unwrap_or_default()),
+            None => f.write_str(self.0),
         }
     }
 }
 
 /// The known word closest to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    // The distance is at least the difference in length: a word much longer
+    // than every known one (a 10 MB key) costs nothing.
+    let longest = known.iter().map(|k| k.len()).max().unwrap_or(0);
+    if word.chars().nth(longest + 2.max(longest / 3)).is_some() {
+        return None;
+    }
     known
         .iter()
         .map(|k| (edit_distance(word, k), *k))
@@ -109,7 +142,25 @@ mod tests {
     }
 
     #[test]
+    fn quotes_a_prefix_on_a_char_boundary() {
+        assert_eq!(quote("short").to_string(), "short");
+        let long = "é".repeat(10_000);
+        let q = quote(&long).to_string();
+        assert_eq!(q.chars().count(), QUOTE_CHARS + 1);
+        assert!(q.ends_with('…'));
+        let mixed = format!("a{}", "€😀".repeat(100));
+        assert_eq!(quote(&mixed).to_string().chars().count(), QUOTE_CHARS + 1);
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let e = ConfigError::new(Location::file(Path::new("f")), "ß".repeat(5000));
+        assert_eq!(e.message.chars().count(), MAX_MESSAGE + 1);
+    }
+
+    #[test]
     fn suggests_close_keys_only() {
+        assert_eq!(did_you_mean(&"u".repeat(1_000_000), &["user"]), None);
         let known = ["user", "group", "server", "passenv"];
         assert_eq!(did_you_mean("usr", &known), Some("user"));
         assert_eq!(did_you_mean("sever", &known), Some("server"));

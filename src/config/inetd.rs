@@ -18,6 +18,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::error::quote;
+use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
 
@@ -37,16 +39,16 @@ pub fn translate(path: &Path) -> Translation {
             files.extend(extra);
         }
     }
+    // Read through `Sources` for its size limits (inetd has no includes).
+    let mut sources = Sources::default();
     for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => translate_text(&file, &text, &mut t),
-            Err(e) => t.errors.push(ConfigError::new(
-                Location::file(&file),
-                format!("unable to read config: {e}"),
-            )),
+        if let Entry::Read(text) = sources.enter(&file, None, &mut t.errors) {
+            translate_text(&file, &text, &mut t);
+            sources.leave();
         }
         t.sources.push(file);
     }
+    sources.finish(&mut t.errors);
     name_services(&mut t);
     t.finish();
     t
@@ -210,7 +212,12 @@ fn translate_line(
                 &format!("socket type {socktype} is not supported (stream and dgram are)"),
             ))
         }
-        (other, _) => return Err(err(1, format!("unknown socket type \"{other}\""))),
+        (other, _) => {
+            return Err(err(
+                1,
+                format!("unknown socket type \"{other}\"", other = quote(other)),
+            ))
+        }
     };
     if service.starts_with("tcpmux/") || service == "tcpmux" {
         return Err(unsupported(0, "tcpmux services are not supported yet"));
@@ -223,7 +230,13 @@ fn translate_line(
         split_host(service, default_host)
     };
     if port.is_empty() {
-        return Err(err(0, format!("\"{service}\": no service name or port")));
+        return Err(err(
+            0,
+            format!(
+                "\"{service}\": no service name or port",
+                service = quote(service)
+            ),
+        ));
     }
     let proto_word = match (transport.unix, transport.udp) {
         (true, _) => "unix",
@@ -252,7 +265,10 @@ fn translate_line(
             Some(_) => {
                 return Err(err(
                     5,
-                    format!("\"{server}\": expected :user:group:mode:server-path"),
+                    format!(
+                        "\"{server}\": expected :user:group:mode:server-path",
+                        server = quote(server)
+                    ),
                 ))
             }
             // Only root can connect to the socket as inetd leaves it.
@@ -284,7 +300,12 @@ fn translate_line(
     let waits = match mode {
         "wait" => true,
         "nowait" => false,
-        other => return Err(err(3, format!("\"{other}\": expected wait or nowait"))),
+        other => {
+            return Err(err(
+                3,
+                format!("\"{other}\": expected wait or nowait", other = quote(other)),
+            ))
+        }
     };
 
     // server: a path or `internal`.
@@ -315,14 +336,20 @@ fn translate_line(
         if user != "root" {
             d.note(
                 &at(4),
-                format!("user {user}: internal services run inside oxinetd"),
+                format!(
+                    "user {user}: internal services run inside oxinetd",
+                    user = quote(user)
+                ),
             );
         }
     } else {
         d.set("wait", Value::Bool(waits), &at(3));
         let (name, group) = split_user(user);
         if name.is_empty() {
-            return Err(err(4, format!("\"{user}\": no user name")));
+            return Err(err(
+                4,
+                format!("\"{user}\": no user name", user = quote(user)),
+            ));
         }
         d.set("user", Value::Str(name.to_owned()), &at(4));
         if let Some(g) = group {
@@ -331,7 +358,10 @@ fn translate_line(
         if let Some((_, class)) = user.split_once('/') {
             d.note(
                 &at(4),
-                format!("login class \"{class}\" has no equivalent (ignored)"),
+                format!(
+                    "login class \"{class}\" has no equivalent (ignored)",
+                    class = quote(class)
+                ),
             );
         }
         d.set("server", Value::Str(server.to_owned()), &at(5));
@@ -427,7 +457,12 @@ fn rate_limits(spec: &str, d: &mut Draft, at: &Location) -> Result<(), String> {
         s.parse::<i64>()
             .ok()
             .filter(|n| (0..=1_000_000).contains(n))
-            .ok_or_else(|| format!("{what} \"{s}\": expected a number from 0 to 1000000"))
+            .ok_or_else(|| {
+                format!(
+                    "{what} \"{s}\": expected a number from 0 to 1000000",
+                    s = quote(s)
+                )
+            })
     };
     if let Some(max) = spec.strip_prefix('.') {
         let max = number(max, "invocations per minute")?;

@@ -10,9 +10,11 @@ mod etc_services;
 #[cfg(any(test, fuzzing))]
 mod fuzz;
 mod inetd;
+mod source;
 mod toml;
 mod xinetd;
 
+use self::error::quote;
 pub use self::error::{ConfigError, Location};
 pub use self::toml::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
 
@@ -575,7 +577,13 @@ pub fn parse_listen(
                 )
             })?
         }
-        Err(_) => return Err(format!("listen \"{text}\": invalid port \"{port}\"")),
+        Err(_) => {
+            return Err(format!(
+                "listen \"{text}\": invalid port \"{port}\"",
+                text = quote(text),
+                port = quote(port)
+            ))
+        }
     };
     if host == "*" {
         return Ok(BindAddr::Any(port));
@@ -607,7 +615,10 @@ pub fn parse_unix_path(text: &str) -> Result<BindAddr, String> {
         ));
     }
     if text.contains('\0') {
-        return Err(format!("listen \"{text}\": the path contains a NUL byte"));
+        return Err(format!(
+            "listen \"{text}\": the path contains a NUL byte",
+            text = quote(text)
+        ));
     }
     if text.len() > MAX {
         return Err(format!(
@@ -616,7 +627,10 @@ pub fn parse_unix_path(text: &str) -> Result<BindAddr, String> {
         ));
     }
     if text.ends_with('/') {
-        return Err(format!("listen \"{text}\": the path names a directory"));
+        return Err(format!(
+            "listen \"{text}\": the path names a directory",
+            text = quote(text)
+        ));
     }
     Ok(BindAddr::Unix(PathBuf::from(text)))
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::error::did_you_mean;
+use super::error::{did_you_mean, quote};
+use super::source::{Entry, Sources};
 use super::{
     parse_listen, parse_unix_path, BindAddr, Config, ConfigError, Context, Global, Handler,
     ListenKey, Loaded, Location, Protocol, Service, SocketFile, StderrMode, WaitMode,
@@ -51,6 +52,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "rate",
     "reply_rate",
     "idle_timeout",
+    "peer_reply_rate",
     "log_on_success",
     "log_on_failure",
     "socket_mode",
@@ -81,6 +83,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "rate",
     "reply_rate",
     "idle_timeout",
+    "peer_reply_rate",
     "log_on_success",
     "log_on_failure",
     "socket_mode",
@@ -99,7 +102,8 @@ pub const ROOT_KEYS: &[&str] = &["global", "defaults", "service", "include"];
 /// Keys at the top of an included file.
 const INCLUDED_ROOT_KEYS: &[&str] = &["service", "include"];
 
-/// How deep `include` may nest (a guard against include cycles).
+/// How deep `include` may nest: the main file including a file that
+/// includes another is 2. Cycles are found by `Sources`, not by this.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// A file of the configuration and its text.
@@ -150,7 +154,9 @@ impl SourceFile {
 pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let mut files = Vec::new();
     let mut fatal = Vec::new();
-    collect_files(path, true, 0, &mut files, &mut fatal);
+    let mut sources = Sources::default();
+    collect_files(path, None, &mut sources, &mut files, &mut fatal);
+    sources.finish(&mut fatal);
     if !fatal.is_empty() {
         return Err(fatal);
     }
@@ -207,7 +213,7 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
             match key.get_ref().as_ref() {
                 k if !file.is_main && ROOT_KEYS.contains(&k) && !allowed.contains(&k) => walk.errors.push(ConfigError::new(
                     file.loc(key.span().start),
-                    format!("\"{k}\" may only be set in the main config file, not in an included one"),
+                    format!("\"{k}\" may only be set in the main config file, not in an included one", k = quote(k)),
                 )),
                 _ if !allowed.contains(&key.get_ref().as_ref()) => {
                     walk.unknown_key(file, key, allowed, "top level")
@@ -235,35 +241,32 @@ fn resolve(files: &[SourceFile], ctx: &Context) -> Result<Loaded, Vec<ConfigErro
     })
 }
 
-/// Read `path` and, recursively, the files it includes.
+/// Read `path` and, recursively, the files it includes, each file once
+/// (see `Sources`). `at` is where `path` was included, `None` for the main
+/// file.
 fn collect_files(
     path: &Path,
-    is_main: bool,
-    depth: usize,
+    at: Option<&Location>,
+    sources: &mut Sources,
     files: &mut Vec<SourceFile>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(ConfigError::new(
-                Location::file(path),
-                format!("unable to read config: {e}"),
-            ));
-            return;
-        }
+    let is_main = at.is_none();
+    let text = match sources.enter(path, at, errors) {
+        Entry::Read(t) => t,
+        Entry::Skip => return,
     };
-    let table = match DeTable::parse_recoverable(&text) {
+    let file = SourceFile::new(path, text, is_main);
+    let table = match DeTable::parse_recoverable(&file.text) {
         (table, errs) if errs.is_empty() => table,
         (_, errs) => {
-            let file = SourceFile::new(path, text.clone(), is_main);
             errors.extend(errs.iter().map(|e| syntax_error(&file, e)));
+            sources.leave();
             return;
         }
     };
     let mut includes = Vec::new();
     if let Some(value) = table.get_ref().get("include") {
-        let file = SourceFile::new(path, text.clone(), is_main);
         let field = Field {
             file: &file,
             value,
@@ -272,15 +275,15 @@ fn collect_files(
         match field.strings() {
             Ok(patterns) => {
                 for (pattern, at) in patterns {
-                    if depth >= MAX_INCLUDE_DEPTH {
+                    if sources.depth() > MAX_INCLUDE_DEPTH {
                         errors.push(ConfigError::new(
                             at,
-                            "include nested too deeply (is there a cycle?)",
+                            format!("include nested more than {MAX_INCLUDE_DEPTH} deep"),
                         ));
                         continue;
                     }
                     match expand_include(path, pattern) {
-                        Ok(found) => includes.extend(found),
+                        Ok(found) => includes.extend(found.into_iter().map(|f| (f, at.clone()))),
                         Err(msg) => errors.push(ConfigError::new(at, msg)),
                     }
                 }
@@ -289,10 +292,11 @@ fn collect_files(
         }
     }
     drop(table);
-    files.push(SourceFile::new(path, text, is_main));
-    for inc in includes {
-        collect_files(&inc, false, depth + 1, files, errors);
+    files.push(file);
+    for (inc, at) in includes {
+        collect_files(&inc, Some(&at), sources, files, errors);
     }
+    sources.leave();
 }
 
 /// Files matching `pattern`, relative to the directory of `including`, sorted.
@@ -300,7 +304,8 @@ fn expand_include(including: &Path, pattern: &str) -> Result<Vec<PathBuf>, Strin
     let base = including.parent().unwrap_or(Path::new("."));
     let full = base.join(pattern);
     let full = full.to_str().ok_or("include pattern is not valid UTF-8")?;
-    let paths = glob::glob(full).map_err(|e| format!("include \"{pattern}\": {e}"))?;
+    let paths = glob::glob(full)
+        .map_err(|e| format!("include \"{pattern}\": {e}", pattern = quote(pattern)))?;
     let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
     found.sort();
     Ok(found)
@@ -500,7 +505,7 @@ impl Walk<'_> {
         place: &str,
     ) {
         let name = key.get_ref();
-        let mut msg = format!("unknown key \"{name}\" in {place}");
+        let mut msg = format!("unknown key \"{name}\" in {place}", name = quote(name));
         if let Some(s) = did_you_mean(name, known) {
             msg.push_str(&format!(" (did you mean \"{s}\"?)"));
         } else if place == "top level" && SERVICE_KEYS.contains(&name.as_ref()) {
@@ -558,7 +563,12 @@ impl Walk<'_> {
                 "syslog_facility" => f.str().and_then(|s| {
                     s.parse()
                         .map(|fac| global.syslog_facility = fac)
-                        .map_err(|_| f.err(format!("syslog_facility: unknown facility \"{s}\"")))
+                        .map_err(|_| {
+                            f.err(format!(
+                                "syslog_facility: unknown facility \"{s}\"",
+                                s = quote(s)
+                            ))
+                        })
                 }),
                 "syslog_socket" => f
                     .str()
@@ -626,7 +636,7 @@ impl Walk<'_> {
             Some(f) => sink.ok(f.str().and_then(|s| valid_name(f, s))),
             None => sink.ok(Err(ConfigError::new(origin.clone(), "service has no name"))),
         };
-        let label = name.map_or(String::new(), |n| format!(" \"{n}\""));
+        let label = name.map_or(String::new(), |n| format!(" \"{n}\"", n = quote(n)));
         let socket_field = get("socket");
         let seqpacket = socket_field.is_some_and(|f| f.str().is_ok_and(|s| s == "seqpacket"));
         let socket = socket_field.and_then(|f| {
@@ -699,7 +709,11 @@ impl Walk<'_> {
                         .into_iter()
                         .filter_map(|(s, at)| {
                             let addr = if unix_asked || s.starts_with('/') {
-                                parse_unix_path(s)
+                                parse_unix_path(s).inspect(|a| {
+                                    if let Err(m) = self.unix_dirs(a) {
+                                        sink.ok::<()>(Err(ConfigError::new(at.clone(), m)));
+                                    }
+                                })
                             } else {
                                 parse_listen(s, protocol, &self.ctx.etc_services)
                             };
@@ -824,7 +838,10 @@ impl Walk<'_> {
                 } else if valid_env_name(k) && !v.contains('\0') {
                     env.push((k.to_owned(), v.to_owned()));
                 } else {
-                    sink.ok::<()>(Err(f.err(format!("env: \"{k}\" is not a valid variable"))));
+                    sink.ok::<()>(Err(f.err(format!(
+                        "env: \"{k}\" is not a valid variable",
+                        k = quote(k)
+                    ))));
                 }
             }
         }
@@ -833,7 +850,10 @@ impl Walk<'_> {
                 if !valid_env_name(k) {
                     sink.ok::<()>(Err(ConfigError::new(
                         at,
-                        format!("passenv: \"{k}\" is not a valid variable name"),
+                        format!(
+                            "passenv: \"{k}\" is not a valid variable name",
+                            k = quote(k)
+                        ),
                     )));
                     continue;
                 }
@@ -935,6 +955,16 @@ impl Walk<'_> {
         }
     }
 
+    /// A UNIX-domain path whose directories only root can change
+    /// (`sockdir`: oxinetd chowns and chmods the file it binds there).
+    fn unix_dirs(&self, addr: &BindAddr) -> Result<(), String> {
+        match addr {
+            BindAddr::Unix(p) => crate::sockdir::check(p, self.ctx.euid)
+                .map_err(|m| format!("listen \"{}\": {m}", p.display())),
+            _ => Ok(()),
+        }
+    }
+
     /// `socket_mode` and `socket_owner` of a UNIX-domain service.
     fn socket_file<'a>(&self, get: &impl Fn(&str) -> Option<Field<'a>>, sink: &Sink) -> SocketFile {
         let mut file = SocketFile::default();
@@ -1010,6 +1040,11 @@ impl Walk<'_> {
             limits.idle_timeout = sink
                 .ok(f.seconds())
                 .unwrap_or(crate::limits::DEFAULT_IDLE_TIMEOUT);
+        }
+        if let Some(f) = get("peer_reply_rate") {
+            limits.peer_reply_rate = sink
+                .ok(f.int(1, 100_000_000))
+                .map_or(limits.peer_reply_rate, |n| n as u32);
         }
         if let Some(f) = get("cps") {
             limits.rate = sink.ok(rate(f, false));
@@ -1097,7 +1132,7 @@ fn word(w: &str, known: &[&'static str]) -> Result<&'static str, String> {
         .iter()
         .find(|k| k.eq_ignore_ascii_case(w))
         .copied()
-        .ok_or_else(|| format!("\"{w}\" is not one of {}", known.join(", ")))
+        .ok_or_else(|| format!("\"{w}\" is not one of {}", known.join(", "), w = quote(w)))
 }
 
 /// The contents of a banner file (relative paths from the config's
@@ -1106,12 +1141,26 @@ fn read_banner(f: Field<'_>, s: &str) -> Result<Vec<u8>, ConfigError> {
     const MAX_BANNER: u64 = 64 * 1024;
     let dir = f.file.path.parent().unwrap_or(Path::new("."));
     let path = dir.join(s);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| f.err(format!("banner_fail \"{s}\": {}", io_problem(&e))))?;
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        f.err(format!(
+            "banner_fail \"{s}\": {}",
+            io_problem(&e),
+            s = quote(s)
+        ))
+    })?;
     if meta.len() > MAX_BANNER {
-        return Err(f.err(format!("banner_fail \"{s}\": larger than 64 KiB")));
+        return Err(f.err(format!(
+            "banner_fail \"{s}\": larger than 64 KiB",
+            s = quote(s)
+        )));
     }
-    std::fs::read(&path).map_err(|e| f.err(format!("banner_fail \"{s}\": {}", io_problem(&e))))
+    std::fs::read(&path).map_err(|e| {
+        f.err(format!(
+            "banner_fail \"{s}\": {}",
+            io_problem(&e),
+            s = quote(s)
+        ))
+    })
 }
 
 fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
@@ -1168,7 +1217,7 @@ fn check_server(
             });
     match problem {
         None => Ok(path),
-        Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}"))),
+        Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}", s = quote(s)))),
     }
 }
 

@@ -14,10 +14,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::error::quote;
+use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
 
-/// Files and directories `include`/`includedir` may nest.
+/// Files and directories `include`/`includedir` may nest. Cycles are found
+/// by `Sources`, not by this.
 const MAX_DEPTH: usize = 8;
 
 /// One `attr op values` line.
@@ -49,11 +52,13 @@ struct Block {
 pub fn translate(path: &Path) -> Translation {
     let mut t = Translation::default();
     let mut blocks = Vec::new();
+    let mut sources = Sources::default();
     if path.is_dir() {
-        include_dir(path, 0, &mut blocks, &mut t);
+        include_dir(path, None, &mut sources, &mut blocks, &mut t);
     } else {
-        read_file(path, 0, &mut blocks, &mut t);
+        read_file(path, None, &mut sources, &mut blocks, &mut t);
     }
+    sources.finish(&mut t.errors);
     build(&blocks, t)
 }
 
@@ -62,7 +67,9 @@ pub fn translate(path: &Path) -> Translation {
 pub fn translate_text(path: &Path, text: &str) -> Translation {
     let mut t = Translation::default();
     let mut blocks = Vec::new();
-    parse(path, text, 0, &mut blocks, &mut t);
+    let mut sources = Sources::default();
+    parse(path, text, &mut sources, &mut blocks, &mut t);
+    sources.finish(&mut t.errors);
     build(&blocks, t)
 }
 
@@ -105,23 +112,32 @@ fn list_of(defaults: &[Attr], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn read_file(path: &Path, depth: usize, blocks: &mut Vec<Block>, t: &mut Translation) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            t.errors.push(ConfigError::new(
-                Location::file(path),
-                format!("unable to read config: {e}"),
-            ));
-            return;
-        }
+/// Read `path`, included at `at` (`None`: named on the command line), once
+/// per load (see `Sources`).
+fn read_file(
+    path: &Path,
+    at: Option<&Location>,
+    sources: &mut Sources,
+    blocks: &mut Vec<Block>,
+    t: &mut Translation,
+) {
+    let text = match sources.enter(path, at, &mut t.errors) {
+        Entry::Read(text) => text,
+        Entry::Skip => return,
     };
     t.sources.push(path.to_path_buf());
-    parse(path, &text, depth, blocks, t);
+    parse(path, &text, sources, blocks, t);
+    sources.leave();
 }
 
 /// xinetd's rule: skip names with a '.' or ending in '~' (package backups).
-fn include_dir(dir: &Path, depth: usize, blocks: &mut Vec<Block>, t: &mut Translation) {
+fn include_dir(
+    dir: &Path,
+    at: Option<&Location>,
+    sources: &mut Sources,
+    blocks: &mut Vec<Block>,
+    t: &mut Translation,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -142,11 +158,17 @@ fn include_dir(dir: &Path, depth: usize, blocks: &mut Vec<Block>, t: &mut Transl
         .collect();
     files.sort();
     for f in files {
-        read_file(&f, depth + 1, blocks, t);
+        read_file(&f, at, sources, blocks, t);
     }
 }
 
-fn parse(file: &Path, text: &str, depth: usize, blocks: &mut Vec<Block>, t: &mut Translation) {
+fn parse(
+    file: &Path,
+    text: &str,
+    sources: &mut Sources,
+    blocks: &mut Vec<Block>,
+    t: &mut Translation,
+) {
     let mut open: Option<Block> = None;
     // A `service NAME` line waiting for its `{`.
     let mut pending: Option<(Option<String>, Location)> = None;
@@ -207,15 +229,18 @@ fn parse(file: &Path, text: &str, depth: usize, blocks: &mut Vec<Block>, t: &mut
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("include"), Some(f), None) | (Some("includedir"), Some(f), None)
-                if depth >= MAX_DEPTH =>
+                if sources.depth() > MAX_DEPTH =>
             {
                 t.errors.push(err(format!(
-                    "{f}: includes nested too deeply (is there a cycle?)"
+                    "{}: includes nested more than {MAX_DEPTH} deep",
+                    quote(f)
                 )));
             }
-            (Some("include"), Some(f), None) => read_file(&relative(file, f), depth + 1, blocks, t),
+            (Some("include"), Some(f), None) => {
+                read_file(&relative(file, f), Some(&at), sources, blocks, t)
+            }
             (Some("includedir"), Some(d), None) => {
-                include_dir(&relative(file, d), depth + 1, blocks, t)
+                include_dir(&relative(file, d), Some(&at), sources, blocks, t)
             }
             _ => match block_header(line, &at) {
                 Ok(h) => pending = Some(h),
@@ -250,7 +275,7 @@ fn block_header(line: &str, at: &Location) -> Result<(Option<String>, Location),
         ["service"] => Err("service: a name is missing".to_owned()),
         _ => Err(format!(
             "expected \"defaults\", \"service NAME\", \"include FILE\" or \"includedir DIR\", found \"{line}\""
-        )),
+        , line = quote(line))),
     }
 }
 
@@ -262,11 +287,17 @@ fn attr_line(line: &str, at: &Location) -> Result<Attr, String> {
     } else if let Some((n, r)) = line.split_once('=') {
         (n, Op::Set, r)
     } else {
-        return Err(format!("expected ATTRIBUTE = VALUE, found \"{line}\""));
+        return Err(format!(
+            "expected ATTRIBUTE = VALUE, found \"{line}\"",
+            line = quote(line)
+        ));
     };
     let name = name.trim();
     if name.is_empty() || name.contains(char::is_whitespace) {
-        return Err(format!("\"{name}\": not an attribute name"));
+        return Err(format!(
+            "\"{name}\": not an attribute name",
+            name = quote(name)
+        ));
     }
     Ok(Attr {
         name: name.to_owned(),
@@ -367,11 +398,14 @@ fn service(
     let refuse = |at: &Location, m: String| {
         Problem::Unsupported(ConfigError::new(
             at.clone(),
-            format!("service {name}: {m}; service not run"),
+            format!("service {name}: {m}; service not run", name = quote(name)),
         ))
     };
     let invalid = |at: &Location, m: String| {
-        Problem::Invalid(ConfigError::new(at.clone(), format!("service {name}: {m}")))
+        Problem::Invalid(ConfigError::new(
+            at.clone(),
+            format!("service {name}: {m}", name = quote(name)),
+        ))
     };
     let one = |key: &str| -> Option<(&str, &Location)> {
         attrs
@@ -385,7 +419,7 @@ fn service(
     // Where a setting was made: this service, or `defaults` (warned once).
     let whose = |at: &Location| {
         if b.attrs.iter().any(|a| a.at == *at) {
-            format!("service {name}")
+            format!("service {name}", name = quote(name))
         } else {
             "defaults".to_owned()
         }
@@ -404,7 +438,11 @@ fn service(
         } else if !KNOWN.contains(&key.as_str()) {
             t.warnings.push(ConfigError::new(
                 at.clone(),
-                format!("{}: unknown attribute \"{key}\"; ignored", whose(at)),
+                format!(
+                    "{}: unknown attribute \"{key}\"; ignored",
+                    whose(at),
+                    key = quote(key)
+                ),
             ));
             d.note(
                 at,
@@ -444,7 +482,10 @@ fn service(
                 ));
                 d.note(
                     &flags_at,
-                    format!("flags {other}: no equivalent yet, ignored"),
+                    format!(
+                        "flags {other}: no equivalent yet, ignored",
+                        other = quote(other)
+                    ),
                 );
             }
         }
@@ -462,7 +503,12 @@ fn service(
         match ty.as_str() {
             "INTERNAL" | "UNLISTED" => {}
             "RPC" => return Err(refuse(type_at, "type RPC is not supported".to_owned())),
-            other => return Err(refuse(type_at, format!("type {other} is not supported"))),
+            other => {
+                return Err(refuse(
+                    type_at,
+                    format!("type {other} is not supported", other = quote(other)),
+                ))
+            }
         }
     }
     let internal = types.iter().any(|t| t == "INTERNAL");
@@ -475,7 +521,10 @@ fn service(
         Some((other, at)) => {
             return Err(refuse(
                 at,
-                format!("socket_type {other} is not supported (stream and dgram are)"),
+                format!(
+                    "socket_type {other} is not supported (stream and dgram are)",
+                    other = quote(other)
+                ),
             ))
         }
         None => return Err(invalid(&b.at, "socket_type is missing".to_owned())),
@@ -484,7 +533,7 @@ fn service(
         if p != if udp { "udp" } else { "tcp" } {
             return Err(invalid(
                 at,
-                format!("protocol {p} does not go with socket_type"),
+                format!("protocol {p} does not go with socket_type", p = quote(p)),
             ));
         }
     }
@@ -523,7 +572,7 @@ fn service(
     // What runs.
     if internal {
         let builtin = Internal::from_name(name).ok_or_else(|| {
-            refuse(type_at, format!("no built-in service \"{name}\" (oxinetd has echo, discard, chargen, daytime, time)"))
+            refuse(type_at, format!("no built-in service \"{name}\" (oxinetd has echo, discard, chargen, daytime, time)", name = quote(name)))
         })?;
         d.set(
             "server",
@@ -539,7 +588,10 @@ fn service(
             Some(("yes", _)) => true,
             Some(("no", _)) => false,
             Some((other, at)) => {
-                return Err(invalid(at, format!("wait = {other}: expected yes or no")))
+                return Err(invalid(
+                    at,
+                    format!("wait = {other}: expected yes or no", other = quote(other)),
+                ))
             }
             None => return Err(invalid(&b.at, "wait is missing".to_owned())),
         };
@@ -584,7 +636,7 @@ fn service(
             .map_err(|kv| {
                 invalid(
                     attrs.get("env").map_or(&b.at, |(_, at)| at),
-                    format!("env \"{kv}\": expected NAME=VALUE"),
+                    format!("env \"{kv}\": expected NAME=VALUE", kv = quote(kv.as_str())),
                 )
             })?;
         if !env.is_empty() {
@@ -615,7 +667,7 @@ fn service(
                     None => {
                         return Err(refuse(
                             at,
-                            format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)"),
+                            format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)", key = quote(key), v = quote(v)),
                         ))
                     }
                 }
@@ -647,7 +699,16 @@ fn service(
                 .ok()
                 .filter(|n| *n >= 1)
                 .map(|n| Some((n, at.clone())))
-                .ok_or_else(|| invalid(at, format!("{key} = {n}: expected a number or UNLIMITED"))),
+                .ok_or_else(|| {
+                    invalid(
+                        at,
+                        format!(
+                            "{key} = {n}: expected a number or UNLIMITED",
+                            key = quote(key),
+                            n = quote(n)
+                        ),
+                    )
+                }),
         }
     };
     match limit("instances")? {

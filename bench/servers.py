@@ -399,7 +399,9 @@ class Oxinetd(Server):
     settings = (
         '`--log stderr` to a file (default log fields: `start`/`exit` lines per handler, `done` per internal '
         'TCP connection); `user = "nobody"`, `stderr = "null"`; internal UDP `reply_rate` raised from '
-        "50,000/s to 100,000,000/s and `peer_reply_rate` from 100/s to 100,000,000/s; `instances` left at its default (256 handlers; internal: unlimited)"
+        "50,000/s to 100,000,000/s and `peer_reply_rate` from 100/s to 100,000,000/s; `instances` left at "
+        "its default for handlers (256); internal TCP echo `instances = 100000`, `per_source = 100000` (its "
+        "defaults, a share of the fd limit, would refuse the one-source idle10k and c=64 clients)"
     )
 
     def __init__(self, binary, name="oxinetd"):
@@ -413,7 +415,7 @@ class Oxinetd(Server):
             if s.kind == "tcp-exec":
                 lines.append(f'server = "{ctx.echo1}"')
             elif s.kind == "tcp-echo":
-                lines.append('server = "internal:echo"')
+                lines += ['server = "internal:echo"', "instances = 100000", "per_source = 100000"]
             elif s.kind == "udp-echo":
                 lines += ['socket = "dgram"', 'server = "internal:echo"', "reply_rate = 100000000",
                           "peer_reply_rate = 100000000"]

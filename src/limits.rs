@@ -30,6 +30,9 @@ pub struct Limits {
     pub rate: Option<Rate>,
     /// Replies per second of an internal UDP service.
     pub reply_rate: u32,
+    /// An internal TCP connection is closed after this long without
+    /// traffic (`idle_timeout`); zero: never.
+    pub idle_timeout: Duration,
     /// Replies per second of an internal UDP service to one peer (address
     /// and port); see `flood::PeerLimit`.
     pub peer_reply_rate: u32,
@@ -58,6 +61,9 @@ impl Rate {
 /// Handlers a service runs at once unless `instances` says otherwise.
 pub const DEFAULT_INSTANCES: usize = 256;
 
+/// `idle_timeout` unless configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl Limits {
     /// The `instances` in force: the configured one, else 256 handler
     /// processes; internal connections cost no process and are bounded only
@@ -69,6 +75,15 @@ impl Limits {
             None => usize::MAX,
         }
     }
+
+    /// These limits for an internal TCP service: `instances` and
+    /// `per_source` default to a share of the fd limit
+    /// ([`crate::fds::FdBudget`]) so one peer cannot take every descriptor.
+    pub fn with_internal_defaults(mut self, budget: &crate::fds::FdBudget) -> Limits {
+        self.instances = self.instances.or(Some(budget.internal_instances()));
+        self.per_source = self.per_source.or(Some(budget.internal_per_source()));
+        self
+    }
 }
 
 impl Default for Limits {
@@ -79,6 +94,7 @@ impl Default for Limits {
             per_source_prefix: 64,
             rate: None,
             reply_rate: 50_000,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
         }
     }

@@ -142,7 +142,10 @@ struct Running {
 }
 
 impl Running {
-    fn new(svc: Service, plan: Option<Plan>, load: Rc<RefCell<Load>>) -> Running {
+    fn new(mut svc: Service, plan: Option<Plan>, load: Rc<RefCell<Load>>) -> Running {
+        if let (Handler::Internal(_), Protocol::Tcp) = (&svc.handler, svc.protocol) {
+            svc.limits = svc.limits.with_internal_defaults(&crate::fds::budget());
+        }
         let mode = match (&svc.handler, svc.protocol, svc.wait) {
             (Handler::Internal(i), Protocol::Tcp, _) => Mode::InternalStream(*i),
             (Handler::Internal(i), Protocol::Udp, _) => Mode::InternalDgram(*i),
@@ -189,6 +192,11 @@ struct InternalConn {
     source: Option<IpAddr>,
     started: Instant,
     interest: Interest,
+    /// Traffic since the last idle sweep; else silent since `quiet_since`.
+    active: bool,
+    quiet_since: Instant,
+    /// Closed by `idle_timeout`.
+    idle: bool,
 }
 
 /// The optional parts of a handler start.
@@ -235,6 +243,8 @@ struct Stale {
 enum Resume {
     Listener(u64),
     Service(Rc<str>),
+    /// Close the internal connections idle for their `idle_timeout`.
+    IdleSweep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +322,8 @@ pub struct Supervisor {
     /// it is given up to accept and close the waiting connection.
     spare_fd: Option<std::fs::File>,
     next_id: u64,
+    /// When the next idle sweep is due (`Resume::IdleSweep`), if any.
+    sweep_at: Option<Instant>,
     /// Set once SIGTERM/SIGINT arrived: when to stop waiting for handlers.
     draining: Option<Instant>,
 }
@@ -436,6 +448,7 @@ impl Supervisor {
             retired: Retired::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
             next_id: 1,
+            sweep_at: None,
             draining: None,
         })
     }
@@ -1092,6 +1105,12 @@ impl Supervisor {
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
                 return;
             };
+            let held = self.conns.len() + self.listeners.len() + 2 * self.children.len();
+            if !crate::fds::budget().leaves_reserve(sock.as_raw_fd(), held) {
+                let why = format!("reason=fd_reserve reserve={}", crate::fds::budget().reserve);
+                self.refuse_stream(&running, sock, Some(peer), &why);
+                continue;
+            }
             let source = match self.admit(&running, peer) {
                 Ok(source) => source,
                 Err(why) => {
@@ -1103,13 +1122,17 @@ impl Supervisor {
             self.touch(&running.name);
             let (conn, interest) =
                 internal::Conn::start(sock.into(), kind, self.stream_buf.as_mut_slice());
+            let now = Instant::now();
             let c = InternalConn {
                 conn,
                 service: running,
                 peer: spawn::unmap(peer),
                 source,
-                started: Instant::now(),
+                started: now,
                 interest,
+                active: false,
+                quiet_since: now,
+                idle: false,
             };
             if interest == Interest::Close {
                 self.close_conn(c);
@@ -1127,7 +1150,59 @@ impl Supervisor {
                 );
                 continue;
             }
+            self.schedule_sweep(now, c.service.svc.limits.idle_timeout);
             self.conns.insert(cid, c);
+        }
+    }
+
+    /// Make sure an idle sweep comes in time for a connection with this
+    /// `idle_timeout` (one timer for all connections, not one each).
+    fn schedule_sweep(&mut self, now: Instant, timeout: Duration) {
+        let Some(period) = crate::idle::sweep_period(timeout) else {
+            return;
+        };
+        let due = now + period;
+        if self.sweep_at.is_none_or(|at| due < at) {
+            self.sweep_at = Some(due);
+            self.timers.push(Reverse((due, Resume::IdleSweep)));
+        }
+    }
+
+    /// Close the internal connections without traffic for their
+    /// `idle_timeout`; mark the others quiet from now. O(connections),
+    /// once per sweep period: nothing is done per connection per turn.
+    fn sweep_idle(&mut self, now: Instant) {
+        if self.sweep_at.is_none_or(|at| at > now) {
+            return; // an out-of-date entry
+        }
+        self.sweep_at = None;
+        let mut idle = Vec::new();
+        let mut next: Option<Duration> = None;
+        for (cid, c) in self.conns.iter_mut() {
+            let timeout = c.service.svc.limits.idle_timeout;
+            let Some(period) = crate::idle::sweep_period(timeout) else {
+                continue;
+            };
+            if std::mem::take(&mut c.active) {
+                c.quiet_since = now;
+            } else if now.saturating_duration_since(c.quiet_since) >= timeout {
+                idle.push(*cid);
+                continue;
+            }
+            next = Some(next.map_or(period, |p| p.min(period)));
+        }
+        for cid in idle {
+            if let Some(mut c) = self.conns.remove(&cid) {
+                if self.spawner.busy() {
+                    let _ = self.epoll.delete(c.conn.sock.as_fd());
+                }
+                c.idle = true;
+                self.close_conn(c);
+            }
+        }
+        if let Some(period) = next {
+            self.sweep_at = Some(now + period);
+            self.timers.push(Reverse((now + period, Resume::IdleSweep)));
         }
     }
 
@@ -1136,6 +1211,7 @@ impl Supervisor {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
+        c.active = true;
         let interest = c.conn.advance(self.stream_buf.as_mut_slice());
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {
@@ -1173,7 +1249,7 @@ impl Supervisor {
         let traffic = log.traffic.then_some(&c.conn);
         info!(
             self.log,
-            "done service={}{}{}{}{}",
+            "done service={}{}{}{}{}{}",
             c.service.name,
             Opt("peer", log.host.then_some(c.peer)),
             Opt(
@@ -1181,7 +1257,8 @@ impl Supervisor {
                 log.duration.then(|| c.started.elapsed().as_millis())
             ),
             Opt("bytes_in", traffic.map(|t| t.bytes_in)),
-            Opt("bytes_out", traffic.map(|t| t.bytes_out))
+            Opt("bytes_out", traffic.map(|t| t.bytes_out)),
+            Opt("reason", c.idle.then_some("idle"))
         );
     }
 
@@ -1720,6 +1797,7 @@ impl Supervisor {
                         self.arm(id, ListenState::Armed);
                     }
                 }
+                Resume::IdleSweep => self.sweep_idle(now),
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {
                         continue;

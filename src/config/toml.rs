@@ -51,6 +51,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "cps",
     "rate",
     "reply_rate",
+    "idle_timeout",
     "peer_reply_rate",
     "log_on_success",
     "log_on_failure",
@@ -81,6 +82,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "cps",
     "rate",
     "reply_rate",
+    "idle_timeout",
     "peer_reply_rate",
     "log_on_success",
     "log_on_failure",
@@ -1033,6 +1035,11 @@ impl Walk<'_> {
             limits.reply_rate = sink
                 .ok(f.int(1, 100_000_000))
                 .map_or(limits.reply_rate, |n| n as u32);
+        }
+        if let Some(f) = get("idle_timeout") {
+            limits.idle_timeout = sink
+                .ok(f.seconds())
+                .unwrap_or(crate::limits::DEFAULT_IDLE_TIMEOUT);
         }
         if let Some(f) = get("peer_reply_rate") {
             limits.peer_reply_rate = sink

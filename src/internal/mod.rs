@@ -24,6 +24,24 @@ pub const SCRATCH: usize = 1 << 20;
 /// ([`Conn::used_bulk_memory`]).
 pub const SCRATCH_KEEP: usize = 64 << 10;
 
+/// The most bytes one connection moves in one turn of the loop: a fast
+/// reader of chargen (or writer to discard) then waits for the next turn,
+/// level-triggered epoll reports it again, and the other events of the
+/// turn are served meanwhile.
+pub const TURN_BYTES: usize = 256 << 10;
+
+/// An echo reads at most this much at a time until it has sent back
+/// [`ECHO_PROVEN`] bytes without a short write; so what a peer that does
+/// not read leaves pending (the part of one read its buffers could not
+/// take) is at most this.
+pub const ECHO_READ: usize = SCRATCH_KEEP;
+
+/// Bytes an echo must have sent back, since its last short write, before
+/// it reads a whole [`SCRATCH`] at a time: more than the socket buffers of
+/// a peer that does not read can take, so only a peer that keeps reading
+/// gets there.
+pub const ECHO_PROVEN: u64 = 16 << 20;
+
 /// The built-in services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Internal {
@@ -114,6 +132,13 @@ pub struct Conn {
     /// A read went beyond [`SCRATCH_KEEP`] in the scratch buffer, or the
     /// pending echo grew beyond it.
     bulk: bool,
+    /// Echo: the peer could not take a whole reply. Until it takes a whole
+    /// one again, the echo peeks, sends, and consumes only what was sent,
+    /// so what the peer does not take stays in the kernel and nothing more
+    /// is pending.
+    slow: bool,
+    /// Echo: bytes sent back since the last short write.
+    streak: u64,
 }
 
 impl Conn {
@@ -132,6 +157,8 @@ impl Conn {
             bytes_out: 0,
             eof: false,
             bulk: false,
+            slow: false,
+            streak: 0,
         };
         let first = match kind {
             Internal::Echo | Internal::Discard => c.advance(scratch),
@@ -175,9 +202,14 @@ impl Conn {
     }
 
     fn step(&mut self, scratch: &mut [u8]) -> io::Result<Interest> {
+        // Bytes moved so far, to bound this turn's share (TURN_BYTES).
+        let at_start = (self.bytes_in, self.bytes_out);
         match self.kind {
-            Internal::Echo => self.echo(scratch),
+            Internal::Echo => self.echo(scratch, at_start.0),
             Internal::Discard => loop {
+                if self.bytes_in - at_start.0 >= TURN_BYTES as u64 {
+                    return Ok(Interest::Read);
+                }
                 match self.sock.read(scratch) {
                     Ok(0) => return Ok(Interest::Close),
                     Ok(n) => {
@@ -192,6 +224,9 @@ impl Conn {
             Internal::Chargen => loop {
                 // Whatever the client sends is ignored; its close ends us
                 // (the write then fails).
+                if self.bytes_out - at_start.1 >= TURN_BYTES as u64 {
+                    return Ok(Interest::Write);
+                }
                 let chunk = chargen::stream_from(self.chargen_at);
                 match self.sock.write(chunk) {
                     Ok(n) => {
@@ -207,8 +242,11 @@ impl Conn {
         }
     }
 
-    /// Echo with backpressure: while a reply is pending, stop reading.
-    fn echo(&mut self, scratch: &mut [u8]) -> io::Result<Interest> {
+    /// Echo with backpressure: while a reply is pending, stop reading; and
+    /// once the peer has been slow, keep what it cannot take yet in the
+    /// kernel (peek, send, consume what was sent). `in_at_start` is
+    /// `bytes_in` when this turn began.
+    fn echo(&mut self, scratch: &mut [u8], in_at_start: u64) -> io::Result<Interest> {
         loop {
             if self.pending_at < self.pending.len() {
                 match self.sock.write(&self.pending[self.pending_at..]) {
@@ -235,7 +273,23 @@ impl Conn {
             if self.eof {
                 return Ok(Interest::Close);
             }
-            let n = match self.sock.read(scratch) {
+            if self.bytes_in - in_at_start >= TURN_BYTES as u64 {
+                // Level-triggered: still readable next turn.
+                return Ok(Interest::Read);
+            }
+            let want = if self.slow || self.streak < ECHO_PROVEN {
+                ECHO_READ
+            } else {
+                SCRATCH
+            };
+            let len = want.min(scratch.len());
+            let buf = &mut scratch[..len];
+            let got = if self.slow {
+                self.sock.peek(buf)
+            } else {
+                self.sock.read(buf)
+            };
+            let n = match got {
                 Ok(0) => {
                     self.eof = true;
                     continue;
@@ -245,11 +299,10 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.bytes_in += n as u64;
             self.bulk |= n > SCRATCH_KEEP;
             let mut sent = 0;
             while sent < n {
-                match self.sock.write(&scratch[sent..n]) {
+                match self.sock.write(&buf[sent..n]) {
                     Ok(k) => sent += k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -257,9 +310,30 @@ impl Conn {
                 }
             }
             self.bytes_out += sent as u64;
-            if sent < n {
-                self.pending.extend_from_slice(&scratch[sent..n]);
-                self.bulk |= self.pending.len() > SCRATCH_KEEP;
+            self.streak = if sent < n {
+                0
+            } else {
+                self.streak + sent as u64
+            };
+            if self.slow {
+                // Consume exactly what was sent; the rest stays queued in
+                // the kernel, and the peer's own sending is held back.
+                if sent > 0 {
+                    io::Read::read_exact(&mut self.sock, &mut buf[..sent])?;
+                }
+                self.bytes_in += sent as u64;
+                if sent < n {
+                    return Ok(Interest::Write);
+                }
+                // It took all of it: reading ahead is safe again.
+                self.slow = false;
+            } else {
+                self.bytes_in += n as u64;
+                if sent < n {
+                    self.slow = true;
+                    self.pending.extend_from_slice(&buf[sent..n]);
+                    self.bulk |= self.pending.len() > SCRATCH_KEEP;
+                }
             }
         }
     }

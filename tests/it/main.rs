@@ -11,6 +11,7 @@ mod compat;
 mod dgram;
 mod harden_flood;
 mod harden_include;
+mod harden_internal;
 mod harden_reload;
 mod harden_unix_socket;
 mod internal;

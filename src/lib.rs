@@ -32,6 +32,7 @@ pub mod privilege;
 pub mod relay;
 pub mod reload;
 pub mod render;
+pub mod shutdown;
 pub mod signals;
 pub mod spawn;
 pub mod supervisor;

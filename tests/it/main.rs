@@ -9,6 +9,7 @@ mod child;
 mod clients;
 mod compat;
 mod dgram;
+mod harden_signals;
 mod internal;
 mod lifecycle;
 mod limits;

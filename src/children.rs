@@ -203,6 +203,10 @@ impl Children {
         self.map.keys().copied()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &Child)> + '_ {
+        self.map.iter().map(|(pid, c)| (*pid, c))
+    }
+
     /// One exited child of ours, if any is waiting to be reaped.
     pub fn reap(&mut self) -> Option<(i32, Child, Ending)> {
         loop {

@@ -36,6 +36,7 @@ pub mod privilege;
 pub mod relay;
 pub mod reload;
 pub mod render;
+pub mod shutdown;
 pub mod signals;
 pub mod sockdir;
 pub mod spawn;

@@ -295,11 +295,31 @@ impl fmt::Display for Q<'_> {
                 '\\' => f.write_str("\\\\")?,
                 '\n' => f.write_str("\\n")?,
                 c if c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
+                c if invisible(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
                 c => f.write_char(c)?,
             }
         }
         f.write_char('"')
     }
+}
+
+/// Characters that are not control characters (those are escaped as
+/// `\xNN`, C1 and NEL included) but would still let a value change how a
+/// log line looks or is split: line and paragraph separators, bidi marks,
+/// embeddings, overrides and isolates, zero-width and other invisible
+/// format characters, the byte order mark. Escaped as `\u{XXXX}`. Only
+/// non-ASCII text gets here: plain values never reach the quoting loop.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
 }
 
 #[cfg(test)]
@@ -330,5 +350,22 @@ mod tests {
         assert_eq!(Q("say \"hi\"").to_string(), "\"say \\\"hi\\\"\"");
         assert_eq!(Q("").to_string(), "\"\"");
         assert_eq!(Q("x\u{1}").to_string(), "\"x\\x01\"");
+    }
+
+    #[test]
+    fn unicode_separators_and_bidi_controls_are_escaped() {
+        assert_eq!(
+            Q("a\u{2028}b\u{2029}c\u{202e}d\u{feff}e").to_string(),
+            "\"a\\u{2028}b\\u{2029}c\\u{202e}d\\u{feff}e\""
+        );
+        assert_eq!(
+            Q("\u{200e}\u{200f}\u{202a}\u{2066}\u{2069}\u{85}\u{9b}").to_string(),
+            "\"\\u{200e}\\u{200f}\\u{202a}\\u{2066}\\u{2069}\\x85\\x9b\""
+        );
+        // Other non-ASCII text is kept as it is.
+        assert_eq!(
+            Q("caf\u{e9} \u{4e2d}").to_string(),
+            "\"caf\u{e9} \u{4e2d}\""
+        );
     }
 }

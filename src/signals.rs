@@ -1,11 +1,16 @@
-//! Signals as events. HUP, TERM and INT go through signal-hook: its
+//! Signals as events. HUP, TERM, INT and USR1 go through signal-hook: its
 //! handlers only set a flag and write a byte to a self-pipe, and the event
 //! loop sees the pipe readable and reads the flags. SIGCHLD, the one signal
 //! that comes with every connection, is read from a signalfd instead: no
 //! handler runs, no byte is written and no frame is unwound per exiting
 //! handler. No work happens in a signal handler.
 //!
-//! All four stay blocked except while the loop waits (`epoll_pwait` with
+//! The other signals an admin or a terminal may send and whose default
+//! would kill or stop the supervisor (USR2, ALRM, QUIT, VTALRM, PROF, IO,
+//! TSTP, TTIN, TTOU) are ignored (`IGNORED`); handlers get them back at
+//! their default (`sys`).
+//!
+//! All five stay blocked except while the loop waits (`epoll_pwait` with
 //! [`Signals::wait_mask`], SIGCHLD still blocked there), as `pselect` is
 //! meant to be used. So a handler of ours runs nowhere else: not in the
 //! middle of the loop's work, and not in a handler process between its
@@ -23,8 +28,28 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-/// The signals with a handler: HUP reloads, TERM and INT stop.
-const FLAGGED: [Signal; 3] = [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT];
+/// The signals with a handler: HUP reloads, TERM and INT stop, USR1 logs
+/// the state.
+const FLAGGED: [Signal; 4] = [
+    Signal::SIGHUP,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGUSR1,
+];
+
+/// Signals ignored: by default each would end (or stop) the supervisor,
+/// and none means anything to it. PIPE is ignored by the Rust runtime.
+pub const IGNORED: [Signal; 9] = [
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGQUIT,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
 
 /// Block FLAGGED and SIGCHLD in this (the only) thread; returns the mask
 /// to wait with: the one before, with SIGCHLD blocked and FLAGGED let in.
@@ -48,6 +73,8 @@ pub struct Pending {
     pub child: bool,
     pub reload: bool,
     pub terminate: bool,
+    /// USR1: log the state.
+    pub dump: bool,
 }
 
 pub struct Signals {
@@ -55,7 +82,8 @@ pub struct Signals {
     children: SignalFd,
     reload: Arc<AtomicBool>,
     terminate: Arc<AtomicBool>,
-    /// The mask to wait with: the process's, less HUP, TERM and INT.
+    dump: Arc<AtomicBool>,
+    /// The mask to wait with: the process's, less HUP, TERM, INT, USR1.
     open: SigSet,
 }
 
@@ -66,13 +94,15 @@ impl Signals {
         write.set_nonblocking(true)?;
         let reload = Arc::new(AtomicBool::new(false));
         let terminate = Arc::new(AtomicBool::new(false));
+        let dump = Arc::new(AtomicBool::new(false));
+        crate::sys::ignore_signals(&IGNORED)?;
         // Blocked before the handlers exist, so none runs outside the wait.
         let open = block()?;
         for sig in FLAGGED {
-            let flag = if sig == Signal::SIGHUP {
-                &reload
-            } else {
-                &terminate
+            let flag = match sig {
+                Signal::SIGHUP => &reload,
+                Signal::SIGUSR1 => &dump,
+                _ => &terminate,
             };
             signal_hook::flag::register(sig as c_int, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig as c_int, write.try_clone()?)?;
@@ -85,13 +115,14 @@ impl Signals {
             children,
             reload,
             terminate,
+            dump,
             open,
         };
         Ok(s)
     }
 
-    /// The signal mask for the loop's wait, the only place HUP, TERM and
-    /// INT are let in.
+    /// The signal mask for the loop's wait, the only place HUP, TERM, INT
+    /// and USR1 are let in.
     pub fn wait_mask(&self) -> &SigSet {
         &self.open
     }
@@ -115,6 +146,7 @@ impl Signals {
             child,
             reload: self.reload.swap(false, Ordering::SeqCst),
             terminate: self.terminate.swap(false, Ordering::SeqCst),
+            dump: self.dump.swap(false, Ordering::SeqCst),
         }
     }
 }
@@ -133,6 +165,7 @@ mod tests {
             Signal::SIGHUP,
             Signal::SIGINT,
             Signal::SIGTERM,
+            Signal::SIGUSR1,
             Signal::SIGCHLD,
         ] {
             assert!(now.contains(sig), "{sig} not blocked");

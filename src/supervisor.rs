@@ -33,6 +33,7 @@ use crate::log::{Log, Opt, Throttle, Q};
 use crate::notify::Notifier;
 use crate::relay::{self, Reply};
 use crate::reload::{self, Slot};
+use crate::shutdown::{Drain, Next};
 use crate::signals::Signals;
 use crate::spawn::{self, Ends, Invocation, Plan, Spawner};
 use crate::sys::Pages;
@@ -324,8 +325,8 @@ pub struct Supervisor {
     next_id: u64,
     /// When the next idle sweep is due (`Resume::IdleSweep`), if any.
     sweep_at: Option<Instant>,
-    /// Set once SIGTERM/SIGINT arrived: when to stop waiting for handlers.
-    draining: Option<Instant>,
+    /// Set once SIGTERM/SIGINT arrived: the stop's progress (`shutdown`).
+    draining: Option<Drain>,
 }
 
 /// Start serving; returns the process exit code.
@@ -482,24 +483,8 @@ impl Supervisor {
             }
             self.on_timers();
             self.sync();
-            if let Some(deadline) = self.draining {
-                if self.children.is_empty() {
-                    info!(self.log, "stopped");
-                    return;
-                }
-                if Instant::now() >= deadline {
-                    for pid in self.children.pids() {
-                        // Handlers are session leaders: end their whole group.
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(-pid),
-                            nix::sys::signal::Signal::SIGTERM,
-                        );
-                    }
-                    info!(
-                        self.log,
-                        "stopped handlers_left={} msg=\"shutdown_grace over; sent SIGTERM\"",
-                        self.children.len()
-                    );
+            if let Some(drain) = &mut self.draining {
+                if drain.step(Instant::now(), &self.children, &mut self.log) == Next::Exit {
                     return;
                 }
             }
@@ -517,6 +502,9 @@ impl Supervisor {
         if pending.reload && self.draining.is_none() {
             self.reload();
         }
+        if pending.dump {
+            self.log_state();
+        }
     }
 
     fn begin_drain(&mut self) {
@@ -531,7 +519,7 @@ impl Supervisor {
             self.children.len(),
             self.global.shutdown_grace.as_millis()
         );
-        self.draining = Some(Instant::now() + self.global.shutdown_grace);
+        self.draining = Some(Drain::new(Instant::now(), self.global.shutdown_grace));
     }
 
     /// Make `config` the running one: keep, bind and close listeners.
@@ -1772,7 +1760,8 @@ impl Supervisor {
 
     fn next_timer(&self) -> Option<Instant> {
         let pause = self.timers.peek().map(|Reverse((at, _))| *at);
-        pause.into_iter().chain(self.draining).min()
+        let drain = self.draining.as_ref().map(Drain::deadline);
+        pause.into_iter().chain(drain).min()
     }
 
     /// End the pauses that are due.
@@ -1817,6 +1806,62 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// SIGUSR1: one `state` line per service, then a summary. Rare and on
+    /// demand, so plain formatting is fine here.
+    fn log_state(&mut self) {
+        let now = Instant::now();
+        let mut names: Vec<&Rc<str>> = self.by_service.keys().collect();
+        names.sort();
+        for name in names {
+            let ids = &self.by_service[name];
+            let mut listen = String::new();
+            let mut svc = None;
+            let mut paused = false;
+            for l in ids.iter().filter_map(|id| self.listeners.get(id)) {
+                if !listen.is_empty() {
+                    listen.push(',');
+                }
+                match l.local {
+                    Some(a) => listen.push_str(&format!("{a}/{}", l.key.protocol)),
+                    None => listen.push_str(&l.key.to_string()),
+                }
+                paused |= matches!(l.state, ListenState::Paused(_));
+                svc = Some(Rc::clone(&l.service));
+            }
+            let Some(svc) = svc else { continue };
+            let load = svc.load.borrow();
+            paused |= load.paused(now);
+            let max = svc.svc.limits.max_instances(svc.spawns());
+            let instances = if max == usize::MAX {
+                "none".to_string()
+            } else {
+                max.to_string()
+            };
+            let mode = match svc.mode {
+                Mode::Accept => "stream-nowait",
+                Mode::Relay => "dgram-nowait",
+                Mode::HandOver => "wait",
+                Mode::InternalStream(_) | Mode::InternalDgram(_) => "internal",
+            };
+            info!(
+                self.log,
+                "state service={name} listen={} mode={mode} running={}/{instances} paused={paused}",
+                Q(&listen),
+                load.running,
+            );
+        }
+        info!(
+            self.log,
+            "state services={} listeners={} handlers={} connections={} max_processes={} draining={}",
+            self.by_service.len(),
+            self.listeners.len(),
+            self.children.len(),
+            self.conns.len(),
+            self.global.max_processes,
+            self.draining.is_some()
+        );
     }
 
     /// SIGHUP: load the config again; apply it only if it is entirely valid.

@@ -619,19 +619,45 @@ unsafe fn clone_child(
 }
 
 /// Signals with a handler or an ignore in the supervisor: signal-hook's
-/// (HUP, TERM, INT), the Rust runtime's (PIPE ignored; SEGV and BUS for
-/// stack overflows); CHLD, which the supervisor keeps blocked and reads
-/// from a signalfd, for good measure. The child resets them all and
-/// unblocks everything: a handler starts with an empty mask.
+/// (HUP, TERM, INT, USR1), the ones `signals::IGNORED` ignores, the Rust
+/// runtime's (PIPE ignored; SEGV and BUS for stack overflows); CHLD, which
+/// the supervisor keeps blocked and reads from a signalfd, for good
+/// measure. The child resets them all and unblocks everything: a handler
+/// starts with an empty mask and no signal ignored (`prepare_process`
+/// reset every other one at startup).
 const HANDLED_SIGNALS: &[c_int] = &[
     libc::SIGHUP,
     libc::SIGTERM,
     libc::SIGINT,
+    libc::SIGUSR1,
     libc::SIGCHLD,
     libc::SIGPIPE,
     libc::SIGSEGV,
     libc::SIGBUS,
+    // signals::IGNORED (a unit test checks they are all here)
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGQUIT,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGIO,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
 ];
+
+/// Ignore `signals` in the supervisor (`signals::IGNORED`); handlers get
+/// them back at their default (`HANDLED_SIGNALS`).
+pub fn ignore_signals(signals: &[nix::sys::signal::Signal]) -> Result<(), Errno> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for sig in signals {
+        // SAFETY: SIG_IGN runs no code of ours, so nothing about it can be
+        // unsafe in a signal context; the old action is not used.
+        unsafe { nix::sys::signal::sigaction(*sig, &ignore) }?;
+    }
+    Ok(())
+}
 
 /// The child's entry point, on the slot's stack.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
@@ -1301,6 +1327,13 @@ mod tests {
         // Not TCP: no answer.
         let (u, _) = std::os::unix::net::UnixStream::pair().unwrap();
         assert_eq!(accept_queue(u.as_fd()), None);
+    }
+
+    #[test]
+    fn handlers_get_every_ignored_signal_back_at_default() {
+        for sig in crate::signals::IGNORED {
+            assert!(HANDLED_SIGNALS.contains(&(sig as c_int)), "{sig}");
+        }
     }
 
     #[test]

@@ -153,8 +153,8 @@ fn sigterm_stops_listening_and_waits_for_handlers() {
 }
 
 /// The supervisor's signal handlers run only inside its wait (outside it
-/// HUP, INT and TERM are blocked too: `signals`' unit test). Seen from
-/// outside, the idle supervisor is in that wait: HUP, INT and TERM let in
+/// HUP, INT, TERM and USR1 are blocked too: `signals`' unit test). Seen
+/// from outside, the idle supervisor is in that wait: they are let in
 /// and caught, CHLD blocked (read from a signalfd); and they act.
 #[test]
 fn the_idle_supervisor_waits_with_its_signals_let_in() {
@@ -166,14 +166,19 @@ fn the_idle_supervisor_waits_with_its_signals_let_in() {
         u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
     };
     let bit = |sig: Signal| 1u64 << (sig as i32 - 1);
-    let flagged = bit(Signal::SIGHUP) | bit(Signal::SIGINT) | bit(Signal::SIGTERM);
+    let flagged =
+        bit(Signal::SIGHUP) | bit(Signal::SIGINT) | bit(Signal::SIGTERM) | bit(Signal::SIGUSR1);
     let blocked = mask("SigBlk:");
     assert_eq!(
         blocked & (flagged | bit(Signal::SIGCHLD)),
         bit(Signal::SIGCHLD),
         "SigBlk {blocked:x}"
     );
-    assert_eq!(mask("SigCgt:") & flagged, flagged, "HUP, INT, TERM caught");
+    assert_eq!(
+        mask("SigCgt:") & flagged,
+        flagged,
+        "HUP, INT, TERM, USR1 caught"
+    );
     s.signal(Signal::SIGINT);
     assert_eq!(s.wait_exit().code(), Some(0));
     s.expect_line(&["stopped"]);
@@ -194,7 +199,8 @@ fn shutdown_grace_is_a_limit() {
         .unwrap();
     s.signal(Signal::SIGINT);
     assert_eq!(s.wait_exit().code(), Some(0));
-    s.expect_line(&["stopped handlers_left=1"]);
+    s.expect_line(&["killed service=slow", "signal=SIGTERM"]);
+    s.expect_line(&["stopped"]);
     // The handler's process group got SIGTERM.
     let deadline = std::time::Instant::now() + PATIENCE;
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {

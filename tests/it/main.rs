@@ -13,6 +13,7 @@ mod harden_flood;
 mod harden_include;
 mod harden_internal;
 mod harden_reload;
+mod harden_signals;
 mod harden_unix_socket;
 mod internal;
 mod lifecycle;

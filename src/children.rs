@@ -38,12 +38,19 @@ pub const READS_AT_EXIT: usize = 64;
 
 /// A handler's stderr, logged line by line, at most `flood::STDERR_RATE`
 /// lines a second (and the service's share, `flood::SERVICE_STDERR_RATE`);
-/// the rest are read, counted and dropped.
+/// the rest are read, counted and dropped. Reading itself is bounded too:
+/// `flood::STDERR_BYTES_RATE` a second, then the pipe is not watched for a
+/// while (`paused`) and the handler waits on it.
 pub struct StderrPipe {
     pub fd: OwnedFd,
     partial: Vec<u8>,
     bucket: Bucket,
     pub dropped: Dropped,
+    /// Bytes read since the last charge to `bytes`.
+    read: usize,
+    bytes: Bucket,
+    /// Taken out of the poll set until its byte budget refills.
+    pub paused: bool,
 }
 
 impl StderrPipe {
@@ -53,7 +60,19 @@ impl StderrPipe {
             partial: Vec::new(),
             bucket: Bucket::default(),
             dropped: Dropped::default(),
+            read: 0,
+            bytes: Bucket::default(),
+            paused: false,
         }
+    }
+
+    /// Charge what `drain` read to the byte budget; true when it is spent
+    /// and the pipe should not be watched for `flood::STDERR_PAUSE`.
+    pub fn over_budget(&mut self, now: Instant) -> bool {
+        self.bytes
+            .refill(now, flood::STDERR_BYTES_RATE, flood::STDERR_BYTES_BURST);
+        self.bytes.take_n(std::mem::take(&mut self.read));
+        !self.bytes.has()
     }
 
     /// Read what is there, at most `reads` times; call `line` for each
@@ -88,6 +107,7 @@ impl StderrPipe {
                 }
                 Ok(n) => {
                     left -= 1;
+                    self.read += n;
                     let mut data = &chunk[..n];
                     while let Some(i) = data.iter().position(|b| *b == b'\n') {
                         if self.partial.is_empty() {

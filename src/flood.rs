@@ -15,6 +15,14 @@ pub const STDERR_BURST: u32 = 200;
 /// stderr lines logged per second for all handlers of a service, and burst.
 pub const SERVICE_STDERR_RATE: u32 = 1000;
 pub const SERVICE_STDERR_BURST: u32 = 2000;
+/// Bytes of one handler's stderr the loop reads a second while it runs,
+/// and the burst: past them the pipe is left unwatched for
+/// `STDERR_PAUSE`, so a handler writing faster waits on its full pipe
+/// instead of keeping the supervisor reading (and dropping) at full speed.
+pub const STDERR_BYTES_RATE: u32 = 1024 * 1024;
+pub const STDERR_BYTES_BURST: u32 = 1024 * 1024;
+/// How long a pipe over its byte budget is left unwatched.
+pub const STDERR_PAUSE: Duration = Duration::from_millis(100);
 /// Replies per second an internal UDP service sends one peer (address and
 /// port) unless `peer_reply_rate` says otherwise; the burst is twice it.
 pub const DEFAULT_PEER_REPLY_RATE: u32 = 100;
@@ -62,6 +70,13 @@ impl Bucket {
 
     pub fn has(&self) -> bool {
         self.tokens > 0
+    }
+
+    /// Take `n` tokens, or all there are.
+    pub fn take_n(&mut self, n: usize) {
+        self.tokens = self
+            .tokens
+            .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
     }
 
     pub fn take(&mut self) -> bool {

@@ -26,7 +26,7 @@ use crate::children::{self, Child, Children, Ending, Probe, StderrPipe};
 use crate::config::{
     self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
 };
-use crate::flood::{PeerLimit, Verdict};
+use crate::flood::{self, PeerLimit, Verdict};
 use crate::internal::{self, Interest, Internal};
 use crate::limits::{Load, Refusal, Retired};
 use crate::log::{Log, Opt, Throttle, Q};
@@ -246,6 +246,8 @@ enum Resume {
     Service(Rc<str>),
     /// Close the internal connections idle for their `idle_timeout`.
     IdleSweep,
+    /// Watch a handler's stderr again: its byte budget has refilled.
+    Stderr(i32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1611,6 +1613,32 @@ impl Supervisor {
             if let Some(p) = child.stderr.take() {
                 let _ = self.epoll.delete(p.fd.as_fd());
             }
+        } else if pipe.over_budget(now) {
+            let _ = self.epoll.delete(pipe.fd.as_fd());
+            pipe.paused = true;
+            let due = now + flood::STDERR_PAUSE;
+            self.timers.push(Reverse((due, Resume::Stderr(pid))));
+        }
+    }
+
+    /// A paused stderr pipe's budget has refilled: watch it again (unless
+    /// its handler was reaped meanwhile, and `pid` is another's now).
+    fn resume_stderr(&mut self, pid: i32) {
+        let Some(pipe) = self
+            .children
+            .get_mut(pid)
+            .and_then(|c| c.stderr.as_mut())
+            .filter(|p| p.paused)
+        else {
+            return;
+        };
+        pipe.paused = false;
+        let token = Token::Stderr(pid).encode();
+        if let Err(e) = self
+            .epoll
+            .add(pipe.fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+        {
+            error!(self.log, "error msg={}", Q(&format!("epoll: {e}")));
         }
     }
 
@@ -1787,6 +1815,7 @@ impl Supervisor {
                     }
                 }
                 Resume::IdleSweep => self.sweep_idle(now),
+                Resume::Stderr(pid) => self.resume_stderr(pid),
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {
                         continue;

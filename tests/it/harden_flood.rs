@@ -35,6 +35,13 @@ fn stderr_flood_is_rate_limited() {
         assert_eq!(talk(echo, &msg), msg);
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Nor does the supervisor read the flood at full speed: past its byte
+    // budget the pipe is left unwatched and `yes` waits on it. Unbounded,
+    // reading and dropping took a whole core.
+    let before = cpu_ticks(s.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(s.pid()) - before;
+    assert!(used < 30, "supervisor CPU over 1 s of flood: {used}/100 s");
     assert_eq!(
         s.count(&["exit service=flood"]),
         0,

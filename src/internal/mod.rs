@@ -351,6 +351,38 @@ mod tests {
         assert_eq!(Internal::from_name("finger"), None);
     }
 
+    /// A chargen turn moves at most `TURN_BYTES` (and one write more) even
+    /// when the socket would take more: the kernel buffers here hold about
+    /// 600 KiB for a peer that reads nothing, which a loop writing until
+    /// `EAGAIN` fills in one turn.
+    #[test]
+    fn a_turn_moves_a_bounded_share() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        client.set_recv_buffer_size(4 << 20).unwrap();
+        client
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let server = socket2::Socket::from(server);
+        server.set_send_buffer_size(4 << 20).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let (mut c, first) = Conn::start(server.into(), Internal::Chargen, &mut []);
+        assert_eq!(first, Interest::Write, "room left after one turn");
+        let one_write = chargen::stream_from(0).len() as u64;
+        assert!(c.bytes_out >= TURN_BYTES as u64, "{} bytes", c.bytes_out);
+        assert!(
+            c.bytes_out < (TURN_BYTES as u64) + one_write,
+            "one turn wrote {} bytes",
+            c.bytes_out
+        );
+        let before = c.bytes_out;
+        c.advance(&mut []);
+        assert!(c.bytes_out - before < (TURN_BYTES as u64) + one_write);
+        drop(client);
+    }
+
     #[test]
     fn datagram_replies() {
         let mut out = Vec::new();

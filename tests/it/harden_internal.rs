@@ -107,11 +107,12 @@ fn idle_echo_flood_cannot_take_the_execd_reserve() {
 #[test]
 fn idle_timeout_closes_a_silent_internal_connection() {
     let s = Server::start(
-        "[defaults]\nidle_timeout = 1\n\n\
+        "[defaults]\nidle_timeout = 2\n\n\
          [[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\n",
     );
     let addr = s.addr("echo");
-    // One that keeps talking for 3 s is kept open.
+    // One that keeps talking for 4 s is kept open (a pause of up to 2 s,
+    // a test thread descheduled on a busy machine, would still not close it).
     let mut busy = TcpStream::connect(addr).unwrap();
     busy.set_read_timeout(Some(PATIENCE)).unwrap();
     // One that says hello and falls silent is closed.
@@ -120,13 +121,13 @@ fn idle_timeout_closes_a_silent_internal_connection() {
     quiet.write_all(b"hi\n").unwrap();
     let mut hi = [0u8; 3];
     quiet.read_exact(&mut hi).unwrap();
-    for _ in 0..10 {
+    for _ in 0..20 {
         busy.write_all(b"x").unwrap();
         let mut b = [0u8; 1];
         busy.read_exact(&mut b).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(200));
     }
-    // By now (3 s) the quiet one has been closed: EOF, not a timeout.
+    // By now (4 s) the quiet one has been closed: EOF, not a timeout.
     let started = Instant::now();
     let mut rest = Vec::new();
     quiet.read_to_end(&mut rest).unwrap();
@@ -213,10 +214,11 @@ fn one_fast_chargen_reader_does_not_starve_other_services() {
         }));
     }
     std::thread::sleep(Duration::from_millis(300));
-    // Each request is answered, and none waits for a whole stall of the
-    // loop: half a second is hundreds of times a normal answer here (well
-    // under a millisecond); a loop that writes until EAGAIN stalled for
-    // about a second at a time.
+    // Each request is answered while chargen runs. How long each waits is
+    // printed, not asserted: on a loaded machine a client thread can be
+    // descheduled for longer than the stalls the bound removed (about a
+    // second each). The bound itself is asserted where it is deterministic,
+    // in `internal::tests::a_turn_moves_a_bounded_share`.
     // For two seconds (bounded: 2,000 rounds), an internal echo and an
     // exec'd service in turn.
     let (echo, upper) = (s.addr("echo"), s.addr("upper"));
@@ -238,8 +240,4 @@ fn one_fast_chargen_reader_does_not_starve_other_services() {
     let moved: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     eprintln!("slowest echo {slowest:?} while chargen moved {moved} bytes");
     assert!(moved > 1 << 20, "the chargen readers got {moved} bytes");
-    assert!(
-        slowest < Duration::from_millis(500),
-        "an echo waited {slowest:?} behind chargen"
-    );
 }

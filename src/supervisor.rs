@@ -62,10 +62,6 @@ const LOOP_LIMIT: u32 = 3;
 const LOOP_QUICK: Duration = Duration::from_secs(1);
 /// Bytes of a pending datagram compared to tell whether a handler read it.
 const PROBE_BYTES: usize = 64;
-/// Source ports an internal UDP service never answers besides 0 and the
-/// privileged ones: those of the internal services themselves, so two of
-/// them cannot be aimed at each other.
-const LOOP_PORTS: [u16; 5] = [7, 9, 13, 19, 37];
 
 /// What the event loop can be woken by, packed in the epoll token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +309,7 @@ pub struct Supervisor {
     stream_buf: Pages,
     /// Replies of internal UDP services are built here.
     reply_buf: Vec<u8>,
-    /// Ports of the internal UDP services bound now (see LOOP_PORTS).
+    /// Ports of the internal UDP services bound now (never answered).
     internal_ports: Vec<u16>,
     /// Replies of internal UDP services per peer (`peer_reply_rate`).
     peers: PeerLimit,
@@ -846,10 +842,10 @@ impl Supervisor {
         }
     }
 
-    /// Accept one connection on listener `id`; `None` when there is none
-    /// to take now (the queue is empty, or accepting must pause).
-    /// Accept one connection: close-on-exec, and non-blocking when the
-    /// loop serves it itself (`nonblocking`; a handler gets it blocking).
+    /// Accept one connection on listener `id`: close-on-exec, and
+    /// non-blocking when the loop serves it itself (`nonblocking`; a
+    /// handler gets it blocking). `None` when there is none to take now
+    /// (the queue is empty, or accepting must pause).
     fn accept_one(&mut self, id: u64, nonblocking: bool) -> Option<(Socket, Accepted)> {
         let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
         loop {
@@ -1283,8 +1279,10 @@ impl Supervisor {
             let port = peer.port();
             let now = Instant::now();
             let reason =
-                if port < 1024 || LOOP_PORTS.contains(&port) || self.internal_ports.contains(&port)
-                {
+                // 0 and the privileged ports (the well-known internal ones
+                // among them), and the ports of our own internal services:
+                // two of them cannot be aimed at each other.
+                if port < 1024 || self.internal_ports.contains(&port) {
                     Some("reason=source-port".to_string())
                 } else if let Err(d) = running
                     .svc

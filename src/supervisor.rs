@@ -1254,26 +1254,10 @@ impl Supervisor {
             let Some(l) = self.listeners.get(&id) else {
                 return;
             };
-            let received = nix::sys::socket::recvfrom::<SockaddrStorage>(
-                l.socket.as_raw_fd(),
-                &mut self.dgram_buf,
-            );
-            let (len, peer) = match received {
-                Ok((len, from)) => match from.as_ref().and_then(storage_to_std) {
-                    Some(peer) => (len, peer),
-                    None => continue,
-                },
-                Err(nix::errno::Errno::EAGAIN) => return,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    let name = Rc::clone(&l.service.name);
-                    error!(
-                        self.log,
-                        "error service={name} msg={}",
-                        Q(&format!("unable to receive: {e}"))
-                    );
-                    return;
-                }
+            let (len, peer) = match receive(l, &mut self.dgram_buf, &mut self.log) {
+                Received::Datagram(len, peer) => (len, peer),
+                Received::Skip => continue,
+                Received::Done => return,
             };
             let running = Rc::clone(&l.service);
             let port = peer.port();
@@ -1351,26 +1335,10 @@ impl Supervisor {
             let Some(l) = self.listeners.get(&id) else {
                 return;
             };
-            let received = nix::sys::socket::recvfrom::<SockaddrStorage>(
-                l.socket.as_raw_fd(),
-                &mut self.dgram_buf,
-            );
-            let (len, from) = match received {
-                Ok((len, from)) => (len, from),
-                Err(nix::errno::Errno::EAGAIN) => return,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    let name = Rc::clone(&l.service.name);
-                    error!(
-                        self.log,
-                        "error service={name} msg={}",
-                        Q(&format!("unable to receive: {e}"))
-                    );
-                    return;
-                }
-            };
-            let Some(peer) = from.as_ref().and_then(storage_to_std) else {
-                continue;
+            let (len, peer) = match receive(l, &mut self.dgram_buf, &mut self.log) {
+                Received::Datagram(len, peer) => (len, peer),
+                Received::Skip => continue,
+                Received::Done => return,
             };
             let running = Rc::clone(&l.service);
             // dgram nowait is refused on UNIX-domain sockets at load.
@@ -1995,6 +1963,37 @@ fn pending(socket: &Socket) -> bool {
         nix::poll::PollFlags::POLLIN,
     )];
     nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+}
+
+/// What one `recvfrom` on a datagram listener gave.
+enum Received {
+    /// A datagram of this length, from this peer, in the buffer.
+    Datagram(usize, SocketAddr),
+    /// Nothing to answer (interrupted, or no IP sender): try the next.
+    Skip,
+    /// The queue is empty, or receiving failed (logged).
+    Done,
+}
+
+/// Receive the next datagram on `l` into `buf`.
+fn receive(l: &Listener, buf: &mut [u8], log: &mut Log) -> Received {
+    match nix::sys::socket::recvfrom::<SockaddrStorage>(l.socket.as_raw_fd(), buf) {
+        Ok((len, from)) => match from.as_ref().and_then(storage_to_std) {
+            Some(peer) => Received::Datagram(len, peer),
+            None => Received::Skip,
+        },
+        Err(nix::errno::Errno::EAGAIN) => Received::Done,
+        Err(nix::errno::Errno::EINTR) => Received::Skip,
+        Err(e) => {
+            error!(
+                log,
+                "error service={} msg={}",
+                l.service.name,
+                Q(&format!("unable to receive: {e}"))
+            );
+            Received::Done
+        }
+    }
 }
 
 fn epoll_flags(i: Interest) -> EpollFlags {

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{Config, ListenKey, Protocol};
+use crate::config::{BindAddr, Config, ListenKey, Protocol};
 
 /// A listener's identity across reloads: its key, plus the service name for
 /// an ephemeral port (port 0), which several services may ask for at once
@@ -70,18 +70,27 @@ pub fn diff(bound: impl IntoIterator<Item = Slot>, new: &Config) -> Diff {
 pub fn takes_over(new: &ListenKey, old: &ListenKey) -> bool {
     // Port 0 is also what a UNIX-domain socket has.
     let port = new.addr.port();
+    // Only where the two would conflict: one of them a wildcard address.
+    // `127.0.0.1:P` beside `10.0.0.1:P` binds without help, and must not
+    // be left open to other sockets' SO_REUSEPORT.
+    let wildcard = |a: &BindAddr| match a {
+        BindAddr::Any(_) => true,
+        BindAddr::Ip(ip) => ip.ip().is_unspecified(),
+        BindAddr::Unix(_) => false,
+    };
     new.protocol == Protocol::Tcp
         && old.protocol == Protocol::Tcp
         && !new.seqpacket
         && !old.seqpacket
         && port != 0
         && old.addr.port() == port
+        && (wildcard(&new.addr) || wildcard(&old.addr))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BindAddr, Service, StderrMode, WaitMode};
+    use crate::config::{Service, StderrMode, WaitMode};
     use crate::privilege::Identity;
 
     fn key(port: u16, protocol: Protocol) -> ListenKey {
@@ -160,6 +169,14 @@ mod tests {
             &key(80, Protocol::Udp),
             &key(80, Protocol::Udp)
         ));
+        // Two specific addresses on one port do not conflict.
+        let ip = |a: &str| ListenKey {
+            addr: BindAddr::Ip(a.parse().unwrap()),
+            protocol: Protocol::Tcp,
+            seqpacket: false,
+        };
+        assert!(!takes_over(&ip("127.0.0.2:80"), &ip("127.0.0.1:80")));
+        assert!(takes_over(&ip("0.0.0.0:80"), &ip("127.0.0.1:80")));
     }
 
     #[test]

@@ -596,8 +596,10 @@ impl Supervisor {
             let handed = handed.contains(&l.id);
             self.close_listener(l, handed);
         }
-        for id in shared {
-            if let Some(l) = self.listeners.get(&id) {
+        // The new sockets, and any old one that was given SO_REUSEPORT but
+        // then kept by a later service: no other socket may share them now.
+        for id in shared.iter().chain(&handed) {
+            if let Some(l) = self.listeners.get(id) {
                 let _ = listener::share_port(&l.socket, false);
             }
         }

@@ -1136,6 +1136,8 @@ impl Supervisor {
                     c.service.name,
                     Q(&format!("epoll: {e}"))
                 );
+                // Give back its place in `instances` and `per_source`.
+                self.close_conn(c);
                 continue;
             }
             self.schedule_sweep(now, c.service.svc.limits.idle_timeout);

@@ -43,6 +43,9 @@ pub struct Bucket {
 impl Bucket {
     /// Add what `rate` earned since the last refill, up to `burst`.
     pub fn refill(&mut self, now: Instant, rate: u32, burst: u32) {
+        // A bucket filled under a larger burst (another service's, for the
+        // same peer) holds no more than this one's.
+        self.tokens = self.tokens.min(burst);
         let Some(at) = self.at else {
             self.tokens = burst;
             self.at = Some(now);

@@ -7,7 +7,8 @@
 //!
 //! The other signals an admin or a terminal may send and whose default
 //! would kill or stop the supervisor (USR2, ALRM, QUIT, VTALRM, PROF, IO,
-//! TSTP, TTIN, TTOU) are ignored (`IGNORED`); handlers get them back at
+//! TSTP, TTIN, TTOU; PWR, XCPU, XFSZ, STKFLT, which the system may send) are
+//! ignored (`IGNORED`); handlers get them back at
 //! their default (`sys`).
 //!
 //! All five stay blocked except while the loop waits (`epoll_pwait` with
@@ -39,7 +40,7 @@ const FLAGGED: [Signal; 4] = [
 
 /// Signals ignored: by default each would end (or stop) the supervisor,
 /// and none means anything to it. PIPE is ignored by the Rust runtime.
-pub const IGNORED: [Signal; 9] = [
+pub const IGNORED: [Signal; 13] = [
     Signal::SIGUSR2,
     Signal::SIGALRM,
     Signal::SIGQUIT,
@@ -49,6 +50,11 @@ pub const IGNORED: [Signal; 9] = [
     Signal::SIGTSTP,
     Signal::SIGTTIN,
     Signal::SIGTTOU,
+    Signal::SIGPWR,
+    // XFSZ: a `--log stderr` file at RLIMIT_FSIZE fails the write instead.
+    Signal::SIGXFSZ,
+    Signal::SIGXCPU,
+    Signal::SIGSTKFLT,
 ];
 
 /// Block FLAGGED and SIGCHLD in this (the only) thread; returns the mask

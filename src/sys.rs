@@ -644,6 +644,10 @@ const HANDLED_SIGNALS: &[c_int] = &[
     libc::SIGTSTP,
     libc::SIGTTIN,
     libc::SIGTTOU,
+    libc::SIGPWR,
+    libc::SIGXFSZ,
+    libc::SIGXCPU,
+    libc::SIGSTKFLT,
 ];
 
 /// Ignore `signals` in the supervisor (`signals::IGNORED`); handlers get

@@ -43,6 +43,10 @@ fn usr1_usr2_alrm_quit_and_others_do_not_kill_the_supervisor() {
         Signal::SIGTTOU,
         Signal::SIGTSTP,
         Signal::SIGPIPE,
+        Signal::SIGPWR,
+        Signal::SIGXFSZ,
+        Signal::SIGXCPU,
+        Signal::SIGSTKFLT,
         Signal::SIGWINCH,
     ] {
         s.signal(sig);

@@ -30,16 +30,14 @@ pub const SCRATCH_KEEP: usize = 64 << 10;
 /// turn are served meanwhile.
 pub const TURN_BYTES: usize = 256 << 10;
 
-/// An echo reads at most this much at a time until it has sent back
-/// [`ECHO_PROVEN`] bytes without a short write; so what a peer that does
-/// not read leaves pending (the part of one read its buffers could not
-/// take) is at most this.
+/// An echo reads (consumes) at most this much at a time; so what a peer
+/// that does not read leaves pending (the part of one read its buffers
+/// could not take) is at most this.
 pub const ECHO_READ: usize = SCRATCH_KEEP;
 
 /// Bytes an echo must have sent back, since its last short write, before
-/// it reads a whole [`SCRATCH`] at a time: more than the socket buffers of
-/// a peer that does not read can take, so only a peer that keeps reading
-/// gets there.
+/// it looks at a whole [`SCRATCH`] at a time (a peek: only what is sent
+/// back is then consumed, so the larger reads pin nothing either).
 pub const ECHO_PROVEN: u64 = 16 << 20;
 
 /// The built-in services.
@@ -284,7 +282,12 @@ impl Conn {
             };
             let len = want.min(scratch.len());
             let buf = &mut scratch[..len];
-            let got = if self.slow {
+            // Read ahead only as much as may stay pending: a large read
+            // (a proven bulk echo) and a slow peer's are peeked, and only
+            // what was sent is consumed, so no peer pins more than
+            // ECHO_READ here, however it behaved before.
+            let peeking = self.slow || len > ECHO_READ;
+            let got = if peeking {
                 self.sock.peek(buf)
             } else {
                 self.sock.read(buf)
@@ -315,14 +318,13 @@ impl Conn {
             } else {
                 self.streak + sent as u64
             };
-            if self.slow {
+            if peeking {
                 // Consume exactly what was sent; the rest stays queued in
                 // the kernel, and the peer's own sending is held back.
-                if sent > 0 {
-                    io::Read::read_exact(&mut self.sock, &mut buf[..sent])?;
-                }
+                consume(&self.sock, sent, buf)?;
                 self.bytes_in += sent as u64;
                 if sent < n {
+                    self.slow = true;
                     return Ok(Interest::Write);
                 }
                 // It took all of it: reading ahead is safe again.
@@ -337,6 +339,27 @@ impl Conn {
             }
         }
     }
+}
+
+/// Take `n` bytes already peeked off `sock`'s receive queue without
+/// copying them again (`MSG_TRUNC` discards on TCP). `buf` is only the
+/// length's carrier: nothing is written to it.
+fn consume(sock: &TcpStream, mut n: usize, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while n > 0 {
+        let len = n.min(buf.len());
+        match nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut buf[..len],
+            nix::sys::socket::MsgFlags::MSG_TRUNC,
+        ) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(k) => n -= k.min(n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -381,6 +404,50 @@ mod tests {
         c.advance(&mut []);
         assert!(c.bytes_out - before < (TURN_BYTES as u64) + one_write);
         drop(client);
+    }
+
+    /// An echo that has proven a fast reader (16 MiB back without a short
+    /// write) reads a MiB at a time; if the peer then stops reading, what
+    /// it read ahead must not stay pending: it is peeked, and only what
+    /// was sent is taken.
+    #[test]
+    fn a_proven_echo_pins_nothing_when_its_peer_stops_reading() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        client
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let server = socket2::Socket::from(server);
+        server.set_send_buffer_size(4096).unwrap();
+        server.set_recv_buffer_size(4 << 20).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut scratch = vec![0u8; SCRATCH];
+        let (mut c, first) = Conn::start(server.into(), Internal::Echo, &mut scratch);
+        assert_eq!(first, Interest::Read);
+        c.streak = ECHO_PROVEN;
+        let mut client = TcpStream::from(client);
+        let writer = std::thread::spawn(move || {
+            let _ = client.write_all(&vec![b'x'; 1 << 20]);
+            client
+        });
+        // Wait until a good part of it waits in the server's queue.
+        let mut probe = [0u8; 1 << 18];
+        for _ in 0..200 {
+            if c.sock.peek(&mut probe).unwrap_or(0) >= probe.len() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let interest = c.advance(&mut scratch);
+        assert_eq!(interest, Interest::Write, "the peer's buffers are full");
+        assert!(c.pending.len() <= ECHO_READ, "{} pending", c.pending.len());
+        assert_eq!(c.bytes_in, c.bytes_out, "read only what was sent");
+        drop(c);
+        drop(writer.join());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, Location};
@@ -50,6 +50,19 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// The total-size limit, reported once.
+    fn too_many_bytes(&mut self, at: Location, errors: &mut Vec<ConfigError>) {
+        if !std::mem::replace(&mut self.bytes_reported, true) {
+            errors.push(ConfigError::new(
+                at,
+                format!(
+                    "include: config files larger than {} MiB in all; the rest are not read",
+                    MAX_TOTAL_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
+    }
+
     /// Read `path`, included at `at` (`None` for the main file or a file of
     /// a directory given on the command line). Problems go to `errors`.
     pub fn enter(
@@ -63,27 +76,25 @@ impl Sources {
             ConfigError::new(Location::file(path), format!("unable to read config: {e}"))
         };
         // An include that matches a FIFO or a device must not block the
-        // supervisor or read forever; the main file may be anything.
+        // supervisor or read forever; the main file may be anything. The
+        // check is on the descriptor opened (non-blocking, so a FIFO does
+        // not wait for a writer), not on the name, which may change.
+        let mut open = std::fs::OpenOptions::new();
+        open.read(true);
         if at.is_some() {
-            match std::fs::metadata(path) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => {
-                    errors.push(ConfigError::new(here(), "include: not a regular file"));
-                    return Entry::Skip;
-                }
-                Err(e) => {
-                    errors.push(unreadable(e));
-                    return Entry::Skip;
-                }
-            }
+            open.custom_flags(libc::O_NONBLOCK);
         }
-        let file = match std::fs::File::open(path) {
+        let file = match open.open(path) {
             Ok(f) => f,
             Err(e) => {
                 errors.push(unreadable(e));
                 return Entry::Skip;
             }
         };
+        if at.is_some() && !file.metadata().is_ok_and(|m| m.is_file()) {
+            errors.push(ConfigError::new(here(), "include: not a regular file"));
+            return Entry::Skip;
+        }
         let id = match file.metadata() {
             Ok(m) => (m.dev(), m.ino()),
             Err(e) => {
@@ -119,6 +130,10 @@ impl Sources {
             }
             return Entry::Skip;
         }
+        if self.bytes >= MAX_TOTAL_BYTES {
+            self.too_many_bytes(here(), errors);
+            return Entry::Skip;
+        }
         self.files += 1;
         let mut buf = Vec::new();
         if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf) {
@@ -137,15 +152,7 @@ impl Sources {
         }
         self.bytes += buf.len() as u64;
         if self.bytes > MAX_TOTAL_BYTES {
-            if !std::mem::replace(&mut self.bytes_reported, true) {
-                errors.push(ConfigError::new(
-                    here(),
-                    format!(
-                        "include: config files larger than {} MiB in all; the rest are not read",
-                        MAX_TOTAL_BYTES / (1024 * 1024)
-                    ),
-                ));
-            }
+            self.too_many_bytes(here(), errors);
             return Entry::Skip;
         }
         match String::from_utf8(buf) {

@@ -1138,29 +1138,42 @@ fn word(w: &str, known: &[&'static str]) -> Result<&'static str, String> {
 /// The contents of a banner file (relative paths from the config's
 /// directory), read once at load so a refusal costs no file I/O.
 fn read_banner(f: Field<'_>, s: &str) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     const MAX_BANNER: u64 = 64 * 1024;
     let dir = f.file.path.parent().unwrap_or(Path::new("."));
     let path = dir.join(s);
-    let meta = std::fs::metadata(&path).map_err(|e| {
+    let failed = |e: &std::io::Error| {
         f.err(format!(
             "banner_fail \"{s}\": {}",
-            io_problem(&e),
+            io_problem(e),
             s = quote(s)
         ))
-    })?;
-    if meta.len() > MAX_BANNER {
+    };
+    // Checked and read through one descriptor (non-blocking: a FIFO does
+    // not wait for a writer), at most the limit, whatever the name becomes.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| failed(&e))?;
+    if !file.metadata().map_err(|e| failed(&e))?.is_file() {
+        return Err(f.err(format!(
+            "banner_fail \"{s}\": not a regular file",
+            s = quote(s)
+        )));
+    }
+    let mut banner = Vec::new();
+    file.take(MAX_BANNER + 1)
+        .read_to_end(&mut banner)
+        .map_err(|e| failed(&e))?;
+    if banner.len() as u64 > MAX_BANNER {
         return Err(f.err(format!(
             "banner_fail \"{s}\": larger than 64 KiB",
             s = quote(s)
         )));
     }
-    std::fs::read(&path).map_err(|e| {
-        f.err(format!(
-            "banner_fail \"{s}\": {}",
-            io_problem(&e),
-            s = quote(s)
-        ))
-    })
+    Ok(banner)
 }
 
 fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {

@@ -236,3 +236,22 @@ fn include_of_a_fifo_does_not_block() {
         "main.toml:1:12: include: not a regular file\nmain.toml: 1 error\n"
     );
 }
+
+/// A `banner_fail` naming a FIFO is refused, not read (which would wait
+/// for a writer forever): the file is checked on the descriptor opened.
+#[test]
+fn banner_fifo_does_not_block() {
+    let dir = Dir::new();
+    nix::unistd::mkfifo(
+        &dir.path().join("banner"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    dir.write("main.toml", &format!("{ECHO}banner_fail = \"banner\"\n"));
+    let (code, _, stderr) = check(dir.path(), &["-f", "main.toml"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("banner_fail \"banner\": not a regular file"),
+        "{stderr}"
+    );
+}

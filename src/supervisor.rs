@@ -365,7 +365,7 @@ pub fn run(opts: Options) -> u8 {
         return EXIT_OSERR;
     }
     if let Some(p) = &sup.opts.pidfile {
-        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+        if let Err(e) = write_pidfile(p) {
             error!(
                 sup.log,
                 "error msg={}",
@@ -380,6 +380,21 @@ pub fn run(opts: Options) -> u8 {
         let _ = std::fs::remove_file(p);
     }
     0
+}
+
+/// Write our pid to `path`, never through a symbolic link someone put
+/// there (we are root).
+fn write_pidfile(path: &std::path::Path) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    writeln!(f, "{}", std::process::id())
 }
 
 fn open_log(opts: &Options, global: &config::Global) -> Log {
@@ -1943,16 +1958,20 @@ fn probe(socket: &Socket) -> Option<Probe> {
 }
 
 /// Whether a stream `wait` handler started at `started`, when `before`
-/// connections were queued, exited without accepting any: the queue is not
-/// empty and not shorter than it was. Where the kernel does not tell the
-/// length (UNIX-domain), a handler that exits within `LOOP_QUICK` with
-/// connections still pending counts.
+/// connections were queued, exited without accepting any: it exited within
+/// `LOOP_QUICK` (a handler that spins exits at once; one that ran longer
+/// is no tight loop, and may have served while more arrived), and the
+/// queue is not empty and not shorter than it was. Where the kernel does
+/// not tell the length (UNIX-domain), connections still pending count.
 fn unaccepted(socket: &Socket, before: Option<u32>, started: Instant) -> bool {
+    if started.elapsed() >= LOOP_QUICK {
+        return false;
+    }
     match before {
         Some(before) => {
             crate::sys::accept_queue(socket.as_fd()).is_some_and(|now| now > 0 && now >= before)
         }
-        None => started.elapsed() < LOOP_QUICK && pending(socket),
+        None => pending(socket),
     }
 }
 

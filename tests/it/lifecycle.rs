@@ -265,6 +265,28 @@ fn pidfile_is_written_and_removed() {
     assert!(!pidfile.exists());
 }
 
+/// A symbolic link at the pidfile's path is not followed: the file it
+/// names keeps its contents, and the failure is logged; serving goes on.
+#[test]
+fn pidfile_symlink_is_not_followed() {
+    let dir = Dir::new();
+    let victim = dir.write("victim", "keep me\n");
+    let pidfile = dir.path().join("oxinetd.pid");
+    std::os::unix::fs::symlink(&victim, &pidfile).unwrap();
+    let pf = pidfile.display().to_string();
+    let mut s = Server::start_in(
+        dir,
+        &svc("u", "127.0.0.1:0", "upper.sh"),
+        &["--pidfile", &pf],
+        |_| {},
+    );
+    s.expect_line(&["unable to write pidfile"]);
+    assert_eq!(talk(s.addr("u"), "hi\n"), "HI\n");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    s.signal(Signal::SIGTERM);
+    assert_eq!(s.wait_exit().code(), Some(0));
+}
+
 /// The shipped unit parses without complaint on this machine's systemd
 /// (Debian 12: 252, which predates Type=notify-reload).
 #[test]

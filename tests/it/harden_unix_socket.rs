@@ -4,16 +4,15 @@
 //! link, is refused; a reload changes a kept socket's file only through
 //! its checked directory.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{bin, field, need, Dir, Server, PATIENCE};
+use crate::harness::{bin, field, need, talk_unix, Dir, Server};
 
 /// A UNIX-domain `cat` service as nobody.
 fn cat_service(name: &str, path: &Path, extra: &str) -> String {
@@ -22,16 +21,6 @@ fn cat_service(name: &str, path: &Path, extra: &str) -> String {
          user = \"nobody\"\n{extra}\n",
         path.display()
     )
-}
-
-fn echo_through(path: &Path, line: &str) -> String {
-    let mut s = UnixStream::connect(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(line.as_bytes()).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn mkdir(path: &Path, mode: u32, owner: u32) {
@@ -113,7 +102,7 @@ fn a_link_swapped_in_under_reloads_never_changes_the_victims_mode() {
     ]
     .concat();
     let s = Server::start_in(dir.clone(), &config, &[], |_| {});
-    assert_eq!(echo_through(&ok, "still here\n"), "still here\n");
+    assert_eq!(talk_unix(&ok, "still here\n"), "still here\n");
 
     const RELOADS: u32 = 200;
     let secs = f64::from(RELOADS) * 0.02 + 1.0;
@@ -164,7 +153,7 @@ fn a_link_swapped_in_under_reloads_never_changes_the_victims_mode() {
         &format!("{} is owned by uid 65534", owned.display()),
     ]);
     // The other service ran all along.
-    assert_eq!(echo_through(&ok, "and now\n"), "and now\n");
+    assert_eq!(talk_unix(&ok, "and now\n"), "and now\n");
 }
 
 #[test]
@@ -212,7 +201,7 @@ fn a_socket_directory_another_user_can_write_is_refused_and_other_services_run()
     assert!(!group.join("s.sock").exists());
     let ready = s.expect_line(&["ready"]);
     assert_eq!(field(&ready, "listeners"), Some("1"), "{ready}");
-    assert_eq!(echo_through(&ok, "served\n"), "served\n");
+    assert_eq!(talk_unix(&ok, "served\n"), "served\n");
 }
 
 #[test]
@@ -238,7 +227,7 @@ fn a_symlinked_parent_directory_is_not_followed() {
     );
     let s = Server::start_in(dir, &config, &[], |_| {});
     s.expect_line(&["config-error", "is a symbolic link"]);
-    assert_eq!(echo_through(&ok, "served\n"), "served\n");
+    assert_eq!(talk_unix(&ok, "served\n"), "served\n");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 }
 
@@ -287,7 +276,7 @@ fn a_reload_changes_a_kept_socket_only_through_its_directory() {
     assert!(s.reload(&open).contains("kept=1"));
     let m = std::fs::symlink_metadata(&sock).unwrap();
     assert_eq!((m.mode() & 0o777, m.uid(), m.gid()), (0o660, 65534, 65534));
-    assert_eq!(echo_through(&sock, "hi\n"), "hi\n");
+    assert_eq!(talk_unix(&sock, "hi\n"), "hi\n");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(tracer.id() as i32),

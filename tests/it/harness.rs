@@ -370,6 +370,19 @@ pub fn talk(addr: SocketAddr, input: &str) -> String {
     }
 }
 
+/// Send `input` over the UNIX-domain stream socket at `path`, close the
+/// sending side, and read the answer to the end.
+pub fn talk_unix(path: &Path, input: &str) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(input.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// One UDP request and its reply.
 pub fn udp_ask(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let bind: SocketAddr = if addr.is_ipv4() {

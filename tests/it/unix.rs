@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{eventually, field, need, Dir, Server, PATIENCE};
+use crate::harness::{eventually, field, need, talk_unix, Dir, Server, PATIENCE};
 
 /// A handler that reports what it was told about the connection.
 const ENV_HANDLER: &str = r#"read -r line; printf '%s uid=%s proto=%s path=%s peer_uid=%s peer_pid=%s\n' "$line" "$(id -u)" "$PROTO" "$UNIXLOCALPATH" "$UNIXREMOTEEUID" "$UNIXREMOTEPID""#;
@@ -28,16 +28,6 @@ fn with_handler() -> Dir {
     let dir = Dir::new();
     dir.write("env.sh", ENV_HANDLER);
     dir
-}
-
-fn ask(path: &Path, line: &str) -> String {
-    let mut s = UnixStream::connect(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(line.as_bytes()).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// socat as `nobody`: what a local unprivileged client gets.
@@ -77,7 +67,7 @@ fn stream_nowait_tells_the_handler_who_connected() {
     let listen = s.expect_line(&["listen service=env", "proto=unix"]);
     assert_eq!(field(&listen, "addr"), Some(path.to_str().unwrap()));
 
-    let reply = ask(&path, "hello\n");
+    let reply = talk_unix(&path, "hello\n");
     let me = std::process::id();
     assert_eq!(
         reply,
@@ -108,7 +98,7 @@ fn the_socket_file_owner_and_mode_decide_who_may_connect() {
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
     let err = socat_as_nobody(&path, "x\n").unwrap_err();
     assert!(err.contains("Permission denied"), "{err}");
-    assert!(ask(&path, "root\n").starts_with("root uid=65534"));
+    assert!(talk_unix(&path, "root\n").starts_with("root uid=65534"));
 
     // A reload gives the same socket to nobody, without rebinding it.
     let before = inode(&path);
@@ -145,7 +135,7 @@ fn a_stale_socket_is_replaced_and_other_files_are_left_alone() {
     let s = Server::start_in(dir, &config, &[], |_| {});
     s.expect_line(&["error service=busy", "in use by another process"]);
     s.expect_line(&["error service=file", "exists and is not a socket"]);
-    assert!(ask(&stale, "fresh\n").starts_with("fresh uid=65534"));
+    assert!(talk_unix(&stale, "fresh\n").starts_with("fresh uid=65534"));
     // The other process still has its socket, the file its content.
     let _client = UnixStream::connect(&busy).unwrap();
     other.set_nonblocking(true).unwrap();
@@ -171,7 +161,7 @@ fn reload_and_shutdown_remove_the_files_oxinetd_bound() {
     );
     assert!(!b.exists(), "b.sock outlived its service");
     assert_eq!(inode(&a), kept);
-    assert!(ask(&a, "still\n").starts_with("still uid=65534"));
+    assert!(talk_unix(&a, "still\n").starts_with("still uid=65534"));
 
     s.signal(Signal::SIGTERM);
     assert!(s.wait_exit().success());
@@ -191,7 +181,7 @@ fn stream_wait_hands_the_listening_socket_over() {
     );
     let s = Server::start_in(dir, &config, &[], |_| {});
     // The handler answers without reading.
-    let reply = ask(&path, "");
+    let reply = talk_unix(&path, "");
     assert_eq!(
         reply,
         "fds=0,1,2,3 LISTEN_FDS=1 LISTEN_PID_OK=True LISTEN_FDNAMES=activated\n"

@@ -2,11 +2,10 @@
 //! SIGTERM, and Unicode controls in log lines.
 
 use std::net::TcpStream;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{field, talk, user_line, Server, PATIENCE};
+use crate::harness::{ended, field, talk, user_line, Server};
 
 fn cat(name: &str) -> String {
     format!(
@@ -16,13 +15,6 @@ fn cat(name: &str) -> String {
 }
 
 /// Whether `pid` has ended (gone, or a zombie waiting for its reaper).
-fn ended(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.contains(") Z "),
-        Err(_) => true,
-    }
-}
-
 #[test]
 fn usr1_usr2_alrm_quit_and_others_do_not_kill_the_supervisor() {
     let config = format!(
@@ -125,14 +117,10 @@ fn a_handler_ignoring_sigterm_is_killed_after_shutdown_grace() {
         "handler {pid} outlived the supervisor"
     );
     // Its group went with it (the child may wait a moment for its reaper).
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !ended(child) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "handler's child {child} survived"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        crate::harness::eventually(|| ended(child)),
+        "handler's child {child} survived"
+    );
 }
 
 #[test]

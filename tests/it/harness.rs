@@ -545,6 +545,15 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Whether process `pid` has ended: gone, or a zombie waiting for its
+/// reaper.
+pub fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.contains(") Z "),
+        Err(_) => true,
+    }
+}
+
 /// A network namespace of the test's own, with only `lo` up: the standard
 /// ports (7, 13, 69, ...) are free there, whatever else the machine runs.
 pub struct Netns {

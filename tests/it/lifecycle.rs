@@ -203,18 +203,10 @@ fn shutdown_grace_is_a_limit() {
     s.expect_line(&["killed service=slow", "signal=SIGTERM"]);
     s.expect_line(&["stopped"]);
     // The handler's process group got SIGTERM.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains(") Z ") {
-            break; // ended, waiting for its new parent to reap it
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "handler {pid} survived"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        crate::harness::eventually(|| crate::harness::ended(pid)),
+        "handler {pid} survived"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use oxinetd::cli::{Cli, Command, LogTarget};
-use oxinetd::config::{self, Context, Format};
+use oxinetd::config::{self, Context, Format, Severity};
 use oxinetd::supervisor::{self, Options};
 
 fn main() -> ExitCode {
@@ -31,7 +31,7 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
         Ok(loaded) => loaded,
         Err(errors) => return verdict(&cli.config, &errors, 0),
     };
-    for w in &loaded.warnings {
+    for w in loaded.problems(Severity::Warning) {
         eprintln!("{}: warning: {}", w.at, w.message);
     }
     if list {
@@ -39,11 +39,10 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
             println!("{}", svc.summary());
         }
     }
-    let mut errors = loaded.errors;
+    let mut errors: Vec<config::ConfigError> = loaded.problems(Severity::Error).cloned().collect();
     errors.extend(
         loaded
-            .skipped
-            .iter()
+            .problems(Severity::Skipped)
             .map(|e| config::ConfigError::new(e.at.clone(), format!("not run: {}", e.message))),
     );
     if errors.is_empty() {
@@ -96,16 +95,20 @@ fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
                 continue;
             }
         };
-        let (text, errors, warnings) = config::import(src, format);
+        let imported = config::import(src, format);
         if i > 0 {
             println!();
         }
-        print!("{text}");
+        print!("{}", imported.text);
+        let (warnings, errors): (Vec<_>, Vec<_>) = imported
+            .diagnostics
+            .iter()
+            .partition(|d| d.severity == Severity::Warning);
         for w in &warnings {
-            eprintln!("{}: warning: {}", w.at, w.message);
+            eprintln!("{}: warning: {}", w.problem.at, w.problem.message);
         }
         for e in &errors {
-            eprintln!("{e}");
+            eprintln!("{}", e.problem);
         }
         failed |= !errors.is_empty();
     }

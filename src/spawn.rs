@@ -23,28 +23,6 @@ use crate::privilege::Identity;
 use crate::render::Render;
 use crate::sys::{self, ExecImage, Ids};
 
-/// Variables oxinetd sets per connection; `env` may not set them.
-pub const RESERVED_ENV: &[&str] = &[
-    "PROTO",
-    "REMOTE_ADDR",
-    "REMOTE_PORT",
-    "TCPREMOTEIP",
-    "TCPREMOTEPORT",
-    "TCPLOCALIP",
-    "TCPLOCALPORT",
-    "UDPREMOTEIP",
-    "UDPREMOTEPORT",
-    "UDPLOCALIP",
-    "UDPLOCALPORT",
-    "UNIXLOCALPATH",
-    "UNIXREMOTEEUID",
-    "UNIXREMOTEEGID",
-    "UNIXREMOTEPID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-];
-
 /// A service's handler, ready to exec.
 pub struct Plan {
     path: CString,

@@ -24,7 +24,7 @@ use socket2::Socket;
 
 use crate::children::{self, Child, Children, Ending, Probe, StderrPipe};
 use crate::config::{
-    self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, WaitMode,
+    self, BindAddr, Config, Context, Handler, ListenKey, Protocol, Service, Severity, WaitMode,
 };
 use crate::flood::{self, PeerLimit, Verdict};
 use crate::internal::{self, Interest, Internal};
@@ -1883,12 +1883,12 @@ impl Supervisor {
         self.notifier.reloading();
         let started = Instant::now();
         let loaded = match config::load_with(&self.opts.config, self.opts.format, &self.ctx) {
-            Ok(l) if l.errors.is_empty() => {
+            Ok(l) if l.problems(Severity::Error).next().is_none() => {
                 log_problems(&mut self.log, &l);
                 l
             }
             Ok(l) => {
-                self.reload_failed(&l.errors);
+                self.reload_failed(&l.problems(Severity::Error).cloned().collect::<Vec<_>>());
                 return;
             }
             Err(errors) => {
@@ -1924,13 +1924,13 @@ impl Supervisor {
 /// What loading found besides the services: errors (their services do not
 /// run), services of another format that cannot run, settings ignored.
 fn log_problems(log: &mut Log, loaded: &config::Loaded) {
-    for e in &loaded.errors {
+    for e in loaded.problems(Severity::Error) {
         error!(log, "config-error at={} msg={}", e.at, Q(&e.message));
     }
-    for e in &loaded.skipped {
+    for e in loaded.problems(Severity::Skipped) {
         error!(log, "config-skipped at={} msg={}", e.at, Q(&e.message));
     }
-    for w in &loaded.warnings {
+    for w in loaded.problems(Severity::Warning) {
         warning!(log, "config-warning at={} msg={}", w.at, Q(&w.message));
     }
 }

@@ -62,6 +62,37 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// How much a problem weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The service (or the whole config) is wrong: it does not run, and a
+    /// reload with it keeps the running config.
+    Error,
+    /// A line or service of another format that oxinetd cannot run (RPC,
+    /// tcpmux, a redirect...): reported, not run, and no reason to reject
+    /// a reload.
+    Skipped,
+    /// A setting of another format that is ignored or changed; the service
+    /// still runs.
+    Warning,
+}
+
+/// One problem of a load, with its weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub problem: ConfigError,
+}
+
+impl Diagnostic {
+    pub fn error(problem: ConfigError) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            problem,
+        }
+    }
+}
+
 /// The longest message a `ConfigError` keeps, in characters: a backstop for
 /// a quote of user text that `quote` does not shorten.
 const MAX_MESSAGE: usize = 1000;

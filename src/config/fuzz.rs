@@ -20,7 +20,7 @@ use std::path::PathBuf;
 #[cfg(test)]
 use std::time::{Duration, Instant};
 
-use super::draft::Translation;
+use super::classic::Translation;
 use super::{inetd, xinetd, Context};
 
 #[cfg(test)]
@@ -177,13 +177,13 @@ pub fn exercise(input: &[u8], ctx: &Context) {
 }
 
 fn check_rendering(t: Translation, format: &str, ctx: &Context, input: &str) {
-    let rendered = t.render(format).text;
+    let rendered = super::import::render(&t, format);
     let parsed = toml::de::DeTable::parse(&rendered);
     assert!(
         parsed.is_ok(),
         "rendered {format} TOML does not parse: {parsed:?}\n--- input:\n{input}\n--- rendered:\n{rendered}"
     );
-    let _ = t.load(Path::new("/nonexistent/fuzz/x.conf"), format, ctx);
+    let _ = t.resolve(Path::new("/nonexistent/fuzz/x.conf"), ctx);
 }
 
 #[test]

@@ -17,8 +17,9 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::classic::{listen_entry, resolve_host, Problem, Translation};
 use super::error::quote;
+use super::raw::{Draft, Value};
 use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
@@ -247,7 +248,7 @@ fn translate_line(
     // file's owner and mode.
     let mut server = server;
     if transport.unix {
-        d.set("listen", Value::Strs(vec![service.to_owned()]), &origin);
+        d.set("listen", Value::strs(vec![service.to_owned()]), &origin);
         d.set("protocol", Value::Str("unix".to_owned()), &at(2));
         let mode = match server
             .strip_prefix(':')
@@ -277,7 +278,7 @@ fn translate_line(
         d.set("socket_mode", Value::Str(mode), &at(5));
     } else {
         let listen = listen_entries(host, port, transport.v6).map_err(|m| err(0, m))?;
-        d.set("listen", Value::Strs(listen), &origin);
+        d.set("listen", Value::strs(listen), &origin);
     }
     d.set(
         "socket",
@@ -373,7 +374,7 @@ fn translate_line(
                 }
                 if !rest.is_empty() {
                     let rest = rest.iter().map(|s| (*s).to_owned()).collect();
-                    d.set("args", Value::Strs(rest), &at(7));
+                    d.set("args", Value::strs(rest), &at(7));
                 }
             }
             None => d.note(&at(5), "no argv given: argv[0] is the program's file name"),
@@ -467,7 +468,7 @@ fn rate_limits(spec: &str, d: &mut Draft, at: &Location) -> Result<(), String> {
     if let Some(max) = spec.strip_prefix('.') {
         let max = number(max, "invocations per minute")?;
         if max > 0 {
-            d.set("rate", Value::Ints(vec![max, 60, 600]), at);
+            d.set("rate", Value::ints(vec![max, 60, 600]), at);
             d.note(at, format!(".{max}: more than {max} connections in a minute pauses the service for 10 minutes, as inetd does"));
         }
         return Ok(());
@@ -545,25 +546,25 @@ mod tests {
     #[test]
     fn classic_lines() {
         let d = one("ftp stream tcp nowait root /usr/sbin/tcpd in.ftpd -l").unwrap();
-        assert_eq!(key(&d, "listen"), Some(Value::Strs(vec!["*:ftp".into()])));
+        assert_eq!(key(&d, "listen"), Some(Value::strs(vec!["*:ftp".into()])));
         assert_eq!(key(&d, "argv0"), Some(Value::Str("in.ftpd".into())));
-        assert_eq!(key(&d, "args"), Some(Value::Strs(vec!["-l".into()])));
+        assert_eq!(key(&d, "args"), Some(Value::strs(vec!["-l".into()])));
         let d = one(
             "127.0.0.1:tftp dgram udp4 wait.100 nobody:nogroup /usr/sbin/in.tftpd in.tftpd -s /srv",
         )
         .unwrap();
         assert_eq!(
             key(&d, "listen"),
-            Some(Value::Strs(vec!["127.0.0.1:tftp".into()]))
+            Some(Value::strs(vec!["127.0.0.1:tftp".into()]))
         );
         assert_eq!(key(&d, "group"), Some(Value::Str("nogroup".into())));
-        assert_eq!(key(&d, "rate"), Some(Value::Ints(vec![100, 60, 600])));
+        assert_eq!(key(&d, "rate"), Some(Value::ints(vec![100, 60, 600])));
         assert_eq!(key(&d, "argv0"), None);
         let d = one("7001 stream tcp6 nowait root internal echo").unwrap();
         assert_eq!(key(&d, "server"), Some(Value::Str("internal:echo".into())));
         assert_eq!(
             key(&d, "listen"),
-            Some(Value::Strs(vec!["[::]:7001".into()]))
+            Some(Value::strs(vec!["[::]:7001".into()]))
         );
         let d = one("x stream tcp nowait/5/0/2 u.g /bin/cat cat").unwrap();
         assert_eq!(key(&d, "instances"), Some(Value::Int(5)));
@@ -582,11 +583,11 @@ mod tests {
         assert!(t.errors.is_empty(), "{:?}", t.errors);
         assert_eq!(
             t.services[0].get("listen"),
-            Some(&Value::Strs(vec!["127.0.0.2:echo".into()]))
+            Some(&Value::strs(vec!["127.0.0.2:echo".into()]))
         );
         assert_eq!(
             t.services[1].get("listen"),
-            Some(&Value::Strs(vec!["*:echo".into()]))
+            Some(&Value::strs(vec!["*:echo".into()]))
         );
     }
 

@@ -1,22 +1,31 @@
 //! The typed, immutable configuration that the supervisor runs, and `load`.
 //!
-//! Front-ends (TOML; inetd.conf and xinetd through a translation to TOML, see
-//! `draft`) parse their syntax and resolve it into these types once: users become uids, names become ports,
-//! paths are checked. Nothing here is re-derived per connection.
+//! One pipeline for every format: a front-end reads its syntax into the
+//! raw form (`raw`: services as keys with their values and `FILE:LINE:COL`,
+//! plus diagnostics): `toml` for oxinetd.toml and its includes, `inetd` and
+//! `xinetd` (through `classic::Translation`) for the classic formats. The
+//! resolver (`resolve`) turns the raw form into these types once: users
+//! become uids, names become ports, paths are checked; nothing here is
+//! re-derived per connection. `keys` is the one table of keys; `import`
+//! writes a classic format's raw form as TOML.
 
-mod draft;
+mod classic;
 mod error;
 mod etc_services;
 #[cfg(any(test, fuzzing))]
 mod fuzz;
+mod import;
 mod inetd;
+pub mod keys;
+mod raw;
+mod resolve;
 mod source;
 mod toml;
 mod xinetd;
 
 use self::error::quote;
-pub use self::error::{ConfigError, Location};
-pub use self::toml::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
+pub use self::error::{ConfigError, Diagnostic, Location, Severity};
+pub use self::keys::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -39,6 +48,29 @@ pub fn fuzz(input: &[u8]) {
     static CTX: std::sync::OnceLock<Context> = std::sync::OnceLock::new();
     fuzz::exercise(input, CTX.get_or_init(Context::current));
 }
+
+/// Variables oxinetd sets for each connection (see `spawn`); `env` may not
+/// set them.
+pub const RESERVED_ENV: &[&str] = &[
+    "PROTO",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "UDPREMOTEIP",
+    "UDPREMOTEPORT",
+    "UDPLOCALIP",
+    "UDPLOCALPORT",
+    "UNIXLOCALPATH",
+    "UNIXREMOTEEUID",
+    "UNIXREMOTEEGID",
+    "UNIXREMOTEPID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
 
 /// Default config file.
 pub const DEFAULT_PATH: &str = "/etc/oxinetd/oxinetd.toml";
@@ -339,19 +371,24 @@ pub struct Config {
     pub services: Vec<Service>,
 }
 
-/// The result of loading: the services that resolved, and the errors of the
-/// ones that did not (a broken service never hides the good ones).
+/// The result of loading: the services that resolved, and the problems met,
+/// among them the errors of the services that did not (a broken service
+/// never hides the good ones).
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
-    pub errors: Vec<ConfigError>,
-    /// Settings of another format that are ignored or changed; their
-    /// services still run.
-    pub warnings: Vec<ConfigError>,
-    /// Lines or services of another format that oxinetd cannot run (RPC,
-    /// tcpmux, a redirect...): reported, skipped, and not a reason to
-    /// reject a reload.
-    pub skipped: Vec<ConfigError>,
+    /// Errors, then skipped, then warnings; each in reading order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// The problems of one severity, in reading order.
+    pub fn problems(&self, severity: Severity) -> impl Iterator<Item = &ConfigError> {
+        self.diagnostics
+            .iter()
+            .filter(move |d| d.severity == severity)
+            .map(|d| &d.problem)
+    }
 }
 
 /// Load `path` as `format`, or as its name implies when `None`.
@@ -439,31 +476,44 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     }
 }
 
+/// What `oxinetd import` writes: the TOML text, and the problems met.
+pub struct Imported {
+    pub text: String,
+    /// Errors and skipped lines in reading order, then warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// Translate an inetd or xinetd config (a file, or an xinetd.d directory)
-/// for `oxinetd import`: the TOML text, and the problems met.
-pub fn import(path: &Path, format: Format) -> (String, Vec<ConfigError>, Vec<ConfigError>) {
+/// for `oxinetd import`.
+pub fn import(path: &Path, format: Format) -> Imported {
     let t = match format {
         Format::Inetd => inetd::translate(path),
         Format::Xinetd => xinetd::translate(path),
         Format::Toml => {
             return match std::fs::read_to_string(path) {
-                Ok(text) => (text, Vec::new(), Vec::new()),
-                Err(e) => (
-                    String::new(),
-                    vec![ConfigError::new(
+                Ok(text) => Imported {
+                    text,
+                    diagnostics: Vec::new(),
+                },
+                Err(e) => Imported {
+                    text: String::new(),
+                    diagnostics: vec![Diagnostic::error(ConfigError::new(
                         Location::file(path),
                         format!("unable to read config: {e}"),
-                    )],
-                    Vec::new(),
-                ),
-            }
+                    ))],
+                },
+            };
         }
     };
-    let text = t.render(format.name()).text;
-    let mut errors = t.errors;
-    errors.extend(t.unsupported);
-    sort_errors(&mut errors);
-    (text, errors, t.warnings)
+    let text = import::render(&t, format.name());
+    let (mut warnings, mut diagnostics): (Vec<_>, Vec<_>) = t
+        .diagnostics()
+        .into_iter()
+        .partition(|d| d.severity == Severity::Warning);
+    sort_problems(&mut diagnostics);
+    sort_problems(&mut warnings);
+    diagnostics.append(&mut warnings);
+    Imported { text, diagnostics }
 }
 
 /// Load and resolve `path` as `format`. `Err` means nothing could be loaded
@@ -471,34 +521,51 @@ pub fn import(path: &Path, format: Format) -> (String, Vec<ConfigError>, Vec<Con
 /// `errors`, and the services that run are in `config`.
 pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let loaded = match format {
-        Format::Toml => toml::load(path, ctx),
-        Format::Inetd => inetd::translate(path).load(path, "inetd", ctx),
-        Format::Xinetd => xinetd::translate(path).load(path, "xinetd", ctx),
+        Format::Toml => toml::read(path).map(|raw| resolve::resolve(raw, ctx)),
+        Format::Inetd => Ok(inetd::translate(path).resolve(path, ctx)),
+        Format::Xinetd => Ok(xinetd::translate(path).resolve(path, ctx)),
     };
     let mut loaded = match loaded {
         Ok(l) => check_conflicts(l),
         Err(mut errors) => {
-            sort_errors(&mut errors);
+            in_reading_order(&mut errors, |e| e);
             return Err(errors);
         }
     };
-    sort_errors(&mut loaded.errors);
-    sort_errors(&mut loaded.warnings);
-    sort_errors(&mut loaded.skipped);
+    let by_severity = |s: Severity| {
+        let mut list: Vec<Diagnostic> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == s)
+            .cloned()
+            .collect();
+        sort_problems(&mut list);
+        list
+    };
+    loaded.diagnostics = [Severity::Error, Severity::Skipped, Severity::Warning]
+        .into_iter()
+        .flat_map(by_severity)
+        .collect();
     Ok(loaded)
 }
 
-/// Errors in reading order: files as first met, then line and column.
-fn sort_errors(errors: &mut [ConfigError]) {
+fn sort_problems(list: &mut [Diagnostic]) {
+    in_reading_order(list, |d| &d.problem);
+}
+
+/// Sort problems in reading order: files as first met, then line and
+/// column (stable: problems at one place keep their order).
+fn in_reading_order<T>(list: &mut [T], problem: impl Fn(&T) -> &ConfigError) {
     let mut files: Vec<PathBuf> = Vec::new();
-    for e in errors.iter() {
-        if !files.contains(&e.at.file) {
-            files.push(e.at.file.clone());
+    for item in list.iter() {
+        let file = &problem(item).at.file;
+        if !files.contains(file) {
+            files.push(file.clone());
         }
     }
-    errors.sort_by_key(|e| {
-        let file = files.iter().position(|f| *f == e.at.file);
-        (file, e.at.line, e.at.col)
+    list.sort_by_key(|item| {
+        let at = &problem(item).at;
+        (files.iter().position(|f| *f == at.file), at.line, at.col)
     });
 }
 
@@ -513,13 +580,13 @@ fn check_conflicts(mut loaded: Loaded) -> Loaded {
     let mut slots: HashMap<Slot, Vec<(usize, usize)>> = HashMap::with_capacity(n);
     for svc in loaded.config.services.drain(..) {
         if let Some(&first) = names.get(&svc.name) {
-            loaded.errors.push(ConfigError::new(
+            loaded.diagnostics.push(Diagnostic::error(ConfigError::new(
                 svc.origin.clone(),
                 format!(
                     "duplicate service name \"{}\" (first defined at {})",
                     svc.name, kept[first].origin
                 ),
-            ));
+            )));
             continue;
         }
         let clash = svc.listen.iter().find_map(|key| {
@@ -533,13 +600,13 @@ fn check_conflicts(mut loaded: Loaded) -> Loaded {
             })
         });
         if let Some((key, other, s)) = clash {
-            loaded.errors.push(ConfigError::new(
+            loaded.diagnostics.push(Diagnostic::error(ConfigError::new(
                 svc.origin.clone(),
                 format!(
                     "service \"{}\": listen {} overlaps {} of service \"{}\" ({})",
                     svc.name, key, other, s.name, s.origin
                 ),
-            ));
+            )));
             continue;
         }
         let at = kept.len();
@@ -704,7 +771,10 @@ mod tests {
             ..Context::current()
         };
         let loaded = load_as(&path, Format::Toml, &as_root).unwrap();
-        let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        let errors: Vec<String> = loaded
+            .problems(Severity::Error)
+            .map(|e| e.to_string())
+            .collect();
         let names: Vec<&str> = loaded
             .config
             .services

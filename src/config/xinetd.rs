@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::draft::{listen_entry, resolve_host, Draft, Problem, Translation, Value};
+use super::classic::{listen_entry, resolve_host, Problem, Translation};
 use super::error::quote;
+use super::raw::{Draft, Value};
 use super::source::{Entry, Sources};
 use super::{ConfigError, Location};
 use crate::internal::Internal;
@@ -567,7 +568,7 @@ fn service(
         None if flag("IPv6") => vec![format!("[::]:{port}")],
         None => vec![format!("0.0.0.0:{port}")],
     };
-    d.set("listen", Value::Strs(listen), &port_at);
+    d.set("listen", Value::strs(listen), &port_at);
 
     // What runs.
     if internal {
@@ -624,7 +625,7 @@ fn service(
             d.set("argv0", Value::Str(args.remove(0)), args_at);
         }
         if !args.is_empty() {
-            d.set("args", Value::Strs(args), args_at);
+            d.set("args", Value::strs(args), args_at);
         }
         let env: Vec<(String, String)> = words("env")
             .iter()
@@ -642,7 +643,7 @@ fn service(
         if !env.is_empty() {
             d.set(
                 "env",
-                Value::Table(env),
+                Value::table(env),
                 attrs.get("env").map_or(&b.at, |(_, at)| at),
             );
         }
@@ -650,7 +651,7 @@ fn service(
         if !passenv.is_empty() {
             d.set(
                 "passenv",
-                Value::Strs(passenv),
+                Value::strs(passenv),
                 attrs.get("passenv").map_or(&b.at, |(_, at)| at),
             );
         }
@@ -678,13 +679,13 @@ fn service(
                 } else {
                     "no_access"
                 },
-                Value::Strs(rules),
+                Value::strs(rules),
                 at,
             );
         }
     }
     if let Some((values, at)) = attrs.get("access_times") {
-        d.set("access_times", Value::Strs(values.clone()), at);
+        d.set("access_times", Value::strs(values.clone()), at);
     }
     if let Some((file, at)) = one("banner_fail") {
         d.set("banner_fail", Value::Str(file.to_owned()), at);
@@ -728,7 +729,7 @@ fn service(
     match attrs.get("cps") {
         Some((v, at)) => match v[..] {
             [ref count, ref pause] => match (count.parse::<i64>(), pause.parse::<i64>()) {
-                (Ok(c), Ok(p)) if c >= 1 && p >= 0 => d.set("cps", Value::Ints(vec![c, p]), at),
+                (Ok(c), Ok(p)) if c >= 1 && p >= 0 => d.set("cps", Value::ints(vec![c, p]), at),
                 _ => {
                     return Err(invalid(
                         at,
@@ -744,7 +745,7 @@ fn service(
             }
         },
         None => {
-            d.set("cps", Value::Ints(vec![50, 10]), &b.at);
+            d.set("cps", Value::ints(vec![50, 10]), &b.at);
             d.note(&b.at, "cps: xinetd's default 50 10, written out");
         }
     }
@@ -774,7 +775,7 @@ fn service(
                 } else {
                     "log_on_failure"
                 },
-                Value::Strs(keep),
+                Value::strs(keep),
                 at,
             );
         }
@@ -869,19 +870,19 @@ mod tests {
         assert_eq!(d.get("name"), Some(&Value::Str("echo-stream".into())));
         assert_eq!(
             d.get("only_from"),
-            Some(&Value::Strs(vec![
+            Some(&Value::strs(vec![
                 "127.0.0.1/32".into(),
                 "192.168.1.0/24".into()
             ]))
         );
-        assert_eq!(d.get("cps"), Some(&Value::Ints(vec![50, 10])));
+        assert_eq!(d.get("cps"), Some(&Value::ints(vec![50, 10])));
         assert_eq!(
             d.get("listen"),
-            Some(&Value::Strs(vec!["0.0.0.0:echo".into()]))
+            Some(&Value::strs(vec!["0.0.0.0:echo".into()]))
         );
         assert_eq!(
             d.get("log_on_success"),
-            Some(&Value::Strs(vec!["PID".into(), "HOST".into()]))
+            Some(&Value::strs(vec!["PID".into(), "HOST".into()]))
         );
     }
 

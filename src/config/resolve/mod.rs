@@ -1,0 +1,245 @@
+//! The resolver: the raw form of a config (`raw::Raw`), from any front-end,
+//! into the `Config` the supervisor runs. Every check of a value lives
+//! here, once; users become uids, names become ports, paths are checked.
+//!
+//! One file per concern: `global`, `listen` (socket, protocol, addresses,
+//! the socket file), `server` (program or internal service, argv),
+//! `identity`, `environment` (env, passenv, stderr), `access`, `limits`,
+//! `logging`. A service's keys are looked up with `[defaults]` under them.
+
+mod access;
+mod environment;
+mod field;
+mod global;
+mod identity;
+mod limits;
+mod listen;
+mod logging;
+mod server;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use self::field::Field;
+use self::server::Server;
+use super::error::quote;
+use super::keys;
+use super::raw::{Draft, Key, Raw};
+use super::{
+    BindAddr, Config, ConfigError, Context, Diagnostic, Handler, Loaded, Location, Service,
+};
+use crate::privilege::Identity;
+
+/// Resolve `raw`: the services that resolve, and the problems of those
+/// that do not, in this order: `[global]`, what the front-end met, then
+/// each service's.
+pub fn resolve(raw: Raw, ctx: &Context) -> Loaded {
+    let mut resolver = Resolver {
+        ctx,
+        identities: HashMap::new(),
+        programs: HashMap::new(),
+    };
+    let base = raw.relative_to.as_deref();
+    let mut errors = Vec::new();
+    let global = global::resolve(raw.global.iter().map(|k| field(k, base)), &mut errors);
+    let mut diagnostics: Vec<Diagnostic> = errors.into_iter().map(Diagnostic::error).collect();
+    diagnostics.extend(raw.diagnostics);
+    let defaults: Vec<Field<'_>> = raw.defaults.iter().map(|k| field(k, base)).collect();
+    let mut services = Vec::with_capacity(raw.services.len());
+    for draft in &raw.services {
+        let svc = Svc::new(draft, &defaults, base);
+        diagnostics.extend(draft.problems.iter().cloned().map(Diagnostic::error));
+        let resolved = resolver.service(&svc);
+        let errors = svc.errors.into_inner();
+        if errors.is_empty() && draft.problems.is_empty() {
+            services.extend(resolved);
+        }
+        diagnostics.extend(errors.into_iter().map(Diagnostic::error));
+    }
+    Loaded {
+        config: Config { global, services },
+        diagnostics,
+    }
+}
+
+/// `key`, its relative paths taken from `base` or else its own file.
+fn field<'a>(key: &'a Key, base: Option<&'a Path>) -> Field<'a> {
+    Field::new(key, base.unwrap_or(&key.at.file))
+}
+
+/// What one resolve remembers across services.
+struct Resolver<'c> {
+    ctx: &'c Context,
+    /// Identities already resolved: a thousand services as `nobody` read
+    /// the user and group databases once, not a thousand times.
+    identities: HashMap<identity::CacheKey, Result<Identity, String>>,
+    /// Server programs already checked, with what is wrong with each, if
+    /// anything: one `stat` per program of a load, not per service.
+    programs: HashMap<PathBuf, Option<String>>,
+}
+
+/// One service being resolved: its keys, `[defaults]` under them, and its
+/// errors, collected so that every problem is reported, not only the first.
+struct Svc<'a> {
+    own: Vec<Field<'a>>,
+    defaults: &'a [Field<'a>],
+    origin: &'a Location,
+    /// ` "NAME"` for messages about the whole service, once the name is known.
+    label: RefCell<String>,
+    errors: RefCell<Vec<ConfigError>>,
+}
+
+impl<'a> Svc<'a> {
+    fn new(draft: &'a Draft, defaults: &'a [Field<'a>], base: Option<&'a Path>) -> Svc<'a> {
+        Svc {
+            own: draft.keys.iter().map(|k| field(k, base)).collect(),
+            defaults,
+            origin: &draft.origin,
+            label: RefCell::new(String::new()),
+            errors: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `key` as set on the service, else in `[defaults]`.
+    fn get(&self, key: &str) -> Option<Field<'a>> {
+        self.own(key)
+            .or_else(|| self.defaults.iter().find(|f| f.name == key).copied())
+    }
+
+    /// `key` as set on the service itself.
+    fn own(&self, key: &str) -> Option<Field<'a>> {
+        self.own.iter().find(|f| f.name == key).copied()
+    }
+
+    fn label(&self) -> String {
+        self.label.borrow().clone()
+    }
+
+    fn report(&self, e: ConfigError) {
+        self.errors.borrow_mut().push(e);
+    }
+
+    /// An error about the whole service, at its start.
+    fn report_here(&self, message: String) {
+        self.report(ConfigError::new(self.origin.clone(), message));
+    }
+
+    fn ok<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.report(e)).ok()
+    }
+
+    fn many<T>(&self, r: Result<T, Vec<ConfigError>>) -> Option<T> {
+        r.map_err(|e| self.errors.borrow_mut().extend(e)).ok()
+    }
+
+    fn failed(&self) -> bool {
+        !self.errors.borrow().is_empty()
+    }
+}
+
+impl Resolver<'_> {
+    /// Resolve one service; `None` (with its errors in `svc`) if it is broken.
+    fn service(&mut self, svc: &Svc<'_>) -> Option<Service> {
+        let name = name(svc);
+        let transport = listen::transport(svc);
+        let listen = self.listen(svc, &transport);
+        let unix = listen
+            .first()
+            .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
+        listen::socket_rules(svc, &transport, !listen.is_empty(), unix);
+        let socket_file = if unix {
+            self.socket_file(svc)
+        } else {
+            Default::default()
+        };
+        let server = self.server(svc);
+        let internal = matches!(server, Some(Server::Internal(_)));
+        if internal {
+            refuse_program_keys(svc);
+        }
+        let identity = self.identity(svc, internal);
+        let (argv0, args) = server::argv(svc, server.as_ref());
+        let env = self.environment(svc);
+        let stderr = environment::stderr(svc);
+        let (access, banner_fail) = (access::rules(svc), access::banner(svc));
+        let limits = limits::resolve(svc);
+        let log = logging::fields(svc);
+        server::check_args(svc, &args);
+        if svc.failed() {
+            return None;
+        }
+        let handler = match server? {
+            Server::Internal(i) => Handler::Internal(i),
+            Server::Exec(server) => Handler::Exec {
+                server,
+                argv: std::iter::once(argv0?).chain(args).collect(),
+            },
+        };
+        Some(Service {
+            name: name?.to_owned(),
+            origin: svc.origin.clone(),
+            listen,
+            protocol: transport.protocol,
+            wait: transport.wait,
+            identity: identity?,
+            handler,
+            env,
+            stderr,
+            access,
+            banner_fail,
+            limits,
+            log,
+            socket_file,
+        })
+    }
+}
+
+/// `name`, required: it appears in logs.
+fn name<'a>(svc: &Svc<'a>) -> Option<&'a str> {
+    let name = match svc.get("name") {
+        Some(f) => svc.ok(f.str().and_then(|s| valid_name(f, s))),
+        None => {
+            svc.report_here("service has no name".to_owned());
+            None
+        }
+    };
+    if let Some(n) = name {
+        *svc.label.borrow_mut() = format!(" \"{n}\"", n = quote(n));
+    }
+    name
+}
+
+fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(s)
+    } else {
+        Err(f.err(format!(
+            "name \"{s}\": use 1-64 letters, digits, '-', '_', '.' or '@' (it appears in logs)"
+        )))
+    }
+}
+
+/// Keys that only mean something for a program, set on an internal
+/// service itself (`[defaults]` may well hold them for others).
+fn refuse_program_keys(svc: &Svc<'_>) {
+    for key in keys::program_only() {
+        if let Some(f) = svc.own(key) {
+            svc.report(f.err(format!(
+                "{key}: has no meaning for an internal service (it runs inside oxinetd)"
+            )));
+        }
+    }
+}
+
+/// An I/O error as its plain description ("No such file or directory").
+fn io_problem(e: &std::io::Error) -> String {
+    e.raw_os_error().map_or_else(
+        || e.to_string(),
+        |n| nix::errno::Errno::from_raw(n).desc().to_string(),
+    )
+}

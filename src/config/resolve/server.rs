@@ -1,0 +1,101 @@
+//! `server` (a program, or `internal:NAME`), `argv0` and `args`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::field::Field;
+use super::{io_problem, Resolver, Svc};
+use crate::config::error::quote;
+use crate::config::ConfigError;
+use crate::internal::Internal;
+
+/// What `server` names.
+pub enum Server {
+    Exec(PathBuf),
+    Internal(Internal),
+}
+
+impl Resolver<'_> {
+    /// `server`, required. Resolved first: an internal service needs no
+    /// identity or argv.
+    pub(super) fn server(&mut self, svc: &Svc<'_>) -> Option<Server> {
+        let Some(f) = svc.get("server") else {
+            svc.report_here(format!("service{} has no server", svc.label()));
+            return None;
+        };
+        svc.ok(f.str().and_then(|s| match s.strip_prefix("internal:") {
+            Some(n) => Internal::from_name(n).map(Server::Internal).ok_or_else(|| {
+                let names: Vec<&str> = Internal::ALL.iter().map(|i| i.name()).collect();
+                f.err(format!(
+                    "server: no internal service \"{n}\" (there are {})",
+                    names.join(", ")
+                ))
+            }),
+            None => check_server(f, s, &mut self.programs).map(Server::Exec),
+        }))
+    }
+}
+
+/// `argv0` (default: the server's file name) and `args`.
+pub fn argv(svc: &Svc<'_>, server: Option<&Server>) -> (Option<String>, Vec<String>) {
+    let argv0 = match (svc.get("argv0"), server) {
+        (Some(f), _) => svc.ok(f.str().map(str::to_owned)),
+        (None, Some(Server::Exec(p))) => Some(
+            p.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        ),
+        (None, _) => Some(String::new()),
+    };
+    let args = svc
+        .get("args")
+        .and_then(|f| svc.ok(f.list()))
+        .map(|v| v.into_iter().map(|(s, _)| s.to_owned()).collect())
+        .unwrap_or_default();
+    (argv0, args)
+}
+
+/// An argument cannot hold a NUL byte (reported after the other checks).
+pub fn check_args(svc: &Svc<'_>, args: &[String]) {
+    if let Some(f) = svc.get("args") {
+        if args.iter().any(|a| a.contains('\0')) {
+            svc.report(f.err("args: an argument contains a NUL byte"));
+        }
+    }
+}
+
+/// The server as an absolute path (relative ones are taken from the config
+/// file's directory), checked to be an executable regular file (once per
+/// path: `checked`). Messages quote the path as written.
+fn check_server(
+    f: Field<'_>,
+    s: &str,
+    checked: &mut HashMap<PathBuf, Option<String>>,
+) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if s.is_empty() || s.contains('\0') {
+        return Err(f.err("server: expected a path to a program"));
+    }
+    let written = Path::new(s);
+    let (path, note) = if written.is_absolute() {
+        (written.to_path_buf(), "")
+    } else {
+        let joined = f.dir().join(written);
+        (
+            std::path::absolute(&joined).unwrap_or(joined),
+            " (relative to the config file's directory)",
+        )
+    };
+    let problem =
+        checked
+            .entry(path.clone())
+            .or_insert_with_key(|path| match std::fs::metadata(path) {
+                Err(e) => Some(io_problem(&e)),
+                Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => Some("not executable".to_string()),
+                Ok(_) => None,
+            });
+    match problem {
+        None => Ok(path),
+        Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}", s = quote(s)))),
+    }
+}

@@ -124,6 +124,21 @@ impl Window {
     }
 }
 
+/// `HH:MM-HH:MM`, as `access_times` is written.
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (from, to) = (self.from, self.to);
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            from / 60,
+            from % 60,
+            to / 60,
+            to % 60
+        )
+    }
+}
+
 /// A service's access rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {

@@ -35,8 +35,15 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
         eprintln!("{}: warning: {}", w.at, w.message);
     }
     if list {
-        for svc in &loaded.config.services {
-            println!("{}", svc.summary());
+        let budget = oxinetd::fds::budget();
+        for (i, svc) in loaded.config.services.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", svc.settings(&budget));
+        }
+        if !loaded.config.services.is_empty() {
+            println!();
         }
     }
     let mut errors: Vec<config::ConfigError> = loaded.problems(Severity::Error).cloned().collect();

@@ -6,8 +6,6 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize as _;
-
 use super::classic::Translation;
 use super::raw::Key;
 
@@ -51,12 +49,8 @@ pub fn render(t: &Translation, format: &str) -> String {
 
 /// `name = VALUE`, the value written by the `toml` serializer.
 fn key_line(key: &Key) -> String {
-    let mut value = String::new();
-    match key
-        .value
-        .serialize(toml::ser::ValueSerializer::new(&mut value))
-    {
-        Ok(_) => format!("{} = {value}", key.name),
+    match key.value.to_toml() {
+        Ok(value) => format!("{} = {value}", key.name),
         // Not reached: a translation holds strings, integers, booleans
         // and lists and tables of them.
         Err(e) => format!("# {}: not written: {e}", key.name),

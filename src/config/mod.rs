@@ -17,6 +17,7 @@ mod fuzz;
 mod import;
 mod inetd;
 pub mod keys;
+mod list;
 mod raw;
 mod resolve;
 mod source;
@@ -291,50 +292,11 @@ pub struct Service {
 }
 
 impl Service {
-    /// One line saying what runs (`oxinetd check --list`); `from=` last.
-    pub fn summary(&self) -> String {
-        let listen: Vec<String> = self.listen.iter().map(|k| k.addr.to_string()).collect();
-        let who = match &self.identity {
-            Identity::Inherit => "inherit".to_owned(),
-            Identity::Switch {
-                user,
-                uid,
-                gid,
-                groups,
-            } => {
-                let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
-                format!("{user} uid={uid} gid={gid} groups={}", groups.join(","))
-            }
-        };
-        let what = match &self.handler {
-            Handler::Internal(i) => format!("internal:{}", i.name()),
-            Handler::Exec { server, argv } => format!("{} argv={argv:?}", server.display()),
-        };
-        let mut env = self.env.clone();
-        env.sort();
-        format!(
-            "service {} {} listen={} wait={} user={who} server={what} env={env:?} stderr={:?} \
-             access={:?} limits={:?} log={:?}{} from={}",
-            self.name,
-            self.listen
-                .first()
-                .map_or(self.protocol.as_str(), ListenKey::proto_name),
-            listen.join(","),
-            self.wait == WaitMode::Wait,
-            self.stderr,
-            self.access,
-            self.limits,
-            self.log,
-            if matches!(
-                self.listen.first().map(|k| &k.addr),
-                Some(BindAddr::Unix(_))
-            ) {
-                format!(" socket_file={:?}", self.socket_file)
-            } else {
-                String::new()
-            },
-            self.origin
-        )
+    /// Its effective settings as a `[[service]]` block of TOML (`oxinetd
+    /// check --list`), after a `# from FILE:LINE:COL` line; `budget` gives
+    /// the default limits of internal stream services.
+    pub fn settings(&self, budget: &crate::fds::FdBudget) -> String {
+        list::describe(self, budget)
     }
 }
 

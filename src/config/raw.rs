@@ -43,6 +43,14 @@ impl Value {
         Value::Table(pairs.into_iter().map(|(k, v)| (k, Value::Str(v))).collect())
     }
 
+    /// The value as TOML writes it, through the `toml` serializer.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        use serde::Serialize as _;
+        let mut out = String::new();
+        self.serialize(toml::ser::ValueSerializer::new(&mut out))?;
+        Ok(out)
+    }
+
     /// The type's name in messages, as TOML calls it.
     pub fn type_str(&self) -> &'static str {
         match self {

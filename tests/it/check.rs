@@ -210,3 +210,65 @@ fn man_pages_lint_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `oxinetd check --list -f NAME` in `dir`, as the current user.
+fn list_in(dir: &Path, name: &str) -> String {
+    let out = Command::new(bin())
+        .args(["check", "--list", "-f", name])
+        .current_dir(dir)
+        .output()
+        .expect("run oxinetd check --list");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn list_prints_each_service_as_toml_that_loads_back_the_same() {
+    crate::require_root!();
+    let dir = Dir::new();
+    std::fs::write(dir.path().join("banner"), "go away\n").unwrap();
+    dir.write(
+        "a.toml",
+        "[defaults]\nuser = \"nobody\"\n\
+         [[service]]\nname = \"cat\"\nlisten = [\"127.0.0.1:7101\", \"[::1]:7101\"]\n\
+         server = \"/bin/cat\"\nargs = [\"-u\", \"it's \\\"quoted\\\"\"]\nenv = { B = \"2\", A = \"1\" }\n\
+         only_from = [\"10.0.0.0/8\"]\naccess_times = [\"08:00-17:30\"]\ncps = [5, 2]\n\
+         banner_fail = \"banner\"\nlog_on_failure = [\"attempt\"]\n\
+         [[service]]\nname = \"echo\"\nlisten = \"*:7102\"\nsocket = \"dgram\"\nserver = \"internal:echo\"\n\
+         [[service]]\nname = \"sock\"\nlisten = \"/run/oxinetd-list-test.sock\"\nprotocol = \"unix\"\n\
+         server = \"/bin/cat\"\nsocket_mode = \"0660\"\n",
+    );
+    let listed = list_in(dir.path(), "a.toml");
+    // Defaults are shown with the value they take.
+    assert!(listed.contains("\ninstances = 256\n"), "{listed}");
+    assert!(listed.contains("\nrate = [5, 1, 2]\n"), "{listed}");
+    assert!(
+        listed.contains("\nenv = { A = \"1\", B = \"2\" }\n"),
+        "{listed}"
+    );
+    assert!(!listed.contains("Some("), "{listed}");
+    // The listing, banner aside (its contents are read, not its path), is
+    // a config with the same services.
+    let again: String = listed
+        .lines()
+        .filter(|l| !l.contains(": OK, "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    dir.write("b.toml", &again);
+    let strip = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with("# from ") && !l.contains(": OK, "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let relisted = list_in(dir.path(), "b.toml");
+    let without_banner = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .filter(|l| !l.starts_with("# banner_fail"))
+            .collect()
+    };
+    assert_eq!(
+        without_banner(strip(&relisted)),
+        without_banner(strip(&listed))
+    );
+}

@@ -1,0 +1,229 @@
+//! `oxinetd check --list`: each service's effective settings, written as
+//! the TOML a user would write for them, one `[[service]]` block each.
+//! Settings left unset are shown with the value they take (`instances`,
+//! `per_source_prefix`...), or as a comment when they have none
+//! (`only_from`, `rate`); what TOML cannot say (uids, a banner's size)
+//! is a comment too.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::raw::Value;
+use super::{BindAddr, Handler, Protocol, Service, StderrMode, WaitMode};
+use crate::fds::FdBudget;
+use crate::log::LogFields;
+use crate::privilege::Identity;
+
+/// The block of `svc`, starting with `# from FILE:LINE:COL`; `budget`
+/// gives the limits of internal stream services (see `fds`).
+pub fn describe(svc: &Service, budget: &FdBudget) -> String {
+    let mut out = Block(format!("# from {}\n[[service]]\n", svc.origin));
+    out.set("name", Value::Str(svc.name.clone()));
+    transport(svc, &mut out);
+    match &svc.handler {
+        Handler::Internal(i) => out.set("server", Value::Str(format!("internal:{}", i.name()))),
+        Handler::Exec { server, argv } => {
+            out.set("server", Value::Str(server.display().to_string()));
+            let (argv0, args) = argv.split_first().map_or(("", &[][..]), |(a, r)| (a, r));
+            out.set("argv0", Value::Str(argv0.to_owned()));
+            out.set("args", Value::strs(args.to_vec()));
+            identity(&svc.identity, &mut out);
+            let mut env = svc.env.clone();
+            env.sort();
+            out.set("env", Value::table(env));
+            out.set("stderr", Value::Str(stderr(svc.stderr).to_owned()));
+        }
+    }
+    access(svc, &mut out);
+    limits(svc, budget, &mut out);
+    log_fields(&svc.log, &mut out);
+    out.0
+}
+
+/// The block being written.
+struct Block(String);
+
+impl Block {
+    fn set(&mut self, key: &str, value: Value) {
+        match value.to_toml() {
+            Ok(v) => {
+                let _ = writeln!(self.0, "{key} = {v}");
+            }
+            Err(e) => self.comment(&format!("{key}: cannot be written: {e}")),
+        }
+    }
+
+    fn comment(&mut self, text: &str) {
+        let _ = writeln!(self.0, "# {text}");
+    }
+}
+
+/// `listen`, `socket`, `protocol`, `wait`, and a UNIX-domain socket's file.
+fn transport(svc: &Service, out: &mut Block) {
+    let unix = is_unix(svc);
+    let listen = svc
+        .listen
+        .iter()
+        .map(|k| match &k.addr {
+            BindAddr::Unix(p) => p.display().to_string(),
+            addr => addr.to_string(),
+        })
+        .collect();
+    out.set("listen", Value::strs(listen));
+    let seqpacket = svc.listen.first().is_some_and(|k| k.seqpacket);
+    let socket = match svc.protocol {
+        _ if seqpacket => "seqpacket",
+        Protocol::Tcp => "stream",
+        Protocol::Udp => "dgram",
+    };
+    out.set("socket", Value::Str(socket.to_owned()));
+    let protocol = if unix { "unix" } else { svc.protocol.as_str() };
+    out.set("protocol", Value::Str(protocol.to_owned()));
+    out.set("wait", Value::Bool(svc.wait == WaitMode::Wait));
+    if unix {
+        out.set(
+            "socket_mode",
+            Value::Str(format!("{:04o}", svc.socket_file.mode)),
+        );
+        match svc.socket_file.owner {
+            Some((uid, gid)) => out.set("socket_owner", Value::Str(format!("{uid}:{gid}"))),
+            None => out.comment("socket_owner: not set (oxinetd's own user)"),
+        }
+    }
+}
+
+fn identity(identity: &Identity, out: &mut Block) {
+    match identity {
+        Identity::Inherit => out.comment("user: not set (handlers run as oxinetd's own user)"),
+        Identity::Switch {
+            user,
+            uid,
+            gid,
+            groups,
+        } => {
+            out.set("user", Value::Str(user.clone()));
+            out.set("group", Value::Str(gid.to_string()));
+            let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+            out.comment(&format!(
+                "uid {uid}, gid {gid}, groups {}",
+                groups.join(",")
+            ));
+        }
+    }
+}
+
+fn stderr(mode: StderrMode) -> &'static str {
+    match mode {
+        StderrMode::Log => "log",
+        StderrMode::Null => "null",
+        StderrMode::Socket => "socket",
+    }
+}
+
+/// Access rules; a UNIX-domain service has none (a local peer has no
+/// address), only its banner.
+fn access(svc: &Service, out: &mut Block) {
+    if !is_unix(svc) {
+        ip_access(svc, out);
+    }
+    match &svc.banner_fail {
+        Some(b) => out.comment(&format!("banner_fail: {} bytes, read at load", b.len())),
+        None => out.comment("banner_fail: not set"),
+    }
+}
+
+fn ip_access(svc: &Service, out: &mut Block) {
+    match &svc.access.only_from {
+        Some(list) => out.set("only_from", words(list)),
+        None => out.comment("only_from: not set (any address not in no_access)"),
+    }
+    out.set("no_access", words(&svc.access.no_access));
+    out.set("access_times", words(&svc.access.times));
+}
+
+/// Items as they are written (`Display`), as a list.
+fn words<T: ToString>(items: &[T]) -> Value {
+    Value::strs(items.iter().map(ToString::to_string).collect())
+}
+
+fn is_unix(svc: &Service) -> bool {
+    matches!(svc.listen.first().map(|k| &k.addr), Some(BindAddr::Unix(_)))
+}
+
+/// The limits in force: unset ones at their defaults, an internal stream
+/// service's from the descriptor budget.
+fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
+    let internal = matches!(svc.handler, Handler::Internal(_));
+    let limits = if internal && svc.protocol == Protocol::Tcp {
+        svc.limits.with_internal_defaults(budget)
+    } else {
+        svc.limits
+    };
+    match limits.max_instances(!internal) {
+        usize::MAX => out.comment("instances: not set (no limit)"),
+        n => out.set("instances", Value::Int(n as i64)),
+    }
+    match limits.per_source {
+        Some(n) => out.set("per_source", Value::Int(n as i64)),
+        None if !is_unix(svc) => out.comment("per_source: not set (no limit)"),
+        None => {}
+    }
+    out.set(
+        "per_source_prefix",
+        Value::Int(i64::from(limits.per_source_prefix)),
+    );
+    match limits.rate {
+        Some(r) => out.set(
+            "rate",
+            Value::List(vec![
+                Value::Int(i64::from(r.count)),
+                seconds(r.per),
+                seconds(r.pause),
+            ]),
+        ),
+        None => out.comment("rate: not set (no limit)"),
+    }
+    if internal {
+        out.set("reply_rate", Value::Int(i64::from(limits.reply_rate)));
+        out.set(
+            "peer_reply_rate",
+            Value::Int(i64::from(limits.peer_reply_rate)),
+        );
+        out.set("idle_timeout", seconds(limits.idle_timeout));
+    }
+}
+
+/// Whole seconds as an integer, others as a decimal.
+fn seconds(d: Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        Value::Int(d.as_secs() as i64)
+    } else {
+        Value::Float(d.as_secs_f64())
+    }
+}
+
+fn log_fields(log: &LogFields, out: &mut Block) {
+    let on = |pairs: &[(bool, &str)]| {
+        Value::strs(
+            pairs
+                .iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, w)| (*w).to_owned())
+                .collect(),
+        )
+    };
+    out.set(
+        "log_on_success",
+        on(&[
+            (log.pid, "PID"),
+            (log.host, "HOST"),
+            (log.exit, "EXIT"),
+            (log.duration, "DURATION"),
+            (log.traffic, "TRAFFIC"),
+        ]),
+    );
+    out.set(
+        "log_on_failure",
+        on(&[(log.fail_host, "HOST"), (log.attempt, "ATTEMPT")]),
+    );
+}

@@ -72,8 +72,13 @@ impl Translation {
 
     /// Resolve the translation of the config at `path` as the supervisor
     /// runs it: its services (disabled ones left out) through the one
-    /// resolver, then the problems met translating.
-    pub fn resolve(self, path: &Path, ctx: &Context) -> Loaded {
+    /// resolver, then the problems met translating. `Err`: it says one
+    /// thing twice, which TOML cannot hold (see `duplicates`).
+    pub fn resolve(self, path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
+        let duplicates = self.duplicates();
+        if !duplicates.is_empty() {
+            return Err(duplicates);
+        }
         let diagnostics = self.diagnostics();
         let raw = Raw {
             global: self
@@ -86,7 +91,7 @@ impl Translation {
                 .services
                 .into_iter()
                 .filter(|d| d.disabled.is_none())
-                .map(|d| starting_at_first_key(d, path))
+                .map(|d| as_imported(d, path))
                 .collect(),
             diagnostics: Vec::new(),
             // As `oxinetd import` prints it: one file, next to the original.
@@ -94,17 +99,50 @@ impl Translation {
         };
         let mut loaded = super::resolve::resolve(raw, ctx);
         loaded.diagnostics.extend(diagnostics);
-        loaded
+        Ok(loaded)
+    }
+
+    /// A key twice in `[global]` (two xinetd `log_type = SYSLOG` lines) or
+    /// a name twice in a table (`env = A=1 A=2`) of a service that runs: a
+    /// TOML document cannot hold either, so the config is refused whole,
+    /// as running its import is.
+    fn duplicates(&self) -> Vec<ConfigError> {
+        let mut found = Vec::new();
+        for (i, (name, _, at)) in self.global.iter().enumerate() {
+            if self.global[..i].iter().any(|(n, _, _)| n == name) {
+                found.push(ConfigError::new(at.clone(), "duplicate key"));
+            }
+        }
+        for key in self
+            .services
+            .iter()
+            .filter(|d| d.disabled.is_none())
+            .flat_map(|d| &d.keys)
+        {
+            if let Value::Table(pairs) = &key.value {
+                for (i, (name, _)) in pairs.iter().enumerate() {
+                    if pairs[..i].iter().any(|(n, _)| n == name) {
+                        found.push(ConfigError::new(key.at.clone(), "duplicate key"));
+                    }
+                }
+            }
+        }
+        found
     }
 }
 
-/// A translated service is located, as its TOML import is, at its first
-/// key (the file's start when it has none).
-fn starting_at_first_key(mut d: Draft, path: &Path) -> Draft {
+/// A translated service as its TOML import reads: located at its first key
+/// (the file's start when it has none), its tables in key order.
+fn as_imported(mut d: Draft, path: &Path) -> Draft {
     d.origin = d
         .keys
         .first()
         .map_or_else(|| Location::file(path), |k| k.at.clone());
+    for key in &mut d.keys {
+        if let Value::Table(pairs) = &mut key.value {
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
     d
 }
 

@@ -484,8 +484,8 @@ pub fn import(path: &Path, format: Format) -> Imported {
 pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let loaded = match format {
         Format::Toml => toml::read(path).map(|raw| resolve::resolve(raw, ctx)),
-        Format::Inetd => Ok(inetd::translate(path).resolve(path, ctx)),
-        Format::Xinetd => Ok(xinetd::translate(path).resolve(path, ctx)),
+        Format::Inetd => inetd::translate(path).resolve(path, ctx),
+        Format::Xinetd => xinetd::translate(path).resolve(path, ctx),
     };
     let mut loaded = match loaded {
         Ok(l) => check_conflicts(l),

@@ -71,103 +71,88 @@ impl Sources {
         at: Option<&Location>,
         errors: &mut Vec<ConfigError>,
     ) -> Entry {
-        let here = || at.cloned().unwrap_or_else(|| Location::file(path));
-        let unreadable = |e: std::io::Error| {
-            ConfigError::new(Location::file(path), format!("unable to read config: {e}"))
-        };
-        // An include that matches a FIFO or a device must not block the
-        // supervisor or read forever; the main file may be anything. The
-        // check is on the descriptor opened (non-blocking, so a FIFO does
-        // not wait for a writer), not on the name, which may change.
-        let mut open = std::fs::OpenOptions::new();
-        open.read(true);
-        if at.is_some() {
-            open.custom_flags(libc::O_NONBLOCK);
-        }
-        let file = match open.open(path) {
-            Ok(f) => f,
+        let here = at.cloned().unwrap_or_else(|| Location::file(path));
+        let (file, id) = match open(path, at) {
+            Ok(opened) => opened,
             Err(e) => {
-                errors.push(unreadable(e));
+                errors.push(e);
                 return Entry::Skip;
             }
         };
-        if at.is_some() && !file.metadata().is_ok_and(|m| m.is_file()) {
-            errors.push(ConfigError::new(here(), "include: not a regular file"));
+        if self.is_cycle(id, path, &here) || !self.seen.insert(id) {
             return Entry::Skip;
         }
-        let id = match file.metadata() {
-            Ok(m) => (m.dev(), m.ino()),
-            Err(e) => {
-                errors.push(unreadable(e));
-                return Entry::Skip;
-            }
-        };
-        if let Some(start) = self.stack.iter().position(|(f, _)| *f == id) {
-            if self.cycle.is_some() {
-                self.more_cycles += 1;
-            } else {
-                let chain: Vec<String> = self.stack[start..]
-                    .iter()
-                    .map(|(_, p)| p.display().to_string())
-                    .chain(std::iter::once(path.display().to_string()))
-                    .collect();
-                self.cycle = Some(ConfigError::new(
-                    here(),
-                    format!("include cycle: {}", chain.join(" -> ")),
-                ));
-            }
-            return Entry::Skip;
-        }
-        if !self.seen.insert(id) {
-            return Entry::Skip;
-        }
-        if self.files >= MAX_FILES {
-            if !std::mem::replace(&mut self.files_reported, true) {
-                errors.push(ConfigError::new(
-                    here(),
-                    format!("include: more than {MAX_FILES} config files; the rest are not read"),
-                ));
-            }
-            return Entry::Skip;
-        }
-        if self.bytes >= MAX_TOTAL_BYTES {
-            self.too_many_bytes(here(), errors);
+        if !self.may_read_more(&here, errors) {
             return Entry::Skip;
         }
         self.files += 1;
-        let mut buf = Vec::new();
-        if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf) {
-            errors.push(unreadable(e));
-            return Entry::Skip;
-        }
-        if buf.len() as u64 > MAX_FILE_BYTES {
-            errors.push(ConfigError::new(
-                Location::file(path),
-                format!(
-                    "config file larger than {} MiB",
-                    MAX_FILE_BYTES / (1024 * 1024)
-                ),
-            ));
-            return Entry::Skip;
-        }
-        self.bytes += buf.len() as u64;
+        let bytes = match read(file, path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                errors.push(e);
+                return Entry::Skip;
+            }
+        };
+        self.bytes += bytes.len() as u64;
         if self.bytes > MAX_TOTAL_BYTES {
-            self.too_many_bytes(here(), errors);
+            self.too_many_bytes(here, errors);
             return Entry::Skip;
         }
-        match String::from_utf8(buf) {
+        match String::from_utf8(bytes) {
             Ok(text) => {
                 self.stack.push((id, path.to_path_buf()));
                 Entry::Read(text)
             }
             Err(_) => {
-                errors.push(unreadable(std::io::Error::new(
+                let e = std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "stream did not contain valid UTF-8",
-                )));
+                );
+                errors.push(unreadable(path, &e));
                 Entry::Skip
             }
         }
+    }
+
+    /// True when `id` is being read already: the first cycle is kept with
+    /// its chain, later ones only counted.
+    fn is_cycle(&mut self, id: FileId, path: &Path, here: &Location) -> bool {
+        let Some(start) = self.stack.iter().position(|(f, _)| *f == id) else {
+            return false;
+        };
+        if self.cycle.is_some() {
+            self.more_cycles += 1;
+        } else {
+            let chain: Vec<String> = self.stack[start..]
+                .iter()
+                .map(|(_, p)| p.display().to_string())
+                .chain(std::iter::once(path.display().to_string()))
+                .collect();
+            self.cycle = Some(ConfigError::new(
+                here.clone(),
+                format!("include cycle: {}", chain.join(" -> ")),
+            ));
+        }
+        true
+    }
+
+    /// False (reported once) when the load has read as many files or
+    /// bytes as it may.
+    fn may_read_more(&mut self, here: &Location, errors: &mut Vec<ConfigError>) -> bool {
+        if self.files >= MAX_FILES {
+            if !std::mem::replace(&mut self.files_reported, true) {
+                errors.push(ConfigError::new(
+                    here.clone(),
+                    format!("include: more than {MAX_FILES} config files; the rest are not read"),
+                ));
+            }
+            return false;
+        }
+        if self.bytes >= MAX_TOTAL_BYTES {
+            self.too_many_bytes(here.clone(), errors);
+            return false;
+        }
+        true
     }
 
     /// Done with the file the last `Entry::Read` returned.
@@ -192,4 +177,45 @@ impl Sources {
             errors.push(e);
         }
     }
+}
+
+/// Open `path` and identify it. An include that matches a FIFO or a device
+/// must not block the supervisor or read forever; the main file may be
+/// anything. The check is on the descriptor opened (non-blocking, so a
+/// FIFO does not wait for a writer), not on the name, which may change.
+/// `at`: where it is included, `None` for a file named on the command line.
+fn open(path: &Path, at: Option<&Location>) -> Result<(std::fs::File, FileId), ConfigError> {
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    if at.is_some() {
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open.open(path).map_err(|e| unreadable(path, &e))?;
+    if let Some(at) = at.filter(|_| !file.metadata().is_ok_and(|m| m.is_file())) {
+        return Err(ConfigError::new(at.clone(), "include: not a regular file"));
+    }
+    let meta = file.metadata().map_err(|e| unreadable(path, &e))?;
+    Ok((file, (meta.dev(), meta.ino())))
+}
+
+/// The bytes of an opened file, at most `MAX_FILE_BYTES`.
+fn read(file: std::fs::File, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let mut buf = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| unreadable(path, &e))?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::new(
+            Location::file(path),
+            format!(
+                "config file larger than {} MiB",
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(buf)
+}
+
+fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
+    ConfigError::new(Location::file(path), format!("unable to read config: {e}"))
 }

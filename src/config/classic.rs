@@ -106,7 +106,7 @@ impl Translation {
     /// a name twice in a table (`env = A=1 A=2`) of a service that runs: a
     /// TOML document cannot hold either, so the config is refused whole,
     /// as running its import is.
-    fn duplicates(&self) -> Vec<ConfigError> {
+    pub fn duplicates(&self) -> Vec<ConfigError> {
         let mut found = Vec::new();
         for (i, (name, _, at)) in self.global.iter().enumerate() {
             if self.global[..i].iter().any(|(n, _, _)| n == name) {

@@ -7,9 +7,11 @@
 //! (inputs that once broke something, kept as regressions) and the
 //! cargo-fuzz corpus in fuzz/corpus/parsers. Each round mutates a seed
 //! (bytes flipped, inserted, deleted, lines duplicated or spliced, fields
-//! swapped), runs the translation, renders it, and loads the rendering
-//! through the TOML resolver. The properties: nothing panics, and the rendered TOML always
-//! parses (only resolution errors such as an unknown user may remain).
+//! swapped), runs the translation, writes it as `oxinetd import` does, and
+//! resolves it as running the original does. The properties: nothing
+//! panics, and the import, read back by the TOML front-end, holds exactly
+//! the keys and values that run (unless the translation says one thing
+//! twice, which TOML cannot hold and which refuses the whole config).
 //!
 //! A normal `cargo test` runs a few thousand rounds; for a long run:
 //! `OXINETD_FUZZ_SECS=300 cargo test --lib fuzz -- --nocapture`.
@@ -21,6 +23,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::classic::Translation;
+use super::raw::{Key, Value};
 use super::{inetd, xinetd, Context};
 
 #[cfg(test)]
@@ -159,7 +162,8 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// One input through both front-ends and the resolver. Panics if a
-/// property is broken: nothing may panic, and the rendered TOML must parse.
+/// property is broken: nothing may panic, and the import must read back as
+/// what runs.
 pub fn exercise(input: &[u8], ctx: &Context) {
     let text = String::from_utf8_lossy(input);
     // Never follow includes out of the fuzzer's input (`include /dev/zero`).
@@ -178,12 +182,49 @@ pub fn exercise(input: &[u8], ctx: &Context) {
 
 fn check_rendering(t: Translation, format: &str, ctx: &Context, input: &str) {
     let rendered = super::import::render(&t, format);
-    let parsed = toml::de::DeTable::parse(&rendered);
-    assert!(
-        parsed.is_ok(),
-        "rendered {format} TOML does not parse: {parsed:?}\n--- input:\n{input}\n--- rendered:\n{rendered}"
-    );
+    if t.duplicates().is_empty() {
+        let read = super::toml::read_text(Path::new("/nonexistent/fuzz/x.toml"), rendered.clone());
+        let raw = match read {
+            Ok(raw) => raw,
+            Err(e) => panic!(
+                "{format} import does not parse: {e:?}\n--- input:\n{input}\n--- rendered:\n{rendered}"
+            ),
+        };
+        let runs: Vec<Vec<(&str, Value)>> = t
+            .services
+            .iter()
+            .filter(|d| d.disabled.is_none())
+            .map(|d| as_toml_holds(&d.keys))
+            .collect();
+        let imported: Vec<Vec<(&str, Value)>> = raw
+            .services
+            .iter()
+            .map(|d| as_toml_holds(&d.keys))
+            .collect();
+        assert!(
+            imported == runs,
+            "{format} import reads back otherwise\n--- input:\n{input}\n--- rendered:\n{rendered}"
+        );
+        assert!(raw.diagnostics.is_empty() && raw.services.iter().all(|d| d.problems.is_empty()));
+    }
     let _ = t.resolve(Path::new("/nonexistent/fuzz/x.conf"), ctx);
+}
+
+/// Keys and values as a TOML table holds them: keys in order, as are the
+/// keys of inline tables.
+fn as_toml_holds(keys: &[Key]) -> Vec<(&'static str, Value)> {
+    let mut out: Vec<(&'static str, Value)> = keys
+        .iter()
+        .map(|k| {
+            let mut value = k.value.clone();
+            if let Value::Table(pairs) = &mut value {
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            (k.name, value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    out
 }
 
 #[test]

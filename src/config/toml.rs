@@ -103,6 +103,17 @@ pub fn read(path: &Path) -> Result<Raw, Vec<ConfigError>> {
     Ok(raw)
 }
 
+/// TOML text read as if it were the file `path`, its includes not
+/// followed (the fuzz property reads `oxinetd import`'s output back).
+#[cfg(any(test, fuzzing))]
+pub fn read_text(path: &Path, text: String) -> Result<Raw, Vec<ConfigError>> {
+    let file = SourceFile::new(path, text, true);
+    let table = DeTable::parse(&file.text).map_err(|e| vec![syntax_error(&file, &e)])?;
+    let mut raw = Raw::default();
+    walk_file(&file, table.get_ref(), &mut raw);
+    Ok(raw)
+}
+
 /// The top level of one file into `raw`.
 fn walk_file(file: &SourceFile, table: &DeTable<'_>, raw: &mut Raw) {
     let allowed = if file.is_main {

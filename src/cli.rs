@@ -53,8 +53,8 @@ pub enum Command {
     /// Validate the config without binding: print every error as
     /// FILE:LINE:COL: message; exit 0 when valid, 1 otherwise.
     Check {
-        /// Also print each service as it would run, one line each:
-        /// listeners, identity, program and argv, limits.
+        /// Also print each service as it would run: a [[service]] block of
+        /// TOML with every setting in force, defaults included.
         #[arg(long)]
         list: bool,
     },

@@ -24,14 +24,12 @@ mod source;
 mod toml;
 mod xinetd;
 
-use self::error::quote;
 pub use self::error::{ConfigError, Diagnostic, Location, Severity};
 pub use self::keys::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -488,7 +486,7 @@ pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec
         Format::Xinetd => xinetd::translate(path).resolve(path, ctx),
     };
     let mut loaded = match loaded {
-        Ok(l) => check_conflicts(l),
+        Ok(l) => resolve::check_conflicts(l),
         Err(mut errors) => {
             in_reading_order(&mut errors, |e| e);
             return Err(errors);
@@ -531,163 +529,9 @@ fn in_reading_order<T>(list: &mut [T], problem: impl Fn(&T) -> &ConfigError) {
     });
 }
 
-/// Drop services whose name or listen addresses clash with an earlier one.
-/// Names and slots are indexed, so a config of thousands of services is
-/// checked in one pass rather than by comparing every pair.
-fn check_conflicts(mut loaded: Loaded) -> Loaded {
-    let n = loaded.config.services.len();
-    let mut kept: Vec<Service> = Vec::with_capacity(n);
-    let mut names: HashMap<String, usize> = HashMap::with_capacity(n);
-    // (index in `kept`, index in its `listen`), in the order they were kept.
-    let mut slots: HashMap<Slot, Vec<(usize, usize)>> = HashMap::with_capacity(n);
-    for svc in loaded.config.services.drain(..) {
-        if let Some(&first) = names.get(&svc.name) {
-            loaded.diagnostics.push(Diagnostic::error(ConfigError::new(
-                svc.origin.clone(),
-                format!(
-                    "duplicate service name \"{}\" (first defined at {})",
-                    svc.name, kept[first].origin
-                ),
-            )));
-            continue;
-        }
-        let clash = svc.listen.iter().find_map(|key| {
-            let same_slot = slots.get(&key.addr.slot(key.protocol)?)?;
-            same_slot.iter().find_map(|&(s, k)| {
-                let other = &kept[s].listen[k];
-                other
-                    .addr
-                    .overlaps(&key.addr)
-                    .then_some((key, other, &kept[s]))
-            })
-        });
-        if let Some((key, other, s)) = clash {
-            loaded.diagnostics.push(Diagnostic::error(ConfigError::new(
-                svc.origin.clone(),
-                format!(
-                    "service \"{}\": listen {} overlaps {} of service \"{}\" ({})",
-                    svc.name, key, other, s.name, s.origin
-                ),
-            )));
-            continue;
-        }
-        let at = kept.len();
-        for (k, key) in svc.listen.iter().enumerate() {
-            if let Some(slot) = key.addr.slot(key.protocol) {
-                slots.entry(slot).or_default().push((at, k));
-            }
-        }
-        names.insert(svc.name.clone(), at);
-        kept.push(svc);
-    }
-    loaded.config.services = kept;
-    loaded
-}
-
-/// Parse one `listen` entry: `ADDR:PORT`, `[V6]:PORT`, `*:PORT`, where PORT
-/// may be a name from the services database.
-pub fn parse_listen(
-    text: &str,
-    protocol: Protocol,
-    etc_services: &Path,
-) -> Result<BindAddr, String> {
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!(
-            "listen \"{text}\": expected ADDR:PORT, [V6ADDR]:PORT or *:PORT"
-        ));
-    };
-    let port: u16 = match port.parse() {
-        Ok(p) => p,
-        Err(_) if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) => {
-            etc_services::lookup(etc_services, port, protocol).ok_or_else(|| {
-                format!(
-                    "listen \"{text}\": unknown service name \"{port}\" for {protocol} in {}",
-                    etc_services.display()
-                )
-            })?
-        }
-        Err(_) => {
-            return Err(format!(
-                "listen \"{text}\": invalid port \"{port}\"",
-                text = quote(text),
-                port = quote(port)
-            ))
-        }
-    };
-    if host == "*" {
-        return Ok(BindAddr::Any(port));
-    }
-    let ip_text = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip: IpAddr = ip_text.parse().map_err(|_| {
-        format!(
-            "listen \"{text}\": \"{host}\" is not an IP address (use *:{port} for all addresses)"
-        )
-    })?;
-    if ip.is_ipv6() && !host.starts_with('[') {
-        return Err(format!(
-            "listen \"{text}\": write IPv6 addresses in brackets, [{ip}]:{port}"
-        ));
-    }
-    Ok(BindAddr::Ip(SocketAddr::new(ip, port)))
-}
-
-/// A `listen` path of a UNIX-domain service.
-pub fn parse_unix_path(text: &str) -> Result<BindAddr, String> {
-    // sun_path holds 108 bytes, the terminating NUL included.
-    const MAX: usize = 107;
-    if !text.starts_with('/') {
-        return Err(format!(
-            "listen \"{text}\": a UNIX-domain socket needs an absolute path"
-        ));
-    }
-    if text.contains('\0') {
-        return Err(format!(
-            "listen \"{text}\": the path contains a NUL byte",
-            text = quote(text)
-        ));
-    }
-    if text.len() > MAX {
-        return Err(format!(
-            "listen \"{text}\": the path is {} bytes; a UNIX-domain socket path is at most {MAX}",
-            text.len()
-        ));
-    }
-    if text.ends_with('/') {
-        return Err(format!(
-            "listen \"{text}\": the path names a directory",
-            text = quote(text)
-        ));
-    }
-    Ok(BindAddr::Unix(PathBuf::from(text)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_forms() {
-        let db = Path::new("/nonexistent");
-        assert_eq!(
-            parse_listen("127.0.0.1:2001", Protocol::Tcp, db),
-            Ok(BindAddr::Ip("127.0.0.1:2001".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_listen("[::1]:7", Protocol::Tcp, db),
-            Ok(BindAddr::Ip("[::1]:7".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_listen("*:99", Protocol::Udp, db),
-            Ok(BindAddr::Any(99))
-        );
-        assert!(parse_listen("::1:7", Protocol::Tcp, db).is_err());
-        assert!(parse_listen("localhost:7", Protocol::Tcp, db).is_err());
-        assert!(parse_listen("127.0.0.1:99999", Protocol::Tcp, db).is_err());
-        assert!(parse_listen("2001", Protocol::Tcp, db).is_err());
-    }
 
     #[test]
     fn wildcard_overlaps_specific_on_same_port() {
@@ -759,18 +603,5 @@ mod tests {
                 ),
             ]
         );
-    }
-
-    #[test]
-    fn unix_paths_overlap_only_themselves() {
-        let x = parse_unix_path("/run/x.sock").unwrap();
-        let y = parse_unix_path("/run/y.sock").unwrap();
-        assert!(x.overlaps(&x.clone()) && !x.overlaps(&y));
-        assert!(!x.overlaps(&BindAddr::Any(0)) && !BindAddr::Any(0).overlaps(&x));
-        assert!(!x.is_ephemeral());
-        assert!(parse_unix_path("run/x.sock").is_err());
-        assert!(parse_unix_path("/run/").is_err());
-        assert!(parse_unix_path(&format!("/{}", "a".repeat(107))).is_err());
-        assert!(parse_unix_path(&format!("/{}", "a".repeat(106))).is_ok());
     }
 }

@@ -2,10 +2,14 @@
 //! what may not be asked of it and its file's `socket_mode` and
 //! `socket_owner`.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
 use super::field::Field;
 use super::{Resolver, Svc};
+use crate::config::error::quote;
 use crate::config::{
-    parse_listen, parse_unix_path, BindAddr, ConfigError, ListenKey, Protocol, SocketFile, WaitMode,
+    etc_services, BindAddr, ConfigError, ListenKey, Protocol, SocketFile, WaitMode,
 };
 
 /// The socket a service asks for.
@@ -209,5 +213,120 @@ fn unix_rules(svc: &Svc<'_>, t: &Transport<'_>) {
              (its handler reads the socket itself)",
             svc.label()
         ));
+    }
+}
+
+/// Parse one `listen` entry: `ADDR:PORT`, `[V6]:PORT`, `*:PORT`, where PORT
+/// may be a name from the services database.
+fn parse_listen(text: &str, protocol: Protocol, etc_services: &Path) -> Result<BindAddr, String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "listen \"{text}\": expected ADDR:PORT, [V6ADDR]:PORT or *:PORT"
+        ));
+    };
+    let port: u16 = match port.parse() {
+        Ok(p) => p,
+        Err(_) if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) => {
+            etc_services::lookup(etc_services, port, protocol).ok_or_else(|| {
+                format!(
+                    "listen \"{text}\": unknown service name \"{port}\" for {protocol} in {}",
+                    etc_services.display()
+                )
+            })?
+        }
+        Err(_) => {
+            return Err(format!(
+                "listen \"{text}\": invalid port \"{port}\"",
+                text = quote(text),
+                port = quote(port)
+            ))
+        }
+    };
+    if host == "*" {
+        return Ok(BindAddr::Any(port));
+    }
+    let ip_text = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = ip_text.parse().map_err(|_| {
+        format!(
+            "listen \"{text}\": \"{host}\" is not an IP address (use *:{port} for all addresses)"
+        )
+    })?;
+    if ip.is_ipv6() && !host.starts_with('[') {
+        return Err(format!(
+            "listen \"{text}\": write IPv6 addresses in brackets, [{ip}]:{port}"
+        ));
+    }
+    Ok(BindAddr::Ip(SocketAddr::new(ip, port)))
+}
+
+/// A `listen` path of a UNIX-domain service.
+fn parse_unix_path(text: &str) -> Result<BindAddr, String> {
+    // sun_path holds 108 bytes, the terminating NUL included.
+    const MAX: usize = 107;
+    if !text.starts_with('/') {
+        return Err(format!(
+            "listen \"{text}\": a UNIX-domain socket needs an absolute path"
+        ));
+    }
+    if text.contains('\0') {
+        return Err(format!(
+            "listen \"{text}\": the path contains a NUL byte",
+            text = quote(text)
+        ));
+    }
+    if text.len() > MAX {
+        return Err(format!(
+            "listen \"{text}\": the path is {} bytes; a UNIX-domain socket path is at most {MAX}",
+            text.len()
+        ));
+    }
+    if text.ends_with('/') {
+        return Err(format!(
+            "listen \"{text}\": the path names a directory",
+            text = quote(text)
+        ));
+    }
+    Ok(BindAddr::Unix(PathBuf::from(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let db = Path::new("/nonexistent");
+        assert_eq!(
+            parse_listen("127.0.0.1:2001", Protocol::Tcp, db),
+            Ok(BindAddr::Ip("127.0.0.1:2001".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("[::1]:7", Protocol::Tcp, db),
+            Ok(BindAddr::Ip("[::1]:7".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("*:99", Protocol::Udp, db),
+            Ok(BindAddr::Any(99))
+        );
+        assert!(parse_listen("::1:7", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("localhost:7", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("127.0.0.1:99999", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("2001", Protocol::Tcp, db).is_err());
+    }
+
+    #[test]
+    fn unix_paths_overlap_only_themselves() {
+        let x = parse_unix_path("/run/x.sock").unwrap();
+        let y = parse_unix_path("/run/y.sock").unwrap();
+        assert!(x.overlaps(&x.clone()) && !x.overlaps(&y));
+        assert!(!x.overlaps(&BindAddr::Any(0)) && !BindAddr::Any(0).overlaps(&x));
+        assert!(!x.is_ephemeral());
+        assert!(parse_unix_path("run/x.sock").is_err());
+        assert!(parse_unix_path("/run/").is_err());
+        assert!(parse_unix_path(&format!("/{}", "a".repeat(107))).is_err());
+        assert!(parse_unix_path(&format!("/{}", "a".repeat(106))).is_ok());
     }
 }

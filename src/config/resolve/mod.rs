@@ -5,9 +5,12 @@
 //! One file per concern: `global`, `listen` (socket, protocol, addresses,
 //! the socket file), `server` (program or internal service, argv),
 //! `identity`, `environment` (env, passenv, stderr), `access`, `limits`,
-//! `logging`. A service's keys are looked up with `[defaults]` under them.
+//! `logging`; `conflicts` (names and listeners two services may not share)
+//! runs last, over the whole load. A service's keys are looked up with
+//! `[defaults]` under them.
 
 mod access;
+mod conflicts;
 mod environment;
 mod field;
 mod global;
@@ -21,6 +24,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use self::conflicts::check_conflicts;
 use self::field::Field;
 use self::server::Server;
 use super::error::quote;

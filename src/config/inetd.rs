@@ -78,17 +78,14 @@ pub fn translate_text(file: &Path, text: &str, t: &mut Translation) {
     let mut default_host: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        let at = |field: usize| {
-            let col = nth_field_col(raw, field);
-            Location {
-                file: file.to_path_buf(),
-                line: i + 1,
-                col,
-            }
+        let pos = LinePos {
+            file,
+            number: i + 1,
+            raw,
         };
         if line.starts_with("#@") {
             t.warnings.push(ConfigError::new(
-                at(0),
+                pos.at(0),
                 "FreeBSD IPsec policy comments (#@) are not supported; the lines after it run without one",
             ));
             continue;
@@ -96,14 +93,14 @@ pub fn translate_text(file: &Path, text: &str, t: &mut Translation) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if let [only] = fields[..] {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [only] = words[..] {
             if let Some(host) = only.strip_suffix(':') {
                 default_host = (host != "*").then(|| host.to_owned());
                 continue;
             }
         }
-        match translate_line(&fields, default_host.as_deref(), &at) {
+        match translate_line(&pos, &words, default_host.as_deref()) {
             Ok(draft) => t.services.push(draft),
             Err(p) => t.report(p),
         }
@@ -130,6 +127,81 @@ fn nth_field_col(line: &str, n: usize) -> usize {
     col.max(1)
 }
 
+// The fields of a line, numbered as `LinePos::at` counts them.
+const SERVICE: usize = 0;
+const SOCKET_TYPE: usize = 1;
+const PROTOCOL: usize = 2;
+const WAIT: usize = 3;
+const USER: usize = 4;
+const SERVER: usize = 5;
+const ARGV0: usize = 6;
+const ARGS: usize = 7;
+
+/// One line of a file, to locate its fields in messages.
+struct LinePos<'a> {
+    file: &'a Path,
+    /// 1-based.
+    number: usize,
+    raw: &'a str,
+}
+
+impl LinePos<'_> {
+    /// Where field `n` starts (the last field's start when there are fewer).
+    fn at(&self, n: usize) -> Location {
+        Location {
+            file: self.file.to_path_buf(),
+            line: self.number,
+            col: nth_field_col(self.raw, n),
+        }
+    }
+
+    /// Field `n` is malformed.
+    fn invalid(&self, n: usize, m: String) -> Problem {
+        Problem::Invalid(ConfigError::new(self.at(n), m))
+    }
+
+    /// Field `n` asks for something oxinetd does not do: the line is not run.
+    fn unsupported(&self, n: usize, m: &str) -> Problem {
+        Problem::Unsupported(ConfigError::new(self.at(n), m.to_owned()))
+    }
+}
+
+/// The fields of a service line, by name (see the module doc).
+struct Fields<'a> {
+    service: &'a str,
+    socket_type: &'a str,
+    protocol: &'a str,
+    wait: &'a str,
+    user: &'a str,
+    server: &'a str,
+    /// argv[0] and the arguments, if any.
+    argv: &'a [&'a str],
+}
+
+impl<'a> Fields<'a> {
+    /// Name the words of a line; there are at least six.
+    fn split(pos: &LinePos, words: &'a [&'a str]) -> Result<Fields<'a>, Problem> {
+        let [service, socket_type, protocol, wait, user, server, argv @ ..] = words else {
+            return Err(pos.invalid(
+                SERVICE,
+                format!(
+                    "expected at least 6 fields (service socket-type protocol wait/nowait user server [args]), found {}",
+                    words.len()
+                ),
+            ));
+        };
+        Ok(Fields {
+            service,
+            socket_type,
+            protocol,
+            wait,
+            user,
+            server,
+            argv,
+        })
+    }
+}
+
 /// Socket type and protocol, translated.
 struct Transport {
     udp: bool,
@@ -141,251 +213,156 @@ struct Transport {
     v6: Option<bool>,
 }
 
-fn translate_line(
-    fields: &[&str],
-    default_host: Option<&str>,
-    at: &dyn Fn(usize) -> Location,
-) -> Result<Draft, Problem> {
-    let err = |field: usize, m: String| Problem::Invalid(ConfigError::new(at(field), m));
-    let unsupported =
-        |field: usize, m: &str| Problem::Unsupported(ConfigError::new(at(field), m.to_owned()));
-    if fields.len() < 6 {
-        return Err(err(
-            0,
-            format!(
-                "expected at least 6 fields (service socket-type protocol wait/nowait user server [args]), found {}",
-                fields.len()
-            ),
-        ));
-    }
-    let (service, socktype, proto, wait, user, server) = (
-        fields[0], fields[1], fields[2], fields[3], fields[4], fields[5],
-    );
-    let args = &fields[6..];
-    let origin = at(0);
-    let mut d = Draft::new(origin.clone());
-
-    let transport = match (socktype, proto) {
-        (_, p) if p.starts_with("rpc/") => {
-            return Err(unsupported(
-                2,
-                &format!("RPC services ({p}) are not supported"),
-            ))
-        }
-        ("stream", "unix") | ("dgram", "unix") | ("seqpacket", "unix") => Transport {
-            udp: socktype == "dgram",
-            unix: true,
-            seqpacket: socktype == "seqpacket",
-            v6: None,
-        },
-        ("stream", p) | ("dgram", p) => {
-            let udp = socktype == "dgram";
-            let v6 = match p.strip_prefix(if udp { "udp" } else { "tcp" }) {
-                Some("") | Some("46") => None,
-                Some("4") => Some(false),
-                Some("6") => Some(true),
-                _ => {
-                    return Err(err(
-                        2,
-                        format!(
-                            "protocol \"{p}\" does not go with socket type {socktype} (use {0}, {0}4, {0}6 or {0}46)",
-                            if udp { "udp" } else { "tcp" }
-                        ),
-                    ))
-                }
-            };
-            Transport {
-                udp,
-                unix: false,
-                seqpacket: false,
-                v6,
+impl Transport {
+    /// The socket-type and protocol fields: stream or dgram over tcp/udp
+    /// (4, 6, 46) or unix, seqpacket over unix. RPC, SCTP, raw and rdm are
+    /// valid inetd but not run.
+    fn parse(pos: &LinePos, socket_type: &str, protocol: &str) -> Result<Transport, Problem> {
+        match (socket_type, protocol) {
+            (_, p) if p.starts_with("rpc/") => {
+                Err(pos.unsupported(PROTOCOL, &format!("RPC services ({p}) are not supported")))
             }
-        }
-        ("seqpacket", _) => {
-            return Err(unsupported(
-                1,
+            ("stream" | "dgram" | "seqpacket", "unix") => Ok(Transport {
+                udp: socket_type == "dgram",
+                unix: true,
+                seqpacket: socket_type == "seqpacket",
+                v6: None,
+            }),
+            ("stream" | "dgram", p) => {
+                let udp = socket_type == "dgram";
+                let ip = if udp { "udp" } else { "tcp" };
+                let v6 = match p.strip_prefix(ip) {
+                    Some("" | "46") => None,
+                    Some("4") => Some(false),
+                    Some("6") => Some(true),
+                    _ => return Err(pos.invalid(
+                        PROTOCOL,
+                        format!(
+                            "protocol \"{p}\" does not go with socket type {socket_type} (use {ip}, {ip}4, {ip}6 or {ip}46)"
+                        ),
+                    )),
+                };
+                Ok(Transport {
+                    udp,
+                    unix: false,
+                    seqpacket: false,
+                    v6,
+                })
+            }
+            ("seqpacket", _) => Err(pos.unsupported(
+                SOCKET_TYPE,
                 "seqpacket over IP (SCTP) is not supported; over unix it is",
-            ))
-        }
-        ("raw", _) | ("rdm", _) => {
-            return Err(unsupported(
-                1,
-                &format!("socket type {socktype} is not supported (stream and dgram are)"),
-            ))
-        }
-        (other, _) => {
-            return Err(err(
-                1,
+            )),
+            ("raw" | "rdm", _) => Err(pos.unsupported(
+                SOCKET_TYPE,
+                &format!("socket type {socket_type} is not supported (stream and dgram are)"),
+            )),
+            (other, _) => Err(pos.invalid(
+                SOCKET_TYPE,
                 format!("unknown socket type \"{other}\"", other = quote(other)),
-            ))
+            )),
         }
-    };
-    if service.starts_with("tcpmux/") || service == "tcpmux" {
-        return Err(unsupported(0, "tcpmux services are not supported yet"));
     }
 
+    /// The TOML `socket`.
+    fn socket(&self) -> &'static str {
+        match (self.udp, self.seqpacket) {
+            (true, _) => "dgram",
+            (false, true) => "seqpacket",
+            (false, false) => "stream",
+        }
+    }
+
+    /// The protocol as the service's name ends: `echo-tcp`.
+    fn name_suffix(&self) -> &'static str {
+        match (self.unix, self.udp) {
+            (true, _) => "unix",
+            (false, true) => "udp",
+            (false, false) => "tcp",
+        }
+    }
+}
+
+/// Translate one service line; `default_host` is the OpenBSD `addr:` in
+/// force. Each concern in turn, in the order its keys are written; the
+/// first problem found is the `Err`.
+fn translate_line(
+    pos: &LinePos,
+    words: &[&str],
+    default_host: Option<&str>,
+) -> Result<Draft, Problem> {
+    let f = Fields::split(pos, words)?;
+    let transport = Transport::parse(pos, f.socket_type, f.protocol)?;
+    if f.service.starts_with("tcpmux/") || f.service == "tcpmux" {
+        return Err(pos.unsupported(SERVICE, "tcpmux services are not supported yet"));
+    }
     // [host:]service, or the path of a UNIX-domain socket.
     let (host, port) = if transport.unix {
-        (None, service)
+        (None, f.service)
     } else {
-        split_host(service, default_host)
+        split_host(f.service, default_host)
     };
     if port.is_empty() {
-        return Err(err(
-            0,
+        return Err(pos.invalid(
+            SERVICE,
             format!(
                 "\"{service}\": no service name or port",
-                service = quote(service)
+                service = quote(f.service)
             ),
         ));
     }
-    let proto_word = match (transport.unix, transport.udp) {
-        (true, _) => "unix",
-        (false, true) => "udp",
-        (false, false) => "tcp",
+    let mut l = LineDraft {
+        pos,
+        d: Draft::new(pos.at(SERVICE)),
     };
-    // FreeBSD: `:user:group:mode:` before the server sets the socket
-    // file's owner and mode.
-    let mut server = server;
-    if transport.unix {
-        d.set("listen", Value::strs(vec![service.to_owned()]), &origin);
-        d.set("protocol", Value::Str("unix".to_owned()), &at(2));
-        let mode = match server
-            .strip_prefix(':')
-            .map(|r| r.splitn(4, ':').collect::<Vec<_>>())
-        {
-            Some(parts) if parts.len() == 4 => {
-                d.set(
-                    "socket_owner",
-                    Value::Str(format!("{}:{}", parts[0], parts[1])),
-                    &at(5),
-                );
-                server = parts[3];
-                parts[2].to_owned()
-            }
-            Some(_) => {
-                return Err(err(
-                    5,
-                    format!(
-                        "\"{server}\": expected :user:group:mode:server-path",
-                        server = quote(server)
-                    ),
-                ))
-            }
-            // Only root can connect to the socket as inetd leaves it.
-            None => "0200".to_owned(),
-        };
-        d.set("socket_mode", Value::Str(mode), &at(5));
+    let server = if transport.unix {
+        l.unix_socket(f.service, f.server)?
     } else {
-        let listen = listen_entries(host, port, transport.v6).map_err(|m| err(0, m))?;
-        d.set("listen", Value::strs(listen), &origin);
-    }
-    d.set(
+        l.ip_listen(host, port, transport.v6)?;
+        f.server
+    };
+    l.d.set(
         "socket",
-        Value::Str(
-            match (transport.udp, transport.seqpacket) {
-                (true, _) => "dgram",
-                (false, true) => "seqpacket",
-                (false, false) => "stream",
-            }
-            .to_owned(),
-        ),
-        &at(1),
+        Value::Str(transport.socket().to_owned()),
+        &pos.at(SOCKET_TYPE),
     );
+    let (waits, limits) = wait_field(pos, f.wait)?;
+    if server == "internal" {
+        l.builtin(port, &f)?;
+    } else {
+        l.program(waits, server, &f)?;
+    }
+    if let Some(spec) = limits {
+        rate_limits(spec, &mut l.d, &pos.at(WAIT)).map_err(|m| pos.invalid(WAIT, m))?;
+    }
+    l.d.set(
+        "name",
+        Value::Str(service_name(port, transport.name_suffix())),
+        &pos.at(SERVICE),
+    );
+    Ok(l.d)
+}
 
-    // wait|nowait[.max] or FreeBSD wait|nowait[/max-child[/per-ip-per-min[/per-ip]]]
+/// `wait|nowait[.max]` or FreeBSD's
+/// `wait|nowait[/max-child[/per-ip-per-min[/per-ip]]]`: whether the
+/// service waits, and the limits for `rate_limits`.
+fn wait_field<'a>(pos: &LinePos, wait: &'a str) -> Result<(bool, Option<&'a str>), Problem> {
     let (mode, limits) = match wait.find(['.', '/']) {
         Some(i) => (&wait[..i], Some(&wait[i..])),
         None => (wait, None),
     };
-    let waits = match mode {
-        "wait" => true,
-        "nowait" => false,
-        other => {
-            return Err(err(
-                3,
-                format!("\"{other}\": expected wait or nowait", other = quote(other)),
-            ))
-        }
-    };
-
-    // server: a path or `internal`.
-    let internal = server == "internal";
-    if internal {
-        let by_name = Internal::from_name(port);
-        let named = match by_name {
-            Some(i) => i,
-            None => match args.first().and_then(|a| Internal::from_name(a)) {
-                Some(i) => i,
-                None => {
-                    let names: Vec<&str> = Internal::ALL.iter().map(|i| i.name()).collect();
-                    return Err(err(
-                        5,
-                        format!(
-                            "internal: \"{port}\" is not a built-in service, and no argument names one ({})",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-            },
-        };
-        d.set(
-            "server",
-            Value::Str(format!("internal:{}", named.name())),
-            &at(5),
-        );
-        if user != "root" {
-            d.note(
-                &at(4),
-                format!(
-                    "user {user}: internal services run inside oxinetd",
-                    user = quote(user)
-                ),
-            );
-        }
-    } else {
-        d.set("wait", Value::Bool(waits), &at(3));
-        let (name, group) = split_user(user);
-        if name.is_empty() {
-            return Err(err(
-                4,
-                format!("\"{user}\": no user name", user = quote(user)),
-            ));
-        }
-        d.set("user", Value::Str(name.to_owned()), &at(4));
-        if let Some(g) = group {
-            d.set("group", Value::Str(g.to_owned()), &at(4));
-        }
-        if let Some((_, class)) = user.split_once('/') {
-            d.note(
-                &at(4),
-                format!(
-                    "login class \"{class}\" has no equivalent (ignored)",
-                    class = quote(class)
-                ),
-            );
-        }
-        d.set("server", Value::Str(server.to_owned()), &at(5));
-        match args.split_first() {
-            Some((argv0, rest)) => {
-                let default0 = Path::new(server).file_name().and_then(|n| n.to_str());
-                if default0 != Some(*argv0) {
-                    d.set("argv0", Value::Str((*argv0).to_owned()), &at(6));
-                }
-                if !rest.is_empty() {
-                    let rest = rest.iter().map(|s| (*s).to_owned()).collect();
-                    d.set("args", Value::strs(rest), &at(7));
-                }
-            }
-            None => d.note(&at(5), "no argv given: argv[0] is the program's file name"),
-        }
-        d.set("stderr", Value::Str("socket".to_owned()), &at(5));
+    match mode {
+        "wait" => Ok((true, limits)),
+        "nowait" => Ok((false, limits)),
+        other => Err(pos.invalid(
+            WAIT,
+            format!("\"{other}\": expected wait or nowait", other = quote(other)),
+        )),
     }
+}
 
-    if let Some(spec) = limits {
-        rate_limits(spec, &mut d, &at(3)).map_err(|m| err(3, m))?;
-    }
-    // A name that says which line it is: `echo-tcp`, `tftp-udp`.
+/// A name that says which line it is: `echo-tcp`, `tftp-udp`.
+fn service_name(port: &str, suffix: &str) -> String {
     let base: String = port
         .trim_start_matches('/')
         .chars()
@@ -397,8 +374,172 @@ fn translate_line(
             }
         })
         .collect();
-    d.set("name", Value::Str(format!("{base}-{proto_word}")), &origin);
-    Ok(d)
+    format!("{base}-{suffix}")
+}
+
+/// A service line being translated: where it is, and the draft built
+/// from it.
+struct LineDraft<'a> {
+    pos: &'a LinePos<'a>,
+    d: Draft,
+}
+
+impl LineDraft<'_> {
+    /// `listen` for an IP service: see `listen_entries`.
+    fn ip_listen(
+        &mut self,
+        host: Option<&str>,
+        port: &str,
+        v6: Option<bool>,
+    ) -> Result<(), Problem> {
+        let listen = listen_entries(host, port, v6).map_err(|m| self.pos.invalid(SERVICE, m))?;
+        self.d
+            .set("listen", Value::strs(listen), &self.pos.at(SERVICE));
+        Ok(())
+    }
+
+    /// A UNIX-domain socket at `path`. FreeBSD's `:user:group:mode:` before
+    /// the server sets the socket file's owner and mode; without it only
+    /// root can connect, as inetd leaves the socket. The server without
+    /// that prefix is returned.
+    fn unix_socket<'s>(&mut self, path: &str, server: &'s str) -> Result<&'s str, Problem> {
+        let pos = self.pos;
+        self.d.set(
+            "listen",
+            Value::strs(vec![path.to_owned()]),
+            &pos.at(SERVICE),
+        );
+        self.d
+            .set("protocol", Value::Str("unix".to_owned()), &pos.at(PROTOCOL));
+        let parts = server
+            .strip_prefix(':')
+            .map(|r| r.splitn(4, ':').collect::<Vec<_>>());
+        let (mode, server) = match parts {
+            Some(parts) if parts.len() == 4 => {
+                self.d.set(
+                    "socket_owner",
+                    Value::Str(format!("{}:{}", parts[0], parts[1])),
+                    &pos.at(SERVER),
+                );
+                (parts[2].to_owned(), parts[3])
+            }
+            Some(_) => {
+                return Err(pos.invalid(
+                    SERVER,
+                    format!(
+                        "\"{server}\": expected :user:group:mode:server-path",
+                        server = quote(server)
+                    ),
+                ))
+            }
+            None => ("0200".to_owned(), server),
+        };
+        self.d.set("socket_mode", Value::Str(mode), &pos.at(SERVER));
+        Ok(server)
+    }
+
+    /// `internal`: the built-in service named by the service field, or
+    /// else by the first argument. The user is noted: internal services
+    /// run inside oxinetd.
+    fn builtin(&mut self, port: &str, f: &Fields) -> Result<(), Problem> {
+        let pos = self.pos;
+        let named = Internal::from_name(port)
+            .or_else(|| f.argv.first().and_then(|a| Internal::from_name(a)));
+        let Some(named) = named else {
+            let names: Vec<&str> = Internal::ALL.iter().map(|i| i.name()).collect();
+            return Err(pos.invalid(
+                SERVER,
+                format!(
+                    "internal: \"{port}\" is not a built-in service, and no argument names one ({})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        self.d.set(
+            "server",
+            Value::Str(format!("internal:{}", named.name())),
+            &pos.at(SERVER),
+        );
+        if f.user != "root" {
+            self.d.note(
+                &pos.at(USER),
+                format!(
+                    "user {user}: internal services run inside oxinetd",
+                    user = quote(f.user)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A program: `wait`, who it runs as, the server and its argv, and
+    /// stderr on the socket as under every inetd.
+    fn program(&mut self, waits: bool, server: &str, f: &Fields) -> Result<(), Problem> {
+        self.d.set("wait", Value::Bool(waits), &self.pos.at(WAIT));
+        self.identity(f.user)?;
+        self.d.set(
+            "server",
+            Value::Str(server.to_owned()),
+            &self.pos.at(SERVER),
+        );
+        self.argv(server, f.argv);
+        self.d.set(
+            "stderr",
+            Value::Str("socket".to_owned()),
+            &self.pos.at(SERVER),
+        );
+        Ok(())
+    }
+
+    /// `user[:group|.group][/class]`: the login class has no equivalent.
+    fn identity(&mut self, user: &str) -> Result<(), Problem> {
+        let at = self.pos.at(USER);
+        let (name, group) = split_user(user);
+        if name.is_empty() {
+            return Err(self.pos.invalid(
+                USER,
+                format!("\"{user}\": no user name", user = quote(user)),
+            ));
+        }
+        self.d.set("user", Value::Str(name.to_owned()), &at);
+        if let Some(g) = group {
+            self.d.set("group", Value::Str(g.to_owned()), &at);
+        }
+        if let Some((_, class)) = user.split_once('/') {
+            self.d.note(
+                &at,
+                format!(
+                    "login class \"{class}\" has no equivalent (ignored)",
+                    class = quote(class)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// argv[0], written only when it is not the server's file name, and
+    /// the arguments.
+    fn argv(&mut self, server: &str, argv: &[&str]) {
+        let Some((argv0, rest)) = argv.split_first() else {
+            self.d.note(
+                &self.pos.at(SERVER),
+                "no argv given: argv[0] is the program's file name",
+            );
+            return;
+        };
+        let default0 = Path::new(server).file_name().and_then(|n| n.to_str());
+        if default0 != Some(*argv0) {
+            self.d.set(
+                "argv0",
+                Value::Str((*argv0).to_owned()),
+                &self.pos.at(ARGV0),
+            );
+        }
+        if !rest.is_empty() {
+            let rest = rest.iter().map(|s| (*s).to_owned()).collect();
+            self.d.set("args", Value::strs(rest), &self.pos.at(ARGS));
+        }
+    }
 }
 
 /// `host:service` (IPv6 hosts in brackets, or bare as OpenBSD allows), or

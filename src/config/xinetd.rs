@@ -51,29 +51,26 @@ struct Block {
 /// Translate `path`: an xinetd.conf, one service file, or an xinetd.d
 /// directory.
 pub fn translate(path: &Path) -> Translation {
-    let mut t = Translation::default();
-    let mut blocks = Vec::new();
-    let mut sources = Sources::default();
+    let mut r = Reader::default();
     if path.is_dir() {
-        include_dir(path, None, &mut sources, &mut blocks, &mut t);
+        r.include_dir(path, None);
     } else {
-        read_file(path, None, &mut sources, &mut blocks, &mut t);
+        r.read_file(path, None);
     }
-    sources.finish(&mut t.errors);
-    build(&blocks, t)
+    r.finish()
 }
 
 /// Translate `text` as if read from `path` (includes are followed).
 #[cfg(any(test, fuzzing))]
 pub fn translate_text(path: &Path, text: &str) -> Translation {
-    let mut t = Translation::default();
-    let mut blocks = Vec::new();
-    let mut sources = Sources::default();
-    parse(path, text, &mut sources, &mut blocks, &mut t);
-    sources.finish(&mut t.errors);
-    build(&blocks, t)
+    let mut r = Reader::default();
+    r.parse(path, text);
+    r.finish()
 }
 
+/// The services of the blocks read, `defaults` applied; a service named in
+/// defaults' `disabled` (or missing from a non-empty `enabled`) is written
+/// but not run.
 fn build(blocks: &[Block], mut t: Translation) -> Translation {
     let mut defaults: Vec<Attr> = Vec::new();
     for b in blocks.iter().filter(|b| b.service.is_none()) {
@@ -113,156 +110,178 @@ fn list_of(defaults: &[Attr], name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Read `path`, included at `at` (`None`: named on the command line), once
-/// per load (see `Sources`).
-fn read_file(
-    path: &Path,
-    at: Option<&Location>,
-    sources: &mut Sources,
-    blocks: &mut Vec<Block>,
-    t: &mut Translation,
-) {
-    let text = match sources.enter(path, at, &mut t.errors) {
-        Entry::Read(text) => text,
-        Entry::Skip => return,
-    };
-    t.sources.push(path.to_path_buf());
-    parse(path, &text, sources, blocks, t);
-    sources.leave();
+/// Reading one configuration: the blocks of every file read so far, in
+/// order, the files entered (once each, see `Sources`), and the problems.
+#[derive(Default)]
+struct Reader {
+    sources: Sources,
+    blocks: Vec<Block>,
+    t: Translation,
 }
 
-/// xinetd's rule: skip names with a '.' or ending in '~' (package backups).
-fn include_dir(
-    dir: &Path,
-    at: Option<&Location>,
-    sources: &mut Sources,
-    blocks: &mut Vec<Block>,
-    t: &mut Translation,
-) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            t.errors.push(ConfigError::new(
-                Location::file(dir),
-                format!("unable to read directory: {e}"),
-            ));
-            return;
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
-            p.is_file() && !name.contains('.') && !name.ends_with('~')
-        })
-        .collect();
-    files.sort();
-    for f in files {
-        read_file(&f, at, sources, blocks, t);
+/// Where the reading of one file stands between two lines.
+#[derive(Default)]
+struct FileState {
+    /// The block being filled, until its `}`.
+    open: Option<Block>,
+    /// A `defaults` or `service NAME` line waiting for its `{`.
+    pending: Option<(Option<String>, Location)>,
+}
+
+impl Reader {
+    /// Translate the blocks read.
+    fn finish(mut self) -> Translation {
+        self.sources.finish(&mut self.t.errors);
+        build(&self.blocks, self.t)
     }
-}
 
-fn parse(
-    file: &Path,
-    text: &str,
-    sources: &mut Sources,
-    blocks: &mut Vec<Block>,
-    t: &mut Translation,
-) {
-    let mut open: Option<Block> = None;
-    // A `service NAME` line waiting for its `{`.
-    let mut pending: Option<(Option<String>, Location)> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        let indent = raw.len() - raw.trim_start().len();
-        let at = Location {
-            file: file.to_path_buf(),
-            line: i + 1,
-            col: raw.get(..indent).map_or(0, |s| s.chars().count()) + 1,
+    /// Read `path`, included at `at` (`None`: named on the command line),
+    /// once per load (see `Sources`).
+    fn read_file(&mut self, path: &Path, at: Option<&Location>) {
+        let text = match self.sources.enter(path, at, &mut self.t.errors) {
+            Entry::Read(text) => text,
+            Entry::Skip => return,
         };
-        if line.is_empty() {
-            continue;
+        self.t.sources.push(path.to_path_buf());
+        self.parse(path, &text);
+        self.sources.leave();
+    }
+
+    /// xinetd's rule: skip names with a '.' or ending in '~' (package backups).
+    fn include_dir(&mut self, dir: &Path, at: Option<&Location>) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.t.errors.push(ConfigError::new(
+                    Location::file(dir),
+                    format!("unable to read directory: {e}"),
+                ));
+                return;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+                p.is_file() && !name.contains('.') && !name.ends_with('~')
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            self.read_file(&f, at);
         }
-        let err = |m: String| ConfigError::new(at.clone(), m);
-        if let Some((_, header_at)) = pending.as_ref().filter(|_| !line.starts_with('{')) {
-            t.errors.push(ConfigError::new(
-                header_at.clone(),
-                "expected \"{\" on the line after this one".to_owned(),
-            ));
-            pending = None;
-        }
-        if let Some(block) = open.as_mut() {
-            if line == "}" {
-                blocks.push(open.take().expect("checked above"));
+    }
+
+    /// The lines of `file`, without comments; a block left open at its end
+    /// is an error.
+    fn parse(&mut self, file: &Path, text: &str) {
+        let mut state = FileState::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
                 continue;
+            }
+            let indent = raw.len() - raw.trim_start().len();
+            let at = Location {
+                file: file.to_path_buf(),
+                line: i + 1,
+                col: raw.get(..indent).map_or(0, |s| s.chars().count()) + 1,
+            };
+            self.line(file, line, at, &mut state);
+        }
+        if let Some(b) = state.open {
+            self.t.errors.push(ConfigError::new(
+                b.at,
+                "this block has no closing \"}\"".to_owned(),
+            ));
+        }
+        if let Some((_, at)) = state.pending {
+            self.t.errors.push(brace_expected(at));
+        }
+    }
+
+    /// One line with something on it: an attribute of the open block, or
+    /// the start of a block, or an include.
+    fn line(&mut self, file: &Path, line: &str, at: Location, state: &mut FileState) {
+        if let Some((_, header_at)) = state.pending.as_ref().filter(|_| !line.starts_with('{')) {
+            self.t.errors.push(brace_expected(header_at.clone()));
+            state.pending = None;
+        }
+        if let Some(mut block) = state.open.take() {
+            if line == "}" {
+                self.blocks.push(block);
+                return;
             }
             match attr_line(line, &at) {
                 Ok(a) => block.attrs.push(a),
-                Err(m) => t.errors.push(err(m)),
+                Err(m) => self.t.errors.push(ConfigError::new(at, m)),
             }
-            continue;
+            state.open = Some(block);
+        } else if line.ends_with('{') {
+            self.open_block(line, at, state);
+        } else {
+            self.directive(file, line, at, state);
         }
-        if line == "{" || line.ends_with('{') {
-            let head = line.trim_end_matches('{').trim();
-            let header = if head.is_empty() {
-                pending.take()
-            } else {
-                block_header(head, &at)
-                    .map_err(|m| t.errors.push(err(m)))
-                    .ok()
-            };
-            match header {
-                Some((service, at)) => {
-                    open = Some(Block {
-                        service,
-                        at,
-                        attrs: Vec::new(),
-                    })
-                }
-                None if head.is_empty() => t.errors.push(err(
-                    "\"{\" without a service or defaults line before it".to_owned(),
-                )),
-                None => {}
+    }
+
+    /// A line ending in `{`: the header is on it (`service x {`) or is the
+    /// pending one from the line before.
+    fn open_block(&mut self, line: &str, at: Location, state: &mut FileState) {
+        let head = line.trim_end_matches('{').trim();
+        let header = if head.is_empty() {
+            state.pending.take()
+        } else {
+            block_header(head, &at)
+                .map_err(|m| self.t.errors.push(ConfigError::new(at.clone(), m)))
+                .ok()
+        };
+        match header {
+            Some((service, at)) => {
+                state.open = Some(Block {
+                    service,
+                    at,
+                    attrs: Vec::new(),
+                })
             }
-            continue;
+            None if head.is_empty() => self.t.errors.push(ConfigError::new(
+                at,
+                "\"{\" without a service or defaults line before it".to_owned(),
+            )),
+            None => {}
         }
+    }
+
+    /// `include FILE`, `includedir DIR` (relative to `file`), or a block
+    /// header whose `{` is expected on the next line.
+    fn directive(&mut self, file: &Path, line: &str, at: Location, state: &mut FileState) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
-            (Some("include"), Some(f), None) | (Some("includedir"), Some(f), None)
-                if sources.depth() > MAX_DEPTH =>
-            {
-                t.errors.push(err(format!(
-                    "{}: includes nested more than {MAX_DEPTH} deep",
-                    quote(f)
-                )));
+            (Some("include" | "includedir"), Some(f), None) if self.sources.depth() > MAX_DEPTH => {
+                self.t.errors.push(ConfigError::new(
+                    at,
+                    format!("{}: includes nested more than {MAX_DEPTH} deep", quote(f)),
+                ));
             }
-            (Some("include"), Some(f), None) => {
-                read_file(&relative(file, f), Some(&at), sources, blocks, t)
-            }
-            (Some("includedir"), Some(d), None) => {
-                include_dir(&relative(file, d), Some(&at), sources, blocks, t)
-            }
+            (Some("include"), Some(f), None) => self.read_file(&relative(file, f), Some(&at)),
+            (Some("includedir"), Some(d), None) => self.include_dir(&relative(file, d), Some(&at)),
             _ => match block_header(line, &at) {
-                Ok(h) => pending = Some(h),
-                Err(m) => t.errors.push(err(m)),
+                Ok(h) => state.pending = Some(h),
+                Err(m) => self.t.errors.push(ConfigError::new(at, m)),
             },
         }
     }
-    if let Some(b) = open {
-        t.errors.push(ConfigError::new(
-            b.at,
-            "this block has no closing \"}\"".to_owned(),
-        ));
-    }
-    if let Some((_, at)) = pending {
-        t.errors.push(ConfigError::new(
-            at,
-            "expected \"{\" on the line after this one".to_owned(),
-        ));
-    }
 }
 
+/// A header line not followed by its `{`.
+fn brace_expected(header: Location) -> ConfigError {
+    ConfigError::new(
+        header,
+        "expected \"{\" on the line after this one".to_owned(),
+    )
+}
+
+/// An include's target, relative to the file that names it.
 fn relative(file: &Path, target: &str) -> PathBuf {
     file.parent().unwrap_or(Path::new(".")).join(target)
 }
@@ -280,6 +299,7 @@ fn block_header(line: &str, at: &Location) -> Result<(Option<String>, Location),
     }
 }
 
+/// `ATTRIBUTE op VALUES...`, op being `=`, `+=` or `-=`.
 fn attr_line(line: &str, at: &Location) -> Result<Attr, String> {
     let (name, op, rest) = if let Some((n, r)) = line.split_once("+=") {
         (n, Op::Add, r)
@@ -389,319 +409,160 @@ const REFUSE: &[(&str, &str)] = &[
     ("rpc_number", "RPC services are not supported"),
 ];
 
+/// Translate one `service` block, `defaults` applied: each concern in turn,
+/// in the order its keys are written. Warnings go to `t`; a refused or
+/// malformed service is the `Err`, checked in this order.
 fn service(
     name: &str,
     b: &Block,
     defaults: &[Attr],
     t: &mut Translation,
 ) -> Result<Draft, Problem> {
-    let attrs = effective(b, defaults);
-    let refuse = |at: &Location, m: String| {
-        Problem::Unsupported(ConfigError::new(
-            at.clone(),
-            format!("service {name}: {m}; service not run", name = quote(name)),
-        ))
+    let mut s = ServiceDraft {
+        attrs: Attrs {
+            name,
+            block: b,
+            map: effective(b, defaults),
+        },
+        d: Draft::new(b.at.clone()),
+        t,
     };
-    let invalid = |at: &Location, m: String| {
-        Problem::Invalid(ConfigError::new(
-            at.clone(),
-            format!("service {name}: {m}", name = quote(name)),
-        ))
-    };
-    let one = |key: &str| -> Option<(&str, &Location)> {
-        attrs
+    s.refused_and_ignored()?;
+    s.flags()?;
+    s.name_and_disable();
+    let kind = s.attrs.kind()?;
+    s.socket()?;
+    s.listen(kind.unlisted)?;
+    if kind.internal {
+        s.builtin()?;
+    } else {
+        s.server_and_wait()?;
+        s.identity();
+        s.arguments()?;
+        s.environment()?;
+        s.d.set("stderr", Value::Str("socket".to_owned()), &b.at);
+    }
+    s.access()?;
+    s.limits()?;
+    s.logging();
+    if kind.internal {
+        s.not_needed_by_internal();
+    }
+    Ok(s.d)
+}
+
+/// The effective attributes of one service (see `effective`), and the
+/// problems they raise, named after the service.
+struct Attrs<'a> {
+    /// The name after `service`.
+    name: &'a str,
+    block: &'a Block,
+    map: BTreeMap<String, (Vec<String>, Location)>,
+}
+
+/// What `type` says.
+struct Kind {
+    /// INTERNAL: a service built into oxinetd, found by the service name.
+    internal: bool,
+    /// UNLISTED: not in /etc/services, so `port` is required.
+    unlisted: bool,
+}
+
+impl Attrs<'_> {
+    /// The first value of `key`, and where it was set.
+    fn one(&self, key: &str) -> Option<(&str, &Location)> {
+        self.map
             .get(key)
             .and_then(|(v, at)| v.first().map(|s| (s.as_str(), at)))
-    };
-    let words =
-        |key: &str| -> Vec<String> { attrs.get(key).map(|(v, _)| v.clone()).unwrap_or_default() };
-    let mut d = Draft::new(b.at.clone());
+    }
 
-    // Where a setting was made: this service, or `defaults` (warned once).
-    let whose = |at: &Location| {
-        if b.attrs.iter().any(|a| a.at == *at) {
-            format!("service {name}", name = quote(name))
+    /// All the values of `key` (none when unset).
+    fn values(&self, key: &str) -> &[String] {
+        self.map.get(key).map_or(&[], |(v, _)| v)
+    }
+
+    /// Where `key` was set, or the service's header when it was not.
+    fn at(&self, key: &str) -> &Location {
+        self.map.get(key).map_or(&self.block.at, |(_, at)| at)
+    }
+
+    /// Whether `flags` holds `flag` (xinetd ignores their case).
+    fn flag(&self, flag: &str) -> bool {
+        self.values("flags")
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(flag))
+    }
+
+    /// Where a setting was made: this service, or `defaults` (so a setting
+    /// of `defaults` is warned about once, not once per service).
+    fn whose(&self, at: &Location) -> String {
+        if self.block.attrs.iter().any(|a| a.at == *at) {
+            format!("service {name}", name = quote(self.name))
         } else {
             "defaults".to_owned()
         }
-    };
-    for (key, (values, at)) in &attrs {
-        if let Some((_, why)) = REFUSE.iter().find(|(k, _)| k == key) {
-            return Err(refuse(at, (*why).to_owned()));
-        }
-        if let Some((_, why)) = WARN_ONLY.iter().find(|(k, _)| k == key) {
-            let text = format!("{key} = {}: {why}", values.join(" "));
-            t.warnings.push(ConfigError::new(
-                at.clone(),
-                format!("{}: {text}; ignored", whose(at)),
-            ));
-            d.note(at, text);
-        } else if !KNOWN.contains(&key.as_str()) {
-            t.warnings.push(ConfigError::new(
-                at.clone(),
-                format!(
-                    "{}: unknown attribute \"{key}\"; ignored",
-                    whose(at),
-                    key = quote(key)
-                ),
-            ));
-            d.note(
-                at,
-                format!("{key} = {}: unknown attribute, ignored", values.join(" ")),
-            );
-        }
     }
 
-    let flags = words("flags");
-    let flag = |f: &str| flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-    let flags_at = attrs
-        .get("flags")
-        .map(|(_, at)| at.clone())
-        .unwrap_or_else(|| b.at.clone());
-    for f in &flags {
-        match f.to_ascii_uppercase().as_str() {
-            "SENSOR" => {
-                return Err(refuse(
-                    &flags_at,
-                    "flags SENSOR is not supported".to_owned(),
-                ))
-            }
-            "IDONLY" => {
-                return Err(refuse(
-                    &flags_at,
-                    "flags IDONLY (identd verification) is not supported".to_owned(),
-                ))
-            }
-            "IPV4" | "IPV6" | "NAMEINARGS" | "REUSE" | "NOLIBWRAP" | "NORETRY" => {}
-            other => {
-                t.warnings.push(ConfigError::new(
-                    flags_at.clone(),
-                    format!(
-                        "{}: flags {other} has no equivalent yet; ignored",
-                        whose(&flags_at)
-                    ),
-                ));
-                d.note(
-                    &flags_at,
-                    format!(
-                        "flags {other}: no equivalent yet, ignored",
-                        other = quote(other)
-                    ),
-                );
-            }
-        }
+    /// The warning for a setting at `at` that is ignored.
+    fn ignored(&self, at: &Location, what: &str) -> ConfigError {
+        ConfigError::new(at.clone(), format!("{}: {what}; ignored", self.whose(at)))
     }
 
-    let id = one("id").map_or(name.to_owned(), |(s, _)| s.to_owned());
-    d.set("name", Value::Str(id), &b.at);
-    if let Some(("yes", at)) = one("disable") {
-        d.disabled = Some(format!("disable = yes at line {}", at.line));
+    /// The service asks for something oxinetd cannot do (safely): it is not
+    /// run, the others are.
+    fn refuse(&self, at: &Location, m: impl std::fmt::Display) -> Problem {
+        Problem::Unsupported(ConfigError::new(
+            at.clone(),
+            format!(
+                "service {name}: {m}; service not run",
+                name = quote(self.name)
+            ),
+        ))
     }
 
-    let types = words("type");
-    let type_at = attrs.get("type").map_or(&b.at, |(_, at)| at);
-    for ty in &types {
-        match ty.as_str() {
-            "INTERNAL" | "UNLISTED" => {}
-            "RPC" => return Err(refuse(type_at, "type RPC is not supported".to_owned())),
-            other => {
-                return Err(refuse(
-                    type_at,
-                    format!("type {other} is not supported", other = quote(other)),
-                ))
-            }
-        }
-    }
-    let internal = types.iter().any(|t| t == "INTERNAL");
-    let unlisted = types.iter().any(|t| t == "UNLISTED");
-
-    let socket = one("socket_type");
-    let udp = match socket {
-        Some(("stream", _)) => false,
-        Some(("dgram", _)) => true,
-        Some((other, at)) => {
-            return Err(refuse(
-                at,
-                format!(
-                    "socket_type {other} is not supported (stream and dgram are)",
-                    other = quote(other)
-                ),
-            ))
-        }
-        None => return Err(invalid(&b.at, "socket_type is missing".to_owned())),
-    };
-    if let Some((p, at)) = one("protocol") {
-        if p != if udp { "udp" } else { "tcp" } {
-            return Err(invalid(
-                at,
-                format!("protocol {p} does not go with socket_type", p = quote(p)),
-            ));
-        }
-    }
-    d.set(
-        "socket",
-        Value::Str(if udp { "dgram" } else { "stream" }.to_owned()),
-        socket.map_or(&b.at, |(_, at)| at),
-    );
-
-    // Where it listens.
-    let port = match one("port") {
-        Some((p, _)) => p.to_owned(),
-        None if unlisted => {
-            return Err(invalid(
-                &b.at,
-                "an UNLISTED service needs a port".to_owned(),
-            ))
-        }
-        None => name.to_owned(),
-    };
-    let port_at = attrs.get("port").map_or(&b.at, |(_, at)| at).clone();
-    let bind = one("bind").or_else(|| one("interface"));
-    let v6only = matches!(one("v6only"), Some(("yes", _)));
-    let listen = match bind {
-        Some((host, at)) => resolve_host(host)
-            .map_err(|m| refuse(at, m))?
-            .into_iter()
-            .map(|ip| listen_entry(ip, &port))
-            .collect(),
-        None if flag("IPv6") && !v6only => vec![format!("*:{port}")],
-        None if flag("IPv6") => vec![format!("[::]:{port}")],
-        None => vec![format!("0.0.0.0:{port}")],
-    };
-    d.set("listen", Value::strs(listen), &port_at);
-
-    // What runs.
-    if internal {
-        let builtin = Internal::from_name(name).ok_or_else(|| {
-            refuse(type_at, format!("no built-in service \"{name}\" (oxinetd has echo, discard, chargen, daytime, time)", name = quote(name)))
-        })?;
-        d.set(
-            "server",
-            Value::Str(format!("internal:{}", builtin.name())),
-            type_at,
-        );
-    } else {
-        let Some((server, at)) = one("server") else {
-            return Err(invalid(&b.at, "server is missing".to_owned()));
-        };
-        d.set("server", Value::Str(server.to_owned()), at);
-        let wait = match one("wait") {
-            Some(("yes", _)) => true,
-            Some(("no", _)) => false,
-            Some((other, at)) => {
-                return Err(invalid(
-                    at,
-                    format!("wait = {other}: expected yes or no", other = quote(other)),
-                ))
-            }
-            None => return Err(invalid(&b.at, "wait is missing".to_owned())),
-        };
-        d.set(
-            "wait",
-            Value::Bool(wait),
-            attrs.get("wait").map_or(&b.at, |(_, at)| at),
-        );
-        if let Some((user, at)) = one("user") {
-            d.set("user", Value::Str(user.to_owned()), at);
-        }
-        if let Some((group, at)) = one("group") {
-            d.set("group", Value::Str(group.to_owned()), at);
-        }
-        let groups_at = attrs.get("groups").map_or(&b.at, |(_, at)| at);
-        d.set(
-            "groups",
-            Value::Bool(matches!(one("groups"), Some(("yes", _)))),
-            groups_at,
-        );
-        let mut args = words("server_args");
-        let args_at = attrs.get("server_args").map_or(&b.at, |(_, at)| at);
-        if flag("NAMEINARGS") {
-            if args.is_empty() {
-                return Err(invalid(
-                    &flags_at,
-                    "flags NAMEINARGS needs server_args with argv[0]".to_owned(),
-                ));
-            }
-            d.set("argv0", Value::Str(args.remove(0)), args_at);
-        }
-        if !args.is_empty() {
-            d.set("args", Value::strs(args), args_at);
-        }
-        let env: Vec<(String, String)> = words("env")
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-                None => Err(kv.clone()),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|kv| {
-                invalid(
-                    attrs.get("env").map_or(&b.at, |(_, at)| at),
-                    format!("env \"{kv}\": expected NAME=VALUE", kv = quote(kv.as_str())),
-                )
-            })?;
-        if !env.is_empty() {
-            d.set(
-                "env",
-                Value::table(env),
-                attrs.get("env").map_or(&b.at, |(_, at)| at),
-            );
-        }
-        let passenv = words("passenv");
-        if !passenv.is_empty() {
-            d.set(
-                "passenv",
-                Value::strs(passenv),
-                attrs.get("passenv").map_or(&b.at, |(_, at)| at),
-            );
-        }
-        d.set("stderr", Value::Str("socket".to_owned()), &b.at);
+    /// The service is malformed.
+    fn invalid(&self, at: &Location, m: impl std::fmt::Display) -> Problem {
+        Problem::Invalid(ConfigError::new(
+            at.clone(),
+            format!("service {name}: {m}", name = quote(self.name)),
+        ))
     }
 
-    // Who may connect.
-    for key in ["only_from", "no_access"] {
-        if let Some((values, at)) = attrs.get(key) {
-            let mut rules = Vec::new();
-            for v in values {
-                match address_rule(v) {
-                    Some(mut r) => rules.append(&mut r),
-                    None => {
-                        return Err(refuse(
-                            at,
-                            format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)", key = quote(key), v = quote(v)),
-                        ))
-                    }
+    /// `type`: INTERNAL and UNLISTED are understood; RPC or any other type
+    /// refuses the service.
+    fn kind(&self) -> Result<Kind, Problem> {
+        let types = self.values("type");
+        let at = self.at("type");
+        for ty in types {
+            match ty.as_str() {
+                "INTERNAL" | "UNLISTED" => {}
+                "RPC" => return Err(self.refuse(at, "type RPC is not supported")),
+                other => {
+                    return Err(self.refuse(
+                        at,
+                        format!("type {other} is not supported", other = quote(other)),
+                    ))
                 }
             }
-            d.set(
-                if key == "only_from" {
-                    "only_from"
-                } else {
-                    "no_access"
-                },
-                Value::strs(rules),
-                at,
-            );
         }
-    }
-    if let Some((values, at)) = attrs.get("access_times") {
-        d.set("access_times", Value::strs(values.clone()), at);
-    }
-    if let Some((file, at)) = one("banner_fail") {
-        d.set("banner_fail", Value::Str(file.to_owned()), at);
+        Ok(Kind {
+            internal: types.iter().any(|t| t == "INTERNAL"),
+            unlisted: types.iter().any(|t| t == "UNLISTED"),
+        })
     }
 
-    // Limits, with xinetd's defaults written out.
-    let limit = |key: &str| -> Result<Option<(i64, Location)>, Problem> {
-        match one(key) {
+    /// A `*_limit`-like number (`instances`, `per_source`): `None` when
+    /// unset or UNLIMITED.
+    fn limit(&self, key: &str) -> Result<Option<(i64, &Location)>, Problem> {
+        match self.one(key) {
             None | Some(("UNLIMITED", _)) => Ok(None),
             Some((n, at)) => n
                 .parse::<i64>()
                 .ok()
                 .filter(|n| *n >= 1)
-                .map(|n| Some((n, at.clone())))
+                .map(|n| Some((n, at)))
                 .ok_or_else(|| {
-                    invalid(
+                    self.invalid(
                         at,
                         format!(
                             "{key} = {n}: expected a number or UNLIMITED",
@@ -711,87 +572,364 @@ fn service(
                     )
                 }),
         }
-    };
-    match limit("instances")? {
-        Some((n, at)) => d.set("instances", Value::Int(n), &at),
-        None => {
-            let at = attrs.get("instances").map_or(&b.at, |(_, at)| at).clone();
-            d.set("instances", Value::Int(1_000_000), &at);
-            d.note(
-                &at,
-                "instances: xinetd's default is UNLIMITED (oxinetd's own default is 256)",
-            );
-        }
     }
-    if let Some((n, at)) = limit("per_source")? {
-        d.set("per_source", Value::Int(n), &at);
-    }
-    match attrs.get("cps") {
-        Some((v, at)) => match v[..] {
-            [ref count, ref pause] => match (count.parse::<i64>(), pause.parse::<i64>()) {
-                (Ok(c), Ok(p)) if c >= 1 && p >= 0 => d.set("cps", Value::ints(vec![c, p]), at),
-                _ => {
-                    return Err(invalid(
-                        at,
-                        format!("cps = {}: expected two numbers", v.join(" ")),
-                    ))
-                }
-            },
-            _ => {
-                return Err(invalid(
-                    at,
-                    format!("cps = {}: expected two numbers", v.join(" ")),
-                ))
+}
+
+/// One service being translated: its attributes, the draft built from
+/// them, and the translation that collects the warnings.
+struct ServiceDraft<'a> {
+    attrs: Attrs<'a>,
+    d: Draft,
+    t: &'a mut Translation,
+}
+
+impl ServiceDraft<'_> {
+    /// Attributes that refuse the service (`REFUSE`), that are ignored with
+    /// a warning (`WARN_ONLY`), or that are unknown. What is ignored is also
+    /// noted in the output, so nothing is dropped silently.
+    fn refused_and_ignored(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        for (key, (values, at)) in &a.map {
+            if let Some((_, why)) = REFUSE.iter().find(|(k, _)| k == key) {
+                return Err(a.refuse(at, why));
             }
-        },
-        None => {
-            d.set("cps", Value::ints(vec![50, 10]), &b.at);
-            d.note(&b.at, "cps: xinetd's default 50 10, written out");
+            if let Some((_, why)) = WARN_ONLY.iter().find(|(k, _)| k == key) {
+                let text = format!("{key} = {}: {why}", values.join(" "));
+                self.t.warnings.push(a.ignored(at, &text));
+                self.d.note(at, text);
+            } else if !KNOWN.contains(&key.as_str()) {
+                self.t.warnings.push(a.ignored(
+                    at,
+                    &format!("unknown attribute \"{key}\"", key = quote(key)),
+                ));
+                self.d.note(
+                    at,
+                    format!("{key} = {}: unknown attribute, ignored", values.join(" ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `flags`: SENSOR and IDONLY would be security checks, so they refuse
+    /// the service; the ones translated elsewhere or harmless to drop pass;
+    /// any other is ignored with a warning.
+    fn flags(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let at = a.at("flags");
+        for f in a.values("flags") {
+            match f.to_ascii_uppercase().as_str() {
+                "SENSOR" => return Err(a.refuse(at, "flags SENSOR is not supported")),
+                "IDONLY" => {
+                    return Err(a.refuse(at, "flags IDONLY (identd verification) is not supported"))
+                }
+                "IPV4" | "IPV6" | "NAMEINARGS" | "REUSE" | "NOLIBWRAP" | "NORETRY" => {}
+                other => {
+                    self.t
+                        .warnings
+                        .push(a.ignored(at, &format!("flags {other} has no equivalent yet")));
+                    self.d.note(
+                        at,
+                        format!(
+                            "flags {other}: no equivalent yet, ignored",
+                            other = quote(other)
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `id` names the service (the name after `service` by default);
+    /// `disable = yes` writes it commented out.
+    fn name_and_disable(&mut self) {
+        let a = &self.attrs;
+        let id = a.one("id").map_or(a.name.to_owned(), |(s, _)| s.to_owned());
+        self.d.set("name", Value::Str(id), &a.block.at);
+        if let Some(("yes", at)) = a.one("disable") {
+            self.d.disabled = Some(format!("disable = yes at line {}", at.line));
         }
     }
 
-    // What is logged.
-    for (key, known) in [
-        (
-            "log_on_success",
-            &["PID", "HOST", "EXIT", "DURATION", "TRAFFIC"][..],
-        ),
-        ("log_on_failure", &["HOST", "ATTEMPT"][..]),
-    ] {
-        if let Some((values, at)) = attrs.get(key) {
+    /// `socket_type` (required) and `protocol`, which must go with it.
+    fn socket(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let (udp, at) = match a.one("socket_type") {
+            Some(("stream", at)) => (false, at),
+            Some(("dgram", at)) => (true, at),
+            Some((other, at)) => {
+                return Err(a.refuse(
+                    at,
+                    format!(
+                        "socket_type {other} is not supported (stream and dgram are)",
+                        other = quote(other)
+                    ),
+                ))
+            }
+            None => return Err(a.invalid(&a.block.at, "socket_type is missing")),
+        };
+        if let Some((p, at)) = a.one("protocol") {
+            if p != if udp { "udp" } else { "tcp" } {
+                return Err(a.invalid(
+                    at,
+                    format!("protocol {p} does not go with socket_type", p = quote(p)),
+                ));
+            }
+        }
+        self.d.set(
+            "socket",
+            Value::Str(if udp { "dgram" } else { "stream" }.to_owned()),
+            at,
+        );
+        Ok(())
+    }
+
+    /// `port` (the service name when unset, except for UNLISTED services),
+    /// on the addresses of `bind` (or `interface`), else on the wildcard
+    /// address: IPv4 only, as in xinetd, unless `flags = IPv6`.
+    fn listen(&mut self, unlisted: bool) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let port = match a.one("port") {
+            Some((p, _)) => p.to_owned(),
+            None if unlisted => {
+                return Err(a.invalid(&a.block.at, "an UNLISTED service needs a port"))
+            }
+            None => a.name.to_owned(),
+        };
+        let bind = a.one("bind").or_else(|| a.one("interface"));
+        let v6only = matches!(a.one("v6only"), Some(("yes", _)));
+        let listen = match bind {
+            Some((host, at)) => resolve_host(host)
+                .map_err(|m| a.refuse(at, m))?
+                .into_iter()
+                .map(|ip| listen_entry(ip, &port))
+                .collect(),
+            None if a.flag("IPv6") && !v6only => vec![format!("*:{port}")],
+            None if a.flag("IPv6") => vec![format!("[::]:{port}")],
+            None => vec![format!("0.0.0.0:{port}")],
+        };
+        self.d.set("listen", Value::strs(listen), a.at("port"));
+        Ok(())
+    }
+
+    /// `type = INTERNAL`: the built-in service of the service's name.
+    fn builtin(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let at = a.at("type");
+        let builtin = Internal::from_name(a.name).ok_or_else(|| {
+            a.refuse(
+                at,
+                format!(
+                    "no built-in service \"{name}\" (oxinetd has echo, discard, chargen, daytime, time)",
+                    name = quote(a.name)
+                ),
+            )
+        })?;
+        self.d.set(
+            "server",
+            Value::Str(format!("internal:{}", builtin.name())),
+            at,
+        );
+        Ok(())
+    }
+
+    /// `server` and `wait`, both required for a program.
+    fn server_and_wait(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let Some((server, at)) = a.one("server") else {
+            return Err(a.invalid(&a.block.at, "server is missing"));
+        };
+        self.d.set("server", Value::Str(server.to_owned()), at);
+        let wait = match a.one("wait") {
+            Some(("yes", _)) => true,
+            Some(("no", _)) => false,
+            Some((other, at)) => {
+                return Err(a.invalid(
+                    at,
+                    format!("wait = {other}: expected yes or no", other = quote(other)),
+                ))
+            }
+            None => return Err(a.invalid(&a.block.at, "wait is missing")),
+        };
+        self.d.set("wait", Value::Bool(wait), a.at("wait"));
+        Ok(())
+    }
+
+    /// `user`, `group`, and `groups` (supplementary groups), written out
+    /// as xinetd's default `no` when unset.
+    fn identity(&mut self) {
+        let a = &self.attrs;
+        if let Some((user, at)) = a.one("user") {
+            self.d.set("user", Value::Str(user.to_owned()), at);
+        }
+        if let Some((group, at)) = a.one("group") {
+            self.d.set("group", Value::Str(group.to_owned()), at);
+        }
+        self.d.set(
+            "groups",
+            Value::Bool(matches!(a.one("groups"), Some(("yes", _)))),
+            a.at("groups"),
+        );
+    }
+
+    /// `server_args`; under `flags = NAMEINARGS` its first word is argv[0].
+    fn arguments(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let mut args = a.values("server_args").to_vec();
+        let at = a.at("server_args");
+        if a.flag("NAMEINARGS") {
+            if args.is_empty() {
+                return Err(a.invalid(
+                    a.at("flags"),
+                    "flags NAMEINARGS needs server_args with argv[0]",
+                ));
+            }
+            self.d.set("argv0", Value::Str(args.remove(0)), at);
+        }
+        if !args.is_empty() {
+            self.d.set("args", Value::strs(args), at);
+        }
+        Ok(())
+    }
+
+    /// `env` (NAME=VALUE words) and `passenv` (names whose value is taken
+    /// from oxinetd's own environment).
+    fn environment(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        let at = a.at("env");
+        let env: Vec<(String, String)> = a
+            .values("env")
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+                None => Err(kv),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|kv| {
+                a.invalid(
+                    at,
+                    format!("env \"{kv}\": expected NAME=VALUE", kv = quote(kv)),
+                )
+            })?;
+        if !env.is_empty() {
+            self.d.set("env", Value::table(env), at);
+        }
+        let passenv = a.values("passenv");
+        if !passenv.is_empty() {
+            self.d
+                .set("passenv", Value::strs(passenv.to_vec()), a.at("passenv"));
+        }
+        Ok(())
+    }
+
+    /// Who may connect: `only_from` and `no_access` as CIDR rules (a host
+    /// or network name refuses the service, as dropping the rule would
+    /// let everyone in), then `access_times` and `banner_fail` as they are.
+    fn access(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        for key in ["only_from", "no_access"] {
+            let Some((values, at)) = a.map.get(key) else {
+                continue;
+            };
+            let mut rules = Vec::new();
+            for v in values {
+                let Some(mut r) = address_rule(v) else {
+                    return Err(a.refuse(
+                        at,
+                        format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)", key = quote(key), v = quote(v)),
+                    ));
+                };
+                rules.append(&mut r);
+            }
+            self.d.set(key, Value::strs(rules), at);
+        }
+        if let Some((values, at)) = a.map.get("access_times") {
+            self.d.set("access_times", Value::strs(values.clone()), at);
+        }
+        if let Some((file, at)) = a.one("banner_fail") {
+            self.d.set("banner_fail", Value::Str(file.to_owned()), at);
+        }
+        Ok(())
+    }
+
+    /// `instances`, `per_source` and `cps`, with xinetd's defaults written
+    /// out where oxinetd's own differ.
+    fn limits(&mut self) -> Result<(), Problem> {
+        let a = &self.attrs;
+        match a.limit("instances")? {
+            Some((n, at)) => self.d.set("instances", Value::Int(n), at),
+            None => {
+                let at = a.at("instances");
+                self.d.set("instances", Value::Int(1_000_000), at);
+                self.d.note(
+                    at,
+                    "instances: xinetd's default is UNLIMITED (oxinetd's own default is 256)",
+                );
+            }
+        }
+        if let Some((n, at)) = a.limit("per_source")? {
+            self.d.set("per_source", Value::Int(n), at);
+        }
+        let Some((v, at)) = a.map.get("cps") else {
+            self.d.set("cps", Value::ints(vec![50, 10]), &a.block.at);
+            self.d
+                .note(&a.block.at, "cps: xinetd's default 50 10, written out");
+            return Ok(());
+        };
+        let cps = match &v[..] {
+            [count, pause] => match (count.parse::<i64>(), pause.parse::<i64>()) {
+                (Ok(c), Ok(p)) if c >= 1 && p >= 0 => Some(vec![c, p]),
+                _ => None,
+            },
+            _ => None,
+        };
+        let cps = cps
+            .ok_or_else(|| a.invalid(at, format!("cps = {}: expected two numbers", v.join(" "))))?;
+        self.d.set("cps", Value::ints(cps), at);
+        Ok(())
+    }
+
+    /// `log_on_success` and `log_on_failure`: the words oxinetd logs are
+    /// kept, the others noted as not logged.
+    fn logging(&mut self) {
+        let a = &self.attrs;
+        for (key, known) in [
+            (
+                "log_on_success",
+                &["PID", "HOST", "EXIT", "DURATION", "TRAFFIC"][..],
+            ),
+            ("log_on_failure", &["HOST", "ATTEMPT"][..]),
+        ] {
+            let Some((values, at)) = a.map.get(key) else {
+                continue;
+            };
             let (keep, drop): (Vec<String>, Vec<String>) = values
                 .iter()
                 .cloned()
                 .partition(|w| known.contains(&w.as_str()));
             if !drop.is_empty() {
-                d.note(
+                self.d.note(
                     at,
                     format!("{key} {}: no equivalent, not logged", drop.join(" ")),
                 );
             }
-            d.set(
-                if key == "log_on_success" {
-                    "log_on_success"
-                } else {
-                    "log_on_failure"
-                },
-                Value::strs(keep),
-                at,
-            );
+            self.d.set(key, Value::strs(keep), at);
         }
     }
-    if internal {
-        // Internal services run inside oxinetd: no identity or argv.
+
+    /// Internal services run inside oxinetd: their identity, argv and
+    /// `wait` settings are noted as not needed.
+    fn not_needed_by_internal(&mut self) {
         for key in ["user", "group", "server", "server_args", "wait"] {
-            if let Some((_, at)) = attrs.get(key) {
-                d.note(
+            if let Some((_, at)) = self.attrs.map.get(key) {
+                self.d.note(
                     at,
                     format!("{key}: not needed, internal services run inside oxinetd"),
                 );
             }
         }
     }
-    Ok(d)
 }
 
 /// Attributes translated (or deliberately accepted as no-ops).

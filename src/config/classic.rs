@@ -15,59 +15,46 @@ pub struct Translation {
     /// `[global]` keys.
     pub global: Vec<(&'static str, Value, Location)>,
     pub services: Vec<Draft>,
-    /// Malformed lines or values: the config is invalid (a reload with
-    /// them keeps the running config), the rest runs at startup.
-    pub errors: Vec<ConfigError>,
-    /// Valid lines or services oxinetd cannot honour (RPC, a redirect, a
-    /// sensor...): reported, never run, and they do not block a reload.
-    pub unsupported: Vec<ConfigError>,
-    /// Settings that are ignored or changed; the service still runs.
-    pub warnings: Vec<ConfigError>,
+    /// The problems met translating: malformed lines (errors), lines
+    /// oxinetd cannot honour (skipped), settings ignored (warnings).
+    pub diagnostics: Vec<Diagnostic>,
     /// The files read, in order (for the header of `import`).
     pub sources: Vec<PathBuf>,
-}
-
-/// Why a line or service of another format is not translated.
-#[derive(Debug)]
-pub enum Problem {
-    /// Malformed: the config is wrong.
-    Invalid(ConfigError),
-    /// Well-formed, but asks for something oxinetd cannot do (safely).
-    Unsupported(ConfigError),
 }
 
 impl Translation {
     /// Problems in reading order, each once (settings in `defaults` are
     /// met once per service).
     pub fn finish(&mut self) {
-        for list in [&mut self.errors, &mut self.unsupported, &mut self.warnings] {
-            list.sort_by(|a, b| {
-                (&a.at.file, a.at.line, a.at.col, &a.message)
-                    .cmp(&(&b.at.file, b.at.line, b.at.col, &b.message))
-            });
-            list.dedup();
-        }
+        self.diagnostics.sort_by(|a, b| {
+            let (x, y) = (&a.problem, &b.problem);
+            (&x.at.file, x.at.line, x.at.col, &x.message, a.severity)
+                .cmp(&(&y.at.file, y.at.line, y.at.col, &y.message, b.severity))
+        });
+        self.diagnostics.dedup();
     }
 
-    pub fn report(&mut self, p: Problem) {
-        match p {
-            Problem::Invalid(e) => self.errors.push(e),
-            Problem::Unsupported(e) => self.unsupported.push(e),
-        }
+    /// Record a problem met translating.
+    pub fn report(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
     }
 
-    /// The problems met translating, with their weight.
-    pub fn diagnostics(&self) -> Vec<Diagnostic> {
-        let weigh = |list: &[ConfigError], severity| {
-            list.iter()
-                .cloned()
-                .map(move |problem| Diagnostic { severity, problem })
-                .collect::<Vec<_>>()
-        };
-        let mut all = weigh(&self.errors, Severity::Error);
-        all.extend(weigh(&self.unsupported, Severity::Skipped));
-        all.extend(weigh(&self.warnings, Severity::Warning));
-        all
+    /// Record malformed input: the config is wrong.
+    pub fn error(&mut self, e: ConfigError) {
+        self.report(Diagnostic::error(e));
+    }
+
+    /// Record a setting that is ignored or changed.
+    pub fn warning(&mut self, e: ConfigError) {
+        self.report(Diagnostic::warning(e));
+    }
+
+    /// The problems of one severity, in reading order.
+    pub fn problems(&self, severity: Severity) -> impl Iterator<Item = &ConfigError> {
+        self.diagnostics
+            .iter()
+            .filter(move |d| d.severity == severity)
+            .map(|d| &d.problem)
     }
 
     /// Resolve the translation of the config at `path` as the supervisor
@@ -79,7 +66,6 @@ impl Translation {
         if !duplicates.is_empty() {
             return Err(duplicates);
         }
-        let diagnostics = self.diagnostics();
         let raw = Raw {
             global: self
                 .global
@@ -98,7 +84,7 @@ impl Translation {
             relative_to: Some(path.to_path_buf()),
         };
         let mut loaded = super::resolve::resolve(raw, ctx);
-        loaded.diagnostics.extend(diagnostics);
+        loaded.diagnostics.extend(self.diagnostics);
         Ok(loaded)
     }
 

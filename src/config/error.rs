@@ -63,7 +63,7 @@ pub struct ConfigError {
 }
 
 /// How much a problem weighs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     /// The service (or the whole config) is wrong: it does not run, and a
     /// reload with it keeps the running config.
@@ -88,6 +88,20 @@ impl Diagnostic {
     pub fn error(problem: ConfigError) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
+            problem,
+        }
+    }
+
+    pub fn skipped(problem: ConfigError) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Skipped,
+            problem,
+        }
+    }
+
+    pub fn warning(problem: ConfigError) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
             problem,
         }
     }

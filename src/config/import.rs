@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use super::classic::Translation;
 use super::raw::Key;
+use super::Severity;
 
 /// The TOML text of `t`, translated from `format`.
 pub fn render(t: &Translation, format: &str) -> String {
@@ -16,7 +17,10 @@ pub fn render(t: &Translation, format: &str) -> String {
     for src in &t.sources {
         out.comment(&format!("  {}", src.display()));
     }
-    for e in t.errors.iter().chain(&t.unsupported) {
+    let not_run = t
+        .problems(Severity::Error)
+        .chain(t.problems(Severity::Skipped));
+    for e in not_run {
         out.comment(&format!("NOT CONVERTED: {e}"));
     }
     if !t.global.is_empty() {

@@ -17,11 +17,11 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::classic::{listen_entry, resolve_host, Problem, Translation};
+use super::classic::{listen_entry, resolve_host, Translation};
 use super::error::quote;
 use super::raw::{Draft, Value};
 use super::source::{Entry, Sources};
-use super::{ConfigError, Location};
+use super::{ConfigError, Diagnostic, Location};
 use crate::internal::Internal;
 
 /// Translate `path`, and the files of an `inetd.d` directory beside it
@@ -42,14 +42,16 @@ pub fn translate(path: &Path) -> Translation {
     }
     // Read through `Sources` for its size limits (inetd has no includes).
     let mut sources = Sources::default();
+    let mut unread = Vec::new();
     for file in files {
-        if let Entry::Read(text) = sources.enter(&file, None, &mut t.errors) {
+        if let Entry::Read(text) = sources.enter(&file, None, &mut unread) {
             translate_text(&file, &text, &mut t);
             sources.leave();
         }
         t.sources.push(file);
     }
-    sources.finish(&mut t.errors);
+    sources.finish(&mut unread);
+    unread.into_iter().for_each(|e| t.error(e));
     name_services(&mut t);
     t.finish();
     t
@@ -84,7 +86,7 @@ pub fn translate_text(file: &Path, text: &str, t: &mut Translation) {
             raw,
         };
         if line.starts_with("#@") {
-            t.warnings.push(ConfigError::new(
+            t.warning(ConfigError::new(
                 pos.at(0),
                 "FreeBSD IPsec policy comments (#@) are not supported; the lines after it run without one",
             ));
@@ -156,13 +158,13 @@ impl LinePos<'_> {
     }
 
     /// Field `n` is malformed.
-    fn invalid(&self, n: usize, m: String) -> Problem {
-        Problem::Invalid(ConfigError::new(self.at(n), m))
+    fn invalid(&self, n: usize, m: String) -> Diagnostic {
+        Diagnostic::error(ConfigError::new(self.at(n), m))
     }
 
     /// Field `n` asks for something oxinetd does not do: the line is not run.
-    fn unsupported(&self, n: usize, m: &str) -> Problem {
-        Problem::Unsupported(ConfigError::new(self.at(n), m.to_owned()))
+    fn unsupported(&self, n: usize, m: &str) -> Diagnostic {
+        Diagnostic::skipped(ConfigError::new(self.at(n), m.to_owned()))
     }
 }
 
@@ -180,7 +182,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// Name the words of a line; there are at least six.
-    fn split(pos: &LinePos, words: &'a [&'a str]) -> Result<Fields<'a>, Problem> {
+    fn split(pos: &LinePos, words: &'a [&'a str]) -> Result<Fields<'a>, Diagnostic> {
         let [service, socket_type, protocol, wait, user, server, argv @ ..] = words else {
             return Err(pos.invalid(
                 SERVICE,
@@ -217,7 +219,7 @@ impl Transport {
     /// The socket-type and protocol fields: stream or dgram over tcp/udp
     /// (4, 6, 46) or unix, seqpacket over unix. RPC, SCTP, raw and rdm are
     /// valid inetd but not run.
-    fn parse(pos: &LinePos, socket_type: &str, protocol: &str) -> Result<Transport, Problem> {
+    fn parse(pos: &LinePos, socket_type: &str, protocol: &str) -> Result<Transport, Diagnostic> {
         match (socket_type, protocol) {
             (_, p) if p.starts_with("rpc/") => {
                 Err(pos.unsupported(PROTOCOL, &format!("RPC services ({p}) are not supported")))
@@ -290,7 +292,7 @@ fn translate_line(
     pos: &LinePos,
     words: &[&str],
     default_host: Option<&str>,
-) -> Result<Draft, Problem> {
+) -> Result<Draft, Diagnostic> {
     let f = Fields::split(pos, words)?;
     let transport = Transport::parse(pos, f.socket_type, f.protocol)?;
     if f.service.starts_with("tcpmux/") || f.service == "tcpmux" {
@@ -346,7 +348,7 @@ fn translate_line(
 /// `wait|nowait[.max]` or FreeBSD's
 /// `wait|nowait[/max-child[/per-ip-per-min[/per-ip]]]`: whether the
 /// service waits, and the limits for `rate_limits`.
-fn wait_field<'a>(pos: &LinePos, wait: &'a str) -> Result<(bool, Option<&'a str>), Problem> {
+fn wait_field<'a>(pos: &LinePos, wait: &'a str) -> Result<(bool, Option<&'a str>), Diagnostic> {
     let (mode, limits) = match wait.find(['.', '/']) {
         Some(i) => (&wait[..i], Some(&wait[i..])),
         None => (wait, None),
@@ -391,7 +393,7 @@ impl LineDraft<'_> {
         host: Option<&str>,
         port: &str,
         v6: Option<bool>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Diagnostic> {
         let listen = listen_entries(host, port, v6).map_err(|m| self.pos.invalid(SERVICE, m))?;
         self.d
             .set("listen", Value::strs(listen), &self.pos.at(SERVICE));
@@ -402,7 +404,7 @@ impl LineDraft<'_> {
     /// the server sets the socket file's owner and mode; without it only
     /// root can connect, as inetd leaves the socket. The server without
     /// that prefix is returned.
-    fn unix_socket<'s>(&mut self, path: &str, server: &'s str) -> Result<&'s str, Problem> {
+    fn unix_socket<'s>(&mut self, path: &str, server: &'s str) -> Result<&'s str, Diagnostic> {
         let pos = self.pos;
         self.d.set(
             "listen",
@@ -441,7 +443,7 @@ impl LineDraft<'_> {
     /// `internal`: the built-in service named by the service field, or
     /// else by the first argument. The user is noted: internal services
     /// run inside oxinetd.
-    fn builtin(&mut self, port: &str, f: &Fields) -> Result<(), Problem> {
+    fn builtin(&mut self, port: &str, f: &Fields) -> Result<(), Diagnostic> {
         let pos = self.pos;
         let named = Internal::from_name(port)
             .or_else(|| f.argv.first().and_then(|a| Internal::from_name(a)));
@@ -474,7 +476,7 @@ impl LineDraft<'_> {
 
     /// A program: `wait`, who it runs as, the server and its argv, and
     /// stderr on the socket as under every inetd.
-    fn program(&mut self, waits: bool, server: &str, f: &Fields) -> Result<(), Problem> {
+    fn program(&mut self, waits: bool, server: &str, f: &Fields) -> Result<(), Diagnostic> {
         self.d.set("wait", Value::Bool(waits), &self.pos.at(WAIT));
         self.identity(f.user)?;
         self.d.set(
@@ -492,7 +494,7 @@ impl LineDraft<'_> {
     }
 
     /// `user[:group|.group][/class]`: the login class has no equivalent.
-    fn identity(&mut self, user: &str) -> Result<(), Problem> {
+    fn identity(&mut self, user: &str) -> Result<(), Diagnostic> {
         let at = self.pos.at(USER);
         let (name, group) = split_user(user);
         if name.is_empty() {
@@ -671,8 +673,8 @@ mod tests {
     fn one(line: &str) -> Result<Draft, ConfigError> {
         let mut t = Translation::default();
         translate_text(Path::new("inetd.conf"), line, &mut t);
-        match t.errors.pop().or_else(|| t.unsupported.pop()) {
-            Some(e) => Err(e),
+        match t.diagnostics.pop() {
+            Some(d) => Err(d.problem),
             None => t
                 .services
                 .pop()
@@ -721,7 +723,7 @@ mod tests {
             "127.0.0.2:\necho stream tcp nowait root internal\n*:\necho dgram udp wait root internal\n",
             &mut t,
         );
-        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
         assert_eq!(
             t.services[0].get("listen"),
             Some(&Value::strs(vec!["127.0.0.2:echo".into()]))

@@ -467,7 +467,7 @@ pub fn import(path: &Path, format: Format) -> Imported {
     };
     let text = import::render(&t, format.name());
     let (mut warnings, mut diagnostics): (Vec<_>, Vec<_>) = t
-        .diagnostics()
+        .diagnostics
         .into_iter()
         .partition(|d| d.severity == Severity::Warning);
     sort_problems(&mut diagnostics);

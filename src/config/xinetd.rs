@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::classic::{listen_entry, resolve_host, Problem, Translation};
+use super::classic::{listen_entry, resolve_host, Translation};
 use super::error::quote;
 use super::raw::{Draft, Value};
 use super::source::{Entry, Sources};
-use super::{ConfigError, Location};
+use super::{ConfigError, Diagnostic, Location};
 use crate::internal::Internal;
 
 /// Files and directories `include`/`includedir` may nest. Cycles are found
@@ -131,14 +131,19 @@ struct FileState {
 impl Reader {
     /// Translate the blocks read.
     fn finish(mut self) -> Translation {
-        self.sources.finish(&mut self.t.errors);
+        let mut cycle = Vec::new();
+        self.sources.finish(&mut cycle);
+        cycle.into_iter().for_each(|e| self.t.error(e));
         build(&self.blocks, self.t)
     }
 
     /// Read `path`, included at `at` (`None`: named on the command line),
     /// once per load (see `Sources`).
     fn read_file(&mut self, path: &Path, at: Option<&Location>) {
-        let text = match self.sources.enter(path, at, &mut self.t.errors) {
+        let mut unread = Vec::new();
+        let entry = self.sources.enter(path, at, &mut unread);
+        unread.into_iter().for_each(|e| self.t.error(e));
+        let text = match entry {
             Entry::Read(text) => text,
             Entry::Skip => return,
         };
@@ -152,7 +157,7 @@ impl Reader {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
-                self.t.errors.push(ConfigError::new(
+                self.t.error(ConfigError::new(
                     Location::file(dir),
                     format!("unable to read directory: {e}"),
                 ));
@@ -191,13 +196,13 @@ impl Reader {
             self.line(file, line, at, &mut state);
         }
         if let Some(b) = state.open {
-            self.t.errors.push(ConfigError::new(
+            self.t.error(ConfigError::new(
                 b.at,
                 "this block has no closing \"}\"".to_owned(),
             ));
         }
         if let Some((_, at)) = state.pending {
-            self.t.errors.push(brace_expected(at));
+            self.t.error(brace_expected(at));
         }
     }
 
@@ -205,7 +210,7 @@ impl Reader {
     /// the start of a block, or an include.
     fn line(&mut self, file: &Path, line: &str, at: Location, state: &mut FileState) {
         if let Some((_, header_at)) = state.pending.as_ref().filter(|_| !line.starts_with('{')) {
-            self.t.errors.push(brace_expected(header_at.clone()));
+            self.t.error(brace_expected(header_at.clone()));
             state.pending = None;
         }
         if let Some(mut block) = state.open.take() {
@@ -215,7 +220,7 @@ impl Reader {
             }
             match attr_line(line, &at) {
                 Ok(a) => block.attrs.push(a),
-                Err(m) => self.t.errors.push(ConfigError::new(at, m)),
+                Err(m) => self.t.error(ConfigError::new(at, m)),
             }
             state.open = Some(block);
         } else if line.ends_with('{') {
@@ -233,7 +238,7 @@ impl Reader {
             state.pending.take()
         } else {
             block_header(head, &at)
-                .map_err(|m| self.t.errors.push(ConfigError::new(at.clone(), m)))
+                .map_err(|m| self.t.error(ConfigError::new(at.clone(), m)))
                 .ok()
         };
         match header {
@@ -244,7 +249,7 @@ impl Reader {
                     attrs: Vec::new(),
                 })
             }
-            None if head.is_empty() => self.t.errors.push(ConfigError::new(
+            None if head.is_empty() => self.t.error(ConfigError::new(
                 at,
                 "\"{\" without a service or defaults line before it".to_owned(),
             )),
@@ -258,7 +263,7 @@ impl Reader {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("include" | "includedir"), Some(f), None) if self.sources.depth() > MAX_DEPTH => {
-                self.t.errors.push(ConfigError::new(
+                self.t.error(ConfigError::new(
                     at,
                     format!("{}: includes nested more than {MAX_DEPTH} deep", quote(f)),
                 ));
@@ -267,7 +272,7 @@ impl Reader {
             (Some("includedir"), Some(d), None) => self.include_dir(&relative(file, d), Some(&at)),
             _ => match block_header(line, &at) {
                 Ok(h) => state.pending = Some(h),
-                Err(m) => self.t.errors.push(ConfigError::new(at, m)),
+                Err(m) => self.t.error(ConfigError::new(at, m)),
             },
         }
     }
@@ -337,7 +342,7 @@ fn global_settings(defaults: &[Attr], t: &mut Translation) {
                 Value::Str(facility.to_owned()),
                 a.at.clone(),
             )),
-            _ => t.warnings.push(ConfigError::new(
+            _ => t.warning(ConfigError::new(
                 a.at.clone(),
                 format!(
                     "log_type {}: oxinetd logs to syslog (or stderr), not to files; ignored",
@@ -417,7 +422,7 @@ fn service(
     b: &Block,
     defaults: &[Attr],
     t: &mut Translation,
-) -> Result<Draft, Problem> {
+) -> Result<Draft, Diagnostic> {
     let mut s = ServiceDraft {
         attrs: Attrs {
             name,
@@ -510,8 +515,8 @@ impl Attrs<'_> {
 
     /// The service asks for something oxinetd cannot do (safely): it is not
     /// run, the others are.
-    fn refuse(&self, at: &Location, m: impl std::fmt::Display) -> Problem {
-        Problem::Unsupported(ConfigError::new(
+    fn refuse(&self, at: &Location, m: impl std::fmt::Display) -> Diagnostic {
+        Diagnostic::skipped(ConfigError::new(
             at.clone(),
             format!(
                 "service {name}: {m}; service not run",
@@ -521,8 +526,8 @@ impl Attrs<'_> {
     }
 
     /// The service is malformed.
-    fn invalid(&self, at: &Location, m: impl std::fmt::Display) -> Problem {
-        Problem::Invalid(ConfigError::new(
+    fn invalid(&self, at: &Location, m: impl std::fmt::Display) -> Diagnostic {
+        Diagnostic::error(ConfigError::new(
             at.clone(),
             format!("service {name}: {m}", name = quote(self.name)),
         ))
@@ -530,7 +535,7 @@ impl Attrs<'_> {
 
     /// `type`: INTERNAL and UNLISTED are understood; RPC or any other type
     /// refuses the service.
-    fn kind(&self) -> Result<Kind, Problem> {
+    fn kind(&self) -> Result<Kind, Diagnostic> {
         let types = self.values("type");
         let at = self.at("type");
         for ty in types {
@@ -553,7 +558,7 @@ impl Attrs<'_> {
 
     /// A `*_limit`-like number (`instances`, `per_source`): `None` when
     /// unset or UNLIMITED.
-    fn limit(&self, key: &str) -> Result<Option<(i64, &Location)>, Problem> {
+    fn limit(&self, key: &str) -> Result<Option<(i64, &Location)>, Diagnostic> {
         match self.one(key) {
             None | Some(("UNLIMITED", _)) => Ok(None),
             Some((n, at)) => n
@@ -587,7 +592,7 @@ impl ServiceDraft<'_> {
     /// Attributes that refuse the service (`REFUSE`), that are ignored with
     /// a warning (`WARN_ONLY`), or that are unknown. What is ignored is also
     /// noted in the output, so nothing is dropped silently.
-    fn refused_and_ignored(&mut self) -> Result<(), Problem> {
+    fn refused_and_ignored(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         for (key, (values, at)) in &a.map {
             if let Some((_, why)) = REFUSE.iter().find(|(k, _)| k == key) {
@@ -595,10 +600,10 @@ impl ServiceDraft<'_> {
             }
             if let Some((_, why)) = WARN_ONLY.iter().find(|(k, _)| k == key) {
                 let text = format!("{key} = {}: {why}", values.join(" "));
-                self.t.warnings.push(a.ignored(at, &text));
+                self.t.warning(a.ignored(at, &text));
                 self.d.note(at, text);
             } else if !KNOWN.contains(&key.as_str()) {
-                self.t.warnings.push(a.ignored(
+                self.t.warning(a.ignored(
                     at,
                     &format!("unknown attribute \"{key}\"", key = quote(key)),
                 ));
@@ -614,7 +619,7 @@ impl ServiceDraft<'_> {
     /// `flags`: SENSOR and IDONLY would be security checks, so they refuse
     /// the service; the ones translated elsewhere or harmless to drop pass;
     /// any other is ignored with a warning.
-    fn flags(&mut self) -> Result<(), Problem> {
+    fn flags(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let at = a.at("flags");
         for f in a.values("flags") {
@@ -626,8 +631,7 @@ impl ServiceDraft<'_> {
                 "IPV4" | "IPV6" | "NAMEINARGS" | "REUSE" | "NOLIBWRAP" | "NORETRY" => {}
                 other => {
                     self.t
-                        .warnings
-                        .push(a.ignored(at, &format!("flags {other} has no equivalent yet")));
+                        .warning(a.ignored(at, &format!("flags {other} has no equivalent yet")));
                     self.d.note(
                         at,
                         format!(
@@ -653,7 +657,7 @@ impl ServiceDraft<'_> {
     }
 
     /// `socket_type` (required) and `protocol`, which must go with it.
-    fn socket(&mut self) -> Result<(), Problem> {
+    fn socket(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let (udp, at) = match a.one("socket_type") {
             Some(("stream", at)) => (false, at),
@@ -688,7 +692,7 @@ impl ServiceDraft<'_> {
     /// `port` (the service name when unset, except for UNLISTED services),
     /// on the addresses of `bind` (or `interface`), else on the wildcard
     /// address: IPv4 only, as in xinetd, unless `flags = IPv6`.
-    fn listen(&mut self, unlisted: bool) -> Result<(), Problem> {
+    fn listen(&mut self, unlisted: bool) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let port = match a.one("port") {
             Some((p, _)) => p.to_owned(),
@@ -714,7 +718,7 @@ impl ServiceDraft<'_> {
     }
 
     /// `type = INTERNAL`: the built-in service of the service's name.
-    fn builtin(&mut self) -> Result<(), Problem> {
+    fn builtin(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let at = a.at("type");
         let builtin = Internal::from_name(a.name).ok_or_else(|| {
@@ -735,7 +739,7 @@ impl ServiceDraft<'_> {
     }
 
     /// `server` and `wait`, both required for a program.
-    fn server_and_wait(&mut self) -> Result<(), Problem> {
+    fn server_and_wait(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let Some((server, at)) = a.one("server") else {
             return Err(a.invalid(&a.block.at, "server is missing"));
@@ -774,7 +778,7 @@ impl ServiceDraft<'_> {
     }
 
     /// `server_args`; under `flags = NAMEINARGS` its first word is argv[0].
-    fn arguments(&mut self) -> Result<(), Problem> {
+    fn arguments(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let mut args = a.values("server_args").to_vec();
         let at = a.at("server_args");
@@ -795,7 +799,7 @@ impl ServiceDraft<'_> {
 
     /// `env` (NAME=VALUE words) and `passenv` (names whose value is taken
     /// from oxinetd's own environment).
-    fn environment(&mut self) -> Result<(), Problem> {
+    fn environment(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let at = a.at("env");
         let env: Vec<(String, String)> = a
@@ -826,7 +830,7 @@ impl ServiceDraft<'_> {
     /// Who may connect: `only_from` and `no_access` as CIDR rules (a host
     /// or network name refuses the service, as dropping the rule would
     /// let everyone in), then `access_times` and `banner_fail` as they are.
-    fn access(&mut self) -> Result<(), Problem> {
+    fn access(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         for key in ["only_from", "no_access"] {
             let Some((values, at)) = a.map.get(key) else {
@@ -855,7 +859,7 @@ impl ServiceDraft<'_> {
 
     /// `instances`, `per_source` and `cps`, with xinetd's defaults written
     /// out where oxinetd's own differ.
-    fn limits(&mut self) -> Result<(), Problem> {
+    fn limits(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         match a.limit("instances")? {
             Some((n, at)) => self.d.set("instances", Value::Int(n), at),
@@ -992,9 +996,14 @@ fn address_rule(v: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Severity;
 
     fn translate_str(text: &str) -> Translation {
         translate_text(Path::new("xinetd.conf"), text)
+    }
+
+    fn of(t: &Translation, severity: Severity) -> Vec<&ConfigError> {
+        t.problems(severity).collect()
     }
 
     #[test]
@@ -1003,7 +1012,11 @@ mod tests {
             "defaults\n{\n  only_from = 127.0.0.1 10.0.0.0\n  log_on_success = PID HOST USERID\n}\n\
              service echo\n{\n  type = INTERNAL\n  id = echo-stream\n  socket_type = stream\n  only_from += 192.168.1.0/24\n  only_from -= 10.0.0.0\n}\n",
         );
-        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        assert!(
+            of(&t, Severity::Error).is_empty(),
+            "{:?}",
+            of(&t, Severity::Error)
+        );
         let d = &t.services[0];
         assert_eq!(d.get("name"), Some(&Value::Str("echo-stream".into())));
         assert_eq!(
@@ -1031,28 +1044,37 @@ mod tests {
              service b\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  only_from = example.com\n}\n\
              service c\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  umask = 022\n}\n",
         );
-        assert!(t.errors.is_empty(), "{:?}", t.errors);
-        assert_eq!(t.unsupported.len(), 2, "{:?}", t.unsupported);
-        assert_eq!(t.unsupported[0].at.line, 6);
-        assert_eq!(t.unsupported[1].at.line, 13);
+        assert!(
+            of(&t, Severity::Error).is_empty(),
+            "{:?}",
+            of(&t, Severity::Error)
+        );
+        assert_eq!(
+            of(&t, Severity::Skipped).len(),
+            2,
+            "{:?}",
+            of(&t, Severity::Skipped)
+        );
+        assert_eq!(of(&t, Severity::Skipped)[0].at.line, 6);
+        assert_eq!(of(&t, Severity::Skipped)[1].at.line, 13);
         assert_eq!(t.services.len(), 1);
-        assert_eq!(t.warnings.len(), 1);
-        assert_eq!(t.warnings[0].at.line, 20);
+        assert_eq!(of(&t, Severity::Warning).len(), 1);
+        assert_eq!(of(&t, Severity::Warning)[0].at.line, 20);
     }
 
     #[test]
     fn malformed_blocks_are_located() {
         let t = translate_str("service x\n  socket_type = stream\n");
-        assert!(!t.errors.is_empty());
+        assert!(!of(&t, Severity::Error).is_empty());
         let t = translate_str("service x\n{\n  socket_type stream\n}\n");
         assert!(
-            t.errors
+            of(&t, Severity::Error)
                 .iter()
                 .any(|e| e.at.line == 3 && e.message.contains("ATTRIBUTE")),
             "{:?}",
-            t.errors
+            of(&t, Severity::Error)
         );
         let t = translate_str("frobnicate\n");
-        assert_eq!(t.errors[0].at.line, 1);
+        assert_eq!(of(&t, Severity::Error)[0].at.line, 1);
     }
 }

@@ -1,0 +1,110 @@
+//! Admission: a new peer checked against the service's access rules and
+//! limits, and a refused one turned away and logged.
+
+use std::cmp::Reverse;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+
+use socket2::Socket;
+
+use crate::limits::{Load, Refusal};
+use crate::spawn::{self};
+use crate::{info, warning};
+
+use super::{Resume, Running, Supervisor};
+
+impl Supervisor {
+    /// Check a new peer of `running` against its access rules and limits.
+    /// `Ok` gives what the connection is counted under; `Err` the reason.
+    pub(super) fn admit(
+        &mut self,
+        running: &Running,
+        peer: SocketAddr,
+    ) -> Result<Option<IpAddr>, String> {
+        let ip = peer.ip();
+        let svc = &running.svc;
+        if !svc.access.is_open() {
+            svc.access
+                .check(ip, crate::sys::local_minute_of_day)
+                .map_err(|d| d.to_string())?;
+        }
+        self.admit_load(running, Some(Load::source(&svc.limits, ip)))
+    }
+
+    /// Check a new connection against the service's rate limits, and its
+    /// `per_source` when it has a `source` (an IP peer).
+    pub(super) fn admit_load(
+        &mut self,
+        running: &Running,
+        source: Option<IpAddr>,
+    ) -> Result<Option<IpAddr>, String> {
+        let svc = &running.svc;
+        let now = Instant::now();
+        let verdict = running.load.borrow_mut().admit(&svc.limits, source, now);
+        match verdict {
+            Ok(()) => Ok(source),
+            Err(Refusal::PerSource(n)) => Err(format!("reason=per_source limit={n}")),
+            Err(Refusal::RatePause(pause)) => {
+                self.touch(&running.name);
+                let resume = Resume::Service(Rc::clone(&running.name));
+                self.timers.push(Reverse((now + pause, resume)));
+                let rate = svc.limits.rate.map_or_else(String::new, |r| r.describe());
+                warning!(
+                    self.log,
+                    "rate-pause service={} {rate} paused_ms={}",
+                    running.name,
+                    pause.as_millis()
+                );
+                let (kind, limit) = rate.split_once('=').unwrap_or(("rate", ""));
+                Err(format!("reason={kind} limit={limit}"))
+            }
+        }
+    }
+
+    /// Refuse an accepted TCP connection: `banner_fail`, if any, then close.
+    pub(super) fn refuse_stream(
+        &mut self,
+        running: &Running,
+        conn: Socket,
+        peer: Option<SocketAddr>,
+        why: &str,
+    ) {
+        if let Some(banner) = &running.svc.banner_fail {
+            // Best effort, never blocking: the client is being turned away.
+            let _ = conn.send_with_flags(banner, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            // FIN right after the banner, and discard what the client already
+            // sent: closing with unread data would send a RST instead.
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+            let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+            let _ = conn.recv_with_flags(&mut scratch, libc::MSG_DONTWAIT | libc::MSG_TRUNC);
+        }
+        drop(conn);
+        self.refused(running, peer.map(spawn::unmap), why);
+    }
+
+    /// Log a refusal (`why` is `reason=... [rule=...]`), at most a few lines
+    /// a second per service, as `log_on_failure` asks.
+    pub(super) fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &str) {
+        let log = running.svc.log;
+        if !log.attempt {
+            return;
+        }
+        let Some(suppressed) = running.refusals.borrow_mut().admit(Instant::now()) else {
+            return;
+        };
+        let host = match peer {
+            Some(peer) if log.fail_host => format!(" peer={peer}"),
+            _ => String::new(),
+        };
+        let more = if suppressed > 0 {
+            format!(" suppressed={suppressed}")
+        } else {
+            String::new()
+        };
+        info!(
+            self.log,
+            "refuse service={}{host} {why}{more}", running.name
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Handlers: spawning and recording one, its stderr lines, a dgram
+//! `nowait` handler's reply, and reaping.
+
+use std::cmp::Reverse;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+use nix::sys::socket::UnixCredentials;
+
+use crate::children::{self, Child, Ending, Probe, StderrPipe};
+use crate::flood::{self};
+use crate::log::{Opt, Q};
+use crate::relay::{self, Reply};
+use crate::spawn::{self, Invocation};
+use crate::{error, info, warning};
+
+use super::{Resume, Running, Supervisor, Token};
+
+/// The optional parts of a handler start.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// For `wait`: the listener the handler holds.
+    pub(super) holds: Option<u64>,
+    /// For `wait`: the datagram or the accept queue it was started for.
+    pub(super) probe: Option<Probe>,
+    /// For dgram `nowait`: where its reply goes.
+    pub(super) reply: Option<Reply>,
+    /// For a UNIX-domain connection: who connected, for the log.
+    pub(super) cred: Option<UnixCredentials>,
+}
+
+impl Supervisor {
+    /// Spawn a handler and record it. False if it could not be started.
+    pub(super) fn start(
+        &mut self,
+        running: &Rc<Running>,
+        inv: &Invocation<'_>,
+        peer: Option<SocketAddr>,
+        source: Option<IpAddr>,
+        extras: Extras,
+    ) -> bool {
+        let Some(plan) = running.plan.as_ref() else {
+            return false;
+        };
+        let spawned = match self.spawner.spawn(plan, inv) {
+            Ok(s) => s,
+            Err(e) => {
+                let admitted = running.refusals.borrow_mut().admit(Instant::now());
+                if let Some(suppressed) = admitted {
+                    let peer = peer
+                        .map(|p| format!(" peer={}", spawn::unmap(p)))
+                        .unwrap_or_default();
+                    error!(
+                        self.log,
+                        "error service={}{peer} msg={} suppressed={suppressed}",
+                        running.name,
+                        Q(&e)
+                    );
+                }
+                return false;
+            }
+        };
+        let pid = spawned.pid;
+        let stderr = spawned.stderr.map(StderrPipe::new);
+        if let Some(s) = &stderr {
+            self.watch(s.fd.as_fd(), Token::Stderr(pid));
+        }
+        if let Some(r) = &extras.reply {
+            self.watch(r.out.as_fd(), Token::Reply(pid));
+        }
+        let log = running.svc.log;
+        if log.any_success() {
+            let cred = extras.cred.filter(|_| log.host);
+            info!(
+                self.log,
+                "start service={}{}{}{}{}",
+                running.name,
+                Opt("pid", log.pid.then_some(pid)),
+                Opt("peer", peer.filter(|_| log.host).map(spawn::unmap)),
+                Opt("peer_uid", cred.map(|c| c.uid())),
+                Opt("peer_pid", cred.map(|c| c.pid()))
+            );
+        }
+        running.load.borrow_mut().started(source);
+        self.touch(&running.name);
+        self.children.insert(
+            pid,
+            Child {
+                service: Rc::clone(&running.name),
+                protocol: running.svc.protocol,
+                peer,
+                started: Instant::now(),
+                stderr,
+                holds: extras.holds,
+                probe: extras.probe,
+                reply: extras.reply,
+                load: Rc::clone(&running.load),
+                source,
+                log,
+            },
+        );
+        if self.children.len() == self.global.max_processes {
+            self.stale.all = true;
+        }
+        true
+    }
+
+    pub(super) fn watch(&mut self, fd: std::os::fd::BorrowedFd<'_>, token: Token) {
+        if let Err(e) = self
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token.encode()))
+        {
+            error!(self.log, "error msg={}", Q(&format!("epoll: {e}")));
+        }
+    }
+
+    pub(super) fn on_stderr(&mut self, pid: i32) {
+        let Some(child) = self.children.get_mut(pid) else {
+            return;
+        };
+        let Some(pipe) = child.stderr.as_mut() else {
+            return;
+        };
+        let log = &mut self.log;
+        let service = &child.service;
+        let now = Instant::now();
+        let shared = &mut child.load.borrow_mut().stderr;
+        let eof = pipe.drain(shared, now, children::READS_PER_TURN, |line| {
+            info!(log, "stderr service={service} pid={pid} line={}", Q(line));
+        });
+        let dropped = if eof {
+            pipe.dropped.rest()
+        } else {
+            pipe.dropped.report(now)
+        };
+        if let Some(n) = dropped {
+            warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+        }
+        if eof {
+            if let Some(p) = child.stderr.take() {
+                let _ = self.epoll.delete(p.fd.as_fd());
+            }
+        } else if pipe.over_budget(now) {
+            let _ = self.epoll.delete(pipe.fd.as_fd());
+            pipe.paused = true;
+            let due = now + flood::STDERR_PAUSE;
+            self.timers.push(Reverse((due, Resume::Stderr(pid))));
+        }
+    }
+
+    /// A paused stderr pipe's budget has refilled: watch it again (unless
+    /// its handler was reaped meanwhile, and `pid` is another's now).
+    pub(super) fn resume_stderr(&mut self, pid: i32) {
+        let Some(pipe) = self
+            .children
+            .get_mut(pid)
+            .and_then(|c| c.stderr.as_mut())
+            .filter(|p| p.paused)
+        else {
+            return;
+        };
+        pipe.paused = false;
+        let token = Token::Stderr(pid).encode();
+        if let Err(e) = self
+            .epoll
+            .add(pipe.fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+        {
+            error!(self.log, "error msg={}", Q(&format!("epoll: {e}")));
+        }
+    }
+
+    pub(super) fn on_reply(&mut self, pid: i32) {
+        let Some(child) = self.children.get_mut(pid) else {
+            return;
+        };
+        let done = child.reply.as_mut().is_some_and(Reply::fill);
+        if done {
+            if let Some(reply) = child.reply.take() {
+                let service = Rc::clone(&child.service);
+                self.send_reply(&service, pid, reply);
+            }
+        }
+    }
+
+    pub(super) fn send_reply(&mut self, service: &str, pid: i32, reply: Reply) {
+        let _ = self.epoll.delete(reply.out.as_fd());
+        if reply.dropped > 0 {
+            warning!(
+                self.log,
+                "warning service={service} pid={pid} msg={}",
+                Q(&format!(
+                    "reply cut to {} bytes, {} dropped",
+                    relay::MAX_REPLY,
+                    reply.dropped
+                ))
+            );
+        }
+        if reply.buf.is_empty() {
+            return;
+        }
+        let Some(l) = self.listeners.get(&reply.listener) else {
+            return; // the service was removed meanwhile
+        };
+        if let Err(e) = l.socket.send_to(&reply.buf, &reply.peer.into()) {
+            error!(
+                self.log,
+                "error service={service} pid={pid} peer={} msg={}",
+                spawn::unmap(reply.peer),
+                Q(&format!("unable to send reply: {e}"))
+            );
+        }
+    }
+
+    /// Reap every exited handler: log its stderr tail, failure and exit.
+    pub(super) fn reap(&mut self) {
+        while let Some((pid, mut child, ending)) = self.children.reap() {
+            if let Some(mut pipe) = child.stderr.take() {
+                let log = &mut self.log;
+                let service = &child.service;
+                let shared = &mut child.load.borrow_mut().stderr;
+                pipe.drain(shared, Instant::now(), children::READS_AT_EXIT, |line| {
+                    info!(log, "stderr service={service} pid={pid} line={}", Q(line));
+                });
+                if let Some(n) = pipe.dropped.rest() {
+                    warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+                }
+                let _ = self.epoll.delete(pipe.fd.as_fd());
+            }
+            if let Some((step, errno)) = self.spawner.failure(pid) {
+                error!(
+                    self.log,
+                    "error service={} pid={pid} msg={}",
+                    child.service,
+                    Q(&format!(
+                        "unable to {} for handler: {}",
+                        step.verb(),
+                        errno.desc()
+                    ))
+                );
+            }
+            if let Some(mut reply) = child.reply.take() {
+                reply.fill();
+                self.send_reply(&child.service.clone(), pid, reply);
+            }
+            child.load.borrow_mut().ended(child.source);
+            self.touch(&child.service);
+            if self.children.len() + 1 == self.global.max_processes {
+                self.stale.all = true;
+            }
+            let log = child.log;
+            if log.any_success() {
+                let (status, signal, core) = match ending {
+                    _ if !log.exit => (None, None, false),
+                    Ending::Exited(code) => (Some(code), None, false),
+                    Ending::Signaled(sig, core) => (None, Some(sig.as_str()), core),
+                };
+                info!(
+                    self.log,
+                    "exit service={}{}{}{}{}{}",
+                    child.service,
+                    Opt("pid", log.pid.then_some(pid)),
+                    Opt("status", status),
+                    Opt("signal", signal),
+                    Opt("core", core.then_some(true)),
+                    Opt(
+                        "duration_ms",
+                        log.duration.then(|| child.started.elapsed().as_millis())
+                    )
+                );
+            }
+            if let Some(id) = child.holds {
+                self.release(id, child.probe.as_ref(), child.started);
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@ use socket2::Socket;
 
 use crate::config::{BindAddr, ListenKey, WaitMode};
 use crate::log::Q;
-use crate::reload::Slot;
+use crate::reload::ListenSlot;
 use crate::spawn::{self};
 use crate::{error, info, listener};
 
@@ -54,8 +54,8 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn slot(&self) -> Slot {
-        Slot::new(self.key.clone(), &self.service.svc.name)
+    pub(super) fn slot(&self) -> ListenSlot {
+        ListenSlot::new(self.key.clone(), &self.service.svc.name)
     }
 }
 

@@ -33,6 +33,7 @@ pub mod listener;
 pub mod log;
 pub mod notify;
 pub mod privilege;
+pub mod refusal;
 pub mod relay;
 pub mod reload;
 pub mod render;

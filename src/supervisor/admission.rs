@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use socket2::Socket;
 
-use crate::limits::{Load, Refusal};
+use crate::limits::Load;
+use crate::refusal::Refusal;
 use crate::spawn::{self};
 use crate::{info, warning};
 
@@ -21,13 +22,11 @@ impl Supervisor {
         &mut self,
         running: &Running,
         peer: SocketAddr,
-    ) -> Result<Option<IpAddr>, String> {
+    ) -> Result<Option<IpAddr>, Refusal> {
         let ip = peer.ip();
         let svc = &running.svc;
         if !svc.access.is_open() {
-            svc.access
-                .check(ip, crate::sys::local_minute_of_day)
-                .map_err(|d| d.to_string())?;
+            svc.access.check(ip, crate::sys::local_minute_of_day)?;
         }
         self.admit_load(running, Some(Load::source(&svc.limits, ip)))
     }
@@ -38,28 +37,24 @@ impl Supervisor {
         &mut self,
         running: &Running,
         source: Option<IpAddr>,
-    ) -> Result<Option<IpAddr>, String> {
+    ) -> Result<Option<IpAddr>, Refusal> {
         let svc = &running.svc;
         let now = Instant::now();
         let verdict = running.load.borrow_mut().admit(&svc.limits, source, now);
-        match verdict {
-            Ok(()) => Ok(source),
-            Err(Refusal::PerSource(n)) => Err(format!("reason=per_source limit={n}")),
-            Err(Refusal::RatePause(pause)) => {
-                self.touch(&running.name);
-                let resume = Resume::Service(Rc::clone(&running.name));
-                self.timers.push(Reverse((now + pause, resume)));
-                let rate = svc.limits.rate.map_or_else(String::new, |r| r.describe());
-                warning!(
-                    self.log,
-                    "rate-pause service={} {rate} paused_ms={}",
-                    running.name,
-                    pause.as_millis()
-                );
-                let (kind, limit) = rate.split_once('=').unwrap_or(("rate", ""));
-                Err(format!("reason={kind} limit={limit}"))
-            }
+        if let Err(Refusal::Rate(rate)) = &verdict {
+            let pause = rate.pause;
+            self.touch(&running.name);
+            let resume = Resume::Service(Rc::clone(&running.name));
+            self.timers.push(Reverse((now + pause, resume)));
+            warning!(
+                self.log,
+                "rate-pause service={} {} paused_ms={}",
+                running.name,
+                rate.describe(),
+                pause.as_millis()
+            );
         }
+        verdict.map(|()| source)
     }
 
     /// Refuse an accepted TCP connection: `banner_fail`, if any, then close.
@@ -68,7 +63,7 @@ impl Supervisor {
         running: &Running,
         conn: Socket,
         peer: Option<SocketAddr>,
-        why: &str,
+        why: &Refusal,
     ) {
         if let Some(banner) = &running.svc.banner_fail {
             // Best effort, never blocking: the client is being turned away.
@@ -83,9 +78,9 @@ impl Supervisor {
         self.refused(running, peer.map(spawn::unmap), why);
     }
 
-    /// Log a refusal (`why` is `reason=... [rule=...]`), at most a few lines
-    /// a second per service, as `log_on_failure` asks.
-    pub(super) fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &str) {
+    /// Log a refusal, at most a few lines a second per service, as
+    /// `log_on_failure` asks.
+    pub(super) fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &Refusal) {
         let log = running.svc.log;
         if !log.attempt {
             return;

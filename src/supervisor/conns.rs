@@ -11,6 +11,7 @@ use nix::sys::epoll::{EpollEvent, EpollFlags};
 
 use crate::internal::{self, Interest, Internal};
 use crate::log::{Opt, Q};
+use crate::refusal::Refusal;
 use crate::spawn::{self};
 use crate::{error, info};
 
@@ -49,7 +50,7 @@ impl Supervisor {
             };
             let held = self.conns.len() + self.listeners.len() + 2 * self.children.len();
             if !crate::fds::budget().leaves_reserve(sock.as_raw_fd(), held) {
-                let why = format!("reason=fd_reserve reserve={}", crate::fds::budget().reserve);
+                let why = Refusal::FdReserve(crate::fds::budget().reserve);
                 self.refuse_stream(&running, sock, Some(peer), &why);
                 continue;
             }

@@ -12,6 +12,7 @@ use crate::config::Protocol;
 use crate::flood::Verdict;
 use crate::internal::Internal;
 use crate::log::{Log, Q};
+use crate::refusal::Refusal;
 use crate::relay::{self, Reply};
 use crate::spawn::{self, Ends, Invocation};
 use crate::{error, warning};
@@ -40,13 +41,13 @@ impl Supervisor {
                 // among them), and the ports of our own internal services:
                 // two of them cannot be aimed at each other.
                 if port < 1024 || self.internal_ports.contains(&port) {
-                    Some("reason=source-port".to_string())
+                    Some(Refusal::SourcePort)
                 } else if let Err(d) = running
                     .svc
                     .access
                     .check(peer.ip(), crate::sys::local_minute_of_day)
                 {
-                    Some(d.to_string())
+                    Some(Refusal::from(d))
                 } else if let Verdict::Drop(report) =
                     self.peers
                         .check(peer, running.svc.limits.peer_reply_rate, now)
@@ -61,7 +62,7 @@ impl Supervisor {
                     }
                     continue;
                 } else if !running.take_reply(now) {
-                    Some("reason=reply_rate".to_string())
+                    Some(Refusal::ReplyRate)
                 } else {
                     None
                 };

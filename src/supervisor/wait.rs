@@ -67,7 +67,7 @@ impl Supervisor {
                 let mut byte = [0u8; 1];
                 let _ =
                     nix::sys::socket::recv(l.socket.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT);
-                self.refused(&running, Some(spawn::unmap(p)), &d.to_string());
+                self.refused(&running, Some(spawn::unmap(p)), &d.into());
                 return;
             }
         }

@@ -58,15 +58,6 @@ impl Rate {
     pub fn window(&self) -> String {
         format!("{}/{}s", self.count, self.per.as_secs_f64())
     }
-
-    /// For log lines: `cps=50`, or `rate=256/60s` for other windows.
-    pub fn describe(&self) -> String {
-        if self.per_second() {
-            format!("cps={}", self.count)
-        } else {
-            format!("rate={}", self.window())
-        }
-    }
 }
 
 /// Handlers a service runs at once unless `instances` says otherwise.
@@ -325,6 +316,6 @@ mod tests {
             Err(Refusal::Rate(limits.rate.unwrap()))
         );
         assert!(load.paused(t + Duration::from_secs(600)));
-        assert_eq!(limits.rate.unwrap().describe(), "rate=2/60s");
+        assert_eq!(limits.rate.unwrap().window(), "2/60s");
     }
 }

@@ -1,7 +1,6 @@
 //! Why a peer was turned away: what admission gives back, and what the
-//! `refuse` line tells (`reason=...` and the rule or limit behind it).
-
-use std::fmt;
+//! `refuse` line tells (`reason=...` and the rule or limit behind it,
+//! written by `log::Event::Refuse`).
 
 use crate::access::{Cidr, Denial};
 use crate::limits::Rate;
@@ -35,25 +34,6 @@ impl From<Denial> for Refusal {
             Denial::NotInOnlyFrom => Refusal::OnlyFrom,
             Denial::NoAccess(rule) => Refusal::NoAccess(rule),
             Denial::OutsideTimes => Refusal::AccessTimes,
-        }
-    }
-}
-
-/// The `reason=...` fields of a `refuse` line.
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::OnlyFrom => f.write_str("reason=only_from"),
-            Refusal::NoAccess(rule) => write!(f, "reason=no_access rule={rule}"),
-            Refusal::AccessTimes => f.write_str("reason=access_times"),
-            Refusal::PerSource(n) => write!(f, "reason=per_source limit={n}"),
-            Refusal::Rate(rate) => match rate.per_second() {
-                true => write!(f, "reason=cps limit={}", rate.count),
-                false => write!(f, "reason=rate limit={}", rate.window()),
-            },
-            Refusal::FdReserve(n) => write!(f, "reason=fd_reserve reserve={n}"),
-            Refusal::SourcePort => f.write_str("reason=source-port"),
-            Refusal::ReplyRate => f.write_str("reason=reply_rate"),
         }
     }
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::config::Protocol;
-use crate::log::Q;
+use crate::listener;
+use crate::log::Event;
 use crate::spawn::{Ends, Invocation};
-use crate::{error, info, listener};
 
 use super::handlers::Extras;
 use super::listeners::ListenState;
@@ -128,18 +128,15 @@ impl Supervisor {
                     }
                     _ => {
                         let name = Rc::clone(&l.service.name);
-                        error!(
-                            self.log,
-                            "error service={name} msg={}",
-                            Q(&format!("unable to accept: {e}"))
-                        );
+                        let msg = format!("unable to accept: {e}");
+                        self.log.event(Event::service_error(&name, &msg));
                         return None;
                     }
                 },
             };
             if !l.backoff.is_zero() {
                 let name = Rc::clone(&l.service.name);
-                info!(self.log, "recovered service={name}");
+                self.log.event(Event::Recovered { service: &name });
                 if let Some(l) = self.listeners.get_mut(&id) {
                     l.backoff = Duration::ZERO;
                 }
@@ -185,14 +182,14 @@ impl Supervisor {
         let name = Rc::clone(&l.service.name);
         self.arm(id, ListenState::Paused(Instant::now() + pause));
         if first {
-            error!(
-                self.log,
-                "exhausted service={name} msg={}",
-                Q(&format!(
-                    "unable to accept: {e}; pausing, backing off up to {}ms",
-                    MAX_BACKOFF.as_millis()
-                ))
+            let msg = format!(
+                "unable to accept: {e}; pausing, backing off up to {}ms",
+                MAX_BACKOFF.as_millis()
             );
+            self.log.event(Event::Exhausted {
+                service: &name,
+                msg: &msg,
+            });
         }
     }
 

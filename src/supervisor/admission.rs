@@ -9,9 +9,9 @@ use std::time::Instant;
 use socket2::Socket;
 
 use crate::limits::Load;
+use crate::log::Event;
 use crate::refusal::Refusal;
-use crate::spawn::{self};
-use crate::{info, warning};
+use crate::spawn;
 
 use super::{Resume, Running, Supervisor};
 
@@ -46,13 +46,11 @@ impl Supervisor {
             self.touch(&running.name);
             let resume = Resume::Service(Rc::clone(&running.name));
             self.timers.push(Reverse((now + pause, resume)));
-            warning!(
-                self.log,
-                "rate-pause service={} {} paused_ms={}",
-                running.name,
-                rate.describe(),
-                pause.as_millis()
-            );
+            self.log.event(Event::RatePause {
+                service: &running.name,
+                rate,
+                paused: pause,
+            });
         }
         verdict.map(|()| source)
     }
@@ -88,18 +86,11 @@ impl Supervisor {
         let Some(suppressed) = running.refusals.borrow_mut().admit(Instant::now()) else {
             return;
         };
-        let host = match peer {
-            Some(peer) if log.fail_host => format!(" peer={peer}"),
-            _ => String::new(),
-        };
-        let more = if suppressed > 0 {
-            format!(" suppressed={suppressed}")
-        } else {
-            String::new()
-        };
-        info!(
-            self.log,
-            "refuse service={}{host} {why}{more}", running.name
-        );
+        self.log.event(Event::Refuse {
+            service: &running.name,
+            peer: peer.filter(|_| log.fail_host),
+            reason: why,
+            suppressed,
+        });
     }
 }

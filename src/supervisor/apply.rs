@@ -6,10 +6,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::{self, Config, ListenKey};
-use crate::log::{Log, Q};
+use crate::listener;
+use crate::log::{Event, Log, Problem};
 use crate::reload::{self, Diff, Listen};
 use crate::spawn::Plan;
-use crate::{error, info, listener, warning};
 
 use super::listeners::{blocking, ListenState, Listener};
 use super::{Mode, Running, Supervisor};
@@ -48,7 +48,8 @@ impl Supervisor {
             let plan = match Plan::new(&svc) {
                 Ok(p) => p,
                 Err(e) => {
-                    error!(self.log, "error service={name} msg={}", Q(&e));
+                    let msg = e.to_string();
+                    self.log.event(Event::service_error(&name, &msg));
                     close.extend(listens.into_iter().filter_map(|l| match l {
                         Listen::Keep(l) => Some(l),
                         Listen::Bind(_) => None,
@@ -176,24 +177,27 @@ impl Supervisor {
         self.global = loaded.config.global.clone();
         let (kept, bound, closed) = self.apply(loaded.config);
         crate::sys::trim_heap();
-        info!(
-            self.log,
-            "reload listeners={} kept={kept} bound={bound} closed={closed} duration_us={}",
-            self.listeners.len(),
-            started.elapsed().as_micros()
-        );
+        self.log.event(Event::Reload {
+            listeners: self.listeners.len(),
+            kept,
+            bound,
+            closed,
+            duration_us: started.elapsed().as_micros(),
+        });
         self.notifier.ready();
     }
 
     pub(super) fn reload_failed(&mut self, errors: &[config::ConfigError]) {
         for e in errors {
-            error!(self.log, "config-error at={} msg={}", e.at, Q(&e.message));
+            self.log.event(Event::Config {
+                problem: Problem::Error,
+                at: &e.at,
+                msg: &e.message,
+            });
         }
-        error!(
-            self.log,
-            "reload-failed errors={} msg=\"keeping the running config\"",
-            errors.len()
-        );
+        self.log.event(Event::ReloadFailed {
+            errors: errors.len(),
+        });
         self.notifier.ready();
     }
 }
@@ -201,13 +205,18 @@ impl Supervisor {
 /// What loading found besides the services: errors (their services do not
 /// run), services of another format that cannot run, settings ignored.
 pub(super) fn log_problems(log: &mut Log, loaded: &config::Loaded) {
-    for e in &loaded.errors {
-        error!(log, "config-error at={} msg={}", e.at, Q(&e.message));
-    }
-    for e in &loaded.skipped {
-        error!(log, "config-skipped at={} msg={}", e.at, Q(&e.message));
-    }
-    for w in &loaded.warnings {
-        warning!(log, "config-warning at={} msg={}", w.at, Q(&w.message));
+    let kinds = [
+        (Problem::Error, &loaded.errors),
+        (Problem::Skipped, &loaded.skipped),
+        (Problem::Warning, &loaded.warnings),
+    ];
+    for (problem, list) in kinds {
+        for e in list {
+            log.event(Event::Config {
+                problem,
+                at: &e.at,
+                msg: &e.message,
+            });
+        }
     }
 }

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 
 use crate::internal::{self, Interest, Internal};
-use crate::log::{Opt, Q};
+use crate::log::Event;
 use crate::refusal::Refusal;
-use crate::spawn::{self};
-use crate::{error, info};
+use crate::spawn;
 
 use super::accept::Accepted;
 use super::{Resume, Running, Supervisor, Token, BATCH};
@@ -85,12 +84,8 @@ impl Supervisor {
             self.next_id += 1;
             let ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
             if let Err(e) = self.epoll.add(c.conn.sock.as_fd(), ev) {
-                error!(
-                    self.log,
-                    "error service={} msg={}",
-                    c.service.name,
-                    Q(&format!("epoll: {e}"))
-                );
+                let msg = format!("epoll: {e}");
+                self.log.event(Event::service_error(&c.service.name, &msg));
                 // Give back its place in `instances` and `per_source`.
                 self.close_conn(c);
                 continue;
@@ -141,19 +136,14 @@ impl Supervisor {
             return;
         }
         let traffic = log.traffic.then_some(&c.conn);
-        info!(
-            self.log,
-            "done service={}{}{}{}{}{}",
-            c.service.name,
-            Opt("peer", log.host.then_some(c.peer)),
-            Opt(
-                "duration_ms",
-                log.duration.then(|| c.started.elapsed().as_millis())
-            ),
-            Opt("bytes_in", traffic.map(|t| t.bytes_in)),
-            Opt("bytes_out", traffic.map(|t| t.bytes_out)),
-            Opt("reason", c.idle.then_some("idle"))
-        );
+        self.log.event(Event::Done {
+            service: &c.service.name,
+            peer: log.host.then_some(c.peer),
+            duration_ms: log.duration.then(|| c.started.elapsed().as_millis()),
+            bytes_in: traffic.map(|t| t.bytes_in),
+            bytes_out: traffic.map(|t| t.bytes_out),
+            idle: c.idle,
+        });
     }
 
     /// Make sure an idle sweep comes in time for a connection with this

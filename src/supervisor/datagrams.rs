@@ -11,11 +11,10 @@ use nix::sys::socket::SockaddrStorage;
 use crate::config::Protocol;
 use crate::flood::Verdict;
 use crate::internal::Internal;
-use crate::log::{Log, Q};
+use crate::log::{Event, Log};
 use crate::refusal::Refusal;
 use crate::relay::{self, Reply};
 use crate::spawn::{self, Ends, Invocation};
-use crate::{error, warning};
 
 use super::handlers::Extras;
 use super::listeners::Listener;
@@ -53,12 +52,11 @@ impl Supervisor {
                         .check(peer, running.svc.limits.peer_reply_rate, now)
                 {
                     if let Some(n) = report {
-                        warning!(
-                            self.log,
-                            "reply-dropped service={} peer={} replies={n}",
-                            running.name,
-                            spawn::unmap(peer)
-                        );
+                        self.log.event(Event::ReplyDropped {
+                            service: &running.name,
+                            peer: spawn::unmap(peer),
+                            replies: n,
+                        });
                     }
                     continue;
                 } else if !running.take_reply(now) {
@@ -104,24 +102,26 @@ impl Supervisor {
             let request = match relay::request_file(&self.dgram_buf[..len]) {
                 Ok(f) => f,
                 Err(e) => {
-                    error!(
-                        self.log,
-                        "error service={} peer={peer} msg={}",
-                        running.name,
-                        Q(&format!("unable to store request: {e}"))
-                    );
+                    self.log.event(Event::Error {
+                        service: Some(&running.name),
+                        pid: None,
+                        peer: Some(peer),
+                        msg: &format!("unable to store request: {e}"),
+                        suppressed: None,
+                    });
                     continue;
                 }
             };
             let (out_r, out_w) = match spawn::reader_pipe() {
                 Ok(p) => p,
                 Err(e) => {
-                    error!(
-                        self.log,
-                        "error service={} peer={peer} msg={}",
-                        running.name,
-                        Q(&e)
-                    );
+                    self.log.event(Event::Error {
+                        service: Some(&running.name),
+                        pid: None,
+                        peer: Some(peer),
+                        msg: &e.to_string(),
+                        suppressed: None,
+                    });
                     continue;
                 }
             };
@@ -175,12 +175,8 @@ fn receive(l: &Listener, buf: &mut [u8], log: &mut Log) -> Received {
         Err(nix::errno::Errno::EAGAIN) => Received::Done,
         Err(nix::errno::Errno::EINTR) => Received::Skip,
         Err(e) => {
-            error!(
-                log,
-                "error service={} msg={}",
-                l.service.name,
-                Q(&format!("unable to receive: {e}"))
-            );
+            let msg = format!("unable to receive: {e}");
+            log.event(Event::service_error(&l.service.name, &msg));
             Received::Done
         }
     }

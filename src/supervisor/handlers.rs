@@ -12,10 +12,9 @@ use nix::sys::socket::UnixCredentials;
 
 use crate::children::{self, Child, Ending, Probe, StderrPipe};
 use crate::flood::{self};
-use crate::log::{Opt, Q};
+use crate::log::Event;
 use crate::relay::{self, Reply};
 use crate::spawn::{self, Invocation};
-use crate::{error, info, warning};
 
 use super::{Resume, Running, Supervisor, Token};
 
@@ -50,15 +49,13 @@ impl Supervisor {
             Err(e) => {
                 let admitted = running.refusals.borrow_mut().admit(Instant::now());
                 if let Some(suppressed) = admitted {
-                    let peer = peer
-                        .map(|p| format!(" peer={}", spawn::unmap(p)))
-                        .unwrap_or_default();
-                    error!(
-                        self.log,
-                        "error service={}{peer} msg={} suppressed={suppressed}",
-                        running.name,
-                        Q(&e)
-                    );
+                    self.log.event(Event::Error {
+                        service: Some(&running.name),
+                        pid: None,
+                        peer: peer.map(spawn::unmap),
+                        msg: &e.to_string(),
+                        suppressed: Some(suppressed),
+                    });
                 }
                 return false;
             }
@@ -74,15 +71,13 @@ impl Supervisor {
         let log = running.svc.log;
         if log.any_success() {
             let cred = extras.cred.filter(|_| log.host);
-            info!(
-                self.log,
-                "start service={}{}{}{}{}",
-                running.name,
-                Opt("pid", log.pid.then_some(pid)),
-                Opt("peer", peer.filter(|_| log.host).map(spawn::unmap)),
-                Opt("peer_uid", cred.map(|c| c.uid())),
-                Opt("peer_pid", cred.map(|c| c.pid()))
-            );
+            self.log.event(Event::Start {
+                service: &running.name,
+                pid: log.pid.then_some(pid),
+                peer: peer.filter(|_| log.host).map(spawn::unmap),
+                peer_uid: cred.map(|c| c.uid()),
+                peer_pid: cred.map(|c| c.pid()),
+            });
         }
         running.load.borrow_mut().started(source);
         self.touch(&running.name);
@@ -113,7 +108,7 @@ impl Supervisor {
             .epoll
             .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token.encode()))
         {
-            error!(self.log, "error msg={}", Q(&format!("epoll: {e}")));
+            self.log.event(Event::error(&format!("epoll: {e}")));
         }
     }
 
@@ -129,7 +124,7 @@ impl Supervisor {
         let now = Instant::now();
         let shared = &mut child.load.borrow_mut().stderr;
         let eof = pipe.drain(shared, now, children::READS_PER_TURN, |line| {
-            info!(log, "stderr service={service} pid={pid} line={}", Q(line));
+            log.event(Event::Stderr { service, pid, line });
         });
         let dropped = if eof {
             pipe.dropped.rest()
@@ -137,7 +132,11 @@ impl Supervisor {
             pipe.dropped.report(now)
         };
         if let Some(n) = dropped {
-            warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+            log.event(Event::StderrDropped {
+                service,
+                pid,
+                lines: n,
+            });
         }
         if eof {
             if let Some(p) = child.stderr.take() {
@@ -168,7 +167,7 @@ impl Supervisor {
             .epoll
             .add(pipe.fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
         {
-            error!(self.log, "error msg={}", Q(&format!("epoll: {e}")));
+            self.log.event(Event::error(&format!("epoll: {e}")));
         }
     }
 
@@ -188,15 +187,15 @@ impl Supervisor {
     pub(super) fn send_reply(&mut self, service: &str, pid: i32, reply: Reply) {
         let _ = self.epoll.delete(reply.out.as_fd());
         if reply.dropped > 0 {
-            warning!(
-                self.log,
-                "warning service={service} pid={pid} msg={}",
-                Q(&format!(
+            self.log.event(Event::Warning {
+                service: Some(service),
+                pid: Some(pid),
+                msg: &format!(
                     "reply cut to {} bytes, {} dropped",
                     relay::MAX_REPLY,
                     reply.dropped
-                ))
-            );
+                ),
+            });
         }
         if reply.buf.is_empty() {
             return;
@@ -205,12 +204,13 @@ impl Supervisor {
             return; // the service was removed meanwhile
         };
         if let Err(e) = l.socket.send_to(&reply.buf, &reply.peer.into()) {
-            error!(
-                self.log,
-                "error service={service} pid={pid} peer={} msg={}",
-                spawn::unmap(reply.peer),
-                Q(&format!("unable to send reply: {e}"))
-            );
+            self.log.event(Event::Error {
+                service: Some(service),
+                pid: Some(pid),
+                peer: Some(spawn::unmap(reply.peer)),
+                msg: &format!("unable to send reply: {e}"),
+                suppressed: None,
+            });
         }
     }
 
@@ -222,24 +222,25 @@ impl Supervisor {
                 let service = &child.service;
                 let shared = &mut child.load.borrow_mut().stderr;
                 pipe.drain(shared, Instant::now(), children::READS_AT_EXIT, |line| {
-                    info!(log, "stderr service={service} pid={pid} line={}", Q(line));
+                    log.event(Event::Stderr { service, pid, line });
                 });
                 if let Some(n) = pipe.dropped.rest() {
-                    warning!(log, "stderr-dropped service={service} pid={pid} lines={n}");
+                    log.event(Event::StderrDropped {
+                        service,
+                        pid,
+                        lines: n,
+                    });
                 }
                 let _ = self.epoll.delete(pipe.fd.as_fd());
             }
             if let Some((step, errno)) = self.spawner.failure(pid) {
-                error!(
-                    self.log,
-                    "error service={} pid={pid} msg={}",
-                    child.service,
-                    Q(&format!(
-                        "unable to {} for handler: {}",
-                        step.verb(),
-                        errno.desc()
-                    ))
-                );
+                self.log.event(Event::Error {
+                    service: Some(&child.service),
+                    pid: Some(pid),
+                    peer: None,
+                    msg: &format!("unable to {} for handler: {}", step.verb(), errno.desc()),
+                    suppressed: None,
+                });
             }
             if let Some(mut reply) = child.reply.take() {
                 reply.fill();
@@ -257,19 +258,14 @@ impl Supervisor {
                     Ending::Exited(code) => (Some(code), None, false),
                     Ending::Signaled(sig, core) => (None, Some(sig.as_str()), core),
                 };
-                info!(
-                    self.log,
-                    "exit service={}{}{}{}{}{}",
-                    child.service,
-                    Opt("pid", log.pid.then_some(pid)),
-                    Opt("status", status),
-                    Opt("signal", signal),
-                    Opt("core", core.then_some(true)),
-                    Opt(
-                        "duration_ms",
-                        log.duration.then(|| child.started.elapsed().as_millis())
-                    )
-                );
+                self.log.event(Event::Exit {
+                    service: &child.service,
+                    pid: log.pid.then_some(pid),
+                    status,
+                    signal,
+                    core,
+                    duration_ms: log.duration.then(|| child.started.elapsed().as_millis()),
+                });
             }
             if let Some(id) = child.holds {
                 self.release(id, child.probe.as_ref(), child.started);

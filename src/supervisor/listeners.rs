@@ -14,10 +14,10 @@ use nix::sys::epoll::{EpollEvent, EpollFlags};
 use socket2::Socket;
 
 use crate::config::{BindAddr, ListenKey, WaitMode};
-use crate::log::Q;
+use crate::listener;
+use crate::log::Event;
 use crate::reload::ListenSlot;
-use crate::spawn::{self};
-use crate::{error, info, listener};
+use crate::spawn;
 
 use super::{Mode, Resume, Running, Supervisor, Token, BATCH};
 
@@ -112,35 +112,27 @@ impl Supervisor {
             l.socket.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, Token::Listener(id).encode()),
         )?;
-        info!(
-            self.log,
-            "listen service={} proto={} addr={shown} wait={}",
-            running.name,
-            key.proto_name(),
-            running.svc.wait == WaitMode::Wait
-        );
+        self.log.event(Event::Listen {
+            service: &running.name,
+            proto: key.proto_name(),
+            addr: &shown,
+            wait: running.svc.wait == WaitMode::Wait,
+        });
         self.listeners.insert(id, l);
         Ok(id)
     }
 
     pub(super) fn bind_failed(&mut self, name: &str, key: &ListenKey, e: &io::Error) {
-        error!(
-            self.log,
-            "error service={name} msg={}",
-            Q(&format!("unable to bind {key}: {e}"))
-        );
+        let msg = format!("unable to bind {key}: {e}");
+        self.log.event(Event::service_error(name, &msg));
     }
 
     /// Blocking or not, for a listener whose service changed mode on reload.
     pub(super) fn set_mode(&mut self, l: &Listener) {
         let result = l.socket.set_nonblocking(!blocking(l.service.mode));
         if let Err(e) = result {
-            error!(
-                self.log,
-                "error service={} msg={}",
-                l.service.name,
-                Q(&e.to_string())
-            );
+            let msg = e.to_string();
+            self.log.event(Event::service_error(&l.service.name, &msg));
         }
     }
 
@@ -151,7 +143,10 @@ impl Supervisor {
     /// SYN dropped here, to be sent again) while the queue is drained.
     pub(super) fn close_listener(&mut self, l: Listener, handed: bool) {
         let _ = self.epoll.delete(l.socket.as_fd());
-        info!(self.log, "close service={} addr={}", l.service.name, l.key);
+        self.log.event(Event::Close {
+            service: &l.service.name,
+            addr: &l.key,
+        });
         if handed {
             let _ = crate::sys::refuse_syn(l.socket.as_fd());
         }
@@ -250,12 +245,10 @@ impl Supervisor {
             let mut ev = EpollEvent::new(flags, Token::Listener(l.id).encode());
             match self.epoll.modify(l.socket.as_fd(), &mut ev) {
                 Ok(()) => l.watching = open,
-                Err(e) => error!(
-                    self.log,
-                    "error service={} msg={}",
-                    l.service.name,
-                    Q(&format!("epoll: {e}"))
-                ),
+                Err(e) => {
+                    let msg = format!("epoll: {e}");
+                    self.log.event(Event::service_error(&l.service.name, &msg));
+                }
             }
         }
         // Kept for its capacity.

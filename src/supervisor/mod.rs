@@ -48,16 +48,16 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 
 use crate::children::Children;
 use crate::config::{self, Context, Handler, Protocol, Service, WaitMode};
+use crate::error;
 use crate::flood::PeerLimit;
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
-use crate::log::{Log, Throttle, Q};
+use crate::log::{Event, Log, Throttle, Q};
 use crate::notify::Notifier;
 use crate::shutdown::{Drain, Next};
 use crate::signals::Signals;
 use crate::spawn::{Plan, Spawner};
 use crate::sys::Pages;
-use crate::{error, info, warning};
 
 use apply::log_problems;
 use conns::InternalConn;
@@ -276,36 +276,33 @@ pub fn run(opts: Options) -> u8 {
     let mut log = open_log(&opts, &loaded.config.global);
     log_problems(&mut log, &loaded);
     if loaded.config.services.is_empty() {
-        error!(
-            log,
-            "fatal msg=\"no valid service in {}\"",
-            opts.config.display()
-        );
+        let msg = format!("no valid service in {}", opts.config.display());
+        log.event(Event::Fatal { msg: &msg });
         return EXIT_CONFIG;
     }
     let mut sup = match Supervisor::new(opts, ctx, loaded.config.global.clone(), log) {
         Ok(s) => s,
         Err((mut log, e)) => {
-            error!(log, "fatal msg={}", Q(&format!("unable to start: {e}")));
+            let msg = format!("unable to start: {e}");
+            log.event(Event::Fatal { msg: &msg });
             return EXIT_OSERR;
         }
     };
     sup.apply(loaded.config);
     crate::sys::trim_heap();
     if sup.listeners.is_empty() {
-        error!(sup.log, "fatal msg=\"no listener could be bound\"");
+        let msg = "no listener could be bound";
+        sup.log.event(Event::Fatal { msg });
         return EXIT_OSERR;
     }
     if let Some(p) = &sup.opts.pidfile {
         if let Err(e) = write_pidfile(p) {
-            error!(
-                sup.log,
-                "error msg={}",
-                Q(&format!("unable to write pidfile {}: {e}", p.display()))
-            );
+            let msg = format!("unable to write pidfile {}: {e}", p.display());
+            sup.log.event(Event::error(&msg));
         }
     }
-    info!(sup.log, "ready listeners={}", sup.listeners.len());
+    let listeners = sup.listeners.len();
+    sup.log.event(Event::Ready { listeners });
     sup.notifier.ready();
     sup.serve();
     if let Some(p) = &sup.opts.pidfile {
@@ -341,7 +338,12 @@ fn open_log(opts: &Options, global: &config::Global) -> Log {
         Ok(l) => l,
         Err(e) => {
             let mut l = Log::stderr();
-            warning!(l, "warning msg={}", Q(&format!("{e}; logging to stderr")));
+            let msg = format!("{e}; logging to stderr");
+            l.event(Event::Warning {
+                service: None,
+                pid: None,
+                msg: &msg,
+            });
             l
         }
     }
@@ -458,12 +460,10 @@ impl Supervisor {
             let _ = self.epoll.delete(l.socket.as_fd());
         }
         self.by_service.clear();
-        info!(
-            self.log,
-            "stopping handlers={} grace_ms={}",
-            self.children.len(),
-            self.global.shutdown_grace.as_millis()
-        );
+        self.log.event(Event::Stopping {
+            handlers: self.children.len(),
+            grace_ms: self.global.shutdown_grace.as_millis(),
+        });
         self.draining = Some(Drain::new(Instant::now(), self.global.shutdown_grace));
     }
 

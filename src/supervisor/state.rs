@@ -3,8 +3,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::info;
-use crate::log::Q;
+use crate::log::Event;
 
 use super::listeners::ListenState;
 use super::{Mode, Supervisor};
@@ -36,33 +35,29 @@ impl Supervisor {
             let load = svc.load.borrow();
             paused |= load.paused(now);
             let max = svc.svc.limits.max_instances(svc.spawns());
-            let instances = if max == usize::MAX {
-                "none".to_string()
-            } else {
-                max.to_string()
-            };
+            let instances = (max != usize::MAX).then_some(max);
             let mode = match svc.mode {
                 Mode::Accept => "stream-nowait",
                 Mode::Relay => "dgram-nowait",
                 Mode::HandOver => "wait",
                 Mode::InternalStream(_) | Mode::InternalDgram(_) => "internal",
             };
-            info!(
-                self.log,
-                "state service={name} listen={} mode={mode} running={}/{instances} paused={paused}",
-                Q(&listen),
-                load.running,
-            );
+            self.log.event(Event::ServiceState {
+                service: name,
+                listen: &listen,
+                mode,
+                running: load.running,
+                instances,
+                paused,
+            });
         }
-        info!(
-            self.log,
-            "state services={} listeners={} handlers={} connections={} max_processes={} draining={}",
-            self.by_service.len(),
-            self.listeners.len(),
-            self.children.len(),
-            self.conns.len(),
-            self.global.max_processes,
-            self.draining.is_some()
-        );
+        self.log.event(Event::State {
+            services: self.by_service.len(),
+            listeners: self.listeners.len(),
+            handlers: self.children.len(),
+            connections: self.conns.len(),
+            max_processes: self.global.max_processes,
+            draining: self.draining.is_some(),
+        });
     }
 }

@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::time::Instant;
 
-use crate::info;
+use crate::log::Event;
 
 use super::listeners::ListenState;
 use super::{Resume, Supervisor};
@@ -34,7 +34,10 @@ impl Supervisor {
                     };
                     // Paused again meanwhile: that pause has its own entry.
                     if matches!(l.state, ListenState::Paused(until) if until <= now) {
-                        info!(self.log, "resume service={} addr={}", l.service.name, l.key);
+                        self.log.event(Event::Resume {
+                            service: &l.service.name,
+                            addr: &l.key,
+                        });
                         self.arm(id, ListenState::Armed);
                     }
                 }
@@ -53,7 +56,7 @@ impl Supervisor {
                         ended
                     };
                     if ended {
-                        info!(self.log, "resume service={name} reason=rate");
+                        self.log.event(Event::RateResume { service: &name });
                         self.touch(&name);
                     }
                 }

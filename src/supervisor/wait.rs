@@ -11,8 +11,8 @@ use socket2::Socket;
 
 use crate::children::Probe;
 use crate::config::Protocol;
+use crate::log::Event;
 use crate::spawn::{self, Ends, Invocation};
-use crate::warning;
 
 use super::handlers::Extras;
 use super::listeners::{pending, ListenState};
@@ -122,17 +122,12 @@ impl Supervisor {
             return;
         }
         let pause = self.global.loop_pause;
-        let what = match started_for {
-            Some(Probe::Queue(_)) => "accepting",
-            _ => "reading",
-        };
-        warning!(
-            self.log,
-            "looping service={} handlers_exited_without_{what}={} paused_ms={}",
-            l.service.name,
-            l.idle_exits,
-            pause.as_millis()
-        );
+        self.log.event(Event::Looping {
+            service: &l.service.name,
+            accepting: matches!(started_for, Some(Probe::Queue(_))),
+            exits: l.idle_exits,
+            paused: pause,
+        });
         l.idle_exits = 0;
         self.arm(id, ListenState::Paused(Instant::now() + pause));
     }

@@ -62,7 +62,7 @@ impl Supervisor {
                 None => self.retired.revive(&svc.name).unwrap_or_default(),
             };
             loads.insert(svc.name.clone(), Rc::clone(&load));
-            let running = Rc::new(Running::new(svc, plan, load));
+            let running = Rc::new(Running::new(svc, plan, load, &self.fd_budget));
             for listen in listens {
                 match listen {
                     Listen::Keep(l) => self.keep_listener(l, &running),

@@ -48,8 +48,8 @@ impl Supervisor {
                 return;
             };
             let held = self.conns.len() + self.listeners.len() + 2 * self.children.len();
-            if !crate::fds::budget().leaves_reserve(sock.as_raw_fd(), held) {
-                let why = Refusal::FdReserve(crate::fds::budget().reserve);
+            if !self.fd_budget.leaves_reserve(sock.as_raw_fd(), held) {
+                let why = Refusal::FdReserve(self.fd_budget.reserve);
                 self.refuse_stream(&running, sock, Some(peer), &why);
                 continue;
             }

@@ -49,6 +49,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use crate::children::Children;
 use crate::config::{self, Context, Handler, Protocol, Service, WaitMode};
 use crate::error;
+use crate::fds::FdBudget;
 use crate::flood::PeerLimit;
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
@@ -148,9 +149,14 @@ struct Running {
 }
 
 impl Running {
-    fn new(mut svc: Service, plan: Option<Plan>, load: Rc<RefCell<Load>>) -> Running {
+    fn new(
+        mut svc: Service,
+        plan: Option<Plan>,
+        load: Rc<RefCell<Load>>,
+        fds: &FdBudget,
+    ) -> Running {
         if let (Handler::Internal(_), Protocol::Tcp) = (&svc.handler, svc.protocol) {
-            svc.limits = svc.limits.with_internal_defaults(&crate::fds::budget());
+            svc.limits = svc.limits.with_internal_defaults(fds);
         }
         let mode = match (&svc.handler, svc.protocol, svc.wait) {
             (Handler::Internal(i), Protocol::Tcp, _) => Mode::InternalStream(*i),
@@ -253,6 +259,9 @@ pub struct Supervisor {
     /// it is given up to accept and close the waiting connection.
     spare_fd: Option<std::fs::File>,
     next_id: u64,
+    /// The descriptors the supervisor may use (`RLIMIT_NOFILE`, as raised
+    /// at start): internal services' defaults and the reserve they leave.
+    fd_budget: FdBudget,
     /// When the next idle sweep is due (`Resume::IdleSweep`), if any.
     sweep_at: Option<Instant>,
     /// Set once SIGTERM/SIGINT arrived: the stop's progress (`shutdown`).
@@ -396,6 +405,7 @@ impl Supervisor {
             retired: Retired::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
             next_id: 1,
+            fd_budget: FdBudget::current(),
             sweep_at: None,
             draining: None,
         })

@@ -11,7 +11,7 @@ use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::socket::UnixCredentials;
 
 use crate::children::{self, Child, Ending, Probe, StderrPipe};
-use crate::flood::{self};
+use crate::flood;
 use crate::log::Event;
 use crate::relay::{self, Reply};
 use crate::spawn::{self, Invocation};

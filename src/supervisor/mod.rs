@@ -222,14 +222,20 @@ enum Resume {
     Stderr(i32),
 }
 
+/// The running supervisor: what it was asked, its listeners, handlers and
+/// internal connections, and the loop's bookkeeping. Each file of this
+/// module adds its part of `impl Supervisor`.
 pub struct Supervisor {
     opts: Options,
+    /// Who we run as, for resolving the config again on SIGHUP.
     ctx: Context,
+    /// The running config's `[global]` settings.
     global: config::Global,
     log: Log,
     epoll: Epoll,
     signals: Signals,
     notifier: Notifier,
+    /// Bound listeners by id (their epoll token).
     listeners: HashMap<u64, Listener>,
     /// Listener ids by service name, for `Stale::services`.
     by_service: HashMap<Rc<str>, Vec<u64>>,
@@ -237,6 +243,7 @@ pub struct Supervisor {
     stale: Stale,
     /// Pauses to end, soonest first.
     timers: BinaryHeap<Reverse<(Instant, Resume)>>,
+    /// Running handlers, by pid.
     children: Children,
     spawner: Spawner,
     /// Internal services' TCP connections, by id.

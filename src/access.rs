@@ -149,22 +149,12 @@ pub struct Access {
     pub times: Vec<Window>,
 }
 
-/// Why a peer was refused, for the log.
+/// Why the access rules refuse a peer (`refusal::Refusal` tells it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     NotInOnlyFrom,
     NoAccess(Cidr),
     OutsideTimes,
-}
-
-impl fmt::Display for Denial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Denial::NotInOnlyFrom => f.write_str("reason=only_from"),
-            Denial::NoAccess(c) => write!(f, "reason=no_access rule={c}"),
-            Denial::OutsideTimes => f.write_str("reason=access_times"),
-        }
-    }
 }
 
 impl Access {

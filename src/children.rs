@@ -156,7 +156,7 @@ impl Gate<'_> {
 }
 
 /// What a `wait` handler was started for, to tell afterwards whether it
-/// took it (see `supervisor::release`).
+/// took it (see `Supervisor::release`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     /// dgram: the pending datagram's sender and first bytes.
@@ -217,10 +217,6 @@ impl Children {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
-    }
-
-    pub fn pids(&self) -> impl Iterator<Item = i32> + '_ {
-        self.map.keys().copied()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (i32, &Child)> + '_ {

@@ -8,8 +8,6 @@
 //! once fewer than [`FdBudget::reserve`] descriptors would be left, and
 //! exec'd services keep working whatever an internal service's peers do.
 
-use std::sync::OnceLock;
-
 /// Descriptors the supervisor holds besides listeners, connections and
 /// handler pipes: epoll, signal pipe, log, the spare fd, std streams.
 const FIXED: usize = 16;
@@ -55,14 +53,14 @@ impl FdBudget {
     }
 }
 
-/// The budget of this process, read once (after `sys::raise_nofile`).
-pub fn budget() -> FdBudget {
-    static B: OnceLock<FdBudget> = OnceLock::new();
-    *B.get_or_init(|| {
+impl FdBudget {
+    /// The budget of this process now: read once by the supervisor, after
+    /// `sys::raise_nofile`.
+    pub fn current() -> FdBudget {
         let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(1024, |(soft, _)| soft.min(1 << 30) as usize);
         FdBudget::from_limit(limit)
-    })
+    }
 }
 
 #[cfg(test)]

@@ -7,17 +7,23 @@
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
 //! - [`limits`] — instances, per_source, cps: the load a service may take.
+//! - [`fds`] — the descriptor budget: internal defaults, the reserve.
+//! - [`refusal`] — why a peer was turned away, as admission says it.
+//! - [`idle`] — the idle sweep's period for `idle_timeout`.
 //! - [`flood`] — token buckets for stderr lines and per-peer UDP replies.
 //! - [`spawn`] — everything a handler needs, prepared before it is spawned.
 //! - [`sys`] — the only `unsafe`: the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
 //! - [`internal`] — echo, discard, chargen, daytime, time, in-process.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
-//! - [`supervisor`] — the single-threaded event loop and its states.
-//! - [`reload`] — SIGHUP as a diff of listeners.
+//! - [`supervisor`] — the single-threaded event loop and its states; one
+//!   file per kind of event (listeners, admission, accept, internal
+//!   connections, datagrams, `wait`, handlers, apply, timers).
+//! - [`reload`] — SIGHUP as a diff of listeners that `apply` consumes.
+//! - [`shutdown`] — the stop after `shutdown_grace`: SIGTERM, SIGKILL, reap.
 //! - [`signals`] — signals as events: a self-pipe, and a signalfd for SIGCHLD.
 //! - [`notify`] — sd_notify.
-//! - [`log`] — syslog or stderr, one `key=value` grammar.
+//! - [`log`] — syslog or stderr; every line an `Event`, one `key=value` grammar.
 //! - [`render`] — numbers and addresses as text without `core::fmt`.
 
 pub mod access;
@@ -33,6 +39,7 @@ pub mod listener;
 pub mod log;
 pub mod notify;
 pub mod privilege;
+pub mod refusal;
 pub mod relay;
 pub mod reload;
 pub mod render;

@@ -15,6 +15,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::access::{mask, unmap};
+use crate::refusal::Refusal;
 
 /// A service's limits, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +49,14 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// For log lines: `cps=50`, or `rate=256/60s` for other windows.
-    pub fn describe(&self) -> String {
-        if self.per == Duration::from_secs(1) {
-            format!("cps={}", self.count)
-        } else {
-            format!("rate={}/{}s", self.count, self.per.as_secs_f64())
-        }
+    /// Whether this is xinetd's `cps`: a window of one second.
+    pub fn per_second(&self) -> bool {
+        self.per == Duration::from_secs(1)
+    }
+
+    /// The window as log lines give it: `256/60s`.
+    pub fn window(&self) -> String {
+        format!("{}/{}s", self.count, self.per.as_secs_f64())
     }
 }
 
@@ -98,14 +100,6 @@ impl Default for Limits {
             peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
         }
     }
-}
-
-/// Why a connection was refused by a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    PerSource(usize),
-    /// The rate was exceeded: the service pauses for this long.
-    RatePause(Duration),
 }
 
 /// What a service is doing now; kept across reloads by service name.
@@ -157,7 +151,7 @@ impl Load {
             if n > rate.count {
                 self.paused_until = Some(now + rate.pause);
                 self.window = None;
-                return Err(Refusal::RatePause(rate.pause));
+                return Err(Refusal::Rate(rate));
             }
         }
         if let (Some(max), Some(source)) = (limits.per_source, source) {
@@ -287,7 +281,7 @@ mod tests {
         }
         assert_eq!(
             load.admit(&limits, Some(src), t),
-            Err(Refusal::RatePause(Duration::from_secs(10)))
+            Err(Refusal::Rate(limits.rate.unwrap()))
         );
         assert!(load.paused(t + Duration::from_secs(9)));
         assert!(!load.paused(t + Duration::from_secs(10)));
@@ -319,9 +313,9 @@ mod tests {
         );
         assert_eq!(
             load.admit(&limits, Some(src), t + Duration::from_secs(59)),
-            Err(Refusal::RatePause(Duration::from_secs(600)))
+            Err(Refusal::Rate(limits.rate.unwrap()))
         );
         assert!(load.paused(t + Duration::from_secs(600)));
-        assert_eq!(limits.rate.unwrap().describe(), "rate=2/60s");
+        assert_eq!(limits.rate.unwrap().window(), "2/60s");
     }
 }

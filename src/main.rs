@@ -35,7 +35,9 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
         eprintln!("{}: warning: {}", w.at, w.message);
     }
     if list {
-        let budget = oxinetd::fds::budget();
+        // As the supervisor computes it: after raising the soft fd limit.
+        let _ = oxinetd::sys::raise_nofile();
+        let budget = oxinetd::fds::FdBudget::current();
         for (i, svc) in loaded.config.services.iter().enumerate() {
             if i > 0 {
                 println!();

@@ -5,7 +5,7 @@
 //! closed; running handlers are never touched. A config that fails to load
 //! changes nothing: the supervisor keeps running what it has.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::config::{BindAddr, Config, ListenKey, Protocol};
 
@@ -13,53 +13,73 @@ use crate::config::{BindAddr, Config, ListenKey, Protocol};
 /// an ephemeral port (port 0), which several services may ask for at once
 /// and which is the same listener only for the same service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Slot {
+pub struct ListenSlot {
     pub key: ListenKey,
     pub owner: Option<String>,
 }
 
-impl Slot {
-    pub fn new(key: ListenKey, service: &str) -> Slot {
-        Slot {
+impl ListenSlot {
+    pub fn new(key: ListenKey, service: &str) -> ListenSlot {
+        ListenSlot {
             owner: key.addr.is_ephemeral().then(|| service.to_owned()),
             key,
         }
     }
 }
 
-/// What a reload does to the listening sockets.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Diff {
-    /// Sockets carried over to the new config (possibly to another service).
-    pub keep: Vec<Slot>,
-    /// Sockets to bind.
-    pub bind: Vec<Slot>,
-    /// Sockets to close, after the new ones are bound.
-    pub close: Vec<Slot>,
+/// What becomes of one listener a service of the new config asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Listen<L> {
+    /// Bound now: this socket moves to the service untouched.
+    Keep(L),
+    /// Not bound now: bind it.
+    Bind(ListenKey),
 }
 
-/// Compare the slots bound now with those `new` asks for.
-pub fn diff(bound: impl IntoIterator<Item = Slot>, new: &Config) -> Diff {
-    let bound: HashSet<Slot> = bound.into_iter().collect();
-    let wanted: Vec<Slot> = new
-        .services
-        .iter()
-        .flat_map(|s| s.listen.iter().map(|k| Slot::new(k.clone(), &s.name)))
-        .collect();
-    let wanted_set: HashSet<Slot> = wanted.iter().cloned().collect();
-    let mut d = Diff::default();
-    for key in wanted {
-        if bound.contains(&key) {
-            d.keep.push(key);
-        } else {
-            d.bind.push(key);
-        }
+/// What a reload does to the listening sockets, `L` being a bound one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Diff<L> {
+    /// For each service of the new config, in order, its listeners in
+    /// the order it lists them.
+    pub services: Vec<Vec<Listen<L>>>,
+    /// Sockets no service asks for any more: closed after the new ones
+    /// are bound.
+    pub close: Vec<L>,
+}
+
+impl<L> Diff<L> {
+    /// How many sockets are kept and how many are to be bound.
+    pub fn counts(&self) -> (usize, usize) {
+        let all = self.services.iter().flatten();
+        let kept = all.filter(|l| matches!(l, Listen::Keep(_))).count();
+        let total: usize = self.services.iter().map(Vec::len).sum();
+        (kept, total - kept)
     }
-    d.close = bound
-        .into_iter()
-        .filter(|k| !wanted_set.contains(k))
-        .collect();
-    d
+}
+
+/// Match the sockets bound now, by slot, with those `new` asks for: each
+/// bound socket goes to the service that still asks for its slot, or to
+/// `close`. (A config never asks for one slot twice: overlapping
+/// listeners are refused at load.)
+pub fn diff<L>(bound: impl IntoIterator<Item = (ListenSlot, L)>, new: &Config) -> Diff<L> {
+    let mut bound: HashMap<ListenSlot, L> = bound.into_iter().collect();
+    let services =
+        new.services
+            .iter()
+            .map(|s| {
+                let wanted = s.listen.iter().map(|k| {
+                    match bound.remove(&ListenSlot::new(k.clone(), &s.name)) {
+                        Some(l) => Listen::Keep(l),
+                        None => Listen::Bind(k.clone()),
+                    }
+                });
+                wanted.collect()
+            })
+            .collect();
+    Diff {
+        services,
+        close: bound.into_values().collect(),
+    }
 }
 
 /// Whether the new listener `new` takes over the port of `old`, which
@@ -129,10 +149,17 @@ mod tests {
             services: vec![service("s", vec![a.clone()]), service("t", vec![c.clone()])],
             ..Config::default()
         };
-        let d = diff([Slot::new(a.clone(), "x"), Slot::new(b.clone(), "x")], &new);
-        assert_eq!(d.keep, vec![Slot::new(a.clone(), "s")]);
-        assert_eq!(d.bind, vec![Slot::new(c.clone(), "t")]);
-        assert_eq!(d.close, vec![Slot::new(b.clone(), "x")]);
+        let bound = [
+            (ListenSlot::new(a.clone(), "x"), "a"),
+            (ListenSlot::new(b.clone(), "x"), "b"),
+        ];
+        let d = diff(bound, &new);
+        assert_eq!(
+            d.services,
+            vec![vec![Listen::Keep("a")], vec![Listen::Bind(c)]]
+        );
+        assert_eq!(d.close, vec!["b"]);
+        assert_eq!(d.counts(), (1, 1));
     }
 
     #[test]
@@ -145,13 +172,14 @@ mod tests {
             ],
             ..Config::default()
         };
-        let d = diff(
-            [Slot::new(zero.clone(), "s"), Slot::new(zero.clone(), "u")],
-            &new,
-        );
-        assert_eq!(d.keep, vec![Slot::new(zero.clone(), "s")]);
-        assert_eq!(d.bind, vec![Slot::new(zero.clone(), "t")]);
-        assert_eq!(d.close, vec![Slot::new(zero.clone(), "u")]);
+        let bound = [
+            (ListenSlot::new(zero.clone(), "s"), "s"),
+            (ListenSlot::new(zero.clone(), "u"), "u"),
+        ];
+        let d = diff(bound, &new);
+        let want = vec![vec![Listen::Keep("s")], vec![Listen::Bind(zero)]];
+        assert_eq!(d.services, want);
+        assert_eq!(d.close, vec!["u"]);
     }
 
     #[test]
@@ -190,8 +218,8 @@ mod tests {
             services: vec![service("t", vec![path.clone()])],
             ..Config::default()
         };
-        let d = diff([Slot::new(path.clone(), "s")], &new);
-        assert_eq!(d.keep, vec![Slot::new(path, "t")]);
-        assert!(d.bind.is_empty() && d.close.is_empty());
+        let d = diff([(ListenSlot::new(path, "s"), "s")], &new);
+        assert_eq!(d.services, vec![vec![Listen::Keep("s")]]);
+        assert!(d.close.is_empty());
     }
 }

@@ -12,8 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::children::Children;
-use crate::info;
-use crate::log::Log;
+use crate::log::{Event, Log};
 
 /// From the SIGTERM at the end of `shutdown_grace` to the SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -64,7 +63,9 @@ impl Drain {
     /// they could not be reaped in time).
     pub fn step(&mut self, now: Instant, children: &Children, log: &mut Log) -> Next {
         if children.is_empty() {
-            info!(log, "stopped");
+            log.event(Event::Stopped {
+                handlers_left: None,
+            });
             return Next::Exit;
         }
         if now < self.deadline {
@@ -84,11 +85,9 @@ impl Drain {
                 Next::Wait
             }
             Stage::Killed => {
-                info!(
-                    log,
-                    "stopped handlers_left={} msg=\"not reaped after SIGKILL\"",
-                    children.len()
-                );
+                log.event(Event::Stopped {
+                    handlers_left: Some(children.len()),
+                });
                 Next::Exit
             }
         }
@@ -101,15 +100,10 @@ fn signal_all(children: &Children, sig: Signal, log: &mut Log) {
         // Handlers are session leaders: end their whole group. The pid is
         // still ours (not reaped), so it cannot name another group.
         let _ = kill(Pid::from_raw(-pid), sig);
-        info!(
-            log,
-            "killed service={} pid={pid} signal={} msg=\"{}\"",
-            child.service,
-            sig.as_str(),
-            match sig {
-                Signal::SIGTERM => "shutdown_grace over",
-                _ => "still running after SIGTERM",
-            }
-        );
+        log.event(Event::Killed {
+            service: &child.service,
+            pid,
+            signal: sig,
+        });
     }
 }

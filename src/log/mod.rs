@@ -4,6 +4,8 @@
 //! event (`listen`, `start`, `exit`, `stderr`, `reload`, `error`, ...), then
 //! `key=value` pairs; values with spaces or quotes are double-quoted with
 //! backslash escapes. Every line about a service carries `service=NAME`.
+//! Each line is an [`Event`] (`events.rs`), written by `Log::event`: the
+//! grammar is enforced there, in one place.
 //!
 //! The `syslog` crate provides the transport (datagram socket, falling back to
 //! a stream socket); the RFC 3164 header is written here, without a timestamp
@@ -22,6 +24,10 @@ use std::path::{Path, PathBuf};
 use syslog::{Facility, LogFormat, Severity};
 
 use crate::render::{Render, Text};
+
+pub mod events;
+
+pub use events::{Event, Problem};
 
 /// The default syslog socket.
 const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
@@ -104,7 +110,12 @@ impl Log {
         matches!(self.sink, Sink::Syslog { .. })
     }
 
-    /// Log one event line.
+    /// Log one event, at its level.
+    pub fn event(&mut self, event: Event<'_>) {
+        self.write(event.level(), format_args!("{event}"));
+    }
+
+    /// Log one line as it is given; `event` is the way to log.
     pub fn write(&mut self, level: Level, args: fmt::Arguments<'_>) {
         match &mut self.sink {
             Sink::Stderr => {
@@ -167,19 +178,9 @@ impl Drop for Log {
     }
 }
 
-/// Log at info level: `info!(log, "start service={} pid={}", name, pid)`.
-#[macro_export]
-macro_rules! info {
-    ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Info, format_args!($($arg)*)) };
-}
-
-/// Log at warning level.
-#[macro_export]
-macro_rules! warning {
-    ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Warning, format_args!($($arg)*)) };
-}
-
-/// Log at error level.
+/// Log a line as it is given, at error level. Lines are `Log::event`'s;
+/// only the loop's `epoll_pwait` failure still uses this (left as it is
+/// for the rework of how signals arrive, issue 17 §4).
 #[macro_export]
 macro_rules! error {
     ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Error, format_args!($($arg)*)) };

@@ -1,0 +1,206 @@
+//! Internal services over TCP: their connections served on the loop, and
+//! the idle sweep that closes the silent ones (`idle_timeout`).
+
+use std::cmp::Reverse;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{EpollEvent, EpollFlags};
+
+use crate::internal::{self, Interest, Internal};
+use crate::log::Event;
+use crate::refusal::Refusal;
+use crate::spawn;
+
+use super::accept::Accepted;
+use super::{Resume, Running, Supervisor, Token, BATCH};
+
+/// An internal service's TCP connection.
+pub(super) struct InternalConn {
+    pub(super) conn: internal::Conn,
+    pub(super) service: Rc<Running>,
+    pub(super) peer: SocketAddr,
+    /// What the connection is counted under in the service's load.
+    pub(super) source: Option<IpAddr>,
+    pub(super) started: Instant,
+    pub(super) interest: Interest,
+    /// Traffic since the last idle sweep; else silent since `quiet_since`.
+    pub(super) active: bool,
+    pub(super) quiet_since: Instant,
+    /// Closed by `idle_timeout`.
+    pub(super) idle: bool,
+}
+
+impl Supervisor {
+    /// An internal service over TCP: serve each connection on the loop.
+    pub(super) fn accept_internal(&mut self, id: u64, kind: Internal) {
+        for _ in 0..BATCH {
+            if !self.is_open(id) {
+                return;
+            }
+            // Internal services listen on IP addresses only.
+            let Some((sock, Accepted::Ip { peer, .. })) = self.accept_one(id, true) else {
+                return;
+            };
+            let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
+                return;
+            };
+            let held = self.conns.len() + self.listeners.len() + 2 * self.children.len();
+            if !self.fd_budget.leaves_reserve(sock.as_raw_fd(), held) {
+                let why = Refusal::FdReserve(self.fd_budget.reserve);
+                self.refuse_stream(&running, sock, Some(peer), &why);
+                continue;
+            }
+            let source = match self.admit(&running, peer) {
+                Ok(source) => source,
+                Err(why) => {
+                    self.refuse_stream(&running, sock, Some(peer), &why);
+                    continue;
+                }
+            };
+            running.load.borrow_mut().started(source);
+            self.touch(&running.name);
+            let (conn, interest) =
+                internal::Conn::start(sock.into(), kind, self.stream_buf.as_mut_slice());
+            let now = Instant::now();
+            let c = InternalConn {
+                conn,
+                service: running,
+                peer: spawn::unmap(peer),
+                source,
+                started: now,
+                interest,
+                active: false,
+                quiet_since: now,
+                idle: false,
+            };
+            if interest == Interest::Close {
+                self.close_conn(c);
+                continue;
+            }
+            let cid = self.next_id;
+            self.next_id += 1;
+            let ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
+            if let Err(e) = self.epoll.add(c.conn.sock.as_fd(), ev) {
+                let msg = format!("epoll: {e}");
+                self.log.event(Event::service_error(&c.service.name, &msg));
+                // Give back its place in `instances` and `per_source`.
+                self.close_conn(c);
+                continue;
+            }
+            self.schedule_sweep(now, c.service.svc.limits.idle_timeout);
+            self.conns.insert(cid, c);
+        }
+    }
+
+    /// Readiness on an internal connection: let it make progress.
+    pub(super) fn on_conn(&mut self, cid: u64) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        c.active = true;
+        let interest = c.conn.advance(self.stream_buf.as_mut_slice());
+        if interest == Interest::Close {
+            if let Some(c) = self.conns.remove(&cid) {
+                // Closing the only descriptor of the socket removes it from
+                // the epoll set. A handler between clone and exec still
+                // holds a copy of every descriptor, though; only then is
+                // epoll_ctl(DEL) needed.
+                if self.spawner.busy() {
+                    let _ = self.epoll.delete(c.conn.sock.as_fd());
+                }
+                self.close_conn(c);
+            }
+        } else if interest != c.interest {
+            c.interest = interest;
+            let mut ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
+            let _ = self.epoll.modify(c.conn.sock.as_fd(), &mut ev);
+        }
+    }
+
+    pub(super) fn close_conn(&mut self, mut c: InternalConn) {
+        // A bulk transfer touched up to a MiB of scratch buffer, and maybe
+        // a MiB of pending echo on the heap: give both back before the
+        // close is seen, so an idle supervisor stays small.
+        if c.conn.used_bulk_memory() {
+            self.stream_buf.release(internal::SCRATCH_KEEP);
+            c.conn.drop_pending();
+            crate::sys::trim_heap();
+        }
+        c.service.load.borrow_mut().ended(c.source);
+        self.touch(&c.service.name);
+        let log = &c.service.svc.log;
+        if !log.any_success() {
+            return;
+        }
+        let traffic = log.traffic.then_some(&c.conn);
+        self.log.event(Event::Done {
+            service: &c.service.name,
+            peer: log.host.then_some(c.peer),
+            duration_ms: log.duration.then(|| c.started.elapsed().as_millis()),
+            bytes_in: traffic.map(|t| t.bytes_in),
+            bytes_out: traffic.map(|t| t.bytes_out),
+            idle: c.idle,
+        });
+    }
+
+    /// Make sure an idle sweep comes in time for a connection with this
+    /// `idle_timeout` (one timer for all connections, not one each).
+    pub(super) fn schedule_sweep(&mut self, now: Instant, timeout: Duration) {
+        let Some(period) = crate::idle::sweep_period(timeout) else {
+            return;
+        };
+        let due = now + period;
+        if self.sweep_at.is_none_or(|at| due < at) {
+            self.sweep_at = Some(due);
+            self.timers.push(Reverse((due, Resume::IdleSweep)));
+        }
+    }
+
+    /// Close the internal connections without traffic for their
+    /// `idle_timeout`; mark the others quiet from now. O(connections),
+    /// once per sweep period: nothing is done per connection per turn.
+    pub(super) fn sweep_idle(&mut self, now: Instant) {
+        if self.sweep_at.is_none_or(|at| at > now) {
+            return; // an out-of-date entry
+        }
+        self.sweep_at = None;
+        let mut idle = Vec::new();
+        let mut next: Option<Duration> = None;
+        for (cid, c) in self.conns.iter_mut() {
+            let timeout = c.service.svc.limits.idle_timeout;
+            let Some(period) = crate::idle::sweep_period(timeout) else {
+                continue;
+            };
+            if std::mem::take(&mut c.active) {
+                c.quiet_since = now;
+            } else if now.saturating_duration_since(c.quiet_since) >= timeout {
+                idle.push(*cid);
+                continue;
+            }
+            next = Some(next.map_or(period, |p| p.min(period)));
+        }
+        for cid in idle {
+            if let Some(mut c) = self.conns.remove(&cid) {
+                if self.spawner.busy() {
+                    let _ = self.epoll.delete(c.conn.sock.as_fd());
+                }
+                c.idle = true;
+                self.close_conn(c);
+            }
+        }
+        if let Some(period) = next {
+            self.sweep_at = Some(now + period);
+            self.timers.push(Reverse((now + period, Resume::IdleSweep)));
+        }
+    }
+}
+
+fn epoll_flags(i: Interest) -> EpollFlags {
+    match i {
+        Interest::Write => EpollFlags::EPOLLOUT,
+        _ => EpollFlags::EPOLLIN,
+    }
+}

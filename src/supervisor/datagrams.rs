@@ -1,0 +1,190 @@
+//! Datagram listeners: internal services answered on the loop, and dgram
+//! `nowait` services relayed to a handler per datagram.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use nix::sys::socket::SockaddrStorage;
+
+use crate::config::Protocol;
+use crate::flood::Verdict;
+use crate::internal::Internal;
+use crate::log::{Event, Log};
+use crate::refusal::Refusal;
+use crate::relay::{self, Reply};
+use crate::spawn::{self, Ends, Invocation};
+
+use super::handlers::Extras;
+use super::listeners::Listener;
+use super::{Supervisor, BATCH};
+
+impl Supervisor {
+    /// An internal service over UDP: answer every queued datagram, in order.
+    pub(super) fn answer_datagrams(&mut self, id: u64, kind: Internal) {
+        for _ in 0..BATCH {
+            let Some(l) = self.listeners.get(&id) else {
+                return;
+            };
+            let (len, peer) = match receive(l, &mut self.dgram_buf, &mut self.log) {
+                Received::Datagram(len, peer) => (len, peer),
+                Received::Skip => continue,
+                Received::Done => return,
+            };
+            let running = Rc::clone(&l.service);
+            let port = peer.port();
+            let now = Instant::now();
+            let reason =
+                // 0 and the privileged ports (the well-known internal ones
+                // among them), and the ports of our own internal services:
+                // two of them cannot be aimed at each other.
+                if port < 1024 || self.internal_ports.contains(&port) {
+                    Some(Refusal::SourcePort)
+                } else if let Err(d) = running
+                    .svc
+                    .access
+                    .check(peer.ip(), crate::sys::local_minute_of_day)
+                {
+                    Some(Refusal::from(d))
+                } else if let Verdict::Drop(report) =
+                    self.peers
+                        .check(peer, running.svc.limits.peer_reply_rate, now)
+                {
+                    if let Some(n) = report {
+                        self.log.event(Event::ReplyDropped {
+                            service: &running.name,
+                            peer: spawn::unmap(peer),
+                            replies: n,
+                        });
+                    }
+                    continue;
+                } else if !running.take_reply(now) {
+                    Some(Refusal::ReplyRate)
+                } else {
+                    None
+                };
+            if let Some(reason) = reason {
+                self.refused(&running, Some(spawn::unmap(peer)), &reason);
+                continue;
+            }
+            let Some(reply) = kind.reply(&self.dgram_buf[..len], &mut self.reply_buf) else {
+                continue;
+            };
+            // A full send buffer drops this reply, as the network may.
+            let _ = l.socket.send_to(reply, &peer.into());
+        }
+    }
+
+    /// dgram nowait: a handler per datagram, its stdout the reply.
+    pub(super) fn relay_datagrams(&mut self, id: u64) {
+        for _ in 0..BATCH {
+            let Some(l) = self.listeners.get(&id) else {
+                return;
+            };
+            let (len, peer) = match receive(l, &mut self.dgram_buf, &mut self.log) {
+                Received::Datagram(len, peer) => (len, peer),
+                Received::Skip => continue,
+                Received::Done => return,
+            };
+            let running = Rc::clone(&l.service);
+            // dgram nowait is refused on UNIX-domain sockets at load.
+            let Some(local) = l.local else {
+                return;
+            };
+            let source = match self.admit(&running, peer) {
+                Ok(source) => source,
+                Err(why) => {
+                    self.refused(&running, Some(spawn::unmap(peer)), &why);
+                    continue;
+                }
+            };
+            let request = match relay::request_file(&self.dgram_buf[..len]) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.log.event(Event::Error {
+                        service: Some(&running.name),
+                        pid: None,
+                        peer: Some(peer),
+                        msg: &format!("unable to store request: {e}"),
+                        suppressed: None,
+                    });
+                    continue;
+                }
+            };
+            let (out_r, out_w) = match spawn::reader_pipe() {
+                Ok(p) => p,
+                Err(e) => {
+                    self.log.event(Event::Error {
+                        service: Some(&running.name),
+                        pid: None,
+                        peer: Some(peer),
+                        msg: &e.to_string(),
+                        suppressed: None,
+                    });
+                    continue;
+                }
+            };
+            let inv = Invocation::Peer {
+                input: request.as_raw_fd(),
+                output: out_w.as_raw_fd(),
+                ends: Ends::Ip {
+                    protocol: Protocol::Udp,
+                    local,
+                    peer: Some(peer),
+                },
+            };
+            let reply = Reply {
+                listener: id,
+                peer,
+                out: out_r,
+                buf: Vec::new(),
+                dropped: 0,
+            };
+            let extras = Extras {
+                reply: Some(reply),
+                ..Extras::default()
+            };
+            if !self.start(&running, &inv, Some(peer), source, extras) {
+                self.spawn_backoff(id);
+            }
+            if !self.is_open(id) {
+                return; // at a limit: the socket buffer holds the rest
+            }
+        }
+    }
+}
+
+/// What one `recvfrom` on a datagram listener gave.
+enum Received {
+    /// A datagram of this length, from this peer, in the buffer.
+    Datagram(usize, SocketAddr),
+    /// Nothing to answer (interrupted, or no IP sender): try the next.
+    Skip,
+    /// The queue is empty, or receiving failed (logged).
+    Done,
+}
+
+/// Receive the next datagram on `l` into `buf`.
+fn receive(l: &Listener, buf: &mut [u8], log: &mut Log) -> Received {
+    match nix::sys::socket::recvfrom::<SockaddrStorage>(l.socket.as_raw_fd(), buf) {
+        Ok((len, from)) => match from.as_ref().and_then(storage_to_std) {
+            Some(peer) => Received::Datagram(len, peer),
+            None => Received::Skip,
+        },
+        Err(nix::errno::Errno::EAGAIN) => Received::Done,
+        Err(nix::errno::Errno::EINTR) => Received::Skip,
+        Err(e) => {
+            let msg = format!("unable to receive: {e}");
+            log.event(Event::service_error(&l.service.name, &msg));
+            Received::Done
+        }
+    }
+}
+
+fn storage_to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}

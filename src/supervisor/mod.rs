@@ -1,0 +1,520 @@
+//! The supervisor: one thread, one epoll loop, handlers as child processes.
+//!
+//! Each iteration: wait for events (or the next timer) → handle the signal
+//! pipe (reap, reload, terminate) → handle ready listeners and handler pipes
+//! → resume paused listeners. States: serving, then draining after SIGTERM.
+//!
+//! Two error regimes (as in catatonit): while starting, an unusable config is
+//! fatal; once serving, every error is logged with its service and the loop
+//! goes on, so one broken service never stops the others.
+//!
+//! This file holds the state, the loop and its dispatch; each kind of
+//! event is handled in a file of its own, all `impl Supervisor`:
+//!
+//! - `listeners` — binding and closing listeners, their states, and `sync`
+//!   of the poll set (backpressure by not watching).
+//! - `admission` — access rules and limits for a new peer; refusals.
+//! - `accept` — stream `nowait`: accept, a handler per connection.
+//! - `conns` — internal services over TCP, served on the loop; idle sweep.
+//! - `datagrams` — internal UDP answers, dgram `nowait` relays.
+//! - `wait` — `wait` services: the socket handed over, loops detected.
+//! - `handlers` — spawning and recording a handler, its stderr, its
+//!   reply, reaping.
+//! - `apply` — a config made the running one, at start and on SIGHUP.
+//! - `timers` — pauses ending, idle sweeps, stderr pipes resumed.
+//! - `state` — SIGUSR1's `state` lines.
+
+mod accept;
+mod admission;
+mod apply;
+mod conns;
+mod datagrams;
+mod handlers;
+mod listeners;
+mod state;
+mod timers;
+mod wait;
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+use crate::children::Children;
+use crate::config::{self, Context, Handler, Protocol, Service, WaitMode};
+use crate::error;
+use crate::fds::FdBudget;
+use crate::flood::PeerLimit;
+use crate::internal::{self, Internal};
+use crate::limits::{Load, Retired};
+use crate::log::{Event, Log, Throttle, Q};
+use crate::notify::Notifier;
+use crate::shutdown::{Drain, Next};
+use crate::signals::Signals;
+use crate::spawn::{Plan, Spawner};
+use crate::sys::Pages;
+
+use apply::log_problems;
+use conns::InternalConn;
+use listeners::{ListenState, Listener};
+
+/// Exit codes (sysexits), so a service manager can tell a bad config
+/// (don't restart) from a temporary failure.
+pub const EXIT_CONFIG: u8 = 78;
+pub const EXIT_OSERR: u8 = 71;
+
+/// Connections accepted (or datagrams read) per listener per wake-up, so
+/// one busy service cannot starve the others.
+const BATCH: usize = 64;
+
+/// What the event loop can be woken by, packed in the epoll token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Signal,
+    Listener(u64),
+    Stderr(i32),
+    Reply(i32),
+    Conn(u64),
+}
+
+impl Token {
+    fn encode(self) -> u64 {
+        match self {
+            Token::Signal => 0,
+            Token::Listener(id) => 1 << 56 | id,
+            Token::Stderr(pid) => 2 << 56 | pid as u32 as u64,
+            Token::Reply(pid) => 3 << 56 | pid as u32 as u64,
+            Token::Conn(id) => 4 << 56 | id,
+        }
+    }
+
+    fn decode(v: u64) -> Token {
+        let low = v & ((1 << 56) - 1);
+        match v >> 56 {
+            1 => Token::Listener(low),
+            2 => Token::Stderr(low as i32),
+            3 => Token::Reply(low as i32),
+            4 => Token::Conn(low),
+            _ => Token::Signal,
+        }
+    }
+}
+
+/// How the supervisor was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    /// The config's syntax; from its file name when `None`.
+    pub format: Option<config::Format>,
+    pub log_stderr: bool,
+    pub syslog_socket: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+}
+
+/// How a service's listeners are served, decided once per config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// stream nowait: accept, a handler per connection.
+    Accept,
+    /// dgram nowait: a handler per datagram, its stdout the reply.
+    Relay,
+    /// wait: the handler gets the socket itself.
+    HandOver,
+    /// An internal service over TCP, served on the loop.
+    InternalStream(Internal),
+    /// An internal service over UDP, answered on the loop.
+    InternalDgram(Internal),
+}
+
+/// A service as the supervisor runs it: the config and its prepared exec.
+struct Running {
+    svc: Service,
+    name: Rc<str>,
+    mode: Mode,
+    /// The exec plan; `None` for internal services.
+    plan: Option<Plan>,
+    /// Start of the current second and replies sent in it (UDP internal).
+    replies: std::cell::Cell<(Instant, u32)>,
+    /// Limits how often refusals and spawn errors of this service are logged.
+    refusals: std::cell::RefCell<Throttle>,
+    /// Handlers running and recent connections; shared with the service's
+    /// running handlers and carried to its next config on reload.
+    load: Rc<RefCell<Load>>,
+}
+
+impl Running {
+    fn new(
+        mut svc: Service,
+        plan: Option<Plan>,
+        load: Rc<RefCell<Load>>,
+        fds: &FdBudget,
+    ) -> Running {
+        if let (Handler::Internal(_), Protocol::Tcp) = (&svc.handler, svc.protocol) {
+            svc.limits = svc.limits.with_internal_defaults(fds);
+        }
+        let mode = match (&svc.handler, svc.protocol, svc.wait) {
+            (Handler::Internal(i), Protocol::Tcp, _) => Mode::InternalStream(*i),
+            (Handler::Internal(i), Protocol::Udp, _) => Mode::InternalDgram(*i),
+            (_, _, WaitMode::Wait) => Mode::HandOver,
+            (_, Protocol::Tcp, WaitMode::Nowait) => Mode::Accept,
+            (_, Protocol::Udp, WaitMode::Nowait) => Mode::Relay,
+        };
+        Running {
+            name: Rc::from(svc.name.as_str()),
+            svc,
+            mode,
+            plan,
+            replies: std::cell::Cell::new((Instant::now(), 0)),
+            refusals: std::cell::RefCell::new(Throttle::default()),
+            load,
+        }
+    }
+
+    /// Whether this service runs handler processes (and so counts against
+    /// `max_processes`).
+    fn spawns(&self) -> bool {
+        matches!(self.mode, Mode::Accept | Mode::Relay | Mode::HandOver)
+    }
+
+    /// Count one UDP reply against the per-second cap; false if over it.
+    fn take_reply(&self, now: Instant) -> bool {
+        let (since, n) = self.replies.get();
+        let (since, n) = if now.duration_since(since) >= Duration::from_secs(1) {
+            (now, 0)
+        } else {
+            (since, n)
+        };
+        self.replies.set((since, n.saturating_add(1)));
+        n < self.svc.limits.reply_rate
+    }
+}
+
+/// What may have changed, since the last `sync`, whether a listener should
+/// be watched: `sync` looks at these listeners only, not at every one.
+#[derive(Default)]
+struct Stale {
+    /// Every listener: after a reload, or when `max_processes` was reached
+    /// or left.
+    all: bool,
+    /// Listeners whose state changed.
+    listeners: Vec<u64>,
+    /// Services whose load changed (a handler or connection started or
+    /// ended, a cps pause began or ended): all their listeners.
+    services: Vec<Rc<str>>,
+}
+
+/// A pause to end when due: a listener's (`ListenState::Paused`) or a
+/// service's (cps). An entry may be out of date (the listener re-armed or
+/// gone); each is checked against the current state when it comes up.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Resume {
+    Listener(u64),
+    Service(Rc<str>),
+    /// Close the internal connections idle for their `idle_timeout`.
+    IdleSweep,
+    /// Watch a handler's stderr again: its byte budget has refilled.
+    Stderr(i32),
+}
+
+/// The running supervisor: what it was asked, its listeners, handlers and
+/// internal connections, and the loop's bookkeeping. Each file of this
+/// module adds its part of `impl Supervisor`.
+pub struct Supervisor {
+    opts: Options,
+    /// Who we run as, for resolving the config again on SIGHUP.
+    ctx: Context,
+    /// The running config's `[global]` settings.
+    global: config::Global,
+    log: Log,
+    epoll: Epoll,
+    signals: Signals,
+    notifier: Notifier,
+    /// Bound listeners by id (their epoll token).
+    listeners: HashMap<u64, Listener>,
+    /// Listener ids by service name, for `Stale::services`.
+    by_service: HashMap<Rc<str>, Vec<u64>>,
+    /// What `sync` has to look at.
+    stale: Stale,
+    /// Pauses to end, soonest first.
+    timers: BinaryHeap<Reverse<(Instant, Resume)>>,
+    /// Running handlers, by pid.
+    children: Children,
+    spawner: Spawner,
+    /// Internal services' TCP connections, by id.
+    conns: HashMap<u64, InternalConn>,
+    /// Receives datagrams.
+    dgram_buf: Vec<u8>,
+    /// What internal TCP connections read into (`internal::SCRATCH`).
+    stream_buf: Pages,
+    /// Replies of internal UDP services are built here.
+    reply_buf: Vec<u8>,
+    /// Ports of the internal UDP services bound now (never answered).
+    internal_ports: Vec<u16>,
+    /// Replies of internal UDP services per peer (`peer_reply_rate`).
+    peers: PeerLimit,
+    /// Each service's load, by name, so a reload carries it over.
+    loads: HashMap<String, Rc<RefCell<Load>>>,
+    /// Loads of removed services whose handlers still run.
+    retired: Retired,
+    /// A descriptor kept in reserve: when accept fails for lack of fds,
+    /// it is given up to accept and close the waiting connection.
+    spare_fd: Option<std::fs::File>,
+    next_id: u64,
+    /// The descriptors the supervisor may use (`RLIMIT_NOFILE`, as raised
+    /// at start): internal services' defaults and the reserve they leave.
+    fd_budget: FdBudget,
+    /// When the next idle sweep is due (`Resume::IdleSweep`), if any.
+    sweep_at: Option<Instant>,
+    /// Set once SIGTERM/SIGINT arrived: the stop's progress (`shutdown`).
+    draining: Option<Drain>,
+}
+
+/// Start serving; returns the process exit code.
+pub fn run(opts: Options) -> u8 {
+    crate::sys::prepare_process();
+    let ctx = Context::current();
+    let loaded = match config::load_with(&opts.config, opts.format, &ctx) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("oxinetd: {e}");
+            }
+            eprintln!("oxinetd: no usable config, exiting");
+            return EXIT_CONFIG;
+        }
+    };
+    let mut log = open_log(&opts, &loaded.config.global);
+    log_problems(&mut log, &loaded);
+    if loaded.config.services.is_empty() {
+        let msg = format!("no valid service in {}", opts.config.display());
+        log.event(Event::Fatal { msg: &msg });
+        return EXIT_CONFIG;
+    }
+    let mut sup = match Supervisor::new(opts, ctx, loaded.config.global.clone(), log) {
+        Ok(s) => s,
+        Err((mut log, e)) => {
+            let msg = format!("unable to start: {e}");
+            log.event(Event::Fatal { msg: &msg });
+            return EXIT_OSERR;
+        }
+    };
+    sup.apply(loaded.config);
+    crate::sys::trim_heap();
+    if sup.listeners.is_empty() {
+        let msg = "no listener could be bound";
+        sup.log.event(Event::Fatal { msg });
+        return EXIT_OSERR;
+    }
+    if let Some(p) = &sup.opts.pidfile {
+        if let Err(e) = write_pidfile(p) {
+            let msg = format!("unable to write pidfile {}: {e}", p.display());
+            sup.log.event(Event::error(&msg));
+        }
+    }
+    let listeners = sup.listeners.len();
+    sup.log.event(Event::Ready { listeners });
+    sup.notifier.ready();
+    sup.serve();
+    if let Some(p) = &sup.opts.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    0
+}
+
+/// Write our pid to `path`, never through a symbolic link someone put
+/// there (we are root).
+fn write_pidfile(path: &std::path::Path) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    writeln!(f, "{}", std::process::id())
+}
+
+fn open_log(opts: &Options, global: &config::Global) -> Log {
+    if opts.log_stderr {
+        return Log::stderr();
+    }
+    let socket = opts
+        .syslog_socket
+        .as_deref()
+        .or(global.syslog_socket.as_deref());
+    match Log::syslog(global.syslog_facility, socket) {
+        Ok(l) => l,
+        Err(e) => {
+            let mut l = Log::stderr();
+            let msg = format!("{e}; logging to stderr");
+            l.event(Event::Warning {
+                service: None,
+                pid: None,
+                msg: &msg,
+            });
+            l
+        }
+    }
+}
+
+impl Supervisor {
+    fn new(
+        opts: Options,
+        ctx: Context,
+        global: config::Global,
+        log: Log,
+    ) -> Result<Supervisor, (Log, io::Error)> {
+        let setup = || -> io::Result<(Epoll, Signals, Spawner, Pages)> {
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            let signals = Signals::install()?;
+            for fd in signals.fds() {
+                epoll.add(
+                    fd,
+                    EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
+                )?;
+            }
+            let spawner = Spawner::new(crate::sys::raise_nofile())?;
+            Ok((epoll, signals, spawner, Pages::new(internal::SCRATCH)?))
+        };
+        let (epoll, signals, spawner, stream_buf) = match setup() {
+            Ok(s) => s,
+            Err(e) => return Err((log, e)),
+        };
+        Ok(Supervisor {
+            opts,
+            ctx,
+            global,
+            log,
+            epoll,
+            signals,
+            notifier: Notifier::from_env(),
+            listeners: HashMap::new(),
+            by_service: HashMap::new(),
+            stale: Stale::default(),
+            timers: BinaryHeap::new(),
+            children: Children::default(),
+            spawner,
+            conns: HashMap::new(),
+            dgram_buf: vec![0; 65536],
+            stream_buf,
+            reply_buf: Vec::with_capacity(65536),
+            internal_ports: Vec::new(),
+            peers: PeerLimit::default(),
+            loads: HashMap::new(),
+            retired: Retired::default(),
+            spare_fd: std::fs::File::open("/dev/null").ok(),
+            next_id: 1,
+            fd_budget: FdBudget::current(),
+            sweep_at: None,
+            draining: None,
+        })
+    }
+
+    /// The event loop; returns when draining is over.
+    fn serve(&mut self) {
+        let mut events = vec![EpollEvent::empty(); 256];
+        loop {
+            self.log.flush();
+            let timeout = self.next_timer().map_or(EpollTimeout::NONE, |at| {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
+                EpollTimeout::try_from(ms.min(60_000)).unwrap_or(EpollTimeout::MAX)
+            });
+            let mask = self.signals.wait_mask();
+            let n = match crate::sys::epoll_pwait(&self.epoll, &mut events, timeout, mask) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    error!(self.log, "error msg={}", Q(&format!("epoll_pwait: {e}")));
+                    0
+                }
+            };
+            for ev in &events[..n] {
+                match Token::decode(ev.data()) {
+                    Token::Signal => self.on_signals(),
+                    Token::Listener(id) => self.on_listener(id),
+                    Token::Stderr(pid) => self.on_stderr(pid),
+                    Token::Reply(pid) => self.on_reply(pid),
+                    Token::Conn(id) => self.on_conn(id),
+                }
+            }
+            self.on_timers();
+            self.sync();
+            if let Some(drain) = &mut self.draining {
+                if drain.step(Instant::now(), &self.children, &mut self.log) == Next::Exit {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let pending = self.signals.take();
+        if pending.child {
+            self.reap();
+        }
+        if pending.terminate && self.draining.is_none() {
+            self.begin_drain();
+        }
+        if pending.reload && self.draining.is_none() {
+            self.reload();
+        }
+        if pending.dump {
+            self.log_state();
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        self.notifier.stopping();
+        for (_, l) in self.listeners.drain() {
+            let _ = self.epoll.delete(l.socket.as_fd());
+        }
+        self.by_service.clear();
+        self.log.event(Event::Stopping {
+            handlers: self.children.len(),
+            grace_ms: self.global.shutdown_grace.as_millis(),
+        });
+        self.draining = Some(Drain::new(Instant::now(), self.global.shutdown_grace));
+    }
+
+    fn on_listener(&mut self, id: u64) {
+        let Some(l) = self.listeners.get(&id) else {
+            return;
+        };
+        if !l.watching || l.state != ListenState::Armed {
+            return;
+        }
+        match l.service.mode {
+            Mode::Accept => self.accept_connections(id),
+            Mode::Relay => self.relay_datagrams(id),
+            Mode::HandOver => self.hand_over_socket(id),
+            Mode::InternalStream(kind) => self.accept_internal(id, kind),
+            Mode::InternalDgram(kind) => self.answer_datagrams(id, kind),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn tokens_round_trip() {
+        for t in [
+            Token::Signal,
+            Token::Listener(42),
+            Token::Stderr(123456),
+            Token::Reply(7),
+            Token::Conn(9),
+        ] {
+            assert_eq!(Token::decode(t.encode()), t);
+        }
+    }
+}

@@ -15,7 +15,6 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::config::Protocol;
 use crate::flood::{self, Bucket, Dropped};
 use crate::limits::Load;
 use crate::log::LogFields;
@@ -172,7 +171,6 @@ pub enum Probe {
 /// One running handler.
 pub struct Child {
     pub service: Rc<str>,
-    pub protocol: Protocol,
     pub peer: Option<SocketAddr>,
     pub started: Instant,
     pub stderr: Option<StderrPipe>,

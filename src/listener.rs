@@ -17,7 +17,7 @@ use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 
-use crate::config::{BindAddr, ListenKey, Protocol, SocketFile};
+use crate::config::{BindAddr, ListenKey, SocketFile, SocketKind};
 use crate::sockdir;
 
 /// Pending connections the kernel holds while a service is at its limit.
@@ -60,11 +60,12 @@ fn bind_with(
     file: &SocketFile,
     share: bool,
 ) -> io::Result<(Socket, Option<FileId>)> {
-    let (ty, proto) = match key.protocol {
-        Protocol::Tcp => (Type::STREAM, SockProto::TCP),
-        Protocol::Udp => (Type::DGRAM, SockProto::UDP),
+    let (ty, proto) = match key.kind {
+        SocketKind::Stream => (Type::STREAM, SockProto::TCP),
+        SocketKind::Dgram => (Type::DGRAM, SockProto::UDP),
+        // UNIX-domain only (the config refuses it over IP).
+        SocketKind::Seqpacket => (Type::SEQPACKET, SockProto::TCP),
     };
-    let ty = if key.seqpacket { Type::SEQPACKET } else { ty };
     let ty = if nonblocking { ty.nonblocking() } else { ty };
     let mut id = None;
     let socket = match key.addr {
@@ -78,27 +79,27 @@ fn bind_with(
             if addr.is_ipv6() {
                 s.set_only_v6(true)?;
             }
-            prepare(&s, key.protocol, share)?;
+            prepare(&s, key.kind, share)?;
             s.bind(&addr.into())?;
             s
         }
         BindAddr::Any(port) => match Socket::new(Domain::IPV6, ty, Some(proto)) {
             Ok(s) => {
                 s.set_only_v6(false)?;
-                prepare(&s, key.protocol, share)?;
+                prepare(&s, key.kind, share)?;
                 s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
                 s
             }
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
-                prepare(&s, key.protocol, share)?;
+                prepare(&s, key.kind, share)?;
                 s.bind(&SocketAddr::new([0, 0, 0, 0].into(), port).into())?;
                 s
             }
             Err(e) => return Err(e),
         },
     };
-    if key.protocol == Protocol::Tcp {
+    if key.kind.is_connected() {
         if let Err(e) = socket.listen(BACKLOG) {
             if let (BindAddr::Unix(path), Some(id)) = (&key.addr, id) {
                 remove_file(path, id);
@@ -232,8 +233,8 @@ pub fn remove_file(path: &Path, id: FileId) {
     }
 }
 
-fn prepare(s: &Socket, protocol: Protocol, share: bool) -> io::Result<()> {
-    if protocol == Protocol::Tcp {
+fn prepare(s: &Socket, kind: SocketKind, share: bool) -> io::Result<()> {
+    if kind.is_connected() {
         s.set_reuse_address(true)?;
         if share {
             s.set_reuse_port(true)?;
@@ -254,8 +255,7 @@ mod tests {
     fn key(path: &Path) -> ListenKey {
         ListenKey {
             addr: BindAddr::Unix(path.to_owned()),
-            protocol: Protocol::Tcp,
-            seqpacket: false,
+            kind: SocketKind::Stream,
         }
     }
 

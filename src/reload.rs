@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{BindAddr, Config, ListenKey, Protocol};
+use crate::config::{BindAddr, Config, ListenKey, SocketKind};
 
 /// A listener's identity across reloads: its key, plus the service name for
 /// an ephemeral port (port 0), which several services may ask for at once
@@ -98,10 +98,8 @@ pub fn takes_over(new: &ListenKey, old: &ListenKey) -> bool {
         BindAddr::Ip(ip) => ip.ip().is_unspecified(),
         BindAddr::Unix(_) => false,
     };
-    new.protocol == Protocol::Tcp
-        && old.protocol == Protocol::Tcp
-        && !new.seqpacket
-        && !old.seqpacket
+    new.kind == SocketKind::Stream
+        && old.kind == SocketKind::Stream
         && port != 0
         && old.addr.port() == port
         && (wildcard(&new.addr) || wildcard(&old.addr))
@@ -113,11 +111,10 @@ mod tests {
     use crate::config::{Service, StderrMode, WaitMode};
     use crate::privilege::Identity;
 
-    fn key(port: u16, protocol: Protocol) -> ListenKey {
+    fn key(port: u16, kind: SocketKind) -> ListenKey {
         ListenKey {
             addr: BindAddr::Ip(([127, 0, 0, 1], port).into()),
-            protocol,
-            seqpacket: false,
+            kind,
         }
     }
 
@@ -125,7 +122,7 @@ mod tests {
         Service {
             name: name.into(),
             origin: crate::config::Location::file(std::path::Path::new("x")),
-            protocol: keys[0].protocol,
+            kind: keys[0].kind,
             listen: keys,
             wait: WaitMode::Nowait,
             identity: Identity::Inherit,
@@ -142,9 +139,9 @@ mod tests {
 
     #[test]
     fn keeps_binds_and_closes_by_key() {
-        let a = key(1, Protocol::Tcp);
-        let b = key(2, Protocol::Tcp);
-        let c = key(2, Protocol::Udp);
+        let a = key(1, SocketKind::Stream);
+        let b = key(2, SocketKind::Stream);
+        let c = key(2, SocketKind::Dgram);
         let new = Config {
             services: vec![service("s", vec![a.clone()]), service("t", vec![c.clone()])],
             ..Config::default()
@@ -164,7 +161,7 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_belong_to_their_service() {
-        let zero = key(0, Protocol::Tcp);
+        let zero = key(0, SocketKind::Stream);
         let new = Config {
             services: vec![
                 service("s", vec![zero.clone()]),
@@ -186,22 +183,23 @@ mod tests {
     fn a_tcp_port_moving_between_addresses_is_taken_over() {
         let any = |port| ListenKey {
             addr: BindAddr::Any(port),
-            protocol: Protocol::Tcp,
-            seqpacket: false,
+            kind: SocketKind::Stream,
         };
-        assert!(takes_over(&any(80), &key(80, Protocol::Tcp)));
-        assert!(takes_over(&key(80, Protocol::Tcp), &any(80)));
-        assert!(!takes_over(&any(81), &key(80, Protocol::Tcp)));
-        assert!(!takes_over(&key(0, Protocol::Tcp), &key(0, Protocol::Tcp)));
+        assert!(takes_over(&any(80), &key(80, SocketKind::Stream)));
+        assert!(takes_over(&key(80, SocketKind::Stream), &any(80)));
+        assert!(!takes_over(&any(81), &key(80, SocketKind::Stream)));
         assert!(!takes_over(
-            &key(80, Protocol::Udp),
-            &key(80, Protocol::Udp)
+            &key(0, SocketKind::Stream),
+            &key(0, SocketKind::Stream)
+        ));
+        assert!(!takes_over(
+            &key(80, SocketKind::Dgram),
+            &key(80, SocketKind::Dgram)
         ));
         // Two specific addresses on one port do not conflict.
         let ip = |a: &str| ListenKey {
             addr: BindAddr::Ip(a.parse().unwrap()),
-            protocol: Protocol::Tcp,
-            seqpacket: false,
+            kind: SocketKind::Stream,
         };
         assert!(!takes_over(&ip("127.0.0.2:80"), &ip("127.0.0.1:80")));
         assert!(takes_over(&ip("0.0.0.0:80"), &ip("127.0.0.1:80")));
@@ -211,8 +209,7 @@ mod tests {
     fn a_unix_socket_is_one_listener_whoever_serves_it() {
         let path = ListenKey {
             addr: BindAddr::Unix("/run/x.sock".into()),
-            protocol: Protocol::Tcp,
-            seqpacket: false,
+            kind: SocketKind::Stream,
         };
         let new = Config {
             services: vec![service("t", vec![path.clone()])],

@@ -18,7 +18,7 @@ use libc::c_char;
 use nix::fcntl::OFlag;
 use nix::sys::socket::UnixCredentials;
 
-use crate::config::{Handler, Protocol, Service, StderrMode};
+use crate::config::{Handler, Service, SocketKind, StderrMode};
 use crate::privilege::Identity;
 use crate::render::Render;
 use crate::sys::{self, ExecImage, Ids};
@@ -79,7 +79,7 @@ impl Plan {
 #[derive(Clone, Copy)]
 pub enum Ends<'a> {
     Ip {
-        protocol: Protocol,
+        kind: SocketKind,
         local: SocketAddr,
         /// The peer, when known (not for a stream `wait` socket).
         peer: Option<SocketAddr>,
@@ -232,12 +232,8 @@ impl Spawner {
 
     /// The ucspi and CGI-style variables for one peer.
     fn connection_env(&mut self, ends: &Ends<'_>) {
-        let (protocol, peer, local) = match *ends {
-            Ends::Ip {
-                protocol,
-                local,
-                peer,
-            } => (protocol, peer, local),
+        let (kind, peer, local) = match *ends {
+            Ends::Ip { kind, local, peer } => (kind, peer, local),
             Ends::Unix { path, cred } => {
                 // As ucspi-unix names them.
                 self.push_env(&[b"PROTO=UNIX"]);
@@ -250,7 +246,7 @@ impl Spawner {
                 return;
             }
         };
-        let p = protocol.ucspi().as_bytes();
+        let p = kind.ucspi().as_bytes();
         self.push_env(&[b"PROTO=", p]);
         let local = unmap(local);
         self.push_env(&[p, b"LOCALIP=", local.ip().render().as_bytes()]);

@@ -3,22 +3,19 @@
 
 use std::path::Path;
 
-use super::Protocol;
-
 /// The port of service `name` (or one of its aliases) over `protocol`.
-pub fn lookup(db: &Path, name: &str, protocol: Protocol) -> Option<u16> {
+pub fn lookup(db: &Path, name: &str, protocol: &str) -> Option<u16> {
     let text = std::fs::read_to_string(db).ok()?;
     find(&text, name, protocol)
 }
 
-fn find(text: &str, name: &str, protocol: Protocol) -> Option<u16> {
+fn find(text: &str, name: &str, protocol: &str) -> Option<u16> {
     text.lines().find_map(|line| {
         let line = line.split('#').next().unwrap_or("");
         let mut words = line.split_whitespace();
         let first = words.next()?;
         let (port, proto) = words.next()?.split_once('/')?;
-        let matches =
-            proto == protocol.as_str() && (first == name || words.any(|alias| alias == name));
+        let matches = proto == protocol && (first == name || words.any(|alias| alias == name));
         if matches {
             port.parse().ok()
         } else {
@@ -34,9 +31,9 @@ mod tests {
     #[test]
     fn names_and_aliases_by_protocol() {
         let db = "echo 7/tcp\necho 7/udp\n# x\nsmtp 25/tcp mail # comment\ntftp 69/udp\n";
-        assert_eq!(find(db, "echo", Protocol::Udp), Some(7));
-        assert_eq!(find(db, "mail", Protocol::Tcp), Some(25));
-        assert_eq!(find(db, "tftp", Protocol::Tcp), None);
-        assert_eq!(find(db, "x", Protocol::Tcp), None);
+        assert_eq!(find(db, "echo", "udp"), Some(7));
+        assert_eq!(find(db, "mail", "tcp"), Some(25));
+        assert_eq!(find(db, "tftp", "tcp"), None);
+        assert_eq!(find(db, "x", "tcp"), None);
     }
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::raw::Value;
-use super::{BindAddr, Handler, Protocol, Service, StderrMode, WaitMode};
+use super::{BindAddr, Handler, Service, StderrMode, WaitMode};
 use crate::fds::FdBudget;
 use crate::log::LogFields;
 use crate::privilege::Identity;
@@ -70,14 +70,8 @@ fn transport(svc: &Service, out: &mut Block) {
         })
         .collect();
     out.set("listen", Value::strs(listen));
-    let seqpacket = svc.listen.first().is_some_and(|k| k.seqpacket);
-    let socket = match svc.protocol {
-        _ if seqpacket => "seqpacket",
-        Protocol::Tcp => "stream",
-        Protocol::Udp => "dgram",
-    };
-    out.set("socket", Value::Str(socket.to_owned()));
-    let protocol = if unix { "unix" } else { svc.protocol.as_str() };
+    out.set("socket", Value::Str(svc.kind.name().to_owned()));
+    let protocol = if unix { "unix" } else { svc.kind.ip_protocol() };
     out.set("protocol", Value::Str(protocol.to_owned()));
     out.set("wait", Value::Bool(svc.wait == WaitMode::Wait));
     if unix {
@@ -154,7 +148,7 @@ fn is_unix(svc: &Service) -> bool {
 /// service's from the descriptor budget.
 fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
     let internal = matches!(svc.handler, Handler::Internal(_));
-    let limits = if internal && svc.protocol == Protocol::Tcp {
+    let limits = if internal && svc.kind.is_connected() {
         svc.limits.with_internal_defaults(budget)
     } else {
         svc.limits

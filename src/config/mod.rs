@@ -74,33 +74,49 @@ pub const RESERVED_ENV: &[&str] = &[
 /// Default config file.
 pub const DEFAULT_PATH: &str = "/etc/oxinetd/oxinetd.toml";
 
-/// Transport of a service.
+/// The kind of socket a service listens on. Over IP a stream is TCP and a
+/// datagram socket UDP; `Seqpacket` (UNIX-domain only) is served like a
+/// stream, connection by connection, with message boundaries kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
+pub enum SocketKind {
+    Stream,
+    Dgram,
+    Seqpacket,
 }
 
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
+impl SocketKind {
+    /// Connections are accepted (stream, seqpacket), rather than datagrams
+    /// received on the listening socket itself.
+    pub fn is_connected(self) -> bool {
+        self != SocketKind::Dgram
+    }
+
+    /// The socket type as the config names it: `stream`, `dgram`, `seqpacket`.
+    pub fn name(self) -> &'static str {
         match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
+            SocketKind::Stream => "stream",
+            SocketKind::Dgram => "dgram",
+            SocketKind::Seqpacket => "seqpacket",
+        }
+    }
+
+    /// The IP protocol of this kind: `tcp` or `udp` (the name in
+    /// /etc/services and in `ADDR/PROTO`).
+    pub fn ip_protocol(self) -> &'static str {
+        if self.is_connected() {
+            "tcp"
+        } else {
+            "udp"
         }
     }
 
     /// The ucspi `PROTO` value, also the prefix of the per-connection variables.
     pub fn ucspi(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
+        if self.is_connected() {
+            "TCP"
+        } else {
+            "UDP"
         }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -150,11 +166,12 @@ impl BindAddr {
 
     /// What two addresses must share to conflict: the port, or the path;
     /// `None` for port 0, which conflicts with nothing.
-    fn slot(&self, protocol: Protocol) -> Option<Slot> {
+    fn slot(&self, kind: SocketKind) -> Option<Slot> {
+        let connected = kind.is_connected();
         match self {
-            BindAddr::Unix(p) => Some(Slot::Path(protocol, p.clone())),
+            BindAddr::Unix(p) => Some(Slot::Path(connected, p.clone())),
             _ if self.is_ephemeral() => None,
-            _ => Some(Slot::Port(protocol, self.port())),
+            _ => Some(Slot::Port(connected, self.port())),
         }
     }
 
@@ -170,11 +187,12 @@ impl BindAddr {
     }
 }
 
-/// See `BindAddr::slot`.
+/// See `BindAddr::slot`: TCP and UDP ports are separate; a stream and a
+/// seqpacket socket share one (both connected).
 #[derive(PartialEq, Eq, Hash)]
 enum Slot {
-    Port(Protocol, u16),
-    Path(Protocol, PathBuf),
+    Port(bool, u16),
+    Path(bool, PathBuf),
 }
 
 impl fmt::Display for BindAddr {
@@ -212,31 +230,18 @@ impl Default for SocketFile {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListenKey {
     pub addr: BindAddr,
-    pub protocol: Protocol,
-    /// `SOCK_SEQPACKET` rather than `SOCK_STREAM` (UNIX-domain only):
-    /// served as a stream, connection by connection, with message
-    /// boundaries kept.
-    pub seqpacket: bool,
+    pub kind: SocketKind,
 }
 
 impl ListenKey {
     /// The protocol as logged and listed: `tcp`, `udp`, or for a
     /// UNIX-domain socket `unix` (stream), `unix-dgram` or `unix-seqpacket`.
     pub fn proto_name(&self) -> &'static str {
-        match (&self.addr, self.protocol) {
-            (BindAddr::Unix(_), _) if self.seqpacket => "unix-seqpacket",
-            (BindAddr::Unix(_), Protocol::Tcp) => "unix",
-            (BindAddr::Unix(_), Protocol::Udp) => "unix-dgram",
-            (_, p) => p.as_str(),
-        }
-    }
-
-    /// The socket type's name.
-    fn socket_type(&self) -> &'static str {
-        match self.protocol {
-            _ if self.seqpacket => "seqpacket",
-            Protocol::Tcp => "stream",
-            Protocol::Udp => "dgram",
+        match (&self.addr, self.kind) {
+            (BindAddr::Unix(_), SocketKind::Stream) => "unix",
+            (BindAddr::Unix(_), SocketKind::Dgram) => "unix-dgram",
+            (BindAddr::Unix(_), SocketKind::Seqpacket) => "unix-seqpacket",
+            (_, kind) => kind.ip_protocol(),
         }
     }
 }
@@ -244,8 +249,8 @@ impl ListenKey {
 impl fmt::Display for ListenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.addr {
-            BindAddr::Unix(_) => write!(f, "{}/{}", self.addr, self.socket_type()),
-            _ => write!(f, "{}/{}", self.addr, self.protocol),
+            BindAddr::Unix(_) => write!(f, "{}/{}", self.addr, self.kind.name()),
+            _ => write!(f, "{}/{}", self.addr, self.kind.ip_protocol()),
         }
     }
 }
@@ -271,7 +276,7 @@ pub struct Service {
     /// Where the service was defined, for messages.
     pub origin: Location,
     pub listen: Vec<ListenKey>,
-    pub protocol: Protocol,
+    pub kind: SocketKind,
     pub wait: WaitMode,
     pub identity: Identity,
     pub handler: Handler,

@@ -574,7 +574,7 @@ impl fmt::Display for Event<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BindAddr, Protocol};
+    use crate::config::{BindAddr, SocketKind};
 
     fn line(e: Event<'_>) -> String {
         e.to_string()
@@ -587,8 +587,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:4000".parse().expect("test address");
         let key = ListenKey {
             addr: BindAddr::Ip("127.0.0.1:7".parse().expect("test address")),
-            protocol: Protocol::Tcp,
-            seqpacket: false,
+            kind: SocketKind::Stream,
         };
         assert_eq!(
             line(Event::Start {

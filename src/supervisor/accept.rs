@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use crate::config::Protocol;
+use crate::config::SocketKind;
 use crate::listener;
 use crate::log::Event;
 use crate::spawn::{Ends, Invocation};
@@ -62,7 +62,7 @@ impl Supervisor {
                 input: fd,
                 output: fd,
                 ends: Ends::Ip {
-                    protocol: Protocol::Tcp,
+                    kind: SocketKind::Stream,
                     local,
                     peer: Some(peer),
                 },

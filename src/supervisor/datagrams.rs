@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use nix::sys::socket::SockaddrStorage;
 
-use crate::config::Protocol;
+use crate::config::SocketKind;
 use crate::flood::Verdict;
 use crate::internal::Internal;
 use crate::log::{Event, Log};
@@ -129,7 +129,7 @@ impl Supervisor {
                 input: request.as_raw_fd(),
                 output: out_w.as_raw_fd(),
                 ends: Ends::Ip {
-                    protocol: Protocol::Udp,
+                    kind: SocketKind::Dgram,
                     local,
                     peer: Some(peer),
                 },

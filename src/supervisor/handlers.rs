@@ -85,7 +85,6 @@ impl Supervisor {
             pid,
             Child {
                 service: Rc::clone(&running.name),
-                protocol: running.svc.protocol,
                 peer,
                 started: Instant::now(),
                 stderr,

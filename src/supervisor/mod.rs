@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use crate::children::Children;
-use crate::config::{self, Context, Handler, Protocol, Service, WaitMode};
+use crate::config::{self, Context, Handler, Service, WaitMode};
 use crate::error;
 use crate::fds::FdBudget;
 use crate::flood::PeerLimit;
@@ -155,15 +155,16 @@ impl Running {
         load: Rc<RefCell<Load>>,
         fds: &FdBudget,
     ) -> Running {
-        if let (Handler::Internal(_), Protocol::Tcp) = (&svc.handler, svc.protocol) {
+        let connected = svc.kind.is_connected();
+        if matches!(svc.handler, Handler::Internal(_)) && connected {
             svc.limits = svc.limits.with_internal_defaults(fds);
         }
-        let mode = match (&svc.handler, svc.protocol, svc.wait) {
-            (Handler::Internal(i), Protocol::Tcp, _) => Mode::InternalStream(*i),
-            (Handler::Internal(i), Protocol::Udp, _) => Mode::InternalDgram(*i),
-            (_, _, WaitMode::Wait) => Mode::HandOver,
-            (_, Protocol::Tcp, WaitMode::Nowait) => Mode::Accept,
-            (_, Protocol::Udp, WaitMode::Nowait) => Mode::Relay,
+        let mode = match (&svc.handler, svc.wait) {
+            (Handler::Internal(i), _) if connected => Mode::InternalStream(*i),
+            (Handler::Internal(i), _) => Mode::InternalDgram(*i),
+            (_, WaitMode::Wait) => Mode::HandOver,
+            (_, WaitMode::Nowait) if connected => Mode::Accept,
+            (_, WaitMode::Nowait) => Mode::Relay,
         };
         Running {
             name: Rc::from(svc.name.as_str()),

@@ -25,7 +25,7 @@ impl Supervisor {
                     listen.push(',');
                 }
                 match l.local {
-                    Some(a) => listen.push_str(&format!("{a}/{}", l.key.protocol)),
+                    Some(a) => listen.push_str(&format!("{a}/{}", l.key.kind.ip_protocol())),
                     None => listen.push_str(&l.key.to_string()),
                 }
                 paused |= matches!(l.state, ListenState::Paused(_));

@@ -10,7 +10,7 @@ use nix::sys::socket::MsgFlags;
 use socket2::Socket;
 
 use crate::children::Probe;
-use crate::config::Protocol;
+use crate::config::SocketKind;
 use crate::log::Event;
 use crate::spawn::{self, Ends, Invocation};
 
@@ -40,9 +40,9 @@ impl Supervisor {
             return;
         };
         let running = Rc::clone(&l.service);
-        let (protocol, local) = (running.svc.protocol, l.local);
+        let (kind, local) = (running.svc.kind, l.local);
         let path = l.file.as_ref().map(|f| Rc::clone(&f.path));
-        let probe = if protocol == Protocol::Udp {
+        let probe = if kind == SocketKind::Dgram {
             match probe(&l.socket) {
                 Some(p) => p,
                 None => return, // nothing pending after all
@@ -74,17 +74,13 @@ impl Supervisor {
         let fd = l.socket.as_raw_fd();
         let ends = match (&path, local) {
             (Some(path), _) => Ends::Unix { path, cred: None },
-            (None, Some(local)) => Ends::Ip {
-                protocol,
-                local,
-                peer,
-            },
+            (None, Some(local)) => Ends::Ip { kind, local, peer },
             (None, None) => return,
         };
         let inv = Invocation::Socket {
             socket: fd,
             ends,
-            activation: protocol == Protocol::Tcp,
+            activation: kind.is_connected(),
         };
         let extras = Extras {
             holds: Some(id),

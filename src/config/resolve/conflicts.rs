@@ -25,7 +25,7 @@ pub fn check_conflicts(mut loaded: Loaded) -> Loaded {
             continue;
         }
         let clash = svc.listen.iter().find_map(|key| {
-            let same_slot = slots.get(&key.addr.slot(key.protocol)?)?;
+            let same_slot = slots.get(&key.addr.slot(key.kind)?)?;
             same_slot.iter().find_map(|&(s, k)| {
                 let other = &kept[s].listen[k];
                 other
@@ -46,7 +46,7 @@ pub fn check_conflicts(mut loaded: Loaded) -> Loaded {
         }
         let at = kept.len();
         for (k, key) in svc.listen.iter().enumerate() {
-            if let Some(slot) = key.addr.slot(key.protocol) {
+            if let Some(slot) = key.addr.slot(key.kind) {
                 slots.entry(slot).or_default().push((at, k));
             }
         }

@@ -9,63 +9,61 @@ use super::field::Field;
 use super::{Resolver, Svc};
 use crate::config::error::quote;
 use crate::config::{
-    etc_services, BindAddr, ConfigError, ListenKey, Protocol, SocketFile, WaitMode,
+    etc_services, BindAddr, ConfigError, ListenKey, SocketFile, SocketKind, WaitMode,
 };
 
 /// The socket a service asks for.
 pub struct Transport<'a> {
-    pub protocol: Protocol,
-    pub seqpacket: bool,
+    pub kind: SocketKind,
     pub wait: WaitMode,
     /// `socket`, as written.
     socket: Option<Field<'a>>,
     /// `protocol` when valid: `None` for `unix`, where the socket type
     /// says stream or datagram.
-    proto: Option<(Option<Protocol>, Field<'a>)>,
+    proto: Option<(Option<SocketKind>, Field<'a>)>,
 }
 
 /// `socket`, `protocol` and `wait`.
 pub fn transport<'a>(svc: &Svc<'a>) -> Transport<'a> {
     let socket_field = svc.get("socket");
-    let seqpacket = socket_field.is_some_and(|f| f.str().is_ok_and(|s| s == "seqpacket"));
     let socket = socket_field.and_then(|f| {
         svc.ok(f.choice(&[
-            ("stream", Protocol::Tcp),
-            ("dgram", Protocol::Udp),
-            ("seqpacket", Protocol::Tcp),
+            ("stream", SocketKind::Stream),
+            ("dgram", SocketKind::Dgram),
+            ("seqpacket", SocketKind::Seqpacket),
         ]))
     });
     let proto = svc.get("protocol").and_then(|f| {
         svc.ok(f.choice(&[
-            ("tcp", Some(Protocol::Tcp)),
-            ("udp", Some(Protocol::Udp)),
+            ("tcp", Some(SocketKind::Stream)),
+            ("udp", Some(SocketKind::Dgram)),
             ("unix", None),
         ]))
         .map(|p| (p, f))
     });
-    let protocol = match (socket, proto) {
-        (Some(s), Some((Some(p), f))) if s != p => {
+    let kind = match (socket, proto) {
+        (Some(s), Some((Some(p), f))) if s.is_connected() != p.is_connected() => {
             svc.report(f.err(format!(
-                "protocol {p} does not go with socket = \"{}\"",
-                match s {
-                    _ if seqpacket => "seqpacket",
-                    Protocol::Tcp => "stream",
-                    Protocol::Udp => "dgram",
-                }
+                "protocol {} does not go with socket = \"{}\"",
+                p.ip_protocol(),
+                s.name()
             )));
-            Protocol::Tcp
+            if s == SocketKind::Seqpacket {
+                s
+            } else {
+                SocketKind::Stream
+            }
         }
-        (_, Some((Some(p), _))) => p,
         (Some(s), _) => s,
-        (None, _) => Protocol::Tcp,
+        (None, Some((Some(p), _))) => p,
+        (None, _) => SocketKind::Stream,
     };
     let wait = match svc.get("wait").map(|f| svc.ok(f.bool())) {
         Some(Some(true)) => WaitMode::Wait,
         _ => WaitMode::Nowait,
     };
     Transport {
-        protocol,
-        seqpacket,
+        kind,
         wait,
         socket: socket_field,
         proto,
@@ -96,8 +94,9 @@ impl Resolver<'_> {
         }
         if let Some((Some(p), pf)) = t.proto.filter(|_| paths > 0) {
             svc.report(pf.err(format!(
-                "protocol {p}: a listen path is a UNIX-domain socket; \
-                 write protocol = \"unix\" (socket = \"stream\" or \"dgram\")"
+                "protocol {}: a listen path is a UNIX-domain socket; \
+                 write protocol = \"unix\" (socket = \"stream\" or \"dgram\")",
+                p.ip_protocol()
             )));
         }
         let unix_asked = matches!(t.proto, Some((None, _)));
@@ -111,14 +110,10 @@ impl Resolver<'_> {
                         }
                     })
                 } else {
-                    parse_listen(s, t.protocol, &self.ctx.etc_services)
+                    parse_listen(s, t.kind, &self.ctx.etc_services)
                 };
                 svc.ok(addr
-                    .map(|addr| ListenKey {
-                        addr,
-                        protocol: t.protocol,
-                        seqpacket: t.seqpacket,
-                    })
+                    .map(|addr| ListenKey { addr, kind: t.kind })
                     .map_err(|m| ConfigError::new(at, m)))
             })
             .collect()
@@ -178,7 +173,10 @@ impl Resolver<'_> {
 pub fn socket_rules(svc: &Svc<'_>, t: &Transport<'_>, listens: bool, unix: bool) {
     if unix {
         unix_rules(svc, t);
-    } else if let Some(f) = t.socket.filter(|_| t.seqpacket && listens) {
+    } else if let Some(f) = t
+        .socket
+        .filter(|_| t.kind == SocketKind::Seqpacket && listens)
+    {
         svc.report(f.err(
             "socket: seqpacket is for UNIX-domain sockets only (over IP it needs SCTP, \
              which oxinetd does not support)",
@@ -207,7 +205,7 @@ fn unix_rules(svc: &Svc<'_>, t: &Transport<'_>) {
             svc.report(f.err("server: internal services listen on IP addresses only"));
         }
     }
-    if t.protocol == Protocol::Udp && t.wait == WaitMode::Nowait {
+    if t.kind == SocketKind::Dgram && t.wait == WaitMode::Nowait {
         svc.report_here(format!(
             "service{}: a UNIX-domain datagram service must be wait = true \
              (its handler reads the socket itself)",
@@ -218,7 +216,7 @@ fn unix_rules(svc: &Svc<'_>, t: &Transport<'_>) {
 
 /// Parse one `listen` entry: `ADDR:PORT`, `[V6]:PORT`, `*:PORT`, where PORT
 /// may be a name from the services database.
-fn parse_listen(text: &str, protocol: Protocol, etc_services: &Path) -> Result<BindAddr, String> {
+fn parse_listen(text: &str, kind: SocketKind, etc_services: &Path) -> Result<BindAddr, String> {
     let Some((host, port)) = text.rsplit_once(':') else {
         return Err(format!(
             "listen \"{text}\": expected ADDR:PORT, [V6ADDR]:PORT or *:PORT"
@@ -227,6 +225,7 @@ fn parse_listen(text: &str, protocol: Protocol, etc_services: &Path) -> Result<B
     let port: u16 = match port.parse() {
         Ok(p) => p,
         Err(_) if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) => {
+            let protocol = kind.ip_protocol();
             etc_services::lookup(etc_services, port, protocol).ok_or_else(|| {
                 format!(
                     "listen \"{text}\": unknown service name \"{port}\" for {protocol} in {}",
@@ -300,21 +299,21 @@ mod tests {
     fn listen_forms() {
         let db = Path::new("/nonexistent");
         assert_eq!(
-            parse_listen("127.0.0.1:2001", Protocol::Tcp, db),
+            parse_listen("127.0.0.1:2001", SocketKind::Stream, db),
             Ok(BindAddr::Ip("127.0.0.1:2001".parse().unwrap()))
         );
         assert_eq!(
-            parse_listen("[::1]:7", Protocol::Tcp, db),
+            parse_listen("[::1]:7", SocketKind::Stream, db),
             Ok(BindAddr::Ip("[::1]:7".parse().unwrap()))
         );
         assert_eq!(
-            parse_listen("*:99", Protocol::Udp, db),
+            parse_listen("*:99", SocketKind::Dgram, db),
             Ok(BindAddr::Any(99))
         );
-        assert!(parse_listen("::1:7", Protocol::Tcp, db).is_err());
-        assert!(parse_listen("localhost:7", Protocol::Tcp, db).is_err());
-        assert!(parse_listen("127.0.0.1:99999", Protocol::Tcp, db).is_err());
-        assert!(parse_listen("2001", Protocol::Tcp, db).is_err());
+        assert!(parse_listen("::1:7", SocketKind::Stream, db).is_err());
+        assert!(parse_listen("localhost:7", SocketKind::Stream, db).is_err());
+        assert!(parse_listen("127.0.0.1:99999", SocketKind::Stream, db).is_err());
+        assert!(parse_listen("2001", SocketKind::Stream, db).is_err());
     }
 
     #[test]

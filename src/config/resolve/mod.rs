@@ -184,7 +184,7 @@ impl Resolver<'_> {
             name: name?.to_owned(),
             origin: svc.origin.clone(),
             listen,
-            protocol: transport.protocol,
+            kind: transport.kind,
             wait: transport.wait,
             identity: identity?,
             handler,

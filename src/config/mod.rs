@@ -166,12 +166,12 @@ impl BindAddr {
 
     /// What two addresses must share to conflict: the port, or the path;
     /// `None` for port 0, which conflicts with nothing.
-    fn slot(&self, kind: SocketKind) -> Option<Slot> {
+    fn clash_key(&self, kind: SocketKind) -> Option<ClashKey> {
         let connected = kind.is_connected();
         match self {
-            BindAddr::Unix(p) => Some(Slot::Path(connected, p.clone())),
+            BindAddr::Unix(p) => Some(ClashKey::Path(connected, p.clone())),
             _ if self.is_ephemeral() => None,
-            _ => Some(Slot::Port(connected, self.port())),
+            _ => Some(ClashKey::Port(connected, self.port())),
         }
     }
 
@@ -187,10 +187,10 @@ impl BindAddr {
     }
 }
 
-/// See `BindAddr::slot`: TCP and UDP ports are separate; a stream and a
+/// See `BindAddr::clash_key`: TCP and UDP ports are separate; a stream and a
 /// seqpacket socket share one (both connected).
 #[derive(PartialEq, Eq, Hash)]
-enum Slot {
+enum ClashKey {
     Port(bool, u16),
     Path(bool, PathBuf),
 }

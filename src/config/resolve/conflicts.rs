@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{ConfigError, Diagnostic, Loaded, Service, Slot};
+use crate::config::{ClashKey, ConfigError, Diagnostic, Loaded, Service};
 
 /// Drop services whose name or listen addresses clash with an earlier one.
 /// Names and slots are indexed, so a config of thousands of services is
@@ -12,7 +12,7 @@ pub fn check_conflicts(mut loaded: Loaded) -> Loaded {
     let mut kept: Vec<Service> = Vec::with_capacity(n);
     let mut names: HashMap<String, usize> = HashMap::with_capacity(n);
     // (index in `kept`, index in its `listen`), in the order they were kept.
-    let mut slots: HashMap<Slot, Vec<(usize, usize)>> = HashMap::with_capacity(n);
+    let mut slots: HashMap<ClashKey, Vec<(usize, usize)>> = HashMap::with_capacity(n);
     for svc in loaded.config.services.drain(..) {
         if let Some(&first) = names.get(&svc.name) {
             loaded.diagnostics.push(Diagnostic::error(ConfigError::new(
@@ -25,7 +25,7 @@ pub fn check_conflicts(mut loaded: Loaded) -> Loaded {
             continue;
         }
         let clash = svc.listen.iter().find_map(|key| {
-            let same_slot = slots.get(&key.addr.slot(key.kind)?)?;
+            let same_slot = slots.get(&key.addr.clash_key(key.kind)?)?;
             same_slot.iter().find_map(|&(s, k)| {
                 let other = &kept[s].listen[k];
                 other
@@ -46,7 +46,7 @@ pub fn check_conflicts(mut loaded: Loaded) -> Loaded {
         }
         let at = kept.len();
         for (k, key) in svc.listen.iter().enumerate() {
-            if let Some(slot) = key.addr.slot(key.kind) {
+            if let Some(slot) = key.addr.clash_key(key.kind) {
                 slots.entry(slot).or_default().push((at, k));
             }
         }

@@ -15,7 +15,7 @@
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
 //! - [`supervisor`] — the single-threaded event loop and its states.
 //! - [`reload`] — SIGHUP as a diff of listeners.
-//! - [`signals`] — signals as events: a self-pipe, and a signalfd for SIGCHLD.
+//! - [`signals`] — signals as events: signal-hook flags, let in only during the wait.
 //! - [`notify`] — sd_notify.
 //! - [`log`] — syslog or stderr, one `key=value` grammar.
 //! - [`render`] — numbers and addresses as text without `core::fmt`.

@@ -86,7 +86,7 @@ pub fn prepare_process() {
 /// sss, ...) glibc loads into the process that asks and never unloads,
 /// with the libraries they pull in. Done in a child, the lookups are the
 /// same, and the supervisor keeps none of it. The child blocks every
-/// signal (the supervisor's handlers would write to its self-pipe) and
+/// signal (the supervisor's handlers would set its flags) and
 /// leaves with `_exit`, running nothing of the parent's.
 pub fn in_child<F: FnOnce() -> Vec<u8>>(work: F) -> Option<std::io::Result<Vec<u8>>> {
     use std::io::{Read, Write};

@@ -1386,7 +1386,7 @@ impl Supervisor {
                         self.log,
                         "error service={} peer={peer} msg={}",
                         running.name,
-                        Q(&e)
+                        Q(&e.to_string())
                     );
                     continue;
                 }
@@ -1508,7 +1508,7 @@ impl Supervisor {
                         self.log,
                         "error service={}{peer} msg={} suppressed={suppressed}",
                         running.name,
-                        Q(&e)
+                        Q(&e.to_string())
                     );
                 }
                 return false;

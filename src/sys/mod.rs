@@ -29,5 +29,5 @@ pub use process::{in_child, prepare_process};
 pub use resource::raise_nofile;
 pub use signal::ignore_signals;
 pub use socket::{accept_queue, refuse_syn};
-pub use spawn::{spawn, ExecImage, Failure, Ids, Launcher, Step};
+pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Step};
 pub use time::local_minute_of_day;

@@ -1,5 +1,34 @@
-//! Today's launcher: slots, a futex, and a `CLONE_VM` clone in inline
-//! assembly.
+//! The `spawn-asm` launcher: `clone(CLONE_VM | CLONE_CHILD_CLEARTID |
+//! SIGCHLD)` as a raw system call in inline assembly (musl's `clone`
+//! refuses `CLONE_CHILD_CLEARTID`). Unlike `vfork` and glibc's
+//! `posix_spawn`, the supervisor is not suspended until the child has
+//! called `execve`: it goes back to its loop at once, and the child
+//! finishes its setup on the other CPU or when the scheduler gets to it.
+//!
+//! Sharing memory with a running parent is safe because of how little the
+//! child touches, all of it in a [`Slot`] reserved for it:
+//!
+//! - it runs on the slot's own stack (mapped once, with a guard page);
+//! - it reads only the slot's copy of what it needs (path, argv, envp,
+//!   groups, fds), which `spawn` writes before the clone and leaves alone
+//!   until the child is gone from the slot;
+//! - it writes only its stack, the slot's failure word and the slot's
+//!   `LISTEN_PID` digits;
+//! - it makes raw system calls with inline `syscall`/`svc` instructions,
+//!   never through libc, because libc's wrappers set `errno`, which lives
+//!   in the parent thread's TLS, shared with the child and now in use by
+//!   the running parent (glibc's `setuid` and friends would also broadcast
+//!   to every thread through shared state).
+//!
+//! The kernel tells the parent when the child is gone from the slot: with
+//! `CLONE_CHILD_CLEARTID` it writes 0 to the slot's `ctid` word (and wakes
+//! futex waiters) when the child releases the shared memory, which happens
+//! in `execve` once the new program is loaded, or when the child exits.
+//! Until then the slot is not reused. When `IN_FLIGHT` children are
+//! between clone and exec, `spawn` waits for one of them to leave (a futex
+//! wait on its `ctid`, 10 ms at most) before it starts another. A failed
+//! child's slot is kept until the supervisor reaps that child and asks
+//! [`Launcher::failure`].
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -9,7 +38,7 @@ use nix::errno::Errno;
 
 use super::child::{raw_syscall, setup_and_exec, Ready};
 use super::stack::ChildStack;
-use super::{ExecImage, Failure, Step};
+use super::{failure_word, from_failure_word, CloneError, ExecImage, Failure};
 
 /// What one child reads and writes in the shared memory. The parent fills
 /// it while no child uses it; from the clone until `ctid` is 0 the parent
@@ -175,14 +204,11 @@ impl Launcher {
             return None;
         }
         slot.pid = 0;
-        match slot.job.failure.swap(0, Ordering::Relaxed) {
-            0 => None,
-            v => Step::from_u8((v >> 32) as u8).map(|s| (s, Errno::from_raw(v as u32 as i32))),
-        }
+        from_failure_word(slot.job.failure.swap(0, Ordering::Relaxed))
     }
 
     /// A slot no child uses, made if needed.
-    fn acquire(&mut self) -> Result<usize, Errno> {
+    fn acquire(&mut self) -> Result<usize, CloneError> {
         // Past `IN_FLIGHT` children that have not exec'd yet, give one of
         // them a moment first. One still there after that is blocked (a
         // slow file system, say) rather than waiting for a CPU, and holding
@@ -197,10 +223,10 @@ impl Launcher {
             return Ok(i);
         }
         if self.slots.len() >= MAX_SLOTS {
-            return Err(Errno::EAGAIN);
+            return Err(CloneError::Clone(Errno::EAGAIN));
         }
-        let stack =
-            ChildStack::new().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+        let stack = ChildStack::new()
+            .map_err(|e| CloneError::Stack(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
         self.slots.push(Slot {
             job: Box::new(Job::new()),
             stack,
@@ -249,15 +275,14 @@ impl Drop for Launcher {
     }
 }
 
-/// Start `img` in a new process; returns its pid once it is cloned (on
-/// targets other than x86_64 and aarch64, once it has exec'd or exited).
+/// Start `img` in a new process; returns its pid once it is cloned.
 /// Whether it got to exec is known when it is reaped: [`Launcher::failure`].
 ///
 /// The caller keeps every signal it handles blocked (`signals` does,
 /// outside the loop's wait), so none of its handlers can run in the child
 /// before the child has reset them to default; the mask is not touched per
 /// spawn.
-pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errno> {
+pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, CloneError> {
     debug_assert!(img.argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(img.envp.last().is_some_and(|p| p.is_null()));
     let i = launcher.acquire()?;
@@ -283,7 +308,7 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
         Err(e) => {
             slot.job.ctid.store(0, Ordering::Relaxed);
             slot.pid = 0;
-            Err(e)
+            Err(CloneError::Clone(e))
         }
     }
 }
@@ -297,7 +322,6 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Errn
 /// # Safety
 /// As for `spawn`'s call: `stack` is the 16-byte aligned top of a stack
 /// only this child uses, `job` its slot's job, `ctid` that job's word.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 unsafe fn clone_child(
     stack: *mut c_void,
     job: *mut c_void,
@@ -374,30 +398,6 @@ unsafe fn clone_child(
     }
 }
 
-/// Elsewhere: libc's `clone` with `CLONE_VFORK`, which returns once the
-/// child has exec'd or exited, so the slot is free again then; without
-/// `CLONE_CHILD_CLEARTID`, which musl refuses, `ctid` is cleared here.
-///
-/// # Safety
-/// As for the version above.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-unsafe fn clone_child(
-    stack: *mut c_void,
-    job: *mut c_void,
-    ctid: *mut i32,
-) -> Result<pid_t, Errno> {
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    // SAFETY: the caller vouches for `stack` and `job`; the parent is
-    // suspended until the child is done with them.
-    let pid = unsafe { libc::clone(child_main, stack, flags, job) };
-    if pid == -1 {
-        return Err(Errno::last());
-    }
-    // SAFETY: `ctid` is the job's live word; the child is past exec.
-    unsafe { (*(ctid as *const AtomicI32)).store(0, Ordering::Release) };
-    Ok(pid)
-}
-
 /// The child's entry point, on the slot's stack.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the job `spawn` passed to clone; it stays alive and
@@ -405,10 +405,8 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let job = unsafe { &*(arg as *const Job) };
     // SAFETY: we are the child `spawn` describes.
     let Err((step, errno)) = unsafe { setup_and_exec(&job.ready) };
-    job.failure.store(
-        (step as u64) << 32 | u64::from(errno as u32),
-        Ordering::Release,
-    );
+    job.failure
+        .store(failure_word(step, errno), Ordering::Release);
     // SAFETY: ends this process (not the parent: no CLONE_THREAD) without
     // running anything of the parent's.
     unsafe { raw_syscall(libc::SYS_exit_group, [127, 0, 0, 0]) };

@@ -19,17 +19,16 @@ pub(super) struct Ready {
     pub groups: (*const gid_t, usize),
     pub stdio: [RawFd; 3],
     pub listen: Option<RawFd>,
-    /// Where the child writes its pid in decimal, NUL-terminated: 21 bytes
-    /// of `bytes` (the value of `LISTEN_PID=`).
+    /// Where the child writes its pid in decimal, NUL-terminated: the 21
+    /// bytes after a `LISTEN_PID=` that `envp` points to.
     pub pid_slot: Option<*mut u8>,
     pub nofile: Option<libc::rlimit>,
 }
 
 /// Signals with a handler or an ignore in the supervisor: signal-hook's
-/// (HUP, TERM, INT, USR1), the ones `signals::IGNORED` ignores, the Rust
-/// runtime's (PIPE ignored; SEGV and BUS for stack overflows); CHLD, which
-/// the supervisor keeps blocked and reads from a signalfd, for good
-/// measure. The child resets them all and unblocks everything: a handler
+/// (HUP, TERM, INT, USR1, CHLD), the ones `signals::IGNORED` ignores, the
+/// Rust runtime's (PIPE ignored; SEGV and BUS for stack overflows). The
+/// child resets them all and unblocks everything: a handler
 /// starts with an empty mask and no signal ignored (`prepare_process`
 /// reset every other one at startup).
 const HANDLED_SIGNALS: &[c_int] = &[
@@ -62,7 +61,7 @@ const HANDLED_SIGNALS: &[c_int] = &[
 ///
 /// # Safety
 /// The arguments must be valid for system call `nr`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "spawn-asm", target_arch = "x86_64"))]
 pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     let ret: isize;
     // SAFETY: the x86_64 system call convention: number in rax, arguments
@@ -89,7 +88,7 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
 ///
 /// # Safety
 /// The arguments must be valid for system call `nr`.
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(feature = "spawn-asm", target_arch = "aarch64"))]
 pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     let ret: isize;
     // SAFETY: the aarch64 system call convention: number in x8, arguments
@@ -108,16 +107,23 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     ret
 }
 
-/// Elsewhere the clone takes CLONE_VFORK (see `clone_child`), so the
-/// parent is suspended and the child may use libc's errno.
+/// A system call through libc's `syscall`, for the default launcher's
+/// child (`vfork.rs`): returns the kernel's result, `-errno` on failure.
 ///
 /// # Safety
-/// The arguments must be valid for system call `nr`.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+/// The arguments must be valid for system call `nr`; only for a child of
+/// `clone(CLONE_VM | CLONE_VFORK)`.
+#[cfg(not(feature = "spawn-asm"))]
 pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
-    // SAFETY: the caller vouches for the arguments.
+    // SAFETY: the caller vouches for the arguments. `syscall` writes
+    // `errno` on failure, in the TLS of the thread the child was cloned
+    // from: the supervisor's one thread, suspended in `clone` until this
+    // child has exec'd or exited (CLONE_VFORK), and which reads `errno`
+    // only if the clone failed. `syscall` is a plain wrapper: no lock, no
+    // allocation, nothing shared with other threads (of which there are
+    // none), unlike glibc's `setuid` family.
     match unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) } {
-        -1 => -(Errno::last_raw() as isize),
+        -1 => -(nix::errno::Errno::last_raw() as isize),
         r => r as isize,
     }
 }
@@ -152,8 +158,9 @@ const _: () = assert!(std::mem::size_of::<libc::rlim_t>() == 8);
 /// The child side, up to `execve`; returns only on failure.
 ///
 /// # Safety
-/// Must only run in the child of `spawn`, on its slot's stack, with all
-/// signals blocked, `img` being its slot's job.
+/// Must only run in the child of `spawn`, on its own stack, with every
+/// signal of ours blocked, `img` pointing to memory the parent leaves
+/// alone until this child has exec'd or exited.
 pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infallible, (Step, i32)> {
     // SAFETY: every call is a raw system call on fds, on locals of this
     // stack, or on the slot's data, which the parent keeps alive and

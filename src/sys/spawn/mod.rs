@@ -1,45 +1,9 @@
-//! Starting a handler.
+//! Starting a handler: a child that shares the supervisor's memory
+//! (`CLONE_VM`, so no page table is copied and a spawn costs the same
+//! whatever the supervisor's size) and runs a fixed list of raw system
+//! calls until `execve`.
 //!
-//! A handler is started with `clone(CLONE_VM | CLONE_CHILD_CLEARTID |
-//! SIGCHLD)`, a raw system call (musl's `clone` refuses
-//! `CLONE_CHILD_CLEARTID`): the child shares the supervisor's memory
-//! instead of copying its page tables, so a spawn costs the same whatever
-//! the supervisor's size, and, unlike `vfork` and glibc's `posix_spawn`,
-//! the supervisor is not suspended until the child has called `execve`. It
-//! goes back to its loop at once; the child finishes its setup on the
-//! other CPU or when the scheduler gets to it. Waiting for each child's
-//! `execve` cost the supervisor a sleep and a wake-up per connection.
-//!
-//! Sharing memory with a running parent is safe because of how little the
-//! child touches, all of it in a [`Slot`] reserved for it:
-//!
-//! - it runs on the slot's own stack (mapped once, with a guard page);
-//! - it reads only the slot's copy of what it needs (path, argv, envp,
-//!   groups, fds), which `spawn` writes before the clone and leaves alone
-//!   until the child is gone from the slot;
-//! - it writes only its stack, the slot's failure word and the slot's
-//!   `LISTEN_PID` digits;
-//! - it makes raw system calls with inline `syscall`/`svc` instructions,
-//!   never through libc, because libc's wrappers set `errno`, which lives
-//!   in the parent thread's TLS, shared with the child and now in use by
-//!   the running parent (glibc's `setuid` and friends would also broadcast
-//!   to every thread through shared state);
-//! - it allocates nothing and starts with the supervisor's mask, in which
-//!   every signal with a handler of ours is blocked (they are let in only
-//!   during the loop's [`epoll_pwait`]: `signals`), so no such handler can
-//!   run on the child's side before it has reset them to default. (The
-//!   Rust runtime's SIGSEGV/SIGBUS handler would only run on a fault in
-//!   the child's own few system calls, and would then kill it.)
-//!
-//! The kernel tells the parent when the child is gone from the slot: with
-//! `CLONE_CHILD_CLEARTID` it writes 0 to the slot's `ctid` word (and wakes
-//! futex waiters) when the child releases the shared memory, which happens
-//! in `execve` once the new program is loaded, or when the child exits.
-//! Until then the slot is not reused. When `IN_FLIGHT` children are
-//! between clone and exec, `spawn` waits for one of them to leave (a futex
-//! wait on its `ctid`, 10 ms at most) before it starts another.
-//!
-//! The child's steps, each a raw system call:
+//! The child's steps (`child.rs`), each a raw system call:
 //!
 //! 1. install the sources on fds 0, 1, 2 (and 3 for a LISTEN fd), then
 //!    close every other fd (`close_range`), so no listener outlives the
@@ -53,19 +17,51 @@
 //! 6. write its pid into `LISTEN_PID` when asked;
 //! 7. `execve`.
 //!
-//! Any failure stores `(step, errno)` in the slot and exits 127: the
-//! handler never runs with more rights than configured. The slot is kept
-//! until the supervisor reaps that child and asks [`Launcher::failure`].
+//! Any failure stores `(step, errno)` where the parent reads it and exits
+//! 127: the handler never runs with more rights than configured. The
+//! supervisor logs it when it reaps that child ([`Launcher::failure`]).
 //!
-//! On targets without the inline system calls here the clone also takes
-//! `CLONE_VFORK` (the parent is suspended until the child has exec'd, as
-//! with `posix_spawn`), and the child may use libc's `syscall`.
+//! The child allocates nothing, reads only memory the parent leaves
+//! alone until the child has exec'd or exited, writes only its own stack,
+//! its failure word and its `LISTEN_PID` digits, and starts with the
+//! supervisor's mask, in which every signal with a handler of ours is
+//! blocked (they are let in only during the loop's wait: `signals`), so
+//! no such handler can run on the child's side before it has reset them
+//! to default. (The Rust runtime's SIGSEGV/SIGBUS handler would only run
+//! on a fault in the child's own few system calls, and would then kill
+//! it.)
+//!
+//! Two launchers, chosen at build time (ARCHITECTURE.md, "The spawn
+//! path"):
+//!
+//! - by default (`vfork.rs`), `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`
+//!   through libc: the supervisor is suspended until the child has
+//!   exec'd or exited, so one stack serves every child, and the child may
+//!   use libc's `syscall` (the `errno` it writes is the suspended
+//!   parent's, which reads it only if the clone itself failed);
+//! - with the `spawn-asm` feature (`asm.rs`, x86_64 and aarch64),
+//!   `clone(CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD)` in inline
+//!   assembly: the supervisor goes on at once, each child in a slot of
+//!   its own until the kernel clears the slot's `ctid`, and the child's
+//!   system calls are inline instructions that leave `errno` alone.
 
+#[cfg(all(
+    feature = "spawn-asm",
+    not(any(target_arch = "x86_64", target_arch = "aarch64"))
+))]
+compile_error!("spawn-asm: the inline system calls are for x86_64 and aarch64 only");
+
+#[cfg(feature = "spawn-asm")]
+mod asm;
 mod child;
-mod launcher;
 mod stack;
+#[cfg(not(feature = "spawn-asm"))]
+mod vfork;
 
-pub use launcher::{spawn, Launcher};
+#[cfg(feature = "spawn-asm")]
+pub use asm::{spawn, Launcher};
+#[cfg(not(feature = "spawn-asm"))]
+pub use vfork::{spawn, Launcher};
 
 use std::ffi::CStr;
 use std::os::fd::RawFd;
@@ -126,6 +122,20 @@ impl Step {
 /// Why a child did not get to run its handler: the step and its errno.
 pub type Failure = (Step, Errno);
 
+/// A failure as the one word the child stores: `step << 32 | errno`; 0 for
+/// none.
+fn failure_word(step: Step, errno: i32) -> u64 {
+    (step as u64) << 32 | u64::from(errno as u32)
+}
+
+/// The failure a child stored, if any.
+fn from_failure_word(v: u64) -> Option<Failure> {
+    match v {
+        0 => None,
+        v => Step::from_u8((v >> 32) as u8).map(|s| (s, Errno::from_raw(v as u32 as i32))),
+    }
+}
+
 /// Ids to switch to in the child.
 pub struct Ids<'a> {
     pub uid: u32,
@@ -134,8 +144,7 @@ pub struct Ids<'a> {
 }
 
 /// Everything the child needs, prepared by the parent. The pointer arrays
-/// are NULL-terminated; `spawn` copies what they point to into the slot
-/// the child reads, so they need only live for the call.
+/// are NULL-terminated and need only live for the call to `spawn`.
 pub struct ExecImage<'a> {
     pub path: &'a CStr,
     pub argv: &'a [*const c_char],
@@ -149,4 +158,76 @@ pub struct ExecImage<'a> {
     pub listen_pid: bool,
     /// The fd limit oxinetd was started with, restored for the handler.
     pub nofile: Option<libc::rlimit>,
+}
+
+/// Why [`spawn`] started no child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CloneError {
+    /// No stack for the child could be mapped (`spawn-asm`: a new slot's).
+    #[error("unable to map a child stack: {0}")]
+    Stack(Errno),
+    /// `clone` failed; or (`spawn-asm`) every slot holds a child that has
+    /// not exec'd yet, `EAGAIN`.
+    #[error("unable to clone: {0}")]
+    Clone(Errno),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::ptr::null;
+
+    use libc::pid_t;
+    use nix::sys::wait::{waitpid, WaitStatus};
+
+    use super::*;
+
+    /// Start `argv` (X=1 in its environment, stdout and stderr into a
+    /// pipe); what it wrote, its exit code, and its failure if any.
+    fn run(argv: &[&CStr], listen_pid: bool) -> (String, i32, pid_t, Option<Failure>) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let null_dev = std::fs::File::open("/dev/null").expect("/dev/null");
+        let mut ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(null());
+        let envp = [c"X=1".as_ptr(), null()];
+        let mut launcher = Launcher::new().expect("launcher");
+        let img = ExecImage {
+            path: argv[0],
+            argv: &ptrs,
+            envp: &envp,
+            ids: None,
+            stdio: [null_dev.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()],
+            listen: listen_pid.then_some(null_dev.as_raw_fd()),
+            listen_pid,
+            nofile: None,
+        };
+        let pid = spawn(&img, &mut launcher).expect("spawn");
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut out)
+            .expect("read");
+        let code = match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            other => panic!("{other:?}"),
+        };
+        (out, code, pid, launcher.failure(pid))
+    }
+
+    #[test]
+    fn the_child_gets_its_environment_and_execs() {
+        let script = c"echo \"$X $LISTEN_PID $$\"; ls /proc/self/fd | wc -l";
+        let (out, code, pid, failure) = run(&[c"/bin/sh", c"-c", script], true);
+        // Its own pid in LISTEN_PID; fds 0-3 and the one ls reads.
+        assert_eq!(out, format!("1 {pid} {pid}\n5\n"));
+        assert_eq!((code, failure), (0, None));
+    }
+
+    #[test]
+    fn a_failed_exec_is_reported_with_its_step_and_errno() {
+        let (out, code, _, failure) = run(&[c"/nonexistent/handler"], false);
+        assert_eq!(out, "");
+        assert_eq!((code, failure), (127, Some((Step::Exec, Errno::ENOENT))));
+    }
 }

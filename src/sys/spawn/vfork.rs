@@ -76,9 +76,10 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Clon
         launcher.envp.clear();
         let given = img.envp.iter().take_while(|p| !p.is_null());
         launcher.envp.extend(given);
-        launcher.envp.push(launcher.listen_pid.as_ptr().cast());
+        let entry = launcher.listen_pid.as_mut_ptr();
+        launcher.envp.push(entry.cast_const().cast());
         launcher.envp.push(std::ptr::null());
-        let digits = launcher.listen_pid[LISTEN_PID.len()..].as_mut_ptr();
+        let digits = entry.wrapping_add(LISTEN_PID.len());
         (launcher.envp.as_ptr(), Some(digits))
     } else {
         (img.envp.as_ptr(), None)
@@ -102,10 +103,10 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Clon
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     let arg = std::ptr::addr_of!(job) as *mut c_void;
     // SAFETY: `child_main` runs on the launcher's stack (its top, 16-byte
-    // aligned), which no other child uses: with CLONE_VFORK this thread,
-    // the process's only one, is suspended here until the child has
-    // exec'd or exited, so the previous child is gone from it, and
-    // everything `job` points to (the caller's `img`, the launcher's
+    // aligned), which no other child uses: with CLONE_VFORK this thread is
+    // suspended here until the child has exec'd or exited, so the previous
+    // child is gone from it (and `&mut` keeps other threads off this
+    // launcher), and everything `job` points to (the caller's `img`, the launcher's
     // `envp` and `listen_pid`) stays alive and unchanged while the child
     // reads it. The child writes only its stack, `job.failure` and the
     // `listen_pid` digits.

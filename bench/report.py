@@ -268,6 +268,14 @@ def markdown(res, s):
         w(f"oxinetd-glibc: the same tree as `cargo build --release` makes it, linked dynamically against glibc "
           f"(`{meta['oxinetd_glibc']}`); an extra row, not a peer: the targets and `ox÷` are the release "
           "build's.\n")
+    if meta.get("oxinetd_asm"):
+        w(f"oxinetd-asm: the same tree and target as oxinetd, built with `--features spawn-asm` (the "
+          f"`CLONE_VM` clone in inline assembly, slots and a futex, instead of the default "
+          f"`CLONE_VM | CLONE_VFORK` through libc; `{meta['oxinetd_asm']}`); an extra row, not a peer: "
+          "the spawn path decision in ARCHITECTURE.md reads its figures against oxinetd's.\n")
+    for extra in meta.get("extra") or []:
+        name, _, path = extra.partition("=")
+        w(f"{name}: `{path}`, given with `--extra`; an extra row, not a peer.\n")
     w("Peers (Debian 12): " + ", ".join(f"{k} {v}" for k, v in meta["peers"].items()) + ".\n")
     w(f"Handler: bench/echo1.c ({meta['handler']}); UDP wait handler bench/udpecho1.c. "
       f"{meta['rounds']} round(s) per cell ({meta.get('memory_rounds', meta['rounds'])} for memory, startup "

@@ -21,7 +21,7 @@
 //!   connections, datagrams, `wait`, handlers, apply, timers).
 //! - [`reload`] — SIGHUP as a diff of listeners that `apply` consumes.
 //! - [`shutdown`] — the stop after `shutdown_grace`: SIGTERM, SIGKILL, reap.
-//! - [`signals`] — signals as events: a self-pipe, and a signalfd for SIGCHLD.
+//! - [`signals`] — signals as events: signal-hook flags, let in only during the wait.
 //! - [`notify`] — sd_notify.
 //! - [`log`] — syslog or stderr; every line an `Event`, one `key=value` grammar.
 //! - [`render`] — numbers and addresses as text without `core::fmt`.

@@ -1,41 +1,44 @@
-//! Signals as events. HUP, TERM, INT and USR1 go through signal-hook: its
-//! handlers only set a flag and write a byte to a self-pipe, and the event
-//! loop sees the pipe readable and reads the flags. SIGCHLD, the one signal
-//! that comes with every connection, is read from a signalfd instead: no
-//! handler runs, no byte is written and no frame is unwound per exiting
-//! handler. No work happens in a signal handler.
+//! Signals as events, all of them one way: HUP reloads, TERM and INT stop,
+//! USR1 logs the state, CHLD says a handler has exited. Each has a
+//! signal-hook flag (`signal_hook::flag`), whose handler only sets an
+//! atomic bool; no work happens in a signal handler.
+//!
+//! The five stay blocked except while the loop waits: `epoll_pwait` with
+//! [`Signals::wait_mask`] lets them in for the wait only, as `pselect` is
+//! meant to be used. The kernel runs a handler there only by ending the
+//! wait with `EINTR` (a wait that returns events puts the mask back first,
+//! and the signal stays pending until the next one), so the loop reads
+//! the flags ([`Signals::take`]) exactly when a wait was interrupted, and
+//! needs neither a self-pipe nor a signalfd to be woken. SIGCHLD is a
+//! standard signal: however many handlers exited, one flag, and the
+//! reaper collects them all.
+//!
+//! Blocked everywhere else, a handler of ours runs nowhere else: not in
+//! the middle of the loop's work, and not in a handler process between
+//! its `clone` and `exec`, which starts with the supervisor's mask while
+//! it still shares the supervisor's memory (`sys::spawn` relies on this,
+//! and needs no mask change per spawn). Handlers start with an empty mask
+//! and default dispositions (`sys::spawn`).
 //!
 //! The other signals an admin or a terminal may send and whose default
 //! would kill or stop the supervisor (USR2, ALRM, QUIT, VTALRM, PROF, IO,
-//! TSTP, TTIN, TTOU; PWR, XCPU, XFSZ, STKFLT, which the system may send) are
-//! ignored (`IGNORED`); handlers get them back at
-//! their default (`sys`).
-//!
-//! All five stay blocked except while the loop waits (`epoll_pwait` with
-//! [`Signals::wait_mask`], SIGCHLD still blocked there), as `pselect` is
-//! meant to be used. So a handler of ours runs nowhere else: not in the
-//! middle of the loop's work, and not in a handler process between its
-//! `clone` and `exec`, when it still shares the supervisor's memory
-//! (`sys::spawn` relies on this, and needs no mask change per spawn).
-//! Handlers start with an empty mask and default dispositions (`sys`).
+//! TSTP, TTIN, TTOU; PWR, XCPU, XFSZ, STKFLT, which the system may send)
+//! are ignored (`IGNORED`); handlers get them back at their default.
 
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io;
 use std::os::raw::c_int;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-/// The signals with a handler: HUP reloads, TERM and INT stop, USR1 logs
-/// the state.
-const FLAGGED: [Signal; 4] = [
+/// The signals with a handler, each with its flag in [`Pending`].
+const HANDLED: [Signal; 5] = [
     Signal::SIGHUP,
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGUSR1,
+    Signal::SIGCHLD,
 ];
 
 /// Signals ignored: by default each would end (or stop) the supervisor,
@@ -57,17 +60,15 @@ pub const IGNORED: [Signal; 13] = [
     Signal::SIGSTKFLT,
 ];
 
-/// Block FLAGGED and SIGCHLD in this (the only) thread; returns the mask
-/// to wait with: the one before, with SIGCHLD blocked and FLAGGED let in.
+/// Block HANDLED in this (the only) thread; returns the mask to wait
+/// with: the one before, less HANDLED.
 fn block() -> io::Result<SigSet> {
     let mut blocked = SigSet::empty();
-    blocked.add(Signal::SIGCHLD);
-    for sig in FLAGGED {
+    for sig in HANDLED {
         blocked.add(sig);
     }
     let mut open = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    open.add(Signal::SIGCHLD);
-    for sig in FLAGGED {
+    for sig in HANDLED {
         open.remove(sig);
     }
     Ok(open)
@@ -84,72 +85,48 @@ pub struct Pending {
 }
 
 pub struct Signals {
-    wake: UnixStream,
-    children: SignalFd,
+    child: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
     terminate: Arc<AtomicBool>,
     dump: Arc<AtomicBool>,
-    /// The mask to wait with: the process's, less HUP, TERM, INT, USR1.
+    /// The mask to wait with: the process's, less HANDLED.
     open: SigSet,
 }
 
 impl Signals {
     pub fn install() -> io::Result<Signals> {
-        let (wake, write) = UnixStream::pair()?;
-        wake.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        let reload = Arc::new(AtomicBool::new(false));
-        let terminate = Arc::new(AtomicBool::new(false));
-        let dump = Arc::new(AtomicBool::new(false));
         crate::sys::ignore_signals(&IGNORED)?;
         // Blocked before the handlers exist, so none runs outside the wait.
         let open = block()?;
-        for sig in FLAGGED {
-            let flag = match sig {
-                Signal::SIGHUP => &reload,
-                Signal::SIGUSR1 => &dump,
-                _ => &terminate,
-            };
-            signal_hook::flag::register(sig as c_int, Arc::clone(flag))?;
-            signal_hook::low_level::pipe::register(sig as c_int, write.try_clone()?)?;
-        }
-        let mut chld = SigSet::empty();
-        chld.add(Signal::SIGCHLD);
-        let children = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         let s = Signals {
-            wake,
-            children,
-            reload,
-            terminate,
-            dump,
+            child: Arc::default(),
+            reload: Arc::default(),
+            terminate: Arc::default(),
+            dump: Arc::default(),
             open,
         };
+        for sig in HANDLED {
+            let flag = match sig {
+                Signal::SIGCHLD => &s.child,
+                Signal::SIGHUP => &s.reload,
+                Signal::SIGUSR1 => &s.dump,
+                _ => &s.terminate,
+            };
+            signal_hook::flag::register(sig as c_int, Arc::clone(flag))?;
+        }
         Ok(s)
     }
 
-    /// The signal mask for the loop's wait, the only place HUP, TERM, INT
-    /// and USR1 are let in.
+    /// The signal mask for the loop's wait, the only place the handled
+    /// signals are let in; a wait they interrupt ends with `EINTR`.
     pub fn wait_mask(&self) -> &SigSet {
         &self.open
     }
 
-    /// The fds that become readable when a signal arrives: the self-pipe
-    /// and the SIGCHLD signalfd.
-    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
-        [self.wake.as_fd(), self.children.as_fd()]
-    }
-
-    /// Empty the pipe and the signalfd, and take the flags.
+    /// Take the flags: after a wait ended with `EINTR`.
     pub fn take(&mut self) -> Pending {
-        let mut buf = [0u8; 64];
-        // A short read emptied the pipe; a byte written after it wakes
-        // the loop again.
-        while matches!(self.wake.read(&mut buf), Ok(n) if n == buf.len()) {}
-        // SIGCHLD is a standard signal: one read clears it, however many
-        // handlers exited (the reaper collects them all).
-        let child = matches!(self.children.read_signal(), Ok(Some(_)));
         Pending {
-            child,
+            child: self.child.swap(false, Ordering::SeqCst),
             reload: self.reload.swap(false, Ordering::SeqCst),
             terminate: self.terminate.swap(false, Ordering::SeqCst),
             dump: self.dump.swap(false, Ordering::SeqCst),
@@ -159,23 +136,35 @@ impl Signals {
 
 #[cfg(test)]
 mod tests {
-    use nix::sys::signal::{SigSet, Signal};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use nix::errno::Errno;
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
+    use nix::sys::signal::{raise, SigSet, Signal};
 
     #[test]
     fn handled_signals_are_blocked_except_in_the_wait() {
-        // Masks are per thread: this changes only the test's own (and no
-        // handler is installed in the test process).
+        // Masks are per thread: this changes only the test's own.
         let open = super::block().expect("mask");
         let now = SigSet::thread_get_mask().expect("mask");
-        for sig in [
-            Signal::SIGHUP,
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGUSR1,
-            Signal::SIGCHLD,
-        ] {
+        for sig in super::HANDLED {
             assert!(now.contains(sig), "{sig} not blocked");
-            assert_eq!(open.contains(sig), sig == Signal::SIGCHLD, "{sig}");
+            assert!(!open.contains(sig), "{sig} blocked in the wait");
         }
+        // One of them, sent to this thread: pending, its handler not run,
+        // until the wait lets it in; then it runs and ends the wait.
+        let flag = Arc::new(AtomicBool::new(false));
+        let id = signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&flag)).expect("handler");
+        // raise: to the calling thread.
+        raise(Signal::SIGUSR1).expect("raise");
+        assert!(!flag.load(Ordering::SeqCst), "handled outside the wait");
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");
+        let mut events = [EpollEvent::empty(); 1];
+        let timeout = EpollTimeout::try_from(10_000).expect("timeout");
+        let ended = crate::sys::epoll_pwait(&epoll, &mut events, timeout, &open);
+        signal_hook::low_level::unregister(id);
+        assert_eq!(ended, Err(Errno::EINTR));
+        assert!(flag.load(Ordering::SeqCst), "not handled in the wait");
     }
 }

@@ -4,9 +4,8 @@
 //! program path, argv and the fixed part of the environment as C strings,
 //! the ids to switch to. Per connection, [`Spawner`] writes the few
 //! connection variables into a reused buffer, makes the stderr pipe if
-//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn`], which
-//! copies it into a slot of the [`sys::Launcher`] for the child to read.
-//! The child itself allocates nothing.
+//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn`]. The child
+//! itself allocates nothing.
 
 use std::ffi::CString;
 use std::net::SocketAddr;
@@ -15,6 +14,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use libc::c_char;
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::socket::UnixCredentials;
 
@@ -109,6 +109,17 @@ pub enum Invocation<'a> {
     },
 }
 
+/// Why a handler was not started; rendered as the log's `msg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SpawnError {
+    #[error("unable to create pipe: {0}")]
+    Pipe(Errno),
+    #[error("unable to set up pipe: {0}")]
+    PipeFlags(Errno),
+    #[error(transparent)]
+    Clone(#[from] sys::CloneError),
+}
+
 /// A started handler: its pid and the parent's end of its stderr pipe.
 /// Whether it got to exec is known once it is reaped
 /// ([`Spawner::failure`]).
@@ -148,7 +159,7 @@ impl Spawner {
         })
     }
 
-    pub fn spawn(&mut self, plan: &Plan, inv: &Invocation<'_>) -> Result<Spawned, String> {
+    pub fn spawn(&mut self, plan: &Plan, inv: &Invocation<'_>) -> Result<Spawned, SpawnError> {
         let stderr_pipe = match plan.stderr {
             StderrMode::Log => Some(reader_pipe()?),
             _ => None,
@@ -211,8 +222,7 @@ impl Spawner {
             listen_pid: listen.is_some(),
             nofile: self.nofile,
         };
-        let pid =
-            sys::spawn(&img, &mut self.launcher).map_err(|e| format!("unable to fork: {e}"))?;
+        let pid = sys::spawn(&img, &mut self.launcher)?;
         Ok(Spawned {
             pid,
             stderr: stderr_pipe.map(|(r, _w)| r),
@@ -274,11 +284,10 @@ impl Spawner {
 
 /// A close-on-exec pipe whose read end (the supervisor's) is non-blocking
 /// and whose write end (the handler's) stays blocking, as programs expect.
-pub fn reader_pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let (r, w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("unable to create pipe: {e}"))?;
+pub fn reader_pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map_err(|e| format!("unable to set up pipe: {e}"))?;
+        .map_err(SpawnError::PipeFlags)?;
     Ok((r, w))
 }
 

@@ -178,14 +178,6 @@ impl Drop for Log {
     }
 }
 
-/// Log a line as it is given, at error level. Lines are `Log::event`'s;
-/// only the loop's `epoll_pwait` failure still uses this (left as it is
-/// for the rework of how signals arrive, issue 17 §4).
-#[macro_export]
-macro_rules! error {
-    ($log:expr, $($arg:tt)*) => { $log.write($crate::log::Level::Error, format_args!($($arg)*)) };
-}
-
 /// Which fields per-connection lines carry (`log_on_success`,
 /// `log_on_failure`); a line with no field chosen is not logged at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

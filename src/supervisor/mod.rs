@@ -44,16 +44,15 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
 
 use crate::children::Children;
 use crate::config::{self, Context, Handler, Service, WaitMode};
-use crate::error;
 use crate::fds::FdBudget;
 use crate::flood::PeerLimit;
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
-use crate::log::{Event, Log, Throttle, Q};
+use crate::log::{Event, Log, Throttle};
 use crate::notify::Notifier;
 use crate::shutdown::{Drain, Next};
 use crate::signals::Signals;
@@ -76,7 +75,6 @@ const BATCH: usize = 64;
 /// What the event loop can be woken by, packed in the epoll token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
-    Signal,
     Listener(u64),
     Stderr(i32),
     Reply(i32),
@@ -86,7 +84,6 @@ enum Token {
 impl Token {
     fn encode(self) -> u64 {
         match self {
-            Token::Signal => 0,
             Token::Listener(id) => 1 << 56 | id,
             Token::Stderr(pid) => 2 << 56 | pid as u32 as u64,
             Token::Reply(pid) => 3 << 56 | pid as u32 as u64,
@@ -94,14 +91,14 @@ impl Token {
         }
     }
 
-    fn decode(v: u64) -> Token {
+    fn decode(v: u64) -> Option<Token> {
         let low = v & ((1 << 56) - 1);
         match v >> 56 {
-            1 => Token::Listener(low),
-            2 => Token::Stderr(low as i32),
-            3 => Token::Reply(low as i32),
-            4 => Token::Conn(low),
-            _ => Token::Signal,
+            1 => Some(Token::Listener(low)),
+            2 => Some(Token::Stderr(low as i32)),
+            3 => Some(Token::Reply(low as i32)),
+            4 => Some(Token::Conn(low)),
+            _ => None,
         }
     }
 }
@@ -376,12 +373,6 @@ impl Supervisor {
         let setup = || -> io::Result<(Epoll, Signals, Spawner, Pages)> {
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
             let signals = Signals::install()?;
-            for fd in signals.fds() {
-                epoll.add(
-                    fd,
-                    EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
-                )?;
-            }
             let spawner = Spawner::new(crate::sys::raise_nofile())?;
             Ok((epoll, signals, spawner, Pages::new(internal::SCRATCH)?))
         };
@@ -431,19 +422,23 @@ impl Supervisor {
             let mask = self.signals.wait_mask();
             let n = match crate::sys::epoll_pwait(&self.epoll, &mut events, timeout, mask) {
                 Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => 0,
+                // Signals get in only here, and end the wait (`signals`).
+                Err(nix::errno::Errno::EINTR) => {
+                    self.on_signals();
+                    0
+                }
                 Err(e) => {
-                    error!(self.log, "error msg={}", Q(&format!("epoll_pwait: {e}")));
+                    self.log.event(Event::error(&format!("epoll_pwait: {e}")));
                     0
                 }
             };
             for ev in &events[..n] {
                 match Token::decode(ev.data()) {
-                    Token::Signal => self.on_signals(),
-                    Token::Listener(id) => self.on_listener(id),
-                    Token::Stderr(pid) => self.on_stderr(pid),
-                    Token::Reply(pid) => self.on_reply(pid),
-                    Token::Conn(id) => self.on_conn(id),
+                    Some(Token::Listener(id)) => self.on_listener(id),
+                    Some(Token::Stderr(pid)) => self.on_stderr(pid),
+                    Some(Token::Reply(pid)) => self.on_reply(pid),
+                    Some(Token::Conn(id)) => self.on_conn(id),
+                    None => {}
                 }
             }
             self.on_timers();
@@ -509,13 +504,12 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for t in [
-            Token::Signal,
             Token::Listener(42),
             Token::Stderr(123456),
             Token::Reply(7),
             Token::Conn(9),
         ] {
-            assert_eq!(Token::decode(t.encode()), t);
+            assert_eq!(Token::decode(t.encode()), Some(t));
         }
     }
 }

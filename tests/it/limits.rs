@@ -214,7 +214,7 @@ fn spawn_failures_back_off_and_the_service_recovers() {
     let held: Vec<TcpStream> = (0..12)
         .filter_map(|_| connect_from("127.0.0.1", addr).ok())
         .collect();
-    s.expect_line(&["error service=held", "unable to fork"]);
+    s.expect_line(&["error service=held", "unable to clone"]);
     let cpu_before = cpu_seconds(s.pid());
     let wall = Instant::now();
     std::thread::sleep(Duration::from_secs(1));

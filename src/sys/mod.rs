@@ -1,0 +1,33 @@
+//! The only modules with `unsafe`, one per concept (named as `nix` names
+//! its modules):
+//!
+//! - [`spawn`]: starting a handler, the child's fixed list of raw system
+//!   calls until `execve`;
+//! - [`process`]: the supervisor's startup hygiene, and forked copies of
+//!   it for lookups (`in_child`);
+//! - [`signal`]: dispositions set through the raw system call;
+//! - [`memory`]: the page size, the scratch mapping `Pages`, `trim_heap`;
+//! - [`socket`]: a listener's accept queue, and a filter refusing SYNs;
+//! - [`epoll`]: the loop's wait with a signal mask;
+//! - [`resource`]: the fd limit;
+//! - [`time`]: local time of day.
+//!
+//! Callers use the names re-exported here.
+
+pub mod epoll;
+pub mod memory;
+pub mod process;
+pub mod resource;
+pub mod signal;
+pub mod socket;
+pub mod spawn;
+pub mod time;
+
+pub use epoll::epoll_pwait;
+pub use memory::{trim_heap, Pages};
+pub use process::{in_child, prepare_process};
+pub use resource::raise_nofile;
+pub use signal::ignore_signals;
+pub use socket::{accept_queue, refuse_syn};
+pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Step};
+pub use time::local_minute_of_day;

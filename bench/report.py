@@ -268,11 +268,11 @@ def markdown(res, s):
         w(f"oxinetd-glibc: the same tree as `cargo build --release` makes it, linked dynamically against glibc "
           f"(`{meta['oxinetd_glibc']}`); an extra row, not a peer: the targets and `ox÷` are the release "
           "build's.\n")
-    if meta.get("oxinetd_asm"):
-        w(f"oxinetd-asm: the same tree and target as oxinetd, built with `--features spawn-asm` (the "
-          f"`CLONE_VM` clone in inline assembly, slots and a futex, instead of the default "
-          f"`CLONE_VM | CLONE_VFORK` through libc; `{meta['oxinetd_asm']}`); an extra row, not a peer: "
-          "the spawn path decision in ARCHITECTURE.md reads its figures against oxinetd's.\n")
+    if meta.get("oxinetd_vfork"):
+        w(f"oxinetd-vfork: the same tree and target as oxinetd, built with `--features spawn-vfork` (the "
+          f"portable `CLONE_VM | CLONE_VFORK` through libc instead of the `CLONE_VM` clone in inline "
+          f"assembly that does not wait for the child's exec; `{meta['oxinetd_vfork']}`); an extra row, "
+          "not a peer: the spawn path decision in ARCHITECTURE.md reads its figures against oxinetd's.\n")
     for extra in meta.get("extra") or []:
         name, _, path = extra.partition("=")
         w(f"{name}: `{path}`, given with `--extra`; an extra row, not a peer.\n")

@@ -1,4 +1,4 @@
-//! The `spawn-asm` launcher: `clone(CLONE_VM | CLONE_CHILD_CLEARTID |
+//! The launcher on x86_64 and aarch64: `clone(CLONE_VM | CLONE_CHILD_CLEARTID |
 //! SIGCHLD)` as a raw system call in inline assembly (musl's `clone`
 //! refuses `CLONE_CHILD_CLEARTID`). Unlike `vfork` and glibc's
 //! `posix_spawn`, the supervisor is not suspended until the child has

@@ -61,7 +61,7 @@ const HANDLED_SIGNALS: &[c_int] = &[
 ///
 /// # Safety
 /// The arguments must be valid for system call `nr`.
-#[cfg(all(feature = "spawn-asm", target_arch = "x86_64"))]
+#[cfg(all(target_arch = "x86_64", not(feature = "spawn-vfork")))]
 pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     let ret: isize;
     // SAFETY: the x86_64 system call convention: number in rax, arguments
@@ -88,7 +88,7 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
 ///
 /// # Safety
 /// The arguments must be valid for system call `nr`.
-#[cfg(all(feature = "spawn-asm", target_arch = "aarch64"))]
+#[cfg(all(target_arch = "aarch64", not(feature = "spawn-vfork")))]
 pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     let ret: isize;
     // SAFETY: the aarch64 system call convention: number in x8, arguments
@@ -113,7 +113,10 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
 /// # Safety
 /// The arguments must be valid for system call `nr`; only for a child of
 /// `clone(CLONE_VM | CLONE_VFORK)`.
-#[cfg(not(feature = "spawn-asm"))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(feature = "spawn-vfork")
+)))]
 pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     // SAFETY: the caller vouches for the arguments. `syscall` writes
     // `errno` on failure, in the TLS of the thread the child was cloned

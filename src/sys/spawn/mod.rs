@@ -34,33 +34,41 @@
 //! Two launchers, chosen at build time (ARCHITECTURE.md, "The spawn
 //! path"):
 //!
-//! - by default (`vfork.rs`), `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`
-//!   through libc: the supervisor is suspended until the child has
-//!   exec'd or exited, so one stack serves every child, and the child may
-//!   use libc's `syscall` (the `errno` it writes is the suspended
-//!   parent's, which reads it only if the clone itself failed);
-//! - with the `spawn-asm` feature (`asm.rs`, x86_64 and aarch64),
+//! - on x86_64 and aarch64 (`asm.rs`, the default there),
 //!   `clone(CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD)` in inline
 //!   assembly: the supervisor goes on at once, each child in a slot of
 //!   its own until the kernel clears the slot's `ctid`, and the child's
-//!   system calls are inline instructions that leave `errno` alone.
+//!   system calls are inline instructions that leave `errno` alone;
+//! - elsewhere, or with the `spawn-vfork` feature (`vfork.rs`),
+//!   `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` through libc: the
+//!   supervisor is suspended until the child has exec'd or exited, so one
+//!   stack serves every child, and the child may use libc's `syscall`
+//!   (the `errno` it writes is the suspended parent's, which reads it only
+//!   if the clone itself failed). It costs the supervisor about 3 µs more
+//!   per connection (ARCHITECTURE.md, "The spawn path").
 
 #[cfg(all(
-    feature = "spawn-asm",
-    not(any(target_arch = "x86_64", target_arch = "aarch64"))
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(feature = "spawn-vfork")
 ))]
-compile_error!("spawn-asm: the inline system calls are for x86_64 and aarch64 only");
-
-#[cfg(feature = "spawn-asm")]
 mod asm;
 mod child;
 mod stack;
-#[cfg(not(feature = "spawn-asm"))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(feature = "spawn-vfork")
+)))]
 mod vfork;
 
-#[cfg(feature = "spawn-asm")]
+#[cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(feature = "spawn-vfork")
+))]
 pub use asm::{spawn, Launcher};
-#[cfg(not(feature = "spawn-asm"))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(feature = "spawn-vfork")
+)))]
 pub use vfork::{spawn, Launcher};
 
 use std::ffi::CStr;
@@ -163,10 +171,10 @@ pub struct ExecImage<'a> {
 /// Why [`spawn`] started no child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CloneError {
-    /// No stack for the child could be mapped (`spawn-asm`: a new slot's).
+    /// No stack for the child could be mapped (`asm.rs`: a new slot's).
     #[error("unable to map a child stack: {0}")]
     Stack(Errno),
-    /// `clone` failed; or (`spawn-asm`) every slot holds a child that has
+    /// `clone` failed; or (`asm.rs`) every slot holds a child that has
     /// not exec'd yet, `EAGAIN`.
     #[error("unable to clone: {0}")]
     Clone(Errno),

@@ -1,5 +1,5 @@
-//! The default launcher: `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`
-//! through libc. The supervisor is suspended in `clone` until the child
+//! The portable launcher (other architectures, or the `spawn-vfork`
+//! feature): `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` through libc. The supervisor is suspended in `clone` until the child
 //! has exec'd or exited (`CLONE_VFORK`), so the child reads the caller's
 //! own buffers where they are, one stack serves every child, and its
 //! failure, if any, is in [`Job::failure`] when `clone` returns.

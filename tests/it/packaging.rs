@@ -313,6 +313,11 @@ fn inspect_deb(deb: &Path) {
             "postinst lacks {part}:\n{postinst}"
         );
     }
+    let preinst = read("preinst");
+    assert!(
+        preinst.contains(": > /run/oxinetd.dpkg-install"),
+        "{preinst}"
+    );
     let prerm = read("prerm");
     assert!(
         prerm.contains("\"$1\" = remove")
@@ -417,6 +422,8 @@ fn debian_package_builds_inspects_installs_and_purges() {
 
     let guard = Installed;
     run_ok(Command::new("dpkg").arg("-i").arg(&deb));
+    // postinst took preinst's note that this is an install, not an upgrade.
+    assert!(!Path::new("/run/oxinetd.dpkg-install").exists());
     for f in expected("/usr", "vendor-completions") {
         assert!(Path::new(&f).is_file(), "{f} is not installed");
     }

@@ -285,6 +285,16 @@ fn inspect_deb(deb: &Path) {
         .expect("the .deb lists its binary");
     assert!(binary.starts_with("-rwxr-xr-x 0/0 "), "{binary}");
 
+    let copyright = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -xO ./usr/share/doc/oxinetd/copyright")
+            .arg("sh")
+            .arg(deb),
+    );
+    let ours = std::fs::read_to_string(repo().join("packaging/debian/copyright")).expect("read");
+    assert_eq!(copyright, ours);
+
     let info = run_ok(Command::new("dpkg-deb").arg("-I").arg(deb));
     assert!(info.contains(" Package: oxinetd\n"), "{info}");
     let control = Dir::new();

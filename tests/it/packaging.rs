@@ -447,7 +447,16 @@ fn debian_package_builds_inspects_installs_and_purges() {
     }
     // Enabled: the unit's WantedBy link (made with or without systemd).
     assert!(Path::new("/etc/systemd/system/multi-user.target.wants/oxinetd.service").exists());
-    run_ok(Command::new(&analyze).args(["verify", "/usr/lib/systemd/system/oxinetd.service"]));
+    // Also finds the man pages its Documentation= names.
+    let verify = Command::new(&analyze)
+        .args(["verify", "/usr/lib/systemd/system/oxinetd.service"])
+        .output()
+        .expect("run systemd-analyze");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
     let check = run_ok(Command::new("/usr/sbin/oxinetd").arg("check"));
     assert_eq!(check, "/etc/oxinetd/oxinetd.toml: OK, 0 services\n");
 

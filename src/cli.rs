@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE|DIR")]
         sources: Vec<PathBuf>,
     },
+    /// Print the completion script for SHELL; packages install these.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

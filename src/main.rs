@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use oxinetd::cli::{Cli, Command, LogTarget};
 use oxinetd::config::{self, Context, Format, Severity};
 use oxinetd::supervisor::{self, Options};
@@ -12,6 +12,15 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check { list }) => check(&cli, list),
         Some(Command::Import { ref sources }) => import(sources, cli.format.map(Format::from)),
+        Some(Command::Completions { shell }) => {
+            // Into memory first: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "oxinetd", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
         Some(Command::Run) | None => ExitCode::from(supervisor::run(Options {
             format: cli.format.map(Format::from),
             config: cli.config,

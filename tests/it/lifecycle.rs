@@ -297,13 +297,13 @@ fn systemd_unit_parses_on_this_systemd() {
     ))
     .expect("read the unit");
     assert!(
-        unit.contains("/usr/bin/oxinetd"),
-        "the unit runs /usr/bin/oxinetd"
+        unit.contains("/usr/sbin/oxinetd"),
+        "the unit runs /usr/sbin/oxinetd"
     );
     let dir = Dir::new();
     let path = dir.write(
         "oxinetd.service",
-        &unit.replace("/usr/bin/oxinetd", crate::harness::bin()),
+        &unit.replace("/usr/sbin/oxinetd", crate::harness::bin()),
     );
     let out = std::process::Command::new(analyze)
         .args(["verify", "--man=no"])

@@ -19,6 +19,7 @@ mod internal;
 mod lifecycle;
 mod limits;
 mod logging;
+mod packaging;
 mod reload;
 mod stream;
 mod unix;

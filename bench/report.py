@@ -168,14 +168,18 @@ def targets(s):
         fmt = f"{r:.2f}× floor-fork, {errs} errors" if r is not None else "not measured"
         add(f"exec'd TCP c={c} ≥ 0.95× floor-fork, 0 errors", fmt,
             None if r is None else (r >= 0.95 and errs == 0))
+    # Restated in issue 17: against floor-duty, the bare loop that reaps,
+    # logs and calls setsid, same rounds (the absolute 40 µs asked for
+    # less than reaping costs on a slower machine).
     v = get(s, "exec", OX, 8, "sup_us_per_conn")
-    fmt = f"{v:.0f} µs" if v is not None else "not measured"
-    # For scale: the floors without and with the duties oxinetd has.
-    for fl in ("floor-vfork", "floor-duty"):
-        fv, fr = get(s, "exec", fl, 8, "sup_us_per_conn"), get(s, "exec", fl, 8, "ox_sup_us_per_conn")
-        if v is not None and fv is not None and fr is not None:
-            fmt += f"; {fl} {fv:.0f} µs ({fr:.2f}× it)"
-    add("supervisor CPU ≤ 40 µs/conn at c=8", fmt, None if v is None else v <= 40)
+    duty = get(s, "exec", "floor-duty", 8, "ox_sup_us_per_conn")
+    fmt = f"{duty:.2f}× floor-duty ({v:.0f} µs" if v is not None and duty is not None else "not measured"
+    if v is not None and duty is not None:
+        fv = get(s, "exec", "floor-vfork", 8, "sup_us_per_conn")
+        fd = get(s, "exec", "floor-duty", 8, "sup_us_per_conn")
+        fmt += f"; floor-duty {fd:.0f} µs" if fd is not None else ""
+        fmt += f"; floor-vfork {fv:.0f} µs)" if fv is not None else ")"
+    add("supervisor CPU at c=8 ≤ 1.1× floor-duty", fmt, None if duty is None else duty <= 1.1)
     r = get(s, "exec", FLOOR, 64, "ox_p99_us")
     add("exec'd TCP p99 at c=64 ≤ floor-fork's", f"{r:.2f}× floor-fork" if r is not None else "not measured",
         None if r is None else r <= 1.0)

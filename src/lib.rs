@@ -2,7 +2,9 @@
 //!
 //! Module map (ARCHITECTURE.md follows one connection through them):
 //!
-//! - [`config`] — the typed `Config` and its TOML front-end; `oxinetd check`.
+//! - [`config`] — every format (TOML, inetd.conf, xinetd) read into one raw
+//!   form, then one resolver to the typed `Config`; the key table; `import`
+//!   and `check --list` written back as TOML.
 //! - [`access`] — only_from, no_access, access_times: allow or refuse a peer.
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
@@ -12,7 +14,8 @@
 //! - [`idle`] — the idle sweep's period for `idle_timeout`.
 //! - [`flood`] — token buckets for stderr lines and per-peer UDP replies.
 //! - [`spawn`] — everything a handler needs, prepared before it is spawned.
-//! - [`sys`] — the only `unsafe`: the `CLONE_VM` spawn, the child until exec.
+//! - [`sys`] — the only `unsafe`, by concept (spawn, process, signal, memory,
+//!   socket, epoll, resource, time): the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
 //! - [`internal`] — echo, discard, chargen, daytime, time, in-process.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.

@@ -169,7 +169,9 @@ impl Log {
 fn tag(buf: &mut String, pid: u32) {
     buf.push_str("oxinetd[");
     buf.push_str(Text::decimal(u64::from(pid)).as_str());
-    buf.push_str("]: ");
+    buf.push(']');
+    buf.push(':');
+    buf.push(' ');
 }
 
 impl Drop for Log {
@@ -258,9 +260,10 @@ impl<T: Render> fmt::Display for Opt<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.1 {
             Some(v) => {
-                f.write_str(" ")?;
+                // Single bytes as chars (see `events::Line::word`).
+                f.write_char(' ')?;
                 f.write_str(self.0)?;
-                f.write_str("=")?;
+                f.write_char('=')?;
                 f.write_str(v.render().as_str())
             }
             None => Ok(()),

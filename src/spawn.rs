@@ -276,7 +276,7 @@ impl Spawner {
     fn push_env(&mut self, parts: &[&[u8]]) {
         self.env_offsets.push(self.env_buf.len());
         for part in parts {
-            self.env_buf.extend_from_slice(part);
+            crate::render::append(&mut self.env_buf, part);
         }
         self.env_buf.push(0);
     }

@@ -1,23 +1,25 @@
 //! Every line the supervisor logs, as a type: one variant per event, its
-//! fields typed. `Display` writes the line in the grammar of `log` (event
-//! word, then ` key=value` pairs in a fixed order); nothing else in the
-//! crate writes a `key=value`. Each event also has its fixed level.
+//! fields typed. `Event::write` writes the line in the grammar of `log`
+//! (event word, then ` key=value` pairs in a fixed order); nothing else in
+//! the crate writes a `key=value`. Each event also has its fixed level.
 //!
-//! The per-connection lines (`start`, `exit`, `done`, `stderr`) write
-//! their numbers and addresses through `render` on the stack: an event is
-//! built on the stack and formatted straight into the log's buffer, so a
-//! line costs no allocation.
+//! An event is built on the stack and written straight into the log's
+//! buffer: the per-connection lines (`start`, `exit`, `done`) push their
+//! names, numbers and addresses as bytes (`render`), with no allocation
+//! and no `core::fmt`.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{Level, Opt, Q};
+use super::{Level, Q};
 use crate::config::ListenKey;
 use crate::limits::Rate;
 use crate::refusal::Refusal;
+use crate::render::Render;
 
 /// A config problem's kind, as its event word says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,67 +233,92 @@ impl<'a> Event<'a> {
     }
 }
 
-/// Writes one line: the event word, then each field as ` key=value`.
-struct Line<'f, 'b>(&'f mut fmt::Formatter<'b>);
+/// Writes one line into the log's buffer: the event word, then each field
+/// as ` key=value`. No `core::fmt` for the per-connection lines: names,
+/// numbers and addresses are pushed as bytes (`Display` only for the rare
+/// values that have nothing else).
+struct Line<'b>(&'b mut Vec<u8>);
 
-impl<'f, 'b> Line<'f, 'b> {
-    fn start(f: &'f mut fmt::Formatter<'b>, event: &str) -> Result<Self, fmt::Error> {
-        f.write_str(event)?;
-        Ok(Line(f))
+impl<'b> Line<'b> {
+    fn start(out: &'b mut Vec<u8>, event: &str) -> Self {
+        let mut l = Line(out);
+        l.put(event.as_bytes());
+        l
     }
 
-    /// A value that is one word as it is: a name, a number, an address.
-    fn word(&mut self, key: &str, value: impl fmt::Display) -> fmt::Result {
-        // Single bytes as chars: a one-byte `write_str` is a `memcpy`
-        // call, which musl does not inline (these lines are per connection).
-        self.0.write_char(' ')?;
-        self.0.write_str(key)?;
-        self.0.write_char('=')?;
-        fmt::Display::fmt(&value, self.0)
+    fn put(&mut self, bytes: &[u8]) {
+        crate::render::append(self.0, bytes);
+    }
+
+    fn key(&mut self, key: &str) {
+        self.0.push(b' ');
+        self.put(key.as_bytes());
+        self.0.push(b'=');
+    }
+
+    /// A name that is one word as it is (service names are checked at
+    /// load).
+    fn word(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.put(value.as_bytes());
+    }
+
+    /// A number, an address, a flag: rendered on the stack.
+    fn value(&mut self, key: &str, value: impl Render) {
+        self.key(key);
+        self.put(value.render().as_bytes());
+    }
+
+    /// A value only `Display` can write.
+    fn shown(&mut self, key: &str, value: impl fmt::Display) {
+        self.key(key);
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(self.0, "{value}");
     }
 
     /// Free text: quoted when it would not read as one word.
-    fn text(&mut self, key: &str, value: &str) -> fmt::Result {
-        self.word(key, Q(value))
+    fn text(&mut self, key: &str, value: &str) {
+        self.shown(key, Q(value));
     }
 
     /// A field present only when there is a value.
-    fn opt<T: crate::render::Render>(&mut self, key: &str, value: Option<T>) -> fmt::Result {
-        fmt::Display::fmt(&Opt(key, value), self.0)
+    fn opt(&mut self, key: &str, value: Option<impl Render>) {
+        if let Some(v) = value {
+            self.value(key, v);
+        }
     }
 
-    /// A field present only when there is a value, as `word` writes it.
-    fn opt_word(&mut self, key: &str, value: Option<impl fmt::Display>) -> fmt::Result {
-        match value {
-            Some(v) => self.word(key, v),
-            None => Ok(()),
+    /// A name present only when there is one.
+    fn opt_word(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.word(key, v);
         }
     }
 
     /// The `reason=` of a refusal, and the rule or limit behind it.
-    fn refusal(&mut self, r: &Refusal) -> fmt::Result {
+    fn refusal(&mut self, r: &Refusal) {
         match r {
             Refusal::OnlyFrom => self.word("reason", "only_from"),
             Refusal::NoAccess(rule) => {
-                self.word("reason", "no_access")?;
-                self.word("rule", rule)
+                self.word("reason", "no_access");
+                self.shown("rule", rule);
             }
             Refusal::AccessTimes => self.word("reason", "access_times"),
             Refusal::PerSource(n) => {
-                self.word("reason", "per_source")?;
-                self.word("limit", n)
+                self.word("reason", "per_source");
+                self.value("limit", *n as u64);
             }
             Refusal::Rate(rate) if rate.per_second() => {
-                self.word("reason", "cps")?;
-                self.word("limit", rate.count)
+                self.word("reason", "cps");
+                self.value("limit", rate.count);
             }
             Refusal::Rate(rate) => {
-                self.word("reason", "rate")?;
-                self.word("limit", rate.window())
+                self.word("reason", "rate");
+                self.word("limit", &rate.window());
             }
             Refusal::FdReserve(n) => {
-                self.word("reason", "fd_reserve")?;
-                self.word("reserve", n)
+                self.word("reason", "fd_reserve");
+                self.value("reserve", *n as u64);
             }
             Refusal::SourcePort => self.word("reason", "source-port"),
             Refusal::ReplyRate => self.word("reason", "reply_rate"),
@@ -299,18 +326,17 @@ impl<'f, 'b> Line<'f, 'b> {
     }
 
     /// A rate as its key says it: `cps=50`, or `rate=256/60s`.
-    fn rate(&mut self, rate: &Rate) -> fmt::Result {
+    fn rate(&mut self, rate: &Rate) {
         match rate.per_second() {
-            true => self.word("cps", rate.count),
-            false => self.word("rate", rate.window()),
+            true => self.value("cps", rate.count),
+            false => self.word("rate", &rate.window()),
         }
     }
 }
 
-/// One arm per event: the line's word and its fields, in order. A flat
-/// table, so the whole grammar reads in one place.
-impl fmt::Display for Event<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Event<'_> {
+    /// Appends the line (without a newline) to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
         match *self {
             Event::Listen {
                 service,
@@ -318,21 +344,21 @@ impl fmt::Display for Event<'_> {
                 addr,
                 wait,
             } => {
-                let mut l = Line::start(f, "listen")?;
-                l.word("service", service)?;
-                l.word("proto", proto)?;
-                l.word("addr", addr)?;
-                l.word("wait", wait)
+                let mut l = Line::start(out, "listen");
+                l.word("service", service);
+                l.word("proto", proto);
+                l.word("addr", addr);
+                l.value("wait", wait);
             }
             Event::Close { service, addr } => {
-                let mut l = Line::start(f, "close")?;
-                l.word("service", service)?;
-                l.word("addr", addr)
+                let mut l = Line::start(out, "close");
+                l.word("service", service);
+                l.shown("addr", addr);
             }
             Event::Resume { service, addr } => {
-                let mut l = Line::start(f, "resume")?;
-                l.word("service", service)?;
-                l.word("addr", addr)
+                let mut l = Line::start(out, "resume");
+                l.word("service", service);
+                l.shown("addr", addr);
             }
             Event::Start {
                 service,
@@ -341,12 +367,12 @@ impl fmt::Display for Event<'_> {
                 peer_uid,
                 peer_pid,
             } => {
-                let mut l = Line::start(f, "start")?;
-                l.word("service", service)?;
-                l.opt("pid", pid)?;
-                l.opt("peer", peer)?;
-                l.opt("peer_uid", peer_uid)?;
-                l.opt("peer_pid", peer_pid)
+                let mut l = Line::start(out, "start");
+                l.word("service", service);
+                l.opt("pid", pid);
+                l.opt("peer", peer);
+                l.opt("peer_uid", peer_uid);
+                l.opt("peer_pid", peer_pid);
             }
             Event::Exit {
                 service,
@@ -356,13 +382,13 @@ impl fmt::Display for Event<'_> {
                 core,
                 duration_ms,
             } => {
-                let mut l = Line::start(f, "exit")?;
-                l.word("service", service)?;
-                l.opt("pid", pid)?;
-                l.opt("status", status)?;
-                l.opt("signal", signal)?;
-                l.opt("core", core.then_some(true))?;
-                l.opt("duration_ms", duration_ms)
+                let mut l = Line::start(out, "exit");
+                l.word("service", service);
+                l.opt("pid", pid);
+                l.opt("status", status);
+                l.opt_word("signal", signal);
+                l.opt("core", core.then_some(true));
+                l.opt("duration_ms", duration_ms);
             }
             Event::Done {
                 service,
@@ -372,29 +398,29 @@ impl fmt::Display for Event<'_> {
                 bytes_out,
                 idle,
             } => {
-                let mut l = Line::start(f, "done")?;
-                l.word("service", service)?;
-                l.opt("peer", peer)?;
-                l.opt("duration_ms", duration_ms)?;
-                l.opt("bytes_in", bytes_in)?;
-                l.opt("bytes_out", bytes_out)?;
-                l.opt("reason", idle.then_some("idle"))
+                let mut l = Line::start(out, "done");
+                l.word("service", service);
+                l.opt("peer", peer);
+                l.opt("duration_ms", duration_ms);
+                l.opt("bytes_in", bytes_in);
+                l.opt("bytes_out", bytes_out);
+                l.opt_word("reason", idle.then_some("idle"));
             }
             Event::Stderr { service, pid, line } => {
-                let mut l = Line::start(f, "stderr")?;
-                l.word("service", service)?;
-                l.word("pid", pid)?;
-                l.text("line", line)
+                let mut l = Line::start(out, "stderr");
+                l.word("service", service);
+                l.value("pid", pid);
+                l.text("line", line);
             }
             Event::StderrDropped {
                 service,
                 pid,
                 lines,
             } => {
-                let mut l = Line::start(f, "stderr-dropped")?;
-                l.word("service", service)?;
-                l.word("pid", pid)?;
-                l.word("lines", lines)
+                let mut l = Line::start(out, "stderr-dropped");
+                l.word("service", service);
+                l.value("pid", pid);
+                l.value("lines", lines);
             }
             Event::Refuse {
                 service,
@@ -402,36 +428,36 @@ impl fmt::Display for Event<'_> {
                 reason,
                 suppressed,
             } => {
-                let mut l = Line::start(f, "refuse")?;
-                l.word("service", service)?;
-                l.opt_word("peer", peer)?;
-                l.refusal(reason)?;
-                l.opt_word("suppressed", Some(suppressed).filter(|&n| n > 0))
+                let mut l = Line::start(out, "refuse");
+                l.word("service", service);
+                l.opt("peer", peer);
+                l.refusal(reason);
+                l.opt("suppressed", Some(suppressed).filter(|&n| n > 0));
             }
             Event::RatePause {
                 service,
                 rate,
                 paused,
             } => {
-                let mut l = Line::start(f, "rate-pause")?;
-                l.word("service", service)?;
-                l.rate(rate)?;
-                l.word("paused_ms", paused.as_millis())
+                let mut l = Line::start(out, "rate-pause");
+                l.word("service", service);
+                l.rate(rate);
+                l.value("paused_ms", paused.as_millis());
             }
             Event::RateResume { service } => {
-                let mut l = Line::start(f, "resume")?;
-                l.word("service", service)?;
-                l.word("reason", "rate")
+                let mut l = Line::start(out, "resume");
+                l.word("service", service);
+                l.word("reason", "rate");
             }
             Event::ReplyDropped {
                 service,
                 peer,
                 replies,
             } => {
-                let mut l = Line::start(f, "reply-dropped")?;
-                l.word("service", service)?;
-                l.word("peer", peer)?;
-                l.word("replies", replies)
+                let mut l = Line::start(out, "reply-dropped");
+                l.word("service", service);
+                l.value("peer", peer);
+                l.value("replies", replies);
             }
             Event::Looping {
                 service,
@@ -439,20 +465,20 @@ impl fmt::Display for Event<'_> {
                 exits,
                 paused,
             } => {
-                let mut l = Line::start(f, "looping")?;
-                l.word("service", service)?;
+                let mut l = Line::start(out, "looping");
+                l.word("service", service);
                 let key = match accepting {
                     true => "handlers_exited_without_accepting",
                     false => "handlers_exited_without_reading",
                 };
-                l.word(key, exits)?;
-                l.word("paused_ms", paused.as_millis())
+                l.value(key, exits);
+                l.value("paused_ms", paused.as_millis());
             }
-            Event::Recovered { service } => Line::start(f, "recovered")?.word("service", service),
+            Event::Recovered { service } => Line::start(out, "recovered").word("service", service),
             Event::Exhausted { service, msg } => {
-                let mut l = Line::start(f, "exhausted")?;
-                l.word("service", service)?;
-                l.text("msg", msg)
+                let mut l = Line::start(out, "exhausted");
+                l.word("service", service);
+                l.text("msg", msg);
             }
             Event::Error {
                 service,
@@ -461,31 +487,31 @@ impl fmt::Display for Event<'_> {
                 msg,
                 suppressed,
             } => {
-                let mut l = Line::start(f, "error")?;
-                l.opt_word("service", service)?;
-                l.opt_word("pid", pid)?;
-                l.opt_word("peer", peer)?;
-                l.text("msg", msg)?;
-                l.opt_word("suppressed", suppressed)
+                let mut l = Line::start(out, "error");
+                l.opt_word("service", service);
+                l.opt("pid", pid);
+                l.opt("peer", peer);
+                l.text("msg", msg);
+                l.opt("suppressed", suppressed);
             }
             Event::Warning { service, pid, msg } => {
-                let mut l = Line::start(f, "warning")?;
-                l.opt_word("service", service)?;
-                l.opt_word("pid", pid)?;
-                l.text("msg", msg)
+                let mut l = Line::start(out, "warning");
+                l.opt_word("service", service);
+                l.opt("pid", pid);
+                l.text("msg", msg);
             }
-            Event::Fatal { msg } => Line::start(f, "fatal")?.text("msg", msg),
+            Event::Fatal { msg } => Line::start(out, "fatal").text("msg", msg),
             Event::Config { problem, at, msg } => {
                 let word = match problem {
                     Problem::Error => "config-error",
                     Problem::Skipped => "config-skipped",
                     Problem::Warning => "config-warning",
                 };
-                let mut l = Line::start(f, word)?;
-                l.word("at", at)?;
-                l.text("msg", msg)
+                let mut l = Line::start(out, word);
+                l.shown("at", at);
+                l.text("msg", msg);
             }
-            Event::Ready { listeners } => Line::start(f, "ready")?.word("listeners", listeners),
+            Event::Ready { listeners } => Line::start(out, "ready").value("listeners", listeners),
             Event::Reload {
                 listeners,
                 kept,
@@ -493,17 +519,17 @@ impl fmt::Display for Event<'_> {
                 closed,
                 duration_us,
             } => {
-                let mut l = Line::start(f, "reload")?;
-                l.word("listeners", listeners)?;
-                l.word("kept", kept)?;
-                l.word("bound", bound)?;
-                l.word("closed", closed)?;
-                l.word("duration_us", duration_us)
+                let mut l = Line::start(out, "reload");
+                l.value("listeners", listeners);
+                l.value("kept", kept);
+                l.value("bound", bound);
+                l.value("closed", closed);
+                l.value("duration_us", duration_us);
             }
             Event::ReloadFailed { errors } => {
-                let mut l = Line::start(f, "reload-failed")?;
-                l.word("errors", errors)?;
-                l.text("msg", "keeping the running config")
+                let mut l = Line::start(out, "reload-failed");
+                l.value("errors", errors);
+                l.text("msg", "keeping the running config");
             }
             Event::ServiceState {
                 service,
@@ -513,15 +539,15 @@ impl fmt::Display for Event<'_> {
                 instances,
                 paused,
             } => {
-                let mut l = Line::start(f, "state")?;
-                l.word("service", service)?;
-                l.text("listen", listen)?;
-                l.word("mode", mode)?;
+                let mut l = Line::start(out, "state");
+                l.word("service", service);
+                l.text("listen", listen);
+                l.word("mode", mode);
                 match instances {
-                    Some(max) => l.word("running", format_args!("{running}/{max}"))?,
-                    None => l.word("running", format_args!("{running}/none"))?,
+                    Some(max) => l.shown("running", format_args!("{running}/{max}")),
+                    None => l.shown("running", format_args!("{running}/none")),
                 }
-                l.word("paused", paused)
+                l.value("paused", paused);
             }
             Event::State {
                 services,
@@ -531,43 +557,42 @@ impl fmt::Display for Event<'_> {
                 max_processes,
                 draining,
             } => {
-                let mut l = Line::start(f, "state")?;
-                l.word("services", services)?;
-                l.word("listeners", listeners)?;
-                l.word("handlers", handlers)?;
-                l.word("connections", connections)?;
-                l.word("max_processes", max_processes)?;
-                l.word("draining", draining)
+                let mut l = Line::start(out, "state");
+                l.value("services", services);
+                l.value("listeners", listeners);
+                l.value("handlers", handlers);
+                l.value("connections", connections);
+                l.value("max_processes", max_processes);
+                l.value("draining", draining);
             }
             Event::Stopping { handlers, grace_ms } => {
-                let mut l = Line::start(f, "stopping")?;
-                l.word("handlers", handlers)?;
-                l.word("grace_ms", grace_ms)
+                let mut l = Line::start(out, "stopping");
+                l.value("handlers", handlers);
+                l.value("grace_ms", grace_ms);
             }
             Event::Killed {
                 service,
                 pid,
                 signal,
             } => {
-                let mut l = Line::start(f, "killed")?;
-                l.word("service", service)?;
-                l.word("pid", pid)?;
-                l.word("signal", signal.as_str())?;
+                let mut l = Line::start(out, "killed");
+                l.word("service", service);
+                l.value("pid", pid);
+                l.word("signal", signal.as_str());
                 l.text(
                     "msg",
                     match signal {
                         Signal::SIGTERM => "shutdown_grace over",
                         _ => "still running after SIGTERM",
                     },
-                )
+                );
             }
             Event::Stopped { handlers_left } => {
-                let mut l = Line::start(f, "stopped")?;
+                let mut l = Line::start(out, "stopped");
                 if let Some(n) = handlers_left {
-                    l.word("handlers_left", n)?;
-                    l.text("msg", "not reaped after SIGKILL")?;
+                    l.value("handlers_left", n);
+                    l.text("msg", "not reaped after SIGKILL");
                 }
-                Ok(())
             }
         }
     }
@@ -579,7 +604,9 @@ mod tests {
     use crate::config::{BindAddr, SocketKind};
 
     fn line(e: Event<'_>) -> String {
-        e.to_string()
+        let mut out = Vec::new();
+        e.write(&mut out);
+        String::from_utf8(out).expect("lines are UTF-8")
     }
 
     /// The lines read as the hand-written formats before them did (the

@@ -9,7 +9,7 @@
 //!
 //! The `syslog` crate provides the transport (datagram socket, falling back to
 //! a stream socket); the RFC 3164 header is written here, without a timestamp
-//! (the local daemon stamps it on receipt), so a line costs one format into a
+//! (the local daemon stamps it on receipt), so a line costs one write into a
 //! reused buffer and one `send`.
 //!
 //! On stderr, the lines of one turn of the event loop are collected and
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use syslog::{Facility, LogFormat, Severity};
 
-use crate::render::{Render, Text};
+use crate::render::{append, Text};
 
 pub mod events;
 
@@ -78,7 +78,7 @@ pub struct Log {
     pid: u32,
     /// Reused for every line, so logging allocates only while it grows; on
     /// stderr, the lines not written yet.
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl Log {
@@ -86,7 +86,7 @@ impl Log {
         Log {
             sink: Sink::Stderr,
             pid: std::process::id(),
-            buf: String::with_capacity(512),
+            buf: Vec::with_capacity(512),
         }
     }
 
@@ -102,7 +102,7 @@ impl Log {
                 socket: socket.to_path_buf(),
             },
             pid: std::process::id(),
-            buf: String::with_capacity(512),
+            buf: Vec::with_capacity(512),
         })
     }
 
@@ -112,16 +112,11 @@ impl Log {
 
     /// Log one event, at its level.
     pub fn event(&mut self, event: Event<'_>) {
-        self.write(event.level(), format_args!("{event}"));
-    }
-
-    /// Log one line as it is given; `event` is the way to log.
-    pub fn write(&mut self, level: Level, args: fmt::Arguments<'_>) {
         match &mut self.sink {
             Sink::Stderr => {
                 tag(&mut self.buf, self.pid);
-                let _ = self.buf.write_fmt(args);
-                self.buf.push('\n');
+                event.write(&mut self.buf);
+                self.buf.push(b'\n');
                 if self.buf.len() >= STDERR_BATCH {
                     self.flush();
                 }
@@ -132,24 +127,25 @@ impl Log {
                 socket,
             } => {
                 self.buf.clear();
-                let pri = *facility as u8 | level.severity();
-                self.buf.push('<');
-                self.buf.push_str(Text::decimal(u64::from(pri)).as_str());
-                self.buf.push('>');
+                let pri = *facility as u8 | event.level().severity();
+                self.buf.push(b'<');
+                append(&mut self.buf, Text::decimal(u64::from(pri)).as_bytes());
+                self.buf.push(b'>');
+                let body = self.buf.len();
                 tag(&mut self.buf, self.pid);
-                let _ = self.buf.write_fmt(args);
-                if logger.info(self.buf.as_bytes()).is_ok() {
+                event.write(&mut self.buf);
+                if logger.info(&self.buf[..]).is_ok() {
                     return;
                 }
                 // The daemon may have restarted: reconnect once, else stderr.
                 if let Ok(mut fresh) = syslog::unix_custom(Raw, &*socket) {
-                    if fresh.info(self.buf.as_bytes()).is_ok() {
+                    if fresh.info(&self.buf[..]).is_ok() {
                         *logger = fresh;
                         return;
                     }
                 }
-                let line = self.buf.split_once(' ').map_or("", |(_, l)| l);
-                let _ = writeln!(std::io::stderr(), "oxinetd[{}]: {line}", self.pid);
+                self.buf.push(b'\n');
+                let _ = std::io::stderr().write_all(&self.buf[body..]);
             }
         }
     }
@@ -159,19 +155,17 @@ impl Log {
     pub fn flush(&mut self) {
         if matches!(self.sink, Sink::Stderr) && !self.buf.is_empty() {
             // Nothing sensible can be done if stderr itself is gone.
-            let _ = std::io::stderr().write_all(self.buf.as_bytes());
+            let _ = std::io::stderr().write_all(&self.buf);
             self.buf.clear();
         }
     }
 }
 
 /// `oxinetd[PID]: `, the tag every line starts with.
-fn tag(buf: &mut String, pid: u32) {
-    buf.push_str("oxinetd[");
-    buf.push_str(Text::decimal(u64::from(pid)).as_str());
-    buf.push(']');
-    buf.push(':');
-    buf.push(' ');
+fn tag(buf: &mut Vec<u8>, pid: u32) {
+    append(buf, b"oxinetd[");
+    append(buf, Text::decimal(u64::from(pid)).as_bytes());
+    append(buf, b"]: ");
 }
 
 impl Drop for Log {
@@ -251,26 +245,6 @@ impl Throttle {
     }
 }
 
-/// An optional ` key=value` of an event line: written straight into the
-/// line when present, nothing otherwise (no string is built for it). The
-/// value is rendered on the stack (`render`), not through a nested format.
-pub struct Opt<'a, T>(pub &'a str, pub Option<T>);
-
-impl<T: Render> fmt::Display for Opt<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.1 {
-            Some(v) => {
-                // Single bytes as chars (see `events::Line::word`).
-                f.write_char(' ')?;
-                f.write_str(self.0)?;
-                f.write_char('=')?;
-                f.write_str(v.render().as_str())
-            }
-            None => Ok(()),
-        }
-    }
-}
-
 /// A value for a `key=value` pair: quoted when it would not read as one word.
 pub struct Q<'a>(pub &'a str);
 
@@ -330,13 +304,6 @@ mod tests {
         assert_eq!(&admitted[..5], &[Some(0); 5]);
         assert_eq!(&admitted[5..], &[None; 3]);
         assert_eq!(t.admit(now + std::time::Duration::from_secs(1)), Some(3));
-    }
-
-    #[test]
-    fn optional_fields() {
-        use super::Opt;
-        assert_eq!(Opt("pid", Some(42)).to_string(), " pid=42");
-        assert_eq!(Opt::<u32>("pid", None).to_string(), "");
     }
 
     #[test]

@@ -501,7 +501,29 @@ fn an_unknown_file_name_needs_format() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format"));
+    // One message, naming the file once (issue 18).
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("services.conf").count(), 1, "{stderr}");
+    assert!(stderr.contains("--format toml|inetd|xinetd"), "{stderr}");
+    // import names only the formats it converts.
+    let out = Command::new(bin())
+        .arg("import")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("services.conf").count(), 1, "{stderr}");
+    assert!(stderr.contains("--format inetd|xinetd"), "{stderr}");
+    let out = Command::new(bin())
+        .args(["import", "--format", "inetd"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[[service]]"));
     let out = Command::new(bin())
         .args(["check", "--format", "inetd", "-f"])
         .arg(&conf)
@@ -513,6 +535,30 @@ fn an_unknown_file_name_needs_format() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `oxinetd import --help` shows what applies to it (issue 18): no
+/// `-f/--config`, and `--format` without toml.
+#[test]
+fn import_help_shows_only_what_applies() {
+    let out = Command::new(bin())
+        .args(["import", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{help}");
+    assert!(
+        !help.contains("--config") && !help.contains("-f,"),
+        "{help}"
+    );
+    assert!(help.contains("--format <FORMAT>"), "{help}");
+    assert!(help.contains("[possible values: inetd, xinetd]"), "{help}");
+    assert!(!help.contains("toml,"), "{help}");
+    let out = Command::new(bin())
+        .args(["import", "--format", "toml", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -186,6 +186,9 @@ pub struct Child {
     pub source: Option<IpAddr>,
     /// Which fields its exit line carries.
     pub log: LogFields,
+    /// Its program and user (`Plan::program`), named if it fails before
+    /// its program runs.
+    pub program: Rc<str>,
 }
 
 /// How a handler ended.

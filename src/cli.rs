@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Format, DEFAULT_PATH};
@@ -21,7 +22,7 @@ use crate::config::{Format, DEFAULT_PATH};
 )]
 pub struct Cli {
     /// Config file.
-    #[arg(short = 'f', long = "config", value_name = "FILE", global = true, default_value = DEFAULT_PATH)]
+    #[arg(short = 'f', long = "config", value_name = "FILE", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
 
     /// Syntax of the config: toml, inetd (inetd.conf) or xinetd. Without
@@ -46,10 +47,35 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// The config file: the command's `-f`, else the one before it, else
+    /// the default.
+    pub fn config_file(&self) -> &std::path::Path {
+        match &self.command {
+            Some(Command::Run { file } | Command::Check { file, .. }) => {
+                file.config.as_deref().unwrap_or(&self.config)
+            }
+            _ => &self.config,
+        }
+    }
+}
+
+/// `-f` after `run` or `check` (`oxinetd check -f FILE`). Not global, so
+/// that `import`, whose files are its arguments, does not offer it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigFile {
+    /// Config file [default: /etc/oxinetd/oxinetd.toml].
+    #[arg(short = 'f', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve (the default).
-    Run,
+    Run {
+        #[command(flatten)]
+        file: ConfigFile,
+    },
     /// Validate the config without binding: print every error as
     /// FILE:LINE:COL: message; exit 0 when valid, 1 otherwise.
     Check {
@@ -57,6 +83,8 @@ pub enum Command {
         /// TOML with every setting in force, defaults included.
         #[arg(long)]
         list: bool,
+        #[command(flatten)]
+        file: ConfigFile,
     },
     /// Print inetd.conf or xinetd configs as equivalent TOML: each service
     /// with a comment naming its source line, every setting without an
@@ -65,6 +93,13 @@ pub enum Command {
         /// inetd.conf or xinetd files, or xinetd.d directories.
         #[arg(required = true, value_name = "FILE|DIR")]
         sources: Vec<PathBuf>,
+        /// Syntax of the sources: inetd (inetd.conf) or xinetd. Without
+        /// it, a file named inetd.conf is inetd, xinetd.conf or a file
+        /// under xinetd.d/ is xinetd; other names must be told.
+        // The global --format's id and type (clap carries a global's value
+        // between a command and its subcommands), with only what applies.
+        #[arg(long, value_name = "FORMAT", value_parser = import_format())]
+        format: Option<FormatArg>,
     },
     /// Print the completion script for SHELL; packages install these.
     #[command(hide = true)]
@@ -86,6 +121,14 @@ impl From<FormatArg> for Format {
             FormatArg::Xinetd => Format::Xinetd,
         }
     }
+}
+
+/// What `import` converts from: the classic formats (TOML is already TOML).
+fn import_format() -> impl clap::builder::TypedValueParser<Value = FormatArg> {
+    clap::builder::PossibleValuesParser::new(["inetd", "xinetd"]).map(|s| match s.as_str() {
+        "inetd" => FormatArg::Inetd,
+        _ => FormatArg::Xinetd,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,8 +10,11 @@ use oxinetd::supervisor::{self, Options};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { list }) => check(&cli, list),
-        Some(Command::Import { ref sources }) => import(sources, cli.format.map(Format::from)),
+        Some(Command::Check { list, .. }) => check(&cli, list),
+        Some(Command::Import {
+            ref sources,
+            format,
+        }) => import(sources, format.or(cli.format).map(Format::from)),
         Some(Command::Completions { shell }) => {
             // Into memory first: clap_complete panics on a write error.
             let mut script = Vec::new();
@@ -21,9 +24,9 @@ fn main() -> ExitCode {
                 Err(_) => ExitCode::FAILURE,
             }
         }
-        Some(Command::Run) | None => ExitCode::from(supervisor::run(Options {
+        Some(Command::Run { .. }) | None => ExitCode::from(supervisor::run(Options {
             format: cli.format.map(Format::from),
-            config: cli.config,
+            config: cli.config_file().to_path_buf(),
             log_stderr: cli.log == LogTarget::Stderr,
             syslog_socket: cli.syslog_socket,
             pidfile: cli.pidfile,
@@ -35,10 +38,19 @@ fn main() -> ExitCode {
 /// (settings of another format that are ignored) do not fail the check;
 /// services that cannot run do.
 fn check(cli: &Cli, list: bool) -> ExitCode {
-    let format = cli.format.map(Format::from);
-    let loaded = match config::load_with(&cli.config, format, &Context::current()) {
+    // A name that does not tell the format is one message, not a verdict.
+    let path = cli.config_file();
+    let Some(format) = cli
+        .format
+        .map(Format::from)
+        .or_else(|| Format::detect(path))
+    else {
+        eprintln!("{}: {}", path.display(), config::UNDETECTED);
+        return ExitCode::from(1);
+    };
+    let loaded = match config::load_as(path, format, &Context::current()) {
         Ok(loaded) => loaded,
-        Err(errors) => return verdict(&cli.config, &errors, 0),
+        Err(errors) => return verdict(path, &errors, 0),
     };
     for w in loaded.problems(Severity::Warning) {
         eprintln!("{}: warning: {}", w.at, w.message);
@@ -67,12 +79,12 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
         let n = loaded.config.services.len();
         println!(
             "{}: OK, {n} service{}",
-            cli.config.display(),
+            path.display(),
             if n == 1 { "" } else { "s" }
         );
         return ExitCode::SUCCESS;
     }
-    verdict(&cli.config, &errors, loaded.config.services.len())
+    verdict(path, &errors, loaded.config.services.len())
 }
 
 fn verdict(path: &std::path::Path, errors: &[config::ConfigError], good: usize) -> ExitCode {
@@ -100,15 +112,19 @@ fn verdict(path: &std::path::Path, errors: &[config::ConfigError], good: usize) 
 fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
     let mut failed = false;
     for (i, src) in sources.iter().enumerate() {
-        let format = match format.map_or_else(|| Format::detect(src), Ok) {
-            Ok(Format::Toml) => {
+        let format = match format.or_else(|| Format::detect(src)) {
+            Some(Format::Toml) => {
                 eprintln!("{}: already TOML, nothing to import", src.display());
                 failed = true;
                 continue;
             }
-            Ok(f) => f,
-            Err(m) => {
-                eprintln!("{m}");
+            Some(f) => f,
+            None => {
+                eprintln!(
+                    "{}: cannot tell the format from the file name (inetd.conf, \
+                     xinetd.conf, xinetd.d/); pass --format inetd|xinetd",
+                    src.display()
+                );
                 failed = true;
                 continue;
             }

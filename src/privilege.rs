@@ -151,6 +151,23 @@ pub fn lookup_owner(spec: &str) -> Result<(u32, u32), String> {
     }
 }
 
+/// The name of the account `uid`, for messages (the owner of a file):
+/// looked up as handlers' identities are (in a child, or with `getent`);
+/// `None` when there is no such account or it cannot be asked.
+pub fn user_name(uid: u32) -> Option<String> {
+    let lookup = || lookup_user(&uid.to_string()).map(|a| a.name);
+    let found = if getent::used() {
+        lookup()
+    } else {
+        match crate::sys::in_child(|| lookup().map(String::into_bytes).unwrap_or_default()) {
+            Some(Ok(bytes)) => String::from_utf8(bytes).map_err(|_| String::new()),
+            Some(Err(_)) => return None,
+            None => lookup(),
+        }
+    };
+    found.ok().filter(|n| !n.is_empty())
+}
+
 /// The answer of a lookup child: `E` and the message, `I`, or `S` and
 /// `uid gid group...` on one line, then the user name.
 fn encode(found: &Result<Identity, String>) -> Vec<u8> {

@@ -35,6 +35,9 @@ pub struct Plan {
     stderr: StderrMode,
     /// `LISTEN_FDNAMES=<service name>` for socket activation.
     fdnames: CString,
+    /// `server PATH, user NAME`: what a failure in the child is about,
+    /// for its log line (shared with each running handler's record).
+    pub program: std::rc::Rc<str>,
 }
 
 impl Plan {
@@ -63,6 +66,14 @@ impl Plan {
                 uid, gid, groups, ..
             } => Some((*uid, *gid, groups.clone())),
         };
+        let program = match &svc.identity {
+            Identity::Switch { user, .. } => format!("server {}, user {user}", server.display()),
+            Identity::Inherit => format!(
+                "server {}, uid {}",
+                server.display(),
+                nix::unistd::geteuid()
+            ),
+        };
         Ok(Some(Plan {
             path,
             _argv: argv,
@@ -71,6 +82,7 @@ impl Plan {
             ids,
             stderr: svc.stderr,
             fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
+            program: std::rc::Rc::from(program),
         }))
     }
 }

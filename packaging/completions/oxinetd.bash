@@ -117,20 +117,12 @@ _oxinetd() {
             return 0
             ;;
         oxinetd__subcmd__completions)
-            opts="-f -h --config --format --help bash elvish fish powershell zsh"
+            opts="-h --format --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -f)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
                     return 0
@@ -227,22 +219,14 @@ _oxinetd() {
             return 0
             ;;
         oxinetd__subcmd__import)
-            opts="-f -h --config --format --help"
+            opts="-h --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -f)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --format)
-                    COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "inetd xinetd" -- "${cur}"))
                     return 0
                     ;;
                 *)

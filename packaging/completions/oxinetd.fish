@@ -39,23 +39,20 @@ complete -c oxinetd -n "__fish_oxinetd_needs_command" -f -a "check" -d 'Validate
 complete -c oxinetd -n "__fish_oxinetd_needs_command" -f -a "import" -d 'Print inetd.conf or xinetd configs as equivalent TOML: each service with a comment naming its source line, every setting without an equivalent as a comment. Exit 1 if something could not be converted'
 complete -c oxinetd -n "__fish_oxinetd_needs_command" -f -a "completions" -d 'Print the completion script for SHELL; packages install these'
 complete -c oxinetd -n "__fish_oxinetd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c oxinetd -n "__fish_oxinetd_using_subcommand run" -s f -l config -d 'Config file' -r -F
+complete -c oxinetd -n "__fish_oxinetd_using_subcommand run" -s f -l config -d 'Config file [default: /etc/oxinetd/oxinetd.toml]' -r -F
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand run" -l format -d 'Syntax of the config: toml, inetd (inetd.conf) or xinetd. Without it, *.toml is TOML, a file named inetd.conf is inetd, xinetd.conf or a file under xinetd.d/ is xinetd; other names must be told' -r -f -a "toml\t''
 inetd\t''
 xinetd\t''"
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand run" -s h -l help -d 'Print help'
-complete -c oxinetd -n "__fish_oxinetd_using_subcommand check" -s f -l config -d 'Config file' -r -F
+complete -c oxinetd -n "__fish_oxinetd_using_subcommand check" -s f -l config -d 'Config file [default: /etc/oxinetd/oxinetd.toml]' -r -F
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand check" -l format -d 'Syntax of the config: toml, inetd (inetd.conf) or xinetd. Without it, *.toml is TOML, a file named inetd.conf is inetd, xinetd.conf or a file under xinetd.d/ is xinetd; other names must be told' -r -f -a "toml\t''
 inetd\t''
 xinetd\t''"
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand check" -l list -d 'Also print each service as it would run: a [[service]] block of TOML with every setting in force, defaults included'
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand check" -s h -l help -d 'Print help'
-complete -c oxinetd -n "__fish_oxinetd_using_subcommand import" -s f -l config -d 'Config file' -r -F
-complete -c oxinetd -n "__fish_oxinetd_using_subcommand import" -l format -d 'Syntax of the config: toml, inetd (inetd.conf) or xinetd. Without it, *.toml is TOML, a file named inetd.conf is inetd, xinetd.conf or a file under xinetd.d/ is xinetd; other names must be told' -r -f -a "toml\t''
-inetd\t''
+complete -c oxinetd -n "__fish_oxinetd_using_subcommand import" -l format -d 'Syntax of the sources: inetd (inetd.conf) or xinetd. Without it, a file named inetd.conf is inetd, xinetd.conf or a file under xinetd.d/ is xinetd; other names must be told' -r -f -a "inetd\t''
 xinetd\t''"
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand import" -s h -l help -d 'Print help'
-complete -c oxinetd -n "__fish_oxinetd_using_subcommand completions" -s f -l config -d 'Config file' -r -F
 complete -c oxinetd -n "__fish_oxinetd_using_subcommand completions" -l format -d 'Syntax of the config: toml, inetd (inetd.conf) or xinetd. Without it, *.toml is TOML, a file named inetd.conf is inetd, xinetd.conf or a file under xinetd.d/ is xinetd; other names must be told' -r -f -a "toml\t''
 inetd\t''
 xinetd\t''"

@@ -409,35 +409,35 @@ impl Format {
         }
     }
 
-    /// The format a file's name implies, or why it has to be told: a guess
-    /// is never silent.
-    pub fn detect(path: &Path) -> Result<Format, String> {
+    /// The format a file's name implies; `None` when it has to be told
+    /// (`UNDETECTED`): a guess is never silent.
+    pub fn detect(path: &Path) -> Option<Format> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let in_xinetd_d = path
             .parent()
             .and_then(Path::file_name)
             .is_some_and(|d| d == "xinetd.d");
         if path.extension().is_some_and(|e| e == "toml") {
-            Ok(Format::Toml)
+            Some(Format::Toml)
         } else if name == "inetd.conf" {
-            Ok(Format::Inetd)
+            Some(Format::Inetd)
         } else if name == "xinetd.conf" || in_xinetd_d || (path.is_dir() && name == "xinetd.d") {
-            Ok(Format::Xinetd)
+            Some(Format::Xinetd)
         } else {
-            Err(format!(
-                "{}: cannot tell the config format from the file name; \
-                 pass --format toml|inetd|xinetd",
-                path.display()
-            ))
+            None
         }
     }
 }
 
+/// Why a config's format must be given: its name does not tell it.
+pub const UNDETECTED: &str = "cannot tell the config format from the file name \
+     (*.toml, inetd.conf, xinetd.conf, xinetd.d/); pass --format toml|inetd|xinetd";
+
 /// Load `path` in the format its name implies (see `Format::detect`).
 pub fn load(path: &Path, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     match Format::detect(path) {
-        Ok(format) => load_as(path, format, ctx),
-        Err(m) => Err(vec![ConfigError::new(Location::file(path), m)]),
+        Some(format) => load_as(path, format, ctx),
+        None => Err(vec![ConfigError::new(Location::file(path), UNDETECTED)]),
     }
 }
 

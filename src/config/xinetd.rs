@@ -81,20 +81,49 @@ fn build(blocks: &[Block], mut t: Translation) -> Translation {
     global_settings(&defaults, &mut t);
     for b in blocks {
         let Some(name) = &b.service else { continue };
-        match service(name, b, &defaults, &mut t) {
-            Ok(mut d) => {
-                let id = match d.get("name") {
-                    Some(Value::Str(id)) => id.clone(),
-                    _ => name.clone(),
-                };
-                let off = disabled.iter().any(|n| *n == id || n == name)
-                    || (!enabled.is_empty() && !enabled.iter().any(|n| *n == id || n == name));
-                if off && d.disabled.is_none() {
-                    d.disabled = Some("listed in defaults' disabled/enabled".to_owned());
-                }
+        let attrs = effective(b, &defaults);
+        let id = attrs.get("id").and_then(|(v, _)| v.first()).unwrap_or(name);
+        let off = match attrs
+            .get("disable")
+            .and_then(|(v, at)| Some((v.first()?, at)))
+        {
+            Some((yes, at)) if yes == "yes" => Some(format!("disable = yes at line {}", at.line)),
+            _ if disabled.iter().any(|n| n == id || n == name) => {
+                Some("listed in defaults' disabled/enabled".to_owned())
+            }
+            _ if !enabled.is_empty() && !enabled.iter().any(|n| n == id || n == name) => {
+                Some("listed in defaults' disabled/enabled".to_owned())
+            }
+            _ => None,
+        };
+        // A disabled service is written out (commented) but never run: what
+        // it names, and what oxinetd could not make of it, is no problem of
+        // the config, only a note in its import.
+        let mut own = Translation::default();
+        let translated = service(name, b, &defaults, &mut own);
+        match (translated, off) {
+            (Ok(mut d), Some(why)) => {
+                d.disabled = Some(why);
                 t.services.push(d);
             }
-            Err(p) => t.report(p),
+            (Ok(d), None) => {
+                t.diagnostics.append(&mut own.diagnostics);
+                t.services.push(d);
+            }
+            (Err(p), Some(why)) => {
+                let mut d = Draft::new(b.at.clone());
+                d.set("name", Value::Str(id.clone()), &b.at);
+                d.note(
+                    &p.problem.at,
+                    format!("not convertible: {}", p.problem.message),
+                );
+                d.disabled = Some(why);
+                t.services.push(d);
+            }
+            (Err(p), None) => {
+                t.diagnostics.append(&mut own.diagnostics);
+                t.report(p);
+            }
         }
     }
     t.finish();
@@ -434,7 +463,7 @@ fn service(
     };
     s.refused_and_ignored()?;
     s.flags()?;
-    s.name_and_disable();
+    s.name();
     let kind = s.attrs.kind()?;
     s.socket()?;
     s.listen(kind.unlisted)?;
@@ -645,15 +674,13 @@ impl ServiceDraft<'_> {
         Ok(())
     }
 
-    /// `id` names the service (the name after `service` by default);
-    /// `disable = yes` writes it commented out.
-    fn name_and_disable(&mut self) {
+    /// `id` names the service (the name after `service` by default).
+    /// (`disable = yes` is read by `build`, which writes the service
+    /// commented out.)
+    fn name(&mut self) {
         let a = &self.attrs;
         let id = a.one("id").map_or(a.name.to_owned(), |(s, _)| s.to_owned());
         self.d.set("name", Value::Str(id), &a.block.at);
-        if let Some(("yes", at)) = a.one("disable") {
-            self.d.disabled = Some(format!("disable = yes at line {}", at.line));
-        }
     }
 
     /// `socket_type` (required) and `protocol`, which must go with it.
@@ -718,9 +745,27 @@ impl ServiceDraft<'_> {
     }
 
     /// `type = INTERNAL`: the built-in service of the service's name.
+    /// xinetd's `servers` and `services` (lists of what it runs) have no
+    /// equivalent: written out commented, with a warning, never an error.
     fn builtin(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let at = a.at("type");
+        if let Some(what) = match a.name {
+            "servers" => Some("the running servers"),
+            "services" => Some("the services"),
+            _ => None,
+        } {
+            let why = format!(
+                "xinetd's built-in \"{name}\" (a list of {what}) is not supported",
+                name = a.name
+            );
+            self.t.warning(ConfigError::new(
+                at.clone(),
+                format!("service {name}: {why}; service not run", name = a.name),
+            ));
+            self.d.disabled = Some(why);
+            return Ok(());
+        }
         let builtin = Internal::from_name(a.name).ok_or_else(|| {
             a.refuse(
                 at,
@@ -1060,6 +1105,42 @@ mod tests {
         assert_eq!(t.services.len(), 1);
         assert_eq!(of(&t, Severity::Warning).len(), 1);
         assert_eq!(of(&t, Severity::Warning)[0].at.line, 20);
+    }
+
+    /// Issue 18: a disabled service is no problem, whatever it names; it is
+    /// still written (commented out) by import, with what could not be
+    /// converted as a note.
+    #[test]
+    fn disabled_services_are_never_problems() {
+        let t = translate_str(
+            "service a\n{\n  disable = yes\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  redirect = 10.0.0.1 25\n}\n\
+             service finger\n{\n  disable = yes\n  type = INTERNAL\n  socket_type = stream\n  user = root\n}\n\
+             service c\n{\n  disable = yes\n  socket_type = seqpacket\n  umask = 022\n}\n",
+        );
+        assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+        assert_eq!(t.services.len(), 3);
+        assert!(t.services.iter().all(|d| d.disabled.is_some()));
+        assert!(t.services[0]
+            .notes
+            .iter()
+            .any(|(_, n)| n.contains("redirect")));
+    }
+
+    /// xinetd's `servers` and `services` built-ins: a warning with their
+    /// line, not run, never an error.
+    #[test]
+    fn servers_and_services_builtins_are_skipped_with_a_warning() {
+        let t = translate_str(
+            "service servers\n{\n  type = INTERNAL UNLISTED\n  port = 9099\n  socket_type = stream\n  wait = no\n}\n\
+             service services\n{\n  type = INTERNAL UNLISTED\n  port = 9098\n  socket_type = stream\n  wait = no\n}\n",
+        );
+        assert!(of(&t, Severity::Error).is_empty(), "{:?}", t.diagnostics);
+        assert!(of(&t, Severity::Skipped).is_empty(), "{:?}", t.diagnostics);
+        let warnings = of(&t, Severity::Warning);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!((warnings[0].at.line, warnings[1].at.line), (3, 10));
+        assert!(warnings[0].message.contains("\"servers\""), "{warnings:?}");
+        assert!(t.services.iter().all(|d| d.disabled.is_some()));
     }
 
     #[test]

@@ -149,6 +149,9 @@ pub enum Event<'a> {
     },
     /// Serving: the listeners are bound.
     Ready { listeners: usize },
+    /// The config names no service to run (all commented out or
+    /// disabled): oxinetd waits for a reload that adds one.
+    Idle { config: &'a std::path::Path },
     /// A reload was applied.
     Reload {
         listeners: usize,
@@ -227,6 +230,7 @@ impl<'a> Event<'a> {
             | Event::ReplyDropped { .. }
             | Event::StderrDropped { .. }
             | Event::Looping { .. }
+            | Event::Idle { .. }
             | Event::Warning { .. } => Level::Warning,
             _ => Level::Info,
         }
@@ -512,6 +516,11 @@ impl Event<'_> {
                 l.text("msg", msg);
             }
             Event::Ready { listeners } => Line::start(out, "ready").value("listeners", listeners),
+            Event::Idle { config } => {
+                let mut l = Line::start(out, "idle");
+                l.text("config", &config.to_string_lossy());
+                l.text("msg", "no service to run; waiting for a reload (SIGHUP)");
+            }
             Event::Reload {
                 listeners,
                 kept,
@@ -724,6 +733,13 @@ mod tests {
                 handlers_left: None
             }),
             "stopped"
+        );
+        assert_eq!(
+            line(Event::Idle {
+                config: std::path::Path::new("/etc/oxinetd/oxinetd.toml")
+            }),
+            "idle config=/etc/oxinetd/oxinetd.toml \
+             msg=\"no service to run; waiting for a reload (SIGHUP)\""
         );
     }
 }

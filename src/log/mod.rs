@@ -15,7 +15,8 @@
 //! On stderr, the lines of one turn of the event loop are collected and
 //! written together (`flush`) before the loop waits again: under load one
 //! `write` carries many lines, and no line waits longer than the turn that
-//! produced it.
+//! produced it. Each starts with the local time (RFC 3339, milliseconds),
+//! unless stderr is the journal, which stamps lines itself (`Clock`).
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -72,9 +73,79 @@ impl LogFormat<&[u8]> for Raw {
     }
 }
 
+/// The time a stderr line starts with, `2026-12-04T13:35:25.123+01:00 `,
+/// local time; the date and time of day are made once a second.
+#[derive(Default)]
+struct Clock {
+    /// The second `head` and `zone` were made for.
+    second: u64,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`.
+    head: String,
+    /// `+HH:MM` of `second`.
+    zone: String,
+}
+
+impl Clock {
+    /// Only where a reader needs it: not when stderr is the journal.
+    fn for_stderr() -> Option<Box<Clock>> {
+        (!stderr_is_journal()).then(Box::default)
+    }
+
+    fn stamp(&mut self, buf: &mut Vec<u8>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if now.as_secs() != self.second || self.head.is_empty() {
+            self.second = now.as_secs();
+            self.head.clear();
+            self.zone.clear();
+            match crate::sys::local_time(self.second as i64) {
+                Some(t) => {
+                    let off = t.utc_offset.unsigned_abs();
+                    let sign = if t.utc_offset < 0 { '-' } else { '+' };
+                    let _ = write!(
+                        self.head,
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                        t.year, t.month, t.day, t.hour, t.minute, t.second
+                    );
+                    let _ = write!(self.zone, "{sign}{:02}:{:02}", off / 3600, off / 60 % 60);
+                }
+                // Not expected; seconds since the epoch still order lines.
+                None => self.head.push_str(Text::decimal(self.second).as_str()),
+            }
+        }
+        append(buf, self.head.as_bytes());
+        let ms = now.subsec_millis();
+        buf.push(b'.');
+        for d in [ms / 100, ms / 10 % 10, ms % 10] {
+            buf.push(b'0' + d as u8);
+        }
+        append(buf, self.zone.as_bytes());
+        buf.push(b' ');
+    }
+}
+
+/// Whether fd 2 is the journal's stream: systemd sets `JOURNAL_STREAM` to
+/// its `DEVICE:INODE` (systemd.exec(5)). The variable is inherited by
+/// processes whose stderr goes elsewhere, so the descriptor is compared.
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<libc::dev_t>(), ino.parse::<libc::ino_t>()) else {
+        return false;
+    };
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
 /// The supervisor's logger.
 pub struct Log {
     sink: Sink,
+    /// Stamps lines written to stderr; `None` when stderr is the journal.
+    clock: Option<Box<Clock>>,
     pid: u32,
     /// Reused for every line, so logging allocates only while it grows; on
     /// stderr, the lines not written yet.
@@ -85,6 +156,7 @@ impl Log {
     pub fn stderr() -> Log {
         Log {
             sink: Sink::Stderr,
+            clock: Clock::for_stderr(),
             pid: std::process::id(),
             buf: Vec::with_capacity(512),
         }
@@ -101,6 +173,7 @@ impl Log {
                 facility,
                 socket: socket.to_path_buf(),
             },
+            clock: Clock::for_stderr(),
             pid: std::process::id(),
             buf: Vec::with_capacity(512),
         })
@@ -114,6 +187,9 @@ impl Log {
     pub fn event(&mut self, event: Event<'_>) {
         match &mut self.sink {
             Sink::Stderr => {
+                if let Some(clock) = &mut self.clock {
+                    clock.stamp(&mut self.buf);
+                }
                 tag(&mut self.buf, self.pid);
                 event.write(&mut self.buf);
                 self.buf.push(b'\n');
@@ -144,8 +220,13 @@ impl Log {
                         return;
                     }
                 }
-                self.buf.push(b'\n');
-                let _ = std::io::stderr().write_all(&self.buf[body..]);
+                let mut line = Vec::with_capacity(self.buf.len() + 32);
+                if let Some(clock) = &mut self.clock {
+                    clock.stamp(&mut line);
+                }
+                line.extend_from_slice(&self.buf[body..]);
+                line.push(b'\n');
+                let _ = std::io::stderr().write_all(&line);
             }
         }
     }
@@ -304,6 +385,22 @@ mod tests {
         assert_eq!(&admitted[..5], &[Some(0); 5]);
         assert_eq!(&admitted[5..], &[None; 3]);
         assert_eq!(t.admit(now + std::time::Duration::from_secs(1)), Some(3));
+    }
+
+    #[test]
+    fn stderr_lines_are_stamped_with_local_time() {
+        let mut clock = super::Clock::default();
+        let mut line = Vec::new();
+        clock.stamp(&mut line);
+        // 2026-12-04T13:35:25.123+01:00 and a space.
+        let b = &line[..];
+        assert_eq!(b.len(), 30, "{line:?}");
+        assert_eq!(
+            (b[4], b[7], b[10], b[13], b[16], b[19]),
+            (b'-', b'-', b'T', b':', b':', b'.')
+        );
+        assert!(matches!(b[23], b'+' | b'-'), "{line:?}");
+        assert_eq!((b[26], b[29]), (b':', b' '));
     }
 
     #[test]

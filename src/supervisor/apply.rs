@@ -175,6 +175,7 @@ impl Supervisor {
             }
         };
         self.global = loaded.config.global.clone();
+        let idle = loaded.config.services.is_empty();
         let (kept, bound, closed) = self.apply(loaded.config);
         crate::sys::trim_heap();
         self.log.event(Event::Reload {
@@ -184,6 +185,11 @@ impl Supervisor {
             closed,
             duration_us: started.elapsed().as_micros(),
         });
+        if idle {
+            self.log.event(Event::Idle {
+                config: &self.opts.config,
+            });
+        }
         self.notifier.ready();
     }
 

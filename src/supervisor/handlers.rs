@@ -94,6 +94,7 @@ impl Supervisor {
                 load: Rc::clone(&running.load),
                 source,
                 log,
+                program: Rc::clone(&plan.program),
             },
         );
         if self.children.len() == self.global.max_processes {
@@ -237,7 +238,12 @@ impl Supervisor {
                     service: Some(&child.service),
                     pid: Some(pid),
                     peer: None,
-                    msg: &format!("unable to {} for handler: {}", step.verb(), errno.desc()),
+                    msg: &format!(
+                        "unable to {} for handler: {} ({})",
+                        step.verb(),
+                        errno.desc(),
+                        child.program
+                    ),
                     suppressed: None,
                 });
             }

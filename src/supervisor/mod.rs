@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
 
 use crate::children::Children;
-use crate::config::{self, Context, Handler, Service, WaitMode};
+use crate::config::{self, Context, Handler, Service, Severity, WaitMode};
 use crate::fds::FdBudget;
 use crate::flood::PeerLimit;
 use crate::internal::{self, Internal};
@@ -289,7 +289,14 @@ pub fn run(opts: Options) -> u8 {
     };
     let mut log = open_log(&opts, &loaded.config.global);
     log_problems(&mut log, &loaded);
-    if loaded.config.services.is_empty() {
+    // Services were asked for and none can run: a restart would not fix
+    // that. A config that asks for none (a package's, every service
+    // commented out or disabled) runs idle until a reload adds one, as
+    // openbsd-inetd does, so a fresh install is not a failed unit.
+    let idle = loaded.config.services.is_empty();
+    let refused = loaded.problems(Severity::Error).next().is_some()
+        || loaded.problems(Severity::Skipped).next().is_some();
+    if idle && refused {
         let msg = format!("no valid service in {}", opts.config.display());
         log.event(Event::Fatal { msg: &msg });
         return EXIT_CONFIG;
@@ -304,7 +311,7 @@ pub fn run(opts: Options) -> u8 {
     };
     sup.apply(loaded.config);
     crate::sys::trim_heap();
-    if sup.listeners.is_empty() {
+    if sup.listeners.is_empty() && !idle {
         let msg = "no listener could be bound";
         sup.log.event(Event::Fatal { msg });
         return EXIT_OSERR;
@@ -314,6 +321,11 @@ pub fn run(opts: Options) -> u8 {
             let msg = format!("unable to write pidfile {}: {e}", p.display());
             sup.log.event(Event::error(&msg));
         }
+    }
+    if idle {
+        sup.log.event(Event::Idle {
+            config: &sup.opts.config,
+        });
     }
     let listeners = sup.listeners.len();
     sup.log.event(Event::Ready { listeners });

@@ -10,7 +10,8 @@
 //! - [`socket`]: a listener's accept queue, and a filter refusing SYNs;
 //! - [`epoll`]: the loop's wait with a signal mask;
 //! - [`resource`]: the fd limit;
-//! - [`time`]: local time of day.
+//! - [`time`]: local time (of day, and for log timestamps);
+//! - [`xattr`]: whether a file has an ACL (the server reach check).
 //!
 //! Callers use the names re-exported here.
 
@@ -22,6 +23,7 @@ pub mod signal;
 pub mod socket;
 pub mod spawn;
 pub mod time;
+pub mod xattr;
 
 pub use epoll::epoll_pwait;
 pub use memory::{trim_heap, Pages};
@@ -30,4 +32,5 @@ pub use resource::raise_nofile;
 pub use signal::ignore_signals;
 pub use socket::{accept_queue, refuse_syn};
 pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Step};
-pub use time::local_minute_of_day;
+pub use time::{local_minute_of_day, local_time, LocalTime};
+pub use xattr::has_acl;

@@ -101,6 +101,54 @@ fn root_must_name_a_user() {
     );
 }
 
+/// Issue 18: as root, `check` finds a program its handlers' user cannot
+/// reach (a checkout in a 0700 home) and names the directory that blocks,
+/// at the `server` value; root's own services are not affected.
+#[test]
+fn a_server_its_user_cannot_reach_is_an_error_naming_the_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::require_root!();
+    let dir = Dir::new();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::copy(dir.path().join("upper.sh"), home.join("upper.sh")).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = dir.write(
+        "c.toml",
+        "[[service]]\nname = \"u\"\nlisten = \"127.0.0.1:1\"\nserver = \"home/upper.sh\"\n\
+         user = \"nobody\"\n\n[[service]]\nname = \"r\"\nlisten = \"127.0.0.1:2\"\n\
+         server = \"home/upper.sh\"\nuser = \"root\"\n",
+    );
+    let check = || {
+        let out = Command::new(bin())
+            .arg("check")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = check();
+    assert_eq!(code, Some(1), "{stderr}");
+    let want = format!(
+        "{}:4:10: server \"home/upper.sh\" (relative to the config file's directory): \
+         {} is not searchable by nobody (mode 0700, owner root)\n",
+        cfg.display(),
+        home.display()
+    );
+    assert!(stderr.starts_with(&want), "{stderr}");
+    assert!(stderr.contains("(1 valid service would run)"), "{stderr}");
+
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stdout, stderr) = check();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with(": OK, 2 services\n"), "{stdout}");
+}
+
 #[test]
 fn shipped_configs_are_valid() {
     let etc = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");

@@ -218,16 +218,23 @@ fn failed_privilege_drop_never_runs_the_handler() {
     );
 }
 
-/// A test directory with `private/marker.sh`, which root (the config
-/// check) can reach and nobody (the handler, at execve) cannot.
+/// A test directory with `private/marker.sh`, reachable by everyone until
+/// `make_private` (the config check would otherwise refuse the service
+/// before any handler could fail at execve).
 fn dir_with_private_marker() -> crate::harness::Dir {
-    use std::os::unix::fs::PermissionsExt;
     let dir = crate::harness::Dir::new();
     let private = dir.path().join("private");
     std::fs::create_dir(&private).unwrap();
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(dir.path().join("marker.sh"), private.join("marker.sh")).unwrap();
     dir
+}
+
+/// `private/` becomes 0700, after the config was loaded: root can reach
+/// the marker, nobody (the handler, at execve) cannot.
+fn make_private(dir: &crate::harness::Dir) {
+    use std::os::unix::fs::PermissionsExt;
+    let private = dir.path().join("private");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 #[test]
@@ -240,12 +247,16 @@ fn exec_failure_is_reported_with_its_errno() {
         marker.display()
     );
     let s = Server::start_in(dir, &config, &[], |_| {});
+    make_private(&s.dir);
     for _ in 0..3 {
         assert_eq!(talk(s.addr("h"), ""), "");
     }
+    // The line names the service, the program and the user (issue 18).
+    let program = s.dir.path().join("private/marker.sh");
     s.expect_line(&[
         "error service=h",
         "unable to exec for handler: Permission denied",
+        &format!("(server {}, user nobody)", program.display()),
     ]);
     assert!(
         crate::harness::eventually(|| s.count(&["exit service=h", "status=127"]) == 3),
@@ -274,6 +285,7 @@ fn concurrent_spawns_keep_their_own_arguments_and_failures() {
         dir.path().join("ran").display()
     );
     let s = Server::start_in(dir, &config, &[], |_| {});
+    make_private(&s.dir);
     let (ok, bad) = (s.addr("ok"), s.addr("bad"));
     const ROUNDS: usize = 25;
     let clients: Vec<_> = (0..8)

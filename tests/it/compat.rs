@@ -422,6 +422,75 @@ fn malformed_lines_are_errors_naming_the_line_and_the_rest_runs() {
     );
 }
 
+/// Debian's xinetd package, as installed (tests/fixtures/debian-xinetd,
+/// the files unchanged but for where `includedir` points): every service
+/// disabled, so `check` is clean and oxinetd runs idle (issue 18). Enabled,
+/// the `servers` and `services` built-ins are a warning with their line,
+/// not an error.
+#[test]
+fn debian_stock_xinetd_config_checks_clean_and_runs_idle() {
+    let dir = Dir::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-xinetd");
+    let d = dir.path().join("xinetd.d");
+    std::fs::create_dir(&d).unwrap();
+    for entry in std::fs::read_dir(src.join("xinetd.d")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, d.join(path.file_name().unwrap())).unwrap();
+    }
+    let text = std::fs::read_to_string(src.join("xinetd.conf")).unwrap();
+    assert!(text.contains("includedir /etc/xinetd.d\n"), "{text}");
+    let conf = dir.write(
+        "xinetd.conf",
+        &text.replace("/etc/xinetd.d", &d.display().to_string()),
+    );
+    let check = || {
+        let out = Command::new(bin())
+            .args(["check", "-f"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        check(),
+        (
+            Some(0),
+            format!("{}: OK, 0 services\n", conf.display()),
+            String::new()
+        )
+    );
+
+    let mut cmd = Command::new(bin());
+    cmd.arg("-f").arg(&conf).args(["--log", "stderr"]);
+    let mut s = Server::launch(dir.clone(), conf.clone(), cmd);
+    s.expect_line(&["idle config="]);
+    s.expect_line(&["ready listeners=0"]);
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(s.wait_exit().code(), Some(0), "{}", s.log());
+
+    for name in ["servers", "services"] {
+        let file = d.join(name);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("disable\t\t= yes", "disable\t\t= no")).unwrap();
+    }
+    let (code, stdout, stderr) = check();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with(": OK, 0 services\n"), "{stdout}");
+    for name in ["servers", "services"] {
+        let at = format!("{}:6:", d.join(name).display());
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&at)
+                && l.contains(": warning: ")
+                && l.contains("is not supported; service not run")),
+            "{at}\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn an_unknown_file_name_needs_format() {
     let dir = Dir::new();
@@ -432,7 +501,29 @@ fn an_unknown_file_name_needs_format() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format"));
+    // One message, naming the file once (issue 18).
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("services.conf").count(), 1, "{stderr}");
+    assert!(stderr.contains("--format toml|inetd|xinetd"), "{stderr}");
+    // import names only the formats it converts.
+    let out = Command::new(bin())
+        .arg("import")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("services.conf").count(), 1, "{stderr}");
+    assert!(stderr.contains("--format inetd|xinetd"), "{stderr}");
+    let out = Command::new(bin())
+        .args(["import", "--format", "inetd"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[[service]]"));
     let out = Command::new(bin())
         .args(["check", "--format", "inetd", "-f"])
         .arg(&conf)
@@ -444,6 +535,30 @@ fn an_unknown_file_name_needs_format() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `oxinetd import --help` shows what applies to it (issue 18): no
+/// `-f/--config`, and `--format` without toml.
+#[test]
+fn import_help_shows_only_what_applies() {
+    let out = Command::new(bin())
+        .args(["import", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{help}");
+    assert!(
+        !help.contains("--config") && !help.contains("-f,"),
+        "{help}"
+    );
+    assert!(help.contains("--format <FORMAT>"), "{help}");
+    assert!(help.contains("[possible values: inetd, xinetd]"), "{help}");
+    assert!(!help.contains("toml,"), "{help}");
+    let out = Command::new(bin())
+        .args(["import", "--format", "toml", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

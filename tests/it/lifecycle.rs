@@ -53,8 +53,74 @@ fn nothing_bound_exits_71() {
 fn unusable_config_exits_78() {
     let mut s = Server::spawn(Dir::new(), "[[service]\nname=", &[], |_| {});
     assert_eq!(s.wait_exit().code(), Some(78));
+    // Services were asked for and none can run (unlike a config that asks
+    // for none, which runs idle).
     let mut s = Server::spawn(Dir::new(), "[[service]]\nname = \"x\"\n", &[], |_| {});
     assert_eq!(s.wait_exit().code(), Some(78));
+    s.expect_line(&["fatal", "no valid service"]);
+}
+
+/// Issue 18: the packaged config enables no service; running it must not
+/// fail the unit. oxinetd says it is idle, is ready (READY=1, no
+/// listener), and a reload that adds a service serves it. An inetd.conf
+/// whose every line is commented out, or an xinetd tree whose every
+/// service is disabled, is the same case.
+#[test]
+fn a_config_without_services_runs_idle_until_a_reload_adds_one() {
+    let dir = Dir::new();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let packaged = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/packaged.toml"),
+    )
+    .unwrap();
+    // Its [defaults] name a user, which only root may switch to.
+    let packaged = match crate::harness::is_root() {
+        true => packaged,
+        false => packaged.replace("user = \"nobody\"", ""),
+    };
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    let mut s = Server::start_in(dir, &packaged, &[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &sock_path);
+    });
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("a notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    let idle = s.expect_line(&["idle config=", "no service to run"]);
+    assert!(idle.contains(&s.config.display().to_string()), "{idle}");
+    s.expect_line(&["ready listeners=0"]);
+    assert_eq!(s.count(&["fatal"]), 0, "{}", s.log());
+
+    let added = format!("{packaged}\n{}", svc("upper", "127.0.0.1:0", "upper.sh"));
+    let reload = s.reload(&added);
+    assert!(reload.contains(" reload listeners=1 "), "{reload}");
+    assert_eq!(talk(s.addr("upper"), "hi\n"), "HI\n");
+    // Back to no service: idle again, not stopped.
+    let skip = s.lines().len();
+    let reload = s.reload(&packaged);
+    assert!(reload.contains(" reload listeners=0 "), "{reload}");
+    s.expect_line_after(skip, &["idle config="]);
+    s.signal(Signal::SIGTERM);
+    assert_eq!(s.wait_exit().code(), Some(0));
+
+    for (name, text) in [
+        ("inetd.conf", "#echo stream tcp nowait root internal\n"),
+        (
+            "xinetd.conf",
+            "service echo\n{\n  disable = yes\n  type = INTERNAL\n  socket_type = stream\n  wait = no\n}\n",
+        ),
+    ] {
+        let dir = Dir::new();
+        let conf = dir.write(name, text);
+        let mut cmd = std::process::Command::new(crate::harness::bin());
+        cmd.arg("-f").arg(&conf).args(["--log", "stderr"]);
+        let mut s = Server::launch(dir, conf, cmd);
+        s.expect_line(&["idle config="]);
+        s.expect_line(&["ready listeners=0"]);
+        s.signal(Signal::SIGTERM);
+        assert_eq!(s.wait_exit().code(), Some(0), "{name}");
+    }
 }
 
 #[test]

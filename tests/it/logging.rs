@@ -224,3 +224,50 @@ fn log_on_success_and_failure_choose_the_fields() {
         s.log()
     );
 }
+
+/// Issue 18: `--log stderr` lines start with the local time (RFC 3339,
+/// milliseconds), unless stderr is the journal, which stamps them itself:
+/// systemd says so with JOURNAL_STREAM, the device and inode of the stream,
+/// and a stderr elsewhere that merely inherited the variable is stamped.
+#[test]
+fn stderr_lines_carry_a_timestamp_unless_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let stamped = |line: &str| {
+        let b = line.as_bytes();
+        b.len() > 30
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && (b[4], b[10], b[19]) == (b'-', b'T', b'.')
+            && line[29..].starts_with(" oxinetd[")
+    };
+    // A pipe, with JOURNAL_STREAM naming something else.
+    let s = Server::start_in(Dir::new(), "", &[], |cmd| {
+        cmd.env("JOURNAL_STREAM", "1:1");
+    });
+    let ready = s.expect_line(&["ready listeners=0"]);
+    assert!(stamped(&ready), "{ready}");
+    drop(s);
+
+    // stderr is the "journal": a file whose device and inode are given.
+    let dir = Dir::new();
+    let conf = dir.write("oxinetd.toml", "");
+    let log_path = dir.path().join("journal");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let meta = log.metadata().unwrap();
+    let mut child = Command::new(crate::harness::bin())
+        .arg("-f")
+        .arg(&conf)
+        .args(["--log", "stderr"])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ready = crate::harness::eventually(|| read().contains(" ready listeners=0"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "{}", read());
+    let text = read();
+    assert!(text.lines().all(|l| l.starts_with("oxinetd[")), "{text}");
+}

@@ -18,6 +18,7 @@ mod identity;
 mod limits;
 mod listen;
 mod logging;
+mod reach;
 mod server;
 
 use std::cell::RefCell;
@@ -43,6 +44,7 @@ pub fn resolve(raw: Raw, ctx: &Context) -> Loaded {
         ctx,
         identities: HashMap::new(),
         programs: HashMap::new(),
+        reach: HashMap::new(),
     };
     let base = raw.relative_to.as_deref();
     let mut errors = Vec::new();
@@ -81,6 +83,9 @@ struct Resolver<'c> {
     /// Server programs already checked, with what is wrong with each, if
     /// anything: one `stat` per program of a load, not per service.
     programs: HashMap<PathBuf, Option<String>>,
+    /// Programs checked to be reachable by a handler's ids (path, uid,
+    /// gid, groups), with what blocks each, if anything.
+    reach: HashMap<(PathBuf, u32, u32, Vec<u32>), Option<String>>,
 }
 
 /// One service being resolved: its keys, `[defaults]` under them, and its
@@ -163,6 +168,9 @@ impl Resolver<'_> {
             refuse_program_keys(svc);
         }
         let identity = self.identity(svc, internal);
+        if let (Some(Server::Exec(path)), Some(id)) = (&server, &identity) {
+            self.reachable(svc, path, id);
+        }
         let (argv0, args) = server::argv(svc, server.as_ref());
         let env = self.environment(svc);
         let stderr = environment::stderr(svc);

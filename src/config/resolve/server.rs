@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::field::Field;
-use super::{io_problem, Resolver, Svc};
+use super::{io_problem, reach, Resolver, Svc};
 use crate::config::error::quote;
 use crate::config::ConfigError;
 use crate::internal::Internal;
+use crate::privilege::Identity;
 
 /// What `server` names.
 pub enum Server {
@@ -33,6 +34,47 @@ impl Resolver<'_> {
             }),
             None => check_server(f, s, &mut self.programs).map(Server::Exec),
         }))
+    }
+}
+
+impl Resolver<'_> {
+    /// The program, as `server` resolved it, can be reached and run by
+    /// the user its handlers switch to (`reach`); checked once per program
+    /// and identity. Handlers that keep oxinetd's own ids need no check:
+    /// oxinetd found the file with them.
+    pub(super) fn reachable(&mut self, svc: &Svc<'_>, server: &Path, identity: &Identity) {
+        let Identity::Switch {
+            user,
+            uid,
+            gid,
+            groups,
+        } = identity
+        else {
+            return;
+        };
+        let who = reach::Who {
+            user,
+            uid: *uid,
+            gid: *gid,
+            groups,
+        };
+        let key = (server.to_path_buf(), *uid, *gid, groups.clone());
+        let problem = self
+            .reach
+            .entry(key)
+            .or_insert_with(|| reach::blocker(server, &who));
+        let (Some(problem), Some(f)) = (problem, svc.get("server")) else {
+            return;
+        };
+        let written = f.str().unwrap_or_default();
+        let note = match Path::new(written).is_absolute() {
+            true => "",
+            false => " (relative to the config file's directory)",
+        };
+        svc.report(f.err(format!(
+            "server \"{s}\"{note}: {problem}",
+            s = quote(written)
+        )));
     }
 }
 

@@ -1,10 +1,26 @@
 //! Debian's inetd ecosystem: oxinetd as the `inet-superserver` that
 //! packages register their services with through update-inetd(8), which
-//! edits /etc/inetd.conf, included by the shipped config.
+//! edits /etc/inetd.conf and then wakes "the" inetd (oxinetd(8), "inetd.conf
+//! and update-inetd").
+//!
+//! The end-to-end test installs the oxinetd .deb and fingerd, a package
+//! whose postinst runs `update-inetd --add`, into this machine (as root,
+//! one package test at a time), all in a network namespace of its own so
+//! that finger's port 79 is free whatever the machine runs, and uses the
+//! real `finger` client. fingerd's .deb comes from `OXINETD_TEST_DEBS`, by
+//! default target/test-debs (`.ci/run` fetches it there with `apt-get
+//! download`, so that its postinst runs in the test, after oxinetd's
+//! package made /etc/inetd.conf).
 
-use std::process::Command;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use crate::harness::{bin, run_ok, user_line, Dir};
+use crate::harness::{bin, eventually, run_ok, user_line, Dir, Netns};
+use crate::packaging::{
+    build_deb, default_target, dpkg_lock, have_cargo_deb, installed, package_installed,
+    running_installed, tool, Installed, Restore,
+};
 
 /// A TOML config's `include` may name an inetd.conf (the shipped config
 /// includes /etc/inetd.conf): its lines run as services beside the TOML
@@ -62,4 +78,264 @@ fn an_included_inetd_conf_runs_beside_the_toml_services() {
     assert!(echo.contains("stderr = \"socket\""), "{echo}");
     assert!(!out.contains("daytime"), "{out}");
     assert!(out.contains(": OK, 2 services"), "{out}");
+}
+
+/// fingerd registered through update-inetd by its own postinst is served
+/// by the running oxinetd to the real finger client, with no manual
+/// reload; `update-inetd --disable` stops it answering and `--enable`
+/// brings it back; a second service's `--add` (update-inetd's "restart")
+/// and `--remove` ("force-reload") take effect too. Then both packages are
+/// purged and /etc/inetd.conf is as it was.
+///
+/// update-inetd finds no systemd here, so it runs `invoke-rc.d oxinetd
+/// ACTION`, which runs /etc/init.d/oxinetd. A container's policy-rc.d
+/// (Docker's exits 101) denies every init script action; for the test,
+/// a policy-rc.d allowing oxinetd's alone stands in, and the original is
+/// put back after.
+#[test]
+fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart() {
+    crate::require_root!();
+    let test = "update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart";
+    if !default_target(test) || !have_cargo_deb(test) {
+        return;
+    }
+    let tools = [
+        ("update-inetd", "update-inetd"),
+        ("tcpd", "tcpd"),
+        ("ip", "iproute2"),
+        ("nc", "netcat-openbsd"),
+        ("finger", "finger"),
+        ("invoke-rc.d", "init-system-helpers"),
+    ];
+    for (name, package) in tools {
+        if tool(test, name, package).is_none() {
+            return;
+        }
+    }
+    if package_installed("fingerd") {
+        eprintln!("SKIPPED {test}: fingerd is installed on this machine; the test installs and purges its own");
+        return;
+    }
+    let fingerd_deb = fingerd_deb();
+    let _lock = dpkg_lock();
+    assert!(
+        !installed(),
+        "an oxinetd package is installed on this machine; this test installs and purges its own"
+    );
+    let out = Dir::new();
+    let deb = build_deb(&out);
+
+    let ns = Netns::new();
+    let inetd_conf = Restore::new("/etc/inetd.conf");
+    let policy = Restore::new(POLICY_RC_D);
+    allow_only_oxinetd();
+    let oxinetd = Installed;
+    // Everything in the namespace: the init script starts oxinetd where
+    // it is run (dpkg's postinst, then update-inetd's restart).
+    dpkg(&ns, &["-i"], &deb);
+    let pid = pid_file().unwrap_or_else(|| panic!("postinst did not start oxinetd"));
+    assert!(running_installed().contains(&pid), "{pid} is not oxinetd");
+    // The shipped config, /etc/inetd.conf included, checks clean.
+    let check = run_ok(Command::new("/usr/sbin/oxinetd").arg("check"));
+    assert!(
+        check.starts_with("/etc/oxinetd/oxinetd.toml: OK, "),
+        "{check}"
+    );
+
+    let fingerd = Purge("fingerd");
+    // fingerd's postinst: update-inetd --group INFO --add "finger ...".
+    dpkg(&ns, &["-i"], &fingerd_deb);
+    let conf = std::fs::read_to_string("/etc/inetd.conf").expect("read /etc/inetd.conf");
+    assert!(
+        conf.lines()
+            .any(|l| l.starts_with("finger") && l.contains("in.fingerd")),
+        "{conf}"
+    );
+    expect(&ns, "fingerd added", || served(&finger(&ns)));
+    // The same oxinetd, reloaded (update-inetd asked to "start" it).
+    assert_eq!(pid_file(), Some(pid));
+
+    update_inetd(&ns, &["--disable", "finger"]);
+    expect(&ns, "finger disabled", || refused(&finger(&ns)));
+    update_inetd(&ns, &["--enable", "finger"]);
+    expect(&ns, "finger enabled", || served(&finger(&ns)));
+
+    // With a service enabled, --add asks for a restart, --remove for a
+    // force-reload.
+    update_inetd(
+        &ns,
+        &[
+            "--group",
+            "OTHER",
+            "--add",
+            "qotd\tstream\ttcp\tnowait\tnobody\t/bin/echo\techo\tfrom-update-inetd",
+        ],
+    );
+    expect(&ns, "qotd added", || {
+        qotd(&ns).is_some_and(|o| o.contains("from-update-inetd"))
+    });
+    assert!(served(&finger(&ns)), "finger after the restart");
+    update_inetd(&ns, &["--remove", "qotd"]);
+    expect(&ns, "qotd removed", || qotd(&ns).is_none());
+    assert!(served(&finger(&ns)), "finger after the reload");
+
+    // Purged in the order apt would: fingerd's postrm removes its line.
+    dpkg(&ns, &["--purge"], Path::new("fingerd"));
+    drop(fingerd);
+    dpkg(&ns, &["--purge"], Path::new("oxinetd"));
+    drop(oxinetd);
+    assert!(!installed(), "oxinetd is still installed after purge");
+    assert_eq!(running_installed(), Vec::<i32>::new(), "oxinetd still runs");
+    if !inetd_conf.existed() {
+        assert!(
+            !Path::new("/etc/inetd.conf").exists(),
+            "/etc/inetd.conf is left after purge"
+        );
+    }
+    drop(policy);
+    drop(inetd_conf);
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// policy-rc.d(8) that lets invoke-rc.d run oxinetd's init script and
+/// nothing else, whatever the runlevel (a container has none).
+fn allow_only_oxinetd() {
+    std::fs::write(
+        POLICY_RC_D,
+        "#!/bin/sh\n\
+         # Written by oxinetd's tests/it/update_inetd.rs; the original is put back.\n\
+         [ \"$1\" = --quiet ] && shift\n\
+         [ \"$1\" = oxinetd ] && exit 0\n\
+         exit 101\n",
+    )
+    .expect("write policy-rc.d");
+    std::fs::set_permissions(POLICY_RC_D, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod policy-rc.d");
+}
+
+/// Purges a package when dropped.
+struct Purge(&'static str);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg").args(["--purge", self.0]).output();
+    }
+}
+
+/// fingerd's .deb: found in the test-debs directory, else fetched into it
+/// (as `.ci/run` does; apt-get download installs nothing).
+fn fingerd_deb() -> PathBuf {
+    let dir = std::env::var_os("OXINETD_TEST_DEBS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-debs"));
+    let find = || {
+        std::fs::read_dir(&dir).ok()?.find_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            (name.starts_with("fingerd_") && name.ends_with(".deb")).then_some(path)
+        })
+    };
+    if let Some(deb) = find() {
+        return deb;
+    }
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = Command::new("apt-get")
+        .args(["download", "fingerd"])
+        .current_dir(&dir)
+        .output();
+    find().unwrap_or_else(|| {
+        panic!(
+            "fingerd's .deb is missing: mkdir -p {d} && cd {d} && apt-get download fingerd \
+             (.ci/run does)",
+            d = dir.display()
+        )
+    })
+}
+
+fn dpkg(ns: &Netns, args: &[&str], what: &Path) {
+    run_ok(
+        ns.command("dpkg")
+            .args(args)
+            .arg(what)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+}
+
+fn update_inetd(ns: &Netns, args: &[&str]) {
+    run_ok(
+        ns.command("update-inetd")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+}
+
+/// The pid oxinetd wrote to the init script's pid file.
+fn pid_file() -> Option<i32> {
+    std::fs::read_to_string("/run/oxinetd.pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `finger root@127.0.0.1`, inside the namespace.
+fn finger(ns: &Netns) -> Output {
+    ns.command("finger")
+        .arg("root@127.0.0.1")
+        .output()
+        .expect("run finger")
+}
+
+/// in.fingerd answered, through tcpd, as the finger client shows it.
+fn served(o: &Output) -> bool {
+    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Login: root")
+}
+
+fn refused(o: &Output) -> bool {
+    String::from_utf8_lossy(&o.stderr).contains("Connection refused")
+}
+
+/// What the qotd port (17) answers, or `None` when it refuses.
+fn qotd(ns: &Netns) -> Option<String> {
+    let o = ns
+        .command("nc")
+        .args(["-N", "127.0.0.1", "17"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run nc");
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Wait for `cond`; on failure, say what oxinetd was serving.
+fn expect(ns: &Netns, what: &str, cond: impl FnMut() -> bool) {
+    if eventually(cond) {
+        return;
+    }
+    let conf = std::fs::read_to_string("/etc/inetd.conf").unwrap_or_default();
+    let check = Command::new("/usr/sbin/oxinetd")
+        .args(["check", "--list"])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    let ss = ns
+        .command("ss")
+        .arg("-ltnp")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let f = finger(ns);
+    panic!(
+        "{what}: not seen in time\nfinger: {f:?}\nlisteners:\n{ss}\n/etc/inetd.conf:\n{conf}\n\
+         oxinetd check --list:\n{check}\npid file: {:?}",
+        pid_file()
+    );
 }

@@ -399,7 +399,7 @@ const ENABLED: &[&str] = &[
 
 /// Whether systemd runs this machine (then the package's scripts start
 /// and stop the service for real).
-fn systemd_is_init() -> bool {
+pub(crate) fn systemd_is_init() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 

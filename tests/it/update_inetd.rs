@@ -6,8 +6,9 @@
 //! The end-to-end test installs the oxinetd .deb and fingerd, a package
 //! whose postinst runs `update-inetd --add`, into this machine (as root,
 //! one package test at a time), all in a network namespace of its own so
-//! that finger's port 79 is free whatever the machine runs, and uses the
-//! real `finger` client. fingerd's .deb comes from `OXINETD_TEST_DEBS`, by
+//! that finger's port 79 is free whatever the machine runs (where systemd
+//! runs the machine, oxinetd.service runs outside any namespace: then the
+//! test needs ports 79 and 17 free), and uses the real `finger` client. fingerd's .deb comes from `OXINETD_TEST_DEBS`, by
 //! default target/test-debs (`.ci/run` fetches it there with `apt-get
 //! download`, so that its postinst runs in the test, after oxinetd's
 //! package made /etc/inetd.conf).
@@ -19,7 +20,7 @@ use std::process::{Command, Output};
 use crate::harness::{bin, eventually, run_ok, user_line, Dir, Netns};
 use crate::packaging::{
     build_deb, default_target, dpkg_lock, have_cargo_deb, installed, package_installed,
-    running_installed, tool, Installed, Restore,
+    running_installed, systemd_is_init, tool, Installed, Restore,
 };
 
 /// A TOML config's `include` may name an inetd.conf (the shipped config
@@ -87,11 +88,13 @@ fn an_included_inetd_conf_runs_beside_the_toml_services() {
 /// and `--remove` ("force-reload") take effect too. Then both packages are
 /// purged and /etc/inetd.conf is as it was.
 ///
-/// update-inetd finds no systemd here, so it runs `invoke-rc.d oxinetd
-/// ACTION`, which runs /etc/init.d/oxinetd. A container's policy-rc.d
-/// (Docker's exits 101) denies every init script action; for the test,
-/// a policy-rc.d allowing oxinetd's alone stands in, and the original is
-/// put back after.
+/// update-inetd runs `invoke-rc.d oxinetd ACTION`, which runs
+/// /etc/init.d/oxinetd where systemd does not run the machine (as in CI's
+/// containers) and acts on oxinetd.service where it does (then the first
+/// service is served through oxinetd-inetd.path). invoke-rc.d obeys
+/// policy-rc.d, and a container's (Docker's exits 101) denies every
+/// action: for the test, a policy-rc.d allowing oxinetd's alone stands
+/// in, and the original is put back after.
 #[test]
 fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart() {
     crate::require_root!();
@@ -116,6 +119,14 @@ fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart
         eprintln!("SKIPPED {test}: fingerd is installed on this machine; the test installs and purges its own");
         return;
     }
+    if systemd_is_init() {
+        for port in [79, 17] {
+            if port_in_use(port) {
+                eprintln!("SKIPPED {test}: port {port} is in use on this machine, where systemd runs oxinetd.service outside a namespace");
+                return;
+            }
+        }
+    }
     let fingerd_deb = fingerd_deb();
     let _lock = dpkg_lock();
     assert!(
@@ -125,7 +136,7 @@ fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart
     let out = Dir::new();
     let deb = build_deb(&out);
 
-    let ns = Netns::new();
+    let ns = Place::new();
     let inetd_conf = Restore::new("/etc/inetd.conf");
     let policy = Restore::new(POLICY_RC_D);
     allow_only_oxinetd();
@@ -133,7 +144,7 @@ fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart
     // Everything in the namespace: the init script starts oxinetd where
     // it is run (dpkg's postinst, then update-inetd's restart).
     dpkg(&ns, &["-i"], &deb);
-    let pid = pid_file().unwrap_or_else(|| panic!("postinst did not start oxinetd"));
+    let pid = oxinetd_pid().unwrap_or_else(|| panic!("postinst did not start oxinetd"));
     assert!(running_installed().contains(&pid), "{pid} is not oxinetd");
     // The shipped config, /etc/inetd.conf included, checks clean.
     let check = run_ok(Command::new("/usr/sbin/oxinetd").arg("check"));
@@ -153,7 +164,7 @@ fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart
     );
     expect(&ns, "fingerd added", || served(&finger(&ns)));
     // The same oxinetd, reloaded (update-inetd asked to "start" it).
-    assert_eq!(pid_file(), Some(pid));
+    assert_eq!(oxinetd_pid(), Some(pid));
 
     update_inetd(&ns, &["--disable", "finger"]);
     expect(&ns, "finger disabled", || refused(&finger(&ns)));
@@ -253,7 +264,7 @@ fn fingerd_deb() -> PathBuf {
     })
 }
 
-fn dpkg(ns: &Netns, args: &[&str], what: &Path) {
+fn dpkg(ns: &Place, args: &[&str], what: &Path) {
     run_ok(
         ns.command("dpkg")
             .args(args)
@@ -262,7 +273,7 @@ fn dpkg(ns: &Netns, args: &[&str], what: &Path) {
     );
 }
 
-fn update_inetd(ns: &Netns, args: &[&str]) {
+fn update_inetd(ns: &Place, args: &[&str]) {
     run_ok(
         ns.command("update-inetd")
             .args(args)
@@ -270,17 +281,57 @@ fn update_inetd(ns: &Netns, args: &[&str]) {
     );
 }
 
-/// The pid oxinetd wrote to the init script's pid file.
-fn pid_file() -> Option<i32> {
-    std::fs::read_to_string("/run/oxinetd.pid")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// Where the test runs its commands: a network namespace of its own, or
+/// (where systemd runs oxinetd.service, outside any) this machine's.
+enum Place {
+    Netns(Netns),
+    Host,
+}
+
+impl Place {
+    fn new() -> Place {
+        match systemd_is_init() {
+            true => Place::Host,
+            false => Place::Netns(Netns::new()),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        match self {
+            Place::Netns(ns) => ns.command(program),
+            Place::Host => Command::new(program),
+        }
+    }
+}
+
+/// Whether something listens on TCP `port` here.
+fn port_in_use(port: u16) -> bool {
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2)");
+    !out.stdout.is_empty()
+}
+
+/// The running oxinetd's pid: the unit's main pid under systemd, else the
+/// one oxinetd wrote to the init script's pid file.
+fn oxinetd_pid() -> Option<i32> {
+    let pid = if systemd_is_init() {
+        run_ok(Command::new("systemctl").args([
+            "show",
+            "-p",
+            "MainPID",
+            "--value",
+            "oxinetd.service",
+        ]))
+    } else {
+        std::fs::read_to_string("/run/oxinetd.pid").ok()?
+    };
+    pid.trim().parse().ok().filter(|&p| p > 0)
 }
 
 /// `finger root@127.0.0.1`, inside the namespace.
-fn finger(ns: &Netns) -> Output {
+fn finger(ns: &Place) -> Output {
     ns.command("finger")
         .arg("root@127.0.0.1")
         .output()
@@ -297,7 +348,7 @@ fn refused(o: &Output) -> bool {
 }
 
 /// What the qotd port (17) answers, or `None` when it refuses.
-fn qotd(ns: &Netns) -> Option<String> {
+fn qotd(ns: &Place) -> Option<String> {
     let o = ns
         .command("nc")
         .args(["-N", "127.0.0.1", "17"])
@@ -310,7 +361,7 @@ fn qotd(ns: &Netns) -> Option<String> {
 }
 
 /// Wait for `cond`; on failure, say what oxinetd was serving.
-fn expect(ns: &Netns, what: &str, cond: impl FnMut() -> bool) {
+fn expect(ns: &Place, what: &str, cond: impl FnMut() -> bool) {
     if eventually(cond) {
         return;
     }
@@ -336,6 +387,6 @@ fn expect(ns: &Netns, what: &str, cond: impl FnMut() -> bool) {
     panic!(
         "{what}: not seen in time\nfinger: {f:?}\nlisteners:\n{ss}\n/etc/inetd.conf:\n{conf}\n\
          oxinetd check --list:\n{check}\npid file: {:?}",
-        pid_file()
+        oxinetd_pid()
     );
 }

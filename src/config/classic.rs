@@ -88,6 +88,28 @@ impl Translation {
         Ok(loaded)
     }
 
+    /// Add the translation of `path`, a file a TOML config includes, to
+    /// that config's raw form: its services that run join the TOML ones
+    /// (`[defaults]` filling the keys they leave unset), its problems join
+    /// the load's. `Err`: as for `resolve`, it says one thing twice.
+    pub fn include_into(self, path: &Path, raw: &mut Raw) -> Result<(), Vec<ConfigError>> {
+        let duplicates = self.duplicates();
+        if !duplicates.is_empty() {
+            return Err(duplicates);
+        }
+        // Only inetd.conf is included (`toml::collect_files`): it has no
+        // [global] keys.
+        debug_assert!(self.global.is_empty());
+        raw.services.extend(
+            self.services
+                .into_iter()
+                .filter(|d| d.disabled.is_none())
+                .map(|d| as_imported(d, path)),
+        );
+        raw.diagnostics.extend(self.diagnostics);
+        Ok(())
+    }
+
     /// A key twice in `[global]` (two xinetd `log_type = SYSLOG` lines) or
     /// a name twice in a table (`env = A=1 A=2`) of a service that runs: a
     /// TOML document cannot hold either, so the config is refused whole,

@@ -27,6 +27,22 @@ use crate::internal::Internal;
 /// Translate `path`, and the files of an `inetd.d` directory beside it
 /// (inetutils) when there is one.
 pub fn translate(path: &Path) -> Translation {
+    let mut sources = Sources::default();
+    let mut t = translate_with(path, None, &mut sources);
+    let mut unread = Vec::new();
+    sources.finish(&mut unread);
+    if !unread.is_empty() {
+        unread.into_iter().for_each(|e| t.error(e));
+        t.finish();
+    }
+    t
+}
+
+/// `translate`, reading through `sources`: those of a TOML load when the
+/// file is included by it at `at` (each file read once, within the load's
+/// limits), a new one otherwise. Files that cannot be read are errors of
+/// the translation.
+pub fn translate_with(path: &Path, at: Option<&Location>, sources: &mut Sources) -> Translation {
     let mut t = Translation::default();
     let mut files = vec![path.to_path_buf()];
     if let Some(dir) = path.parent().map(|d| d.join("inetd.d")) {
@@ -41,16 +57,14 @@ pub fn translate(path: &Path) -> Translation {
         }
     }
     // Read through `Sources` for its size limits (inetd has no includes).
-    let mut sources = Sources::default();
     let mut unread = Vec::new();
     for file in files {
-        if let Entry::Read(text) = sources.enter(&file, None, &mut unread) {
+        if let Entry::Read(text) = sources.enter(&file, at, &mut unread) {
             translate_text(&file, &text, &mut t);
             sources.leave();
         }
         t.sources.push(file);
     }
-    sources.finish(&mut unread);
     unread.into_iter().for_each(|e| t.error(e));
     name_services(&mut t);
     t.finish();

@@ -1,5 +1,8 @@
 //! The native TOML front-end: reads the main file and its includes into
-//! the raw form (`raw::Raw`).
+//! the raw form (`raw::Raw`); an included file named inetd.conf goes
+//! through the inetd front-end, its services joining the TOML ones (the
+//! shipped config includes /etc/inetd.conf, where Debian's update-inetd
+//! registers services).
 //!
 //! The document is walked as a spanned tree (`toml::de::DeTable`) rather than
 //! deserialized with serde derive: serde stops at the first error, while
@@ -13,11 +16,13 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::classic::Translation;
 use super::error::{did_you_mean, quote};
+use super::inetd;
 use super::keys::{DEFAULTS_KEYS, GLOBAL_KEYS, INCLUDED_ROOT_KEYS, ROOT_KEYS, SERVICE_KEYS};
 use super::raw::{Draft, Key, Raw, Value};
 use super::source::{Entry, Sources};
-use super::{ConfigError, Diagnostic, Location};
+use super::{ConfigError, Diagnostic, Format, Location};
 
 /// How deep `include` may nest: the main file including a file that
 /// includes another is 2. Cycles are found by `Sources`, not by this.
@@ -74,31 +79,45 @@ impl SourceFile {
     }
 }
 
+/// One file of a load, in reading order.
+enum Part {
+    /// The main file or an included TOML file.
+    Toml(SourceFile),
+    /// An included inetd.conf (the name tells, as with `-f`: see
+    /// `Format::detect`), already translated, with the inetd.d files
+    /// beside it.
+    Inetd(PathBuf, Translation),
+}
+
 /// Read `path` and its includes into the raw form. `Err` means nothing can
 /// be loaded: a file is unreadable or not TOML, or an include is wrong.
 pub fn read(path: &Path) -> Result<Raw, Vec<ConfigError>> {
-    let mut files = Vec::new();
+    let mut parts = Vec::new();
     let mut fatal = Vec::new();
     let mut sources = Sources::default();
-    collect_files(path, None, &mut sources, &mut files, &mut fatal);
+    collect_files(path, None, &mut sources, &mut parts, &mut fatal);
     sources.finish(&mut fatal);
     if !fatal.is_empty() {
         return Err(fatal);
     }
-    let mut parsed = Vec::with_capacity(files.len());
-    for file in &files {
-        match DeTable::parse(&file.text) {
-            Ok(table) => parsed.push((file, table)),
-            // Already reported by collect_files; unreachable in practice.
-            Err(e) => fatal.push(syntax_error(file, &e)),
+    // Parsed again, now without recovery: the tables borrow the text.
+    let mut raw = Raw::default();
+    for part in parts {
+        match part {
+            Part::Toml(file) => match DeTable::parse(&file.text) {
+                Ok(table) => walk_file(&file, table.get_ref(), &mut raw),
+                // Already reported by collect_files; unreachable in practice.
+                Err(e) => fatal.push(syntax_error(&file, &e)),
+            },
+            Part::Inetd(path, t) => {
+                if let Err(e) = t.include_into(&path, &mut raw) {
+                    fatal.extend(e);
+                }
+            }
         }
     }
     if !fatal.is_empty() {
         return Err(fatal);
-    }
-    let mut raw = Raw::default();
-    for (file, table) in &parsed {
-        walk_file(file, table.get_ref(), &mut raw);
     }
     Ok(raw)
 }
@@ -268,7 +287,7 @@ fn collect_files(
     path: &Path,
     at: Option<&Location>,
     sources: &mut Sources,
-    files: &mut Vec<SourceFile>,
+    parts: &mut Vec<Part>,
     errors: &mut Vec<ConfigError>,
 ) {
     let is_main = at.is_none();
@@ -312,9 +331,14 @@ fn collect_files(
         }
     }
     drop(table);
-    files.push(file);
+    parts.push(Part::Toml(file));
     for (inc, at) in includes {
-        collect_files(&inc, Some(&at), sources, files, errors);
+        if Format::detect(&inc) == Some(Format::Inetd) {
+            let t = inetd::translate_with(&inc, Some(&at), sources);
+            parts.push(Part::Inetd(inc, t));
+        } else {
+            collect_files(&inc, Some(&at), sources, parts, errors);
+        }
     }
     sources.leave();
 }

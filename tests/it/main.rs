@@ -23,3 +23,4 @@ mod packaging;
 mod reload;
 mod stream;
 mod unix;
+mod update_inetd;

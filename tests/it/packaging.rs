@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::harness::{bin, is_root, run_ok, which, Dir};
 
@@ -22,7 +22,7 @@ fn repo() -> &'static Path {
 
 /// A tool the test needs: found, or (as root, where CI installs it) a
 /// failure naming the package, or (otherwise) a SKIPPED line and `None`.
-fn tool(test: &str, name: &str, package: &str) -> Option<PathBuf> {
+pub(crate) fn tool(test: &str, name: &str, package: &str) -> Option<PathBuf> {
     if let Some(path) = which(name) {
         return Some(path);
     }
@@ -38,7 +38,7 @@ fn cargo() -> String {
 }
 
 /// `cargo deb` works: as root, a failure naming the install command.
-fn have_cargo_deb(test: &str) -> bool {
+pub(crate) fn have_cargo_deb(test: &str) -> bool {
     let works = Command::new(cargo())
         .args(["deb", "--version"])
         .output()
@@ -56,7 +56,7 @@ fn have_cargo_deb(test: &str) -> bool {
 /// The packages are made from the default target's release build; the
 /// musl run of the suite (README, "Release builds") repeats everything
 /// else, not this.
-fn default_target(test: &str) -> bool {
+pub(crate) fn default_target(test: &str) -> bool {
     if cfg!(target_env = "musl") {
         eprintln!("SKIPPED {test}: packages are built and checked on the default target");
         return false;
@@ -120,6 +120,14 @@ const UNDER_PREFIX: &[&str] = &[
 ];
 const CONFIG: &[&str] = &["/etc/oxinetd/oxinetd.toml", "/etc/oxinetd/conf.d/README"];
 
+/// What only the .deb holds: Debian's inet-superserver parts (oxinetd(8),
+/// "inetd.conf and update-inetd").
+const DEB_ONLY: &[&str] = &[
+    "/etc/init.d/oxinetd",
+    "/usr/lib/systemd/system/oxinetd-inetd.path",
+    "/usr/lib/systemd/system/oxinetd-inetd.service",
+];
+
 fn expected(prefix: &str, zsh_dir: &str) -> Vec<String> {
     let mut paths: Vec<String> = UNDER_PREFIX
         .iter()
@@ -165,7 +173,12 @@ fn shipped_config_and_its_examples_check_clean() {
     }
     let dir = Dir::new();
     std::fs::create_dir(dir.path().join("conf.d")).expect("mkdir conf.d");
-    let shipped = std::fs::read_to_string(repo().join("etc/packaged.toml")).expect("read");
+    // Its /etc/inetd.conf include names the test's own (absent) file:
+    // this machine's may hold anything, among others the update-inetd
+    // test's entries.
+    let shipped = std::fs::read_to_string(repo().join("etc/packaged.toml"))
+        .expect("read")
+        .replace("\"/etc/inetd.conf\"", "\"inetd.conf\"");
     let config = dir.write("oxinetd.toml", &shipped);
     let out = run_ok(Command::new(bin()).arg("check").arg("-f").arg(&config));
     assert_eq!(out, format!("{}: OK, 0 services\n", config.display()));
@@ -268,6 +281,16 @@ fn make_install_places_every_file_under_destdir_and_prefix() {
     );
 }
 
+/// Whether `script` runs `command` on `unit` (cargo-deb names several units
+/// in one command).
+fn runs(script: &str, command: &str, unit: &str) -> bool {
+    script.lines().any(|line| {
+        line.trim_start()
+            .strip_prefix(command)
+            .is_some_and(|rest| rest.split_whitespace().any(|word| word == unit))
+    })
+}
+
 /// `dpkg-deb` of `deb`, checked: files, conffiles, maintainer scripts.
 fn inspect_deb(deb: &Path) {
     let listing = run_ok(Command::new("dpkg-deb").arg("-c").arg(deb));
@@ -278,6 +301,7 @@ fn inspect_deb(deb: &Path) {
         .map(|p| p.trim_start_matches('.').to_string())
         .collect();
     let mut paths = expected("/usr", "vendor-completions");
+    paths.extend(DEB_ONLY.iter().map(|p| p.to_string()));
     paths.push("/usr/share/doc/oxinetd/copyright".into());
     paths.push("/usr/share/doc/oxinetd/changelog.Debian.gz".into());
     assert_holds("the .deb", &files, &paths);
@@ -312,13 +336,31 @@ fn inspect_deb(deb: &Path) {
     };
     assert_eq!(
         read("conffiles"),
-        "/etc/oxinetd/oxinetd.toml\n/etc/oxinetd/conf.d/README\n"
+        "/etc/oxinetd/oxinetd.toml\n/etc/oxinetd/conf.d/README\n/etc/init.d/oxinetd\n"
     );
+    // A Debian inet-superserver, one at a time (Cargo.toml says why).
+    for field in [
+        "Provides: inet-superserver",
+        "Conflicts: inet-superserver",
+        "Recommends: tcpd",
+    ] {
+        assert!(info.contains(&format!(" {field}\n")), "{info}");
+    }
     let postinst = read("postinst");
+    for (command, unit) in [
+        ("deb-systemd-helper enable", "oxinetd.service"),
+        ("deb-systemd-helper enable", "oxinetd-inetd.path"),
+        ("deb-systemd-invoke try-restart", "oxinetd.service"),
+        ("deb-systemd-invoke start", "oxinetd.service"),
+    ] {
+        assert!(
+            runs(&postinst, command, unit),
+            "postinst lacks {command} {unit}:\n{postinst}"
+        );
+    }
     for part in [
-        "deb-systemd-helper enable oxinetd.service",
-        "deb-systemd-invoke try-restart oxinetd.service",
-        "deb-systemd-invoke start oxinetd.service",
+        "update-rc.d oxinetd defaults",
+        "invoke-rc.d oxinetd \"$action\"",
     ] {
         assert!(
             postinst.contains(part),
@@ -327,32 +369,104 @@ fn inspect_deb(deb: &Path) {
     }
     let preinst = read("preinst");
     assert!(
-        preinst.contains(": > /run/oxinetd.dpkg-install"),
+        preinst.contains(": > /run/oxinetd.dpkg-install")
+            && preinst.contains("cat > /etc/inetd.conf <<'CONF'")
+            && preinst.contains("\n#:INFO: Info services\n"),
         "{preinst}"
     );
     let prerm = read("prerm");
     assert!(
         prerm.contains("\"$1\" = remove")
-            && prerm.contains("deb-systemd-invoke stop oxinetd.service"),
+            && runs(&prerm, "deb-systemd-invoke stop", "oxinetd.service")
+            && prerm.contains("invoke-rc.d --skip-systemd-native oxinetd stop"),
         "{prerm}"
     );
     let postrm = read("postrm");
     assert!(
-        postrm.contains("deb-systemd-helper purge oxinetd.service")
-            && postrm.contains("rmdir --ignore-fail-on-non-empty /etc/oxinetd/conf.d /etc/oxinetd"),
+        runs(&postrm, "deb-systemd-helper purge", "oxinetd.service")
+            && runs(&postrm, "deb-systemd-helper purge", "oxinetd-inetd.path")
+            && postrm.contains("rmdir --ignore-fail-on-non-empty /etc/oxinetd/conf.d /etc/oxinetd")
+            && postrm.contains("update-rc.d oxinetd remove"),
         "{postrm}"
     );
 }
 
+/// The links that enable the package's units.
+const ENABLED: &[&str] = &[
+    "/etc/systemd/system/multi-user.target.wants/oxinetd.service",
+    "/etc/systemd/system/oxinetd.service.wants/oxinetd-inetd.path",
+];
+
 /// Whether systemd runs this machine (then the package's scripts start
 /// and stop the service for real).
-fn systemd_is_init() -> bool {
+pub(crate) fn systemd_is_init() -> bool {
     Path::new("/run/systemd/system").is_dir()
+}
+
+/// Held by each test that installs the .deb: one at a time.
+pub(crate) fn dpkg_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The .deb, built with cargo-deb from the release binary into `out`.
+pub(crate) fn build_deb(out: &Dir) -> PathBuf {
+    release_binary();
+    run_ok(
+        Command::new(cargo())
+            .args(["deb", "--no-build", "--locked", "--output"])
+            .arg(out.path())
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(repo()),
+    );
+    std::fs::read_dir(out.path())
+        .expect("cargo deb output")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("cargo deb made a .deb")
+}
+
+/// A file of this machine's, put back as it was when dropped: its bytes
+/// and mode, or its absence.
+pub(crate) struct Restore {
+    path: PathBuf,
+    was: Option<(Vec<u8>, std::fs::Permissions)>,
+}
+
+impl Restore {
+    pub(crate) fn new(path: &str) -> Restore {
+        let was = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| Some((bytes, std::fs::metadata(path).ok()?.permissions())));
+        Restore {
+            path: PathBuf::from(path),
+            was,
+        }
+    }
+
+    /// Whether the file was there.
+    pub(crate) fn existed(&self) -> bool {
+        self.was.is_some()
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match &self.was {
+            Some((bytes, perm)) => {
+                let _ = std::fs::write(&self.path, bytes);
+                let _ = std::fs::set_permissions(&self.path, perm.clone());
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
 }
 
 /// Purges the installed package when dropped, even after a failed check,
 /// and leaves no failed unit or running oxinetd behind.
-struct Installed;
+pub(crate) struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
@@ -366,7 +480,7 @@ impl Drop for Installed {
 }
 
 /// Processes running the installed binary (also once it is deleted).
-fn running_installed() -> Vec<i32> {
+pub(crate) fn running_installed() -> Vec<i32> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -379,9 +493,14 @@ fn running_installed() -> Vec<i32> {
         .collect()
 }
 
-fn installed() -> bool {
+pub(crate) fn installed() -> bool {
+    package_installed("oxinetd")
+}
+
+/// Whether dpkg has `package` installed (or half-installed).
+pub(crate) fn package_installed(package: &str) -> bool {
     Command::new("dpkg-query")
-        .args(["-W", "-f", "${db:Status-Status}", "oxinetd"])
+        .args(["-W", "-f", "${db:Status-Status}", package])
         .output()
         .is_ok_and(|o| o.status.success() && !o.stdout.is_empty() && o.stdout != b"not-installed")
 }
@@ -401,25 +520,14 @@ fn debian_package_builds_inspects_installs_and_purges() {
     };
     // cargo-deb computes the Depends: line with it.
     let _ = tool(test, "dpkg-shlibdeps", "dpkg-dev");
+    let _lock = dpkg_lock();
     assert!(
         !installed(),
         "an oxinetd package is installed on this machine; this test installs and purges its own"
     );
 
-    release_binary();
     let out = Dir::new();
-    run_ok(
-        Command::new(cargo())
-            .args(["deb", "--no-build", "--locked", "--output"])
-            .arg(out.path())
-            .env("CARGO_TARGET_DIR", target_dir())
-            .current_dir(repo()),
-    );
-    let deb = std::fs::read_dir(out.path())
-        .expect("cargo deb output")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .expect("cargo deb made a .deb");
+    let deb = build_deb(&out);
     inspect_deb(&deb);
     run_ok(
         Command::new(lintian)
@@ -432,24 +540,39 @@ fn debian_package_builds_inspects_installs_and_purges() {
             .arg(&deb),
     );
 
+    let inetd_conf = Restore::new("/etc/inetd.conf");
     let guard = Installed;
     run_ok(Command::new("dpkg").arg("-i").arg(&deb));
     // postinst took preinst's note that this is an install, not an upgrade.
     assert!(!Path::new("/run/oxinetd.dpkg-install").exists());
-    for f in expected("/usr", "vendor-completions") {
+    for f in expected("/usr", "vendor-completions")
+        .into_iter()
+        .chain(DEB_ONLY.iter().map(|p| p.to_string()))
+    {
         assert!(Path::new(&f).is_file(), "{f} is not installed");
     }
+    // update-inetd adds only to an existing /etc/inetd.conf.
+    assert!(Path::new("/etc/inetd.conf").is_file());
+    // Registered for init scripts' runlevels (update-rc.d).
+    assert!(Path::new("/etc/rc2.d/S01oxinetd").exists());
     let version = run_ok(Command::new("/usr/sbin/oxinetd").arg("--version"));
     assert!(version.starts_with("oxinetd "), "{version}");
     if let Some(man) = which("man") {
         let paths = run_ok(Command::new(man).args(["-w", "oxinetd", "oxinetd.toml"]));
         assert!(paths.contains("/usr/share/man/man8/oxinetd.8"), "{paths}");
     }
-    // Enabled: the unit's WantedBy link (made with or without systemd).
-    assert!(Path::new("/etc/systemd/system/multi-user.target.wants/oxinetd.service").exists());
-    // Also finds the man pages its Documentation= names.
+    // Enabled: the units' WantedBy links (made with or without systemd).
+    for link in ENABLED {
+        assert!(Path::new(link).exists(), "{link} is missing");
+    }
+    // Also finds the man pages their Documentation= names.
     let verify = Command::new(&analyze)
-        .args(["verify", "/usr/lib/systemd/system/oxinetd.service"])
+        .args([
+            "verify",
+            "/usr/lib/systemd/system/oxinetd.service",
+            "/usr/lib/systemd/system/oxinetd-inetd.path",
+            "/usr/lib/systemd/system/oxinetd-inetd.service",
+        ])
         .output()
         .expect("run systemd-analyze");
     let stderr = String::from_utf8_lossy(&verify.stderr);
@@ -463,13 +586,17 @@ fn debian_package_builds_inspects_installs_and_purges() {
     run_ok(Command::new("dpkg").args(["--purge", "oxinetd"]));
     drop(guard);
     assert!(!installed(), "oxinetd is still installed after purge");
-    for gone in [
-        "/usr/sbin/oxinetd",
-        "/etc/oxinetd",
-        "/etc/systemd/system/multi-user.target.wants/oxinetd.service",
-    ] {
+    let mut gone = vec!["/usr/sbin/oxinetd", "/etc/oxinetd", "/etc/init.d/oxinetd"];
+    gone.extend(ENABLED);
+    gone.push("/etc/rc2.d/S01oxinetd");
+    // Made by preinst, removed by postrm when no service is enabled in it.
+    if !inetd_conf.existed() {
+        gone.push("/etc/inetd.conf");
+    }
+    for gone in gone {
         assert!(!Path::new(gone).exists(), "{gone} is left after purge");
     }
+    drop(inetd_conf);
     assert_eq!(running_installed(), Vec::<i32>::new(), "oxinetd still runs");
 }
 

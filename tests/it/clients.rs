@@ -7,7 +7,7 @@ use crate::harness::{is_root, need, run_ok, talk, udp_ask, Dir, Server};
 
 #[test]
 fn git_daemon_inetd_serves_a_clone() {
-    let git = need("git", "git");
+    let git = crate::need!("git", "git");
     let dir = Dir::new();
     crate::harness::git_bare_repo(&dir.path().join("repos/project.git"), "served by oxinetd\n");
     // The repository belongs to the user running the tests; so does the

@@ -60,13 +60,14 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 30] = [
+pub const SERVICE: [Key; 31] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
     key("protocol", Str, true, true, "tcp, udp or unix"),
     key("wait", Bool, true, true, "hand the socket to one handler rather than each connection"),
     key("user", Str, true, false, "the user handlers run as"),
+    key("user_if_root", Str, true, false, "the user handlers run as when oxinetd runs as root and no user is set"),
     key("group", Str, true, false, "the group handlers run as"),
     key("groups", Bool, true, false, "give handlers the user's supplementary groups"),
     key("server", Str, true, true, "the program to run, or internal:NAME"),

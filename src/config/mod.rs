@@ -537,6 +537,7 @@ fn in_reading_order<T>(list: &mut [T], problem: impl Fn(&T) -> &ConfigError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privilege::Identity;
 
     #[test]
     fn wildcard_overlaps_specific_on_same_port() {
@@ -608,5 +609,75 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn user_if_root_stands_in_for_user_only_when_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let svc = |name: &str, extra: &str| {
+            format!(
+                "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n\
+                 server = \"/bin/cat\"\n{extra}\n"
+            )
+        };
+        let text = [
+            "[defaults]\nuser_if_root = \"nobody\"\n\n".to_owned(),
+            svc("plain", ""),
+            svc("own", "user = \"daemon\""),
+            svc("both", "user = \"daemon\"\nuser_if_root = \"nobody\""),
+        ]
+        .concat();
+        std::fs::write(&path, text).unwrap();
+        let load = |euid: u32| {
+            let ctx = Context {
+                euid,
+                egid: euid,
+                ..Context::current()
+            };
+            let loaded = load_as(&path, Format::Toml, &ctx).unwrap();
+            let errors: Vec<String> = loaded
+                .problems(Severity::Error)
+                .map(|e| e.to_string())
+                .collect();
+            let users: Vec<(String, Option<String>)> = loaded
+                .config
+                .services
+                .iter()
+                .map(|s| {
+                    let user = match &s.identity {
+                        Identity::Inherit => None,
+                        Identity::Switch { user, .. } => Some(user.clone()),
+                    };
+                    (s.name.clone(), user)
+                })
+                .collect();
+            (users, errors)
+        };
+        let at = path.display();
+        let unused = format!(
+            "{at}:19:16: user_if_root \"nobody\": never used: user \"daemon\" is set for \
+             this service and applies whether or not oxinetd runs as root"
+        );
+        // As root: the service without a user runs as nobody; a service's
+        // own user beats the default.
+        let (users, errors) = load(0);
+        assert_eq!(
+            users,
+            [
+                ("plain".to_owned(), Some("nobody".to_owned())),
+                ("own".to_owned(), Some("daemon".to_owned())),
+            ]
+        );
+        assert_eq!(errors, std::slice::from_ref(&unused));
+        // As another user it changes nothing: handlers keep that user.
+        let (users, errors) = load(54321);
+        assert_eq!(users, [("plain".to_owned(), None)]);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].contains("\"own\": user \"daemon\""),
+            "{errors:#?}"
+        );
+        assert_eq!(errors[2], unused);
     }
 }

@@ -159,10 +159,7 @@ fn shipped_configs_are_valid() {
     assert_eq!(code, 0, "demo.toml: {stderr}");
     assert_eq!(stdout, "demo.toml: OK, 4 services\n");
     // The reference config is for a root-run system service.
-    if !is_root() {
-        eprintln!("SKIPPED checking etc/oxinetd.toml: it is a root config; needs root");
-        return;
-    }
+    crate::require_root!();
     let out = Command::new(bin())
         .arg("check")
         .arg("-f")
@@ -238,12 +235,7 @@ fn includes_merge_services_and_errors_name_the_included_file() {
 
 #[test]
 fn man_pages_lint_clean() {
-    let Some(mandoc) = crate::harness::which("mandoc") else {
-        eprintln!(
-            "SKIPPED man page lint: mandoc is missing (apt-get install mandoc; .ci/run does)"
-        );
-        return;
-    };
+    let mandoc = crate::need!("mandoc", "mandoc");
     let man = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/man");
     let out = Command::new(mandoc)
         .args(["-T", "lint", "-W", "warning"])

@@ -1,13 +1,13 @@
-//! Real programs as handlers and real clients: git daemon, in.tftpd, and
-//! the bundled demo.
+//! Real programs as handlers and real clients: git daemon and in.tftpd
+//! (the bundled demo: `demo.rs`).
 
 use std::process::Command;
 
-use crate::harness::{is_root, need, run_ok, talk, udp_ask, Dir, Server};
+use crate::harness::{is_root, need, run_ok, Dir, Server};
 
 #[test]
 fn git_daemon_inetd_serves_a_clone() {
-    let git = need("git", "git");
+    let git = crate::need!("git", "git");
     let dir = Dir::new();
     crate::harness::git_bare_repo(&dir.path().join("repos/project.git"), "served by oxinetd\n");
     // The repository belongs to the user running the tests; so does the
@@ -87,44 +87,4 @@ fn tftpd_as_a_udp_wait_service_twice_in_a_row() {
     }
     assert_eq!(s.count(&["start service=tftp"]), 2);
     assert_eq!(s.count(&["looping"]), 0);
-}
-
-#[test]
-fn the_bundled_demo_runs_as_documented() {
-    let etc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("etc");
-    let dir = Dir::new();
-    crate::check::copy_tree(&etc, dir.path());
-    let config = std::fs::read_to_string(etc.join("demo.toml")).unwrap();
-    // The demo is for ordinary users; as root, run it as nobody.
-    let s = Server::start_in(dir, &config, &[], |cmd| {
-        if is_root() {
-            let prog = cmd.get_program().to_owned();
-            let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-            *cmd = Command::new(need("setpriv", "util-linux"));
-            cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-                .arg(prog)
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped());
-        }
-    });
-    assert_eq!(talk(s.addr("upper"), "hello demo\n"), "HELLO DEMO\n");
-    let stamped = talk(s.addr("stamp"), "one\ntwo\n");
-    let lines: Vec<&str> = stamped.lines().collect();
-    assert_eq!(lines.len(), 2, "{stamped}");
-    for (line, word) in lines.iter().zip(["one", "two"]) {
-        assert!(
-            line.starts_with('[') && line.ends_with(&format!("]: {word}")),
-            "{line}"
-        );
-    }
-    let now = talk(s.addr("daytime"), "");
-    assert!(now.ends_with('\n') && now.len() > 10, "{now:?}");
-    let reply = udp_ask(s.addr("udp-stamp"), b"ping").unwrap();
-    let reply = String::from_utf8(reply).unwrap();
-    assert!(
-        reply.starts_with('[') && reply.ends_with("]: ping\n"),
-        "{reply:?}"
-    );
 }

@@ -29,15 +29,63 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Tests that need root say so, loudly, and pass without running.
+/// Say that `test` is skipped and why, as one `SKIPPED: needs ...` line
+/// on the test process's own stderr: libtest captures what `eprintln!`
+/// writes in a passing test, and nobody would ever see it.
+pub fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}: {test}");
+}
+
+/// The running test's name (`module::function`), for `SKIPPED` lines.
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        let name = std::any::type_name_of_val(&here);
+        let name = name.strip_suffix("::here").unwrap_or(name);
+        name.strip_prefix("it::").unwrap_or(name)
+    }};
+}
+
+/// Tests that need root say so, loudly, and pass without running. CI runs
+/// as root, so there they always run.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !$crate::harness::is_root() {
-            eprintln!("SKIPPED {}: needs root (CI runs as root)", module_path!());
+            $crate::harness::skipped($crate::test_name!(), "needs root (CI runs as root)");
             return;
         }
     };
+}
+
+/// The path of program `name`, from Debian package `package`, for a test
+/// that cannot run without it. Missing, the test is a failure naming the
+/// package as root (CI installs every one: a missing one must not pass
+/// unseen), and otherwise skipped with a `SKIPPED: needs PACKAGE` line.
+#[macro_export]
+macro_rules! need {
+    ($name:expr, $package:expr) => {
+        match $crate::harness::which($name) {
+            Some(path) => path,
+            None => {
+                $crate::harness::missing($crate::test_name!(), $name, $package);
+                return;
+            }
+        }
+    };
+}
+
+/// `need!` without the program: as root a failure naming `package`,
+/// otherwise the `SKIPPED` line.
+pub fn missing(test: &str, name: &str, package: &str) {
+    if is_root() {
+        panic!("{test}: {name} is missing: apt-get install {package} (`.ci/run packages` installs every test package)");
+    }
+    skipped(
+        test,
+        &format!("needs {package} (no {name}; apt-get install {package})"),
+    );
 }
 
 /// The `user` line a service needs to run here: as root, handlers must be
@@ -459,10 +507,13 @@ pub fn which(name: &str) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Like `which`, panicking with an install hint when missing.
+/// Like `which`, panicking with an install hint when missing: for helpers
+/// of tests that only run as root (where a missing package is a failure);
+/// a test itself uses `need!`, which skips it for an ordinary user.
 pub fn need(name: &str, package: &str) -> PathBuf {
-    which(name)
-        .unwrap_or_else(|| panic!("{name} is missing: apt-get install {package} (.ci/run does)"))
+    which(name).unwrap_or_else(|| {
+        panic!("{name} is missing: apt-get install {package} (`.ci/run packages` installs every test package)")
+    })
 }
 
 /// Wait until process `pid` (a handler just forked) runs its own program.

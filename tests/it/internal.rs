@@ -161,7 +161,10 @@ fn ten_thousand_concurrent_echo_connections_in_one_process() {
             !crate::harness::is_root(),
             "as root the fd limit must be raisable to {want}"
         );
-        eprintln!("SKIPPED 10k connections: fd hard limit {hard} < {want} (needs root to raise)");
+        crate::harness::skipped(
+            crate::test_name!(),
+            &format!("needs root (to raise the fd hard limit {hard} to {want})"),
+        );
         return;
     }
     if soft < want {

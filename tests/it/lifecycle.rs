@@ -359,7 +359,7 @@ fn pidfile_symlink_is_not_followed() {
 /// (Debian 12: 252, which predates Type=notify-reload).
 #[test]
 fn systemd_unit_parses_on_this_systemd() {
-    let analyze = crate::harness::need("systemd-analyze", "systemd");
+    let analyze = crate::need!("systemd-analyze", "systemd");
     let unit = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/packaging/systemd/oxinetd.service"

@@ -104,7 +104,7 @@ impl Drop for Rsyslogd {
 
 #[test]
 fn a_real_rsyslogd_receives_the_lines() {
-    let rsyslogd = crate::harness::need("rsyslogd", "rsyslog");
+    let rsyslogd = crate::need!("rsyslogd", "rsyslog");
     let dir = Dir::new();
     let d = dir.path().display().to_string();
     let conf = dir.write(

@@ -8,6 +8,7 @@ mod check;
 mod child;
 mod clients;
 mod compat;
+mod demo;
 mod dgram;
 mod harden_flood;
 mod harden_include;

@@ -27,9 +27,12 @@ pub(crate) fn tool(test: &str, name: &str, package: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if is_root() {
-        panic!("{test}: {name} is missing: apt-get install {package} (.ci/run does)");
+        panic!("{test}: {name} is missing: apt-get install {package} (`.ci/run packages` does)");
     }
-    eprintln!("SKIPPED {test}: needs {name} (apt-get install {package})");
+    crate::harness::skipped(
+        test,
+        &format!("needs {package} (no {name}; apt-get install {package})"),
+    );
     None
 }
 
@@ -44,11 +47,11 @@ pub(crate) fn have_cargo_deb(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !works {
-        let hint = "cargo install cargo-deb --locked (.ci/run does)";
+        let hint = "cargo install cargo-deb --locked; `.ci/run packages` does";
         if is_root() {
             panic!("{test}: cargo-deb is missing: {hint}");
         }
-        eprintln!("SKIPPED {test}: needs cargo-deb ({hint})");
+        crate::harness::skipped(test, &format!("needs cargo-deb ({hint})"));
     }
     works
 }
@@ -58,7 +61,10 @@ pub(crate) fn have_cargo_deb(test: &str) -> bool {
 /// else, not this.
 pub(crate) fn default_target(test: &str) -> bool {
     if cfg!(target_env = "musl") {
-        eprintln!("SKIPPED {test}: packages are built and checked on the default target");
+        crate::harness::skipped(
+            test,
+            "needs the default target (packages are built and checked on it)",
+        );
         return false;
     }
     true
@@ -664,7 +670,7 @@ fn rpm_package_builds_with_the_same_layout_and_systemd_scriptlets() {
     // Installable: into a root of its own (this machine's packages are
     // dpkg's, so no dependency is known to rpm), as root, who owns its files.
     if !is_root() {
-        eprintln!("SKIPPED {test}: installing the .rpm needs root");
+        crate::harness::skipped(test, "needs root (to install the .rpm)");
         return;
     }
     let root = Dir::new();

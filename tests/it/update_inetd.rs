@@ -116,13 +116,21 @@ fn update_inetd_registers_fingerd_and_oxinetd_serves_it_without_a_manual_restart
         }
     }
     if package_installed("fingerd") {
-        eprintln!("SKIPPED {test}: fingerd is installed on this machine; the test installs and purges its own");
+        crate::harness::skipped(
+            test,
+            "needs a machine without fingerd (the test installs and purges its own)",
+        );
         return;
     }
     if systemd_is_init() {
         for port in [79, 17] {
             if port_in_use(port) {
-                eprintln!("SKIPPED {test}: port {port} is in use on this machine, where systemd runs oxinetd.service outside a namespace");
+                crate::harness::skipped(
+                    test,
+                    &format!(
+                        "needs port {port} free (systemd runs oxinetd.service outside a namespace)"
+                    ),
+                );
                 return;
             }
         }

@@ -9,6 +9,7 @@ mod child;
 mod clients;
 mod compat;
 mod dgram;
+mod handover;
 mod harden_flood;
 mod harden_include;
 mod harden_internal;

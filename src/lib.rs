@@ -25,7 +25,9 @@
 //! - [`reload`] — SIGHUP as a diff of listeners that `apply` consumes.
 //! - [`shutdown`] — the stop after `shutdown_grace`: SIGTERM, SIGKILL, reap.
 //! - [`signals`] — signals as events: signal-hook flags, let in only during the wait.
-//! - [`notify`] — sd_notify.
+//! - [`notify`] — sd_notify, and the listeners in systemd's fd store.
+//! - [`handover`] — listening sockets given at start (socket activation,
+//!   the fd store, a re-exec) matched with the config's listeners.
 //! - [`log`] — syslog or stderr; every line an `Event`, one `key=value` grammar.
 //! - [`render`] — numbers and addresses as text without `core::fmt`.
 
@@ -35,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod fds;
 pub mod flood;
+pub mod handover;
 pub mod idle;
 pub mod internal;
 pub mod limits;

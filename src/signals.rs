@@ -1,9 +1,11 @@
 //! Signals as events, all of them one way: HUP reloads, TERM and INT stop,
-//! USR1 logs the state, CHLD says a handler has exited. Each has a
+//! USR1 logs the state, USR2 re-executes the supervisor keeping its
+//! listeners and handlers (`supervisor/upgrade.rs`), CHLD says a handler
+//! has exited. Each has a
 //! signal-hook flag (`signal_hook::flag`), whose handler only sets an
 //! atomic bool; no work happens in a signal handler.
 //!
-//! The five stay blocked except while the loop waits: `epoll_pwait` with
+//! The six stay blocked except while the loop waits: `epoll_pwait` with
 //! [`Signals::wait_mask`] lets them in for the wait only, as `pselect` is
 //! meant to be used. The kernel runs a handler there only by ending the
 //! wait with `EINTR` (a wait that returns events puts the mask back first,
@@ -21,7 +23,7 @@
 //! and default dispositions (`sys::spawn`).
 //!
 //! The other signals an admin or a terminal may send and whose default
-//! would kill or stop the supervisor (USR2, ALRM, QUIT, VTALRM, PROF, IO,
+//! would kill or stop the supervisor (ALRM, QUIT, VTALRM, PROF, IO,
 //! TSTP, TTIN, TTOU; PWR, XCPU, XFSZ, STKFLT, which the system may send)
 //! are ignored (`IGNORED`); handlers get them back at their default.
 
@@ -33,18 +35,18 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 /// The signals with a handler, each with its flag in [`Pending`].
-const HANDLED: [Signal; 5] = [
+const HANDLED: [Signal; 6] = [
     Signal::SIGHUP,
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGUSR1,
+    Signal::SIGUSR2,
     Signal::SIGCHLD,
 ];
 
 /// Signals ignored: by default each would end (or stop) the supervisor,
 /// and none means anything to it. PIPE is ignored by the Rust runtime.
-pub const IGNORED: [Signal; 13] = [
-    Signal::SIGUSR2,
+pub const IGNORED: [Signal; 12] = [
     Signal::SIGALRM,
     Signal::SIGQUIT,
     Signal::SIGVTALRM,
@@ -82,6 +84,8 @@ pub struct Pending {
     pub terminate: bool,
     /// USR1: log the state.
     pub dump: bool,
+    /// USR2: re-execute, keeping listeners and handlers.
+    pub upgrade: bool,
 }
 
 pub struct Signals {
@@ -89,6 +93,7 @@ pub struct Signals {
     reload: Arc<AtomicBool>,
     terminate: Arc<AtomicBool>,
     dump: Arc<AtomicBool>,
+    upgrade: Arc<AtomicBool>,
     /// The mask to wait with: the process's, less HANDLED.
     open: SigSet,
 }
@@ -103,6 +108,7 @@ impl Signals {
             reload: Arc::default(),
             terminate: Arc::default(),
             dump: Arc::default(),
+            upgrade: Arc::default(),
             open,
         };
         for sig in HANDLED {
@@ -110,6 +116,7 @@ impl Signals {
                 Signal::SIGCHLD => &s.child,
                 Signal::SIGHUP => &s.reload,
                 Signal::SIGUSR1 => &s.dump,
+                Signal::SIGUSR2 => &s.upgrade,
                 _ => &s.terminate,
             };
             signal_hook::flag::register(sig as c_int, Arc::clone(flag))?;
@@ -130,6 +137,7 @@ impl Signals {
             reload: self.reload.swap(false, Ordering::SeqCst),
             terminate: self.terminate.swap(false, Ordering::SeqCst),
             dump: self.dump.swap(false, Ordering::SeqCst),
+            upgrade: self.upgrade.swap(false, Ordering::SeqCst),
         }
     }
 }

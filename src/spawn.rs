@@ -171,6 +171,11 @@ impl Spawner {
         })
     }
 
+    /// The fd limit oxinetd was started with.
+    pub fn nofile(&self) -> Option<libc::rlimit> {
+        self.nofile
+    }
+
     pub fn spawn(&mut self, plan: &Plan, inv: &Invocation<'_>) -> Result<Spawned, SpawnError> {
         let stderr_pipe = match plan.stderr {
             StderrMode::Log => Some(reader_pipe()?),

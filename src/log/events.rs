@@ -40,6 +40,14 @@ pub enum Event<'a> {
         proto: &'a str,
         addr: &'a str,
         wait: bool,
+        /// Given, not bound: the fd it arrived on (`handover`).
+        inherited: Option<i32>,
+    },
+    /// SIGUSR2: the supervisor executes `exe` again, keeping these.
+    Upgrade {
+        exe: &'a std::path::Path,
+        listeners: usize,
+        handlers: usize,
     },
     /// A listener a reload removed is closed.
     Close {
@@ -204,6 +212,15 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// `warning msg=...`: about no service in particular.
+    pub fn warning(msg: &'a str) -> Event<'a> {
+        Event::Warning {
+            service: None,
+            pid: None,
+            msg,
+        }
+    }
+
     /// `error service=NAME msg=...`.
     pub fn service_error(service: &'a str, msg: &'a str) -> Event<'a> {
         Event::Error {
@@ -347,12 +364,24 @@ impl Event<'_> {
                 proto,
                 addr,
                 wait,
+                inherited,
             } => {
                 let mut l = Line::start(out, "listen");
                 l.word("service", service);
                 l.word("proto", proto);
                 l.word("addr", addr);
                 l.value("wait", wait);
+                l.opt("inherited_fd", inherited);
+            }
+            Event::Upgrade {
+                exe,
+                listeners,
+                handlers,
+            } => {
+                let mut l = Line::start(out, "upgrade");
+                l.text("exe", &exe.to_string_lossy());
+                l.value("listeners", listeners);
+                l.value("handlers", handlers);
             }
             Event::Close { service, addr } => {
                 let mut l = Line::start(out, "close");

@@ -177,6 +177,7 @@ impl Supervisor {
         self.global = loaded.config.global.clone();
         let idle = loaded.config.services.is_empty();
         let (kept, bound, closed) = self.apply(loaded.config);
+        self.sync_store(&[]);
         crate::sys::trim_heap();
         self.log.event(Event::Reload {
             listeners: self.listeners.len(),

@@ -70,16 +70,23 @@ impl Supervisor {
     ) -> io::Result<u64> {
         let nonblocking = !blocking(running.mode);
         let file = &running.svc.socket_file;
-        let (socket, id) = if share {
-            listener::bind_alongside(key, nonblocking, file)?
-        } else {
-            listener::bind(key, nonblocking, file)?
+        let given = self.given.remove(&(running.name.to_string(), key.clone()));
+        let inherited = given.as_ref().map(|g| g.fd);
+        let (socket, id) = match given {
+            Some(g) => {
+                g.socket.set_nonblocking(nonblocking)?;
+                (g.socket, None)
+            }
+            None if share => listener::bind_alongside(key, nonblocking, file)?,
+            None => listener::bind(key, nonblocking, file)?,
         };
+        // A given UNIX-domain socket's file is not ours to remove.
         let (local, file) = match (&key.addr, id) {
             (BindAddr::Unix(path), Some(id)) => {
                 let path = Rc::from(path.as_path());
                 (None, Some(listener::BoundFile { path, id }))
             }
+            (BindAddr::Unix(_), None) => (None, None),
             _ => {
                 let local = socket.local_addr()?.as_socket();
                 (
@@ -90,10 +97,10 @@ impl Supervisor {
         };
         let id = self.next_id;
         self.next_id += 1;
-        let shown = match (&file, local) {
-            (Some(f), _) => f.path.display().to_string(),
-            (None, Some(a)) => spawn::unmap(a).to_string(),
-            (None, None) => String::new(),
+        let shown = match (&key.addr, local) {
+            (BindAddr::Unix(path), _) => path.display().to_string(),
+            (_, Some(a)) => spawn::unmap(a).to_string(),
+            (_, None) => String::new(),
         };
         let l = Listener {
             id,
@@ -117,6 +124,7 @@ impl Supervisor {
             proto: key.proto_name(),
             addr: &shown,
             wait: running.svc.wait == WaitMode::Wait,
+            inherited,
         });
         self.listeners.insert(id, l);
         Ok(id)

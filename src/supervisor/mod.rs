@@ -23,6 +23,8 @@
 //! - `apply` — a config made the running one, at start and on SIGHUP.
 //! - `timers` — pauses ending, idle sweeps, stderr pipes resumed.
 //! - `state` — SIGUSR1's `state` lines.
+//! - `handover` — listeners given at start, the fd store, re-exec on
+//!   SIGUSR2.
 
 mod accept;
 mod admission;
@@ -30,6 +32,7 @@ mod apply;
 mod conns;
 mod datagrams;
 mod handlers;
+mod handover;
 mod listeners;
 mod state;
 mod timers;
@@ -50,6 +53,7 @@ use crate::children::Children;
 use crate::config::{self, Context, Handler, Service, Severity, WaitMode};
 use crate::fds::FdBudget;
 use crate::flood::PeerLimit;
+use crate::handover::{Assigned, Intake};
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
 use crate::log::{Event, Log, Throttle};
@@ -271,11 +275,19 @@ pub struct Supervisor {
     sweep_at: Option<Instant>,
     /// Set once SIGTERM/SIGINT arrived: the stop's progress (`shutdown`).
     draining: Option<Drain>,
+    /// Sockets given at start, each matched with a listener, until
+    /// `add_listener` takes it instead of binding (`handover`).
+    given: Assigned,
+    /// What the fd store holds: each service's listener ids.
+    stored: HashMap<Rc<str>, Vec<u64>>,
+    /// SIGUSR2 arrived and waits for handlers that hold a socket.
+    upgrade_pending: bool,
 }
 
 /// Start serving; returns the process exit code.
 pub fn run(opts: Options) -> u8 {
-    crate::sys::prepare_process();
+    crate::sys::prepare_process(crate::handover::is_reexec());
+    let intake = Intake::from_env();
     let ctx = Context::current();
     let loaded = match config::load_with(&opts.config, opts.format, &ctx) {
         Ok(l) => l,
@@ -289,6 +301,9 @@ pub fn run(opts: Options) -> u8 {
     };
     let mut log = open_log(&opts, &loaded.config.global);
     log_problems(&mut log, &loaded);
+    for msg in &intake.problems {
+        log.event(Event::warning(msg));
+    }
     // Services were asked for and none can run: a restart would not fix
     // that. A config that asks for none (a package's, every service
     // commented out or disabled) runs idle until a reload adds one, as
@@ -309,7 +324,11 @@ pub fn run(opts: Options) -> u8 {
             return EXIT_OSERR;
         }
     };
+    let unused = sup.take_given(intake.given, &loaded.config);
     sup.apply(loaded.config);
+    sup.given_left();
+    sup.adopt(intake.handlers);
+    sup.sync_store(&unused);
     crate::sys::trim_heap();
     if sup.listeners.is_empty() && !idle {
         let msg = "no listener could be bound";
@@ -419,6 +438,9 @@ impl Supervisor {
             fd_budget: FdBudget::current(),
             sweep_at: None,
             draining: None,
+            given: Assigned::new(),
+            stored: HashMap::new(),
+            upgrade_pending: false,
         })
     }
 
@@ -427,7 +449,14 @@ impl Supervisor {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
             self.log.flush();
-            let timeout = self.next_timer().map_or(EpollTimeout::NONE, |at| {
+            let mut next = self.next_timer();
+            if self.upgrade_pending {
+                // An upgrade waits for a child between clone and exec (or
+                // for handlers, whose exit wakes the loop anyway).
+                let soon = Instant::now() + Duration::from_millis(10);
+                next = Some(next.map_or(soon, |at| at.min(soon)));
+            }
+            let timeout = next.map_or(EpollTimeout::NONE, |at| {
                 let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                 EpollTimeout::try_from(ms.min(60_000)).unwrap_or(EpollTimeout::MAX)
             });
@@ -455,6 +484,9 @@ impl Supervisor {
             }
             self.on_timers();
             self.sync();
+            if self.upgrade_pending && self.draining.is_none() {
+                self.upgrade();
+            }
             if let Some(drain) = &mut self.draining {
                 if drain.step(Instant::now(), &self.children, &mut self.log) == Next::Exit {
                     return;
@@ -477,12 +509,21 @@ impl Supervisor {
         if pending.dump {
             self.log_state();
         }
+        if pending.upgrade && self.draining.is_none() {
+            self.upgrade();
+        }
     }
 
     fn begin_drain(&mut self) {
         self.notifier.stopping();
-        for (_, l) in self.listeners.drain() {
+        // With the fd store, the sockets outlive this process: the next
+        // run takes them back, so their files stay too.
+        let keep_files = self.notifier.fd_store();
+        for (_, mut l) in self.listeners.drain() {
             let _ = self.epoll.delete(l.socket.as_fd());
+            if keep_files {
+                std::mem::forget(l.file.take());
+            }
         }
         self.by_service.clear();
         self.log.event(Event::Stopping {

@@ -3,8 +3,9 @@
 //!
 //! - [`spawn`]: starting a handler, the child's fixed list of raw system
 //!   calls until `execve`;
-//! - [`process`]: the supervisor's startup hygiene, and forked copies of
-//!   it for lookups (`in_child`);
+//! - [`process`]: the supervisor's startup hygiene, fds given to it
+//!   (`adopt_fd`, `set_cloexec`), and forked copies of it for lookups
+//!   (`in_child`);
 //! - [`signal`]: dispositions set through the raw system call;
 //! - [`memory`]: the page size, the scratch mapping `Pages`, `trim_heap`;
 //! - [`socket`]: a listener's accept queue, and a filter refusing SYNs;
@@ -27,7 +28,7 @@ pub mod xattr;
 
 pub use epoll::epoll_pwait;
 pub use memory::{trim_heap, Pages};
-pub use process::{in_child, prepare_process};
+pub use process::{adopt_fd, in_child, prepare_process, set_cloexec};
 pub use resource::raise_nofile;
 pub use signal::ignore_signals;
 pub use socket::{accept_queue, refuse_syn};

@@ -1,7 +1,9 @@
 //! The supervisor process itself: its startup hygiene, and short-lived
 //! forked copies of it for work whose side effects it should not keep.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::FcntlArg;
 
 use nix::errno::Errno;
 
@@ -10,7 +12,12 @@ use super::signal::KernelSigaction;
 /// Startup hygiene for the supervisor itself: fds 0-2 open (so no socket
 /// ever lands on them), every inherited fd above 2 close-on-exec, and no
 /// signal left ignored by whoever started us (children would inherit it).
-pub fn prepare_process() {
+///
+/// `reexec`: this image was started by the supervisor itself (SIGUSR2),
+/// whose mask blocks the signals it handles; they stay blocked (not
+/// delivered at their default, which would end the process) until
+/// `Signals::install` has their handlers in place.
+pub fn prepare_process(reexec: bool) {
     for fd in 0..3 {
         if nix::fcntl::fcntl(
             // SAFETY: only used for F_GETFD, which is harmless on any number.
@@ -73,8 +80,40 @@ pub fn prepare_process() {
             }
         }
     }
-    // The supervisor itself blocks nothing.
-    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    // The supervisor itself blocks nothing (but see `reexec`).
+    if !reexec {
+        let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    }
+}
+
+/// Take ownership of `fd`, given to this process by whoever started it
+/// (`LISTEN_FDS`, a re-exec), if it is open; it is made close-on-exec.
+pub fn adopt_fd(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 3 {
+        return None;
+    }
+    // SAFETY: F_GETFD only reads the flags of whatever `fd` is, if open.
+    let open = nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD);
+    open.ok()?;
+    // SAFETY: `fd` is open, above 2, and was handed to this process for it
+    // to own (the caller reads it once from the variables naming it, and
+    // removes them); nothing else in the process refers to it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_cloexec(owned.as_raw_fd(), true).ok()?;
+    Some(owned)
+}
+
+/// Set or clear `FD_CLOEXEC` on an fd of ours.
+pub fn set_cloexec(fd: RawFd, on: bool) -> std::io::Result<()> {
+    // SAFETY: only used for F_SETFD, which changes the flag on an fd the
+    // caller holds (an `AsRawFd` of its own), or fails.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let flags = match on {
+        true => nix::fcntl::FdFlag::FD_CLOEXEC,
+        false => nix::fcntl::FdFlag::empty(),
+    };
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
 }
 
 /// Run `work` in a forked copy of this process and return the bytes it

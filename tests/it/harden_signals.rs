@@ -16,7 +16,7 @@ fn cat(name: &str) -> String {
 
 /// Whether `pid` has ended (gone, or a zombie waiting for its reaper).
 #[test]
-fn usr1_usr2_alrm_quit_and_others_do_not_kill_the_supervisor() {
+fn usr1_alrm_quit_and_others_do_not_kill_the_supervisor() {
     let config = format!(
         "{}[[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\ninstances = 7\n",
         cat("e")
@@ -25,7 +25,6 @@ fn usr1_usr2_alrm_quit_and_others_do_not_kill_the_supervisor() {
     let addr = s.addr("e");
     for sig in [
         Signal::SIGUSR1,
-        Signal::SIGUSR2,
         Signal::SIGALRM,
         Signal::SIGQUIT,
         Signal::SIGVTALRM,

@@ -10,6 +10,7 @@ mod clients;
 mod compat;
 mod demo;
 mod dgram;
+mod handover;
 mod harden_flood;
 mod harden_include;
 mod harden_internal;

@@ -36,12 +36,12 @@ const HANDLED_SIGNALS: &[c_int] = &[
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGUSR1,
+    libc::SIGUSR2,
     libc::SIGCHLD,
     libc::SIGPIPE,
     libc::SIGSEGV,
     libc::SIGBUS,
     // signals::IGNORED (a unit test checks they are all here)
-    libc::SIGUSR2,
     libc::SIGALRM,
     libc::SIGQUIT,
     libc::SIGVTALRM,

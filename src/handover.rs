@@ -8,7 +8,7 @@
 //! - **systemd's fd store** across a restart: the listeners a previous run
 //!   stored (`FDSTORE=1`, `FDNAME=<service>`, `notify.rs`) come back the
 //!   same way, named;
-//! - **re-exec on SIGUSR2** (`supervisor/upgrade.rs`): the old image
+//! - **re-exec on SIGUSR2** (`supervisor/handover.rs`): the old image
 //!   leaves its listeners open across `execve` and names them in
 //!   `OXINETD_FDS` (`fd=service,...`), with `OXINETD_PID` = our pid (the
 //!   same across `execve`); its running handlers in `OXINETD_HANDLERS`.

@@ -1,6 +1,6 @@
 //! Signals as events, all of them one way: HUP reloads, TERM and INT stop,
 //! USR1 logs the state, USR2 re-executes the supervisor keeping its
-//! listeners and handlers (`supervisor/upgrade.rs`), CHLD says a handler
+//! listeners and handlers (`supervisor/handover.rs`), CHLD says a handler
 //! has exited. Each has a
 //! signal-hook flag (`signal_hook::flag`), whose handler only sets an
 //! atomic bool; no work happens in a signal handler.

@@ -351,45 +351,32 @@ fn matches(
     let mut used = vec![false; given.len()];
     let mut out = Vec::new();
     let mut done = std::collections::HashSet::new();
-    let fits = |g: usize, key: &ListenKey| given[g].1.kind == Some(key.kind);
-    // By name: the same address first, then any of the same kind.
-    for by_address in [true, false] {
+    let service_name = |n: Option<&str>| n.is_some_and(|n| services.iter().any(|s| s.0 == n));
+    // Three passes, each taking what the one before left: named after the
+    // service with the same address, named after it with any address of
+    // the same kind, then sockets named after no service, by address.
+    let takes = |pass: u8, g: usize, name: &str, key: &ListenKey| {
+        let same = same_address(&key.addr, &given[g].1.local);
+        match pass {
+            0 => given[g].0 == Some(name) && same,
+            1 => given[g].0 == Some(name),
+            _ => !service_name(given[g].0) && same,
+        }
+    };
+    for pass in 0..3 {
         for (s, (name, keys)) in services.iter().enumerate() {
             for (k, key) in keys.iter().enumerate() {
                 if done.contains(&(s, k)) {
                     continue;
                 }
                 let found = (0..given.len()).find(|&g| {
-                    !used[g]
-                        && given[g].0 == Some(*name)
-                        && fits(g, key)
-                        && (!by_address || same_address(&key.addr, &given[g].1.local))
+                    !used[g] && given[g].1.kind == Some(key.kind) && takes(pass, g, name, key)
                 });
                 if let Some(g) = found {
                     used[g] = true;
                     done.insert((s, k));
                     out.push(((s, k), g));
                 }
-            }
-        }
-    }
-    // By address: sockets not named after a service.
-    let service_name = |n: Option<&str>| n.is_some_and(|n| services.iter().any(|s| s.0 == n));
-    for (s, (_, keys)) in services.iter().enumerate() {
-        for (k, key) in keys.iter().enumerate() {
-            if done.contains(&(s, k)) {
-                continue;
-            }
-            let found = (0..given.len()).find(|&g| {
-                !used[g]
-                    && !service_name(given[g].0)
-                    && fits(g, key)
-                    && same_address(&key.addr, &given[g].1.local)
-            });
-            if let Some(g) = found {
-                used[g] = true;
-                done.insert((s, k));
-                out.push(((s, k), g));
             }
         }
     }

@@ -409,10 +409,16 @@ pub(crate) fn systemd_is_init() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
-/// Held by each test that installs the .deb: one at a time.
+/// Held by each test that installs the .deb: one at a time, and never
+/// over an oxinetd package the machine already has.
 pub(crate) fn dpkg_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    assert!(
+        !installed(),
+        "an oxinetd package is installed on this machine; this test installs and purges its own"
+    );
+    lock
 }
 
 /// The .deb, built with cargo-deb from the release binary into `out`.
@@ -527,10 +533,6 @@ fn debian_package_builds_inspects_installs_and_purges() {
     // cargo-deb computes the Depends: line with it.
     let _ = tool(test, "dpkg-shlibdeps", "dpkg-dev");
     let _lock = dpkg_lock();
-    assert!(
-        !installed(),
-        "an oxinetd package is installed on this machine; this test installs and purges its own"
-    );
 
     let out = Dir::new();
     let deb = build_deb(&out);

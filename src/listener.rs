@@ -269,7 +269,20 @@ mod tests {
         let err = bind(&key(&path), true, &file).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         drop(live); // the file stays, nobody listens: stale
-        let (again, id) = bind(&key(&path), true, &file).unwrap();
+                    // Other tests in this process fork; a child between fork and exec
+                    // still holds `live`, and the socket answers until it execs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (again, id) = loop {
+            match bind(&key(&path), true, &file) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => break other.unwrap(),
+            }
+        };
         let id = id.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o666);

@@ -5,6 +5,8 @@
 //! - [`config`] — every format (TOML, inetd.conf, xinetd) read into one raw
 //!   form, then one resolver to the typed `Config`; the key table; `import`
 //!   and `check --list` written back as TOML.
+//! - [`confine`] — rlimits, nice, umask, privileges, chroot, namespaces:
+//!   what a handler may do, applied by the child before exec.
 //! - [`access`] — only_from, no_access, access_times: allow or refuse a peer.
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
@@ -35,6 +37,7 @@ pub mod access;
 pub mod children;
 pub mod cli;
 pub mod config;
+pub mod confine;
 pub mod fds;
 pub mod flood;
 pub mod handover;

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use crate::access::{mask, unmap};
 use crate::refusal::Refusal;
 
+/// How long a handler has between `timeout`'s SIGTERM and SIGKILL.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// A service's limits, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -37,6 +40,10 @@ pub struct Limits {
     /// Replies per second of an internal UDP service to one peer (address
     /// and port); see `flood::PeerLimit`.
     pub peer_reply_rate: u32,
+    /// A handler running longer gets SIGTERM on its process group, then
+    /// SIGKILL after `kill_grace` (`timeout`); `None`: no limit.
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
 }
 
 /// More than `count` connections within `per` pauses the service for
@@ -98,6 +105,8 @@ impl Default for Limits {
             reply_rate: 50_000,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
+            timeout: None,
+            kill_grace: DEFAULT_KILL_GRACE,
         }
     }
 }

@@ -134,6 +134,7 @@ mod tests {
             limits: Default::default(),
             log: Default::default(),
             socket_file: Default::default(),
+            confine: Default::default(),
         }
     }
 

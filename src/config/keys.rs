@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 31] = [
+pub const SERVICE: [Key; 41] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -92,6 +92,16 @@ pub const SERVICE: [Key; 31] = [
     key("log_on_failure", Strs, true, true, "fields of the refusal log lines"),
     key("socket_mode", Mode, true, true, "permissions of a UNIX-domain socket's file"),
     key("socket_owner", Str, true, true, "owner of a UNIX-domain socket's file"),
+    key("timeout", Seconds, true, false, "a handler running longer gets SIGTERM, then SIGKILL"),
+    key("kill_grace", Seconds, true, false, "how long timeout's SIGTERM waits before SIGKILL"),
+    key("rlimits", Table, true, false, "resource limits of handlers: as, cpu, data, fsize, nofile, nproc, core, stack"),
+    key("nice", Int, true, false, "the nice value handlers run at"),
+    key("umask", Mode, true, false, "the umask handlers run with"),
+    key("no_new_privs", Bool, true, false, "handlers cannot gain privileges through exec (on by default)"),
+    key("capabilities", List, true, false, "capabilities handlers keep; none when the user is not root"),
+    key("chroot", Str, true, false, "the root directory of handlers"),
+    key("private_tmp", Bool, true, false, "a fresh /tmp and /var/tmp for each handler"),
+    key("private_network", Bool, true, false, "handlers run in an empty network namespace"),
 ];
 
 /// Keys of `[global]`.

@@ -292,6 +292,8 @@ pub struct Service {
     pub log: LogFields,
     /// Owner and mode of its UNIX-domain sockets' files.
     pub socket_file: SocketFile,
+    /// What its handlers may do: limits, privileges, filesystem, network.
+    pub confine: crate::confine::Confine,
 }
 
 impl Service {

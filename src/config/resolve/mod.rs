@@ -4,12 +4,14 @@
 //!
 //! One file per concern: `global`, `listen` (socket, protocol, addresses,
 //! the socket file), `server` (program or internal service, argv),
-//! `identity`, `environment` (env, passenv, stderr), `access`, `limits`,
-//! `logging`; `conflicts` (names and listeners two services may not share)
+//! `identity`, `environment` (env, passenv, stderr), `access`, `limits`
+//! (with `timeout`), `confine` (rlimits, nice, umask, privileges, chroot,
+//! namespaces), `logging`; `conflicts` (names and listeners two services may not share)
 //! runs last, over the whole load. A service's keys are looked up with
 //! `[defaults]` under them.
 
 mod access;
+mod confine;
 mod conflicts;
 mod environment;
 mod field;
@@ -176,6 +178,7 @@ impl Resolver<'_> {
         let stderr = environment::stderr(svc);
         let (access, banner_fail) = (access::rules(svc), access::banner(svc));
         let limits = limits::resolve(svc);
+        let confine = confine::resolve(svc, internal);
         let log = logging::fields(svc);
         server::check_args(svc, &args);
         if svc.failed() {
@@ -203,6 +206,7 @@ impl Resolver<'_> {
             limits,
             log,
             socket_file,
+            confine,
         })
     }
 }

@@ -143,8 +143,40 @@ def summarize(res):
             "errors": sum(x.get("errors", 0) for x in good),
             "failed": [x["error"] for x in rounds if not ok(x)][:1],
         }
+    if "confine" in res:
+        s["confine"] = confine_summary(res["confine"])
     s["targets"] = targets(s)
     return s
+
+
+BARE = "oxinetd-bare"
+
+
+def confine_summary(cf):
+    """Each confined variant against the bare service, same round: conn/s
+    ratio, p50 added, and the machine's CPU per connection added (a
+    namespace is set up in the child and torn down by the kernel's workers:
+    neither shows in the supervisor's figure)."""
+    out = {}
+    for name, by_c in cf.items():
+        out[name] = {}
+        for c, rounds in by_c.items():
+            d = cell_summary(rounds, LAT + CPU)
+            machine = [r["machine_busy_pct"] / 100 * 1e6 / r["rate"] if ok(r) and r.get("rate") else None
+                       for r in rounds]
+            d["machine_us_per_conn"] = med(machine)
+            if BARE in cf:
+                bare = cf[BARE][c]
+                d["x_bare"] = ratio_rounds(rounds, bare, "rate")
+                d["p50_added_us"] = med([a["p50_us"] - b["p50_us"] for a, b in zip(rounds, bare)
+                                         if ok(a) and ok(b) and a.get("p50_us") is not None
+                                         and b.get("p50_us") is not None])
+                bare_machine = [b["machine_busy_pct"] / 100 * 1e6 / b["rate"] if ok(b) and b.get("rate") else None
+                                for b in bare]
+                d["machine_added_us"] = med([a - b for a, b in zip(machine, bare_machine)
+                                             if a is not None and b is not None])
+            out[name][c] = d
+    return out
 
 
 def get(d, *path):
@@ -212,6 +244,11 @@ def targets(s):
             rl["ms"] <= 50 and refused == 0 and rl["hups_ok"] == rl["hups"])
     else:
         add("reload 1,000 services ≤ 50 ms, 0 refused", "not measured", None)
+    r = get(s, "confine", "oxinetd-limits", 8, "x_bare")
+    errs = get(s, "confine", "oxinetd-limits", 8, "errors")
+    add("exec'd TCP c=8 with rlimits+nice+umask+no_new_privs ≥ 0.95× without",
+        f"{r:.2f}× the bare service, {errs} errors" if r is not None else "not measured",
+        None if r is None else (r >= 0.95 and errs == 0))
     i = s.get("idle10k")
     if i and i.get("rounds_ok"):
         add("10,000 idle connections all served, RSS ≤ 64 MiB",
@@ -427,6 +464,24 @@ def markdown(res, s):
                  x.get("error", "")] for k, x in enumerate(res["idle10k"])]
         w(table(["round", "opened", "served", "errors", "open s", "RSS idle KiB", "RSS 10k open KiB",
                  "VmHWM KiB", "fds", "error"], rows))
+
+    if "confine" in s:
+        cf = s["confine"]
+        w("\n## 7. Confined handlers: the same exec'd service with and without\n")
+        w("Each variant of oxinetd's exec'd TCP service (settings below) ÷ `oxinetd-bare` (the service with "
+          "`no_new_privs = false` and nothing else), same round. Machine µs/conn = the whole machine's busy "
+          "CPU over the connections served: a namespace is made in the child and torn down by the kernel's "
+          "workers, so neither shows in the supervisor's figure.\n\n")
+        rows = []
+        for name, by in cf.items():
+            for c in sorted(by):
+                d = by[c]
+                rows.append([name, c, n0(d.get("rate")) + failed_note(d), rt(d.get("x_bare")),
+                             f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}", n0(d.get("p50_added_us")),
+                             n1(d.get("sup_us_per_conn")), n1(d.get("machine_us_per_conn")),
+                             n1(d.get("machine_added_us")), d.get("errors", 0)])
+        w(table(["variant", "conc", "conn/s", "÷ bare", "p50 / p99 µs", "p50 added µs", "supervisor µs/conn",
+                 "machine µs/conn", "machine added µs/conn", "errors"], rows))
 
     w("\n## Settings\n")
     w("What the harness changed from each server's defaults (built-in limits raised so they do not "

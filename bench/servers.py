@@ -404,9 +404,15 @@ class Oxinetd(Server):
         "defaults, a share of the fd limit, would refuse the one-source idle10k and c=64 clients)"
     )
 
-    def __init__(self, binary, name="oxinetd"):
+    def __init__(self, binary, name="oxinetd", exec_lines=(), settings=None):
         self.binary = binary
         self.name = name
+        # Lines added to each exec'd TCP service (the confine figure's variants).
+        self.exec_lines = list(exec_lines)
+        if settings:
+            self.settings = settings
+        if exec_lines:
+            self.kinds = ("tcp-exec",)
 
     def launch(self, ctx, services, workdir):
         lines = ["[defaults]", 'user = "nobody"', 'stderr = "null"', ""]
@@ -414,6 +420,7 @@ class Oxinetd(Server):
             lines += ["[[service]]", f'name = "s{i}-{s.kind}"', f'listen = "127.0.0.1:{s.port}"']
             if s.kind == "tcp-exec":
                 lines.append(f'server = "{ctx.echo1}"')
+                lines += self.exec_lines
             elif s.kind == "tcp-echo":
                 lines += ['server = "internal:echo"', "instances = 100000", "per_source = 100000"]
             elif s.kind == "udp-echo":

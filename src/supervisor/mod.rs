@@ -21,7 +21,8 @@
 //! - `handlers` — spawning and recording a handler, its stderr, its
 //!   reply, reaping.
 //! - `apply` — a config made the running one, at start and on SIGHUP.
-//! - `timers` — pauses ending, idle sweeps, stderr pipes resumed.
+//! - `timers` — pauses ending, idle sweeps, stderr pipes resumed,
+//!   handlers' `timeout`s.
 //! - `state` — SIGUSR1's `state` lines.
 //! - `handover` — listeners given at start, the fd store, re-exec on
 //!   SIGUSR2.
@@ -222,6 +223,12 @@ enum Resume {
     IdleSweep,
     /// Watch a handler's stderr again: its byte budget has refilled.
     Stderr(i32),
+    /// A handler's `timeout` (SIGTERM) or its `kill_grace` (SIGKILL) is
+    /// over; `serial` tells it from a later handler with the same pid.
+    Deadline {
+        pid: i32,
+        serial: u64,
+    },
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and

@@ -1,8 +1,15 @@
-//! The heap of timers: pauses ending, idle sweeps, stderr pipes resumed.
+//! The heap of timers: pauses ending, idle sweeps, stderr pipes resumed,
+//! handlers' `timeout`s.
+//!
+//! A handler with a `timeout` costs one entry (and one more once it is
+//! signalled), pushed when it starts; one without costs nothing. An entry
+//! is never removed early: a handler that exits leaves its entry to come
+//! up and be found out of date (`Children::overdue`).
 
 use std::cmp::Reverse;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::children::{Deadline, Stage};
 use crate::log::Event;
 
 use super::listeners::ListenState;
@@ -16,6 +23,55 @@ impl Supervisor {
         pause.into_iter().chain(drain).min()
     }
 
+    /// The `timeout` of handler `pid` that started at `started` (or, for
+    /// one adopted from a re-exec, is as far as `stage` says): its next
+    /// step in the heap.
+    pub(super) fn deadline(
+        &mut self,
+        pid: i32,
+        term_at: Instant,
+        grace: Duration,
+        stage: Stage,
+    ) -> Deadline {
+        let serial = self.next_id;
+        self.next_id += 1;
+        let due = match stage {
+            Stage::Running => Some(term_at),
+            Stage::Termed(kill_at) => Some(kill_at),
+            Stage::Killed => None,
+        };
+        if let Some(at) = due {
+            self.timers
+                .push(Reverse((at, Resume::Deadline { pid, serial })));
+        }
+        Deadline {
+            serial,
+            term_at,
+            grace,
+            stage,
+        }
+    }
+
+    /// A handler's `timeout` entry came up at `at`: signal its group if
+    /// the entry is still its own, and log it.
+    fn on_deadline(&mut self, pid: i32, serial: u64, at: Instant) {
+        let Some((signal, kill_at)) = self.children.overdue(pid, serial, at) else {
+            return;
+        };
+        if let Some(kill_at) = kill_at {
+            self.timers
+                .push(Reverse((kill_at, Resume::Deadline { pid, serial })));
+        }
+        if let Some(child) = self.children.get_mut(pid) {
+            self.log.event(Event::Timeout {
+                service: &child.service,
+                pid,
+                after_ms: child.started.elapsed().as_millis(),
+                signal,
+            });
+        }
+    }
+
     /// End the pauses that are due.
     pub(super) fn on_timers(&mut self) {
         let now = Instant::now();
@@ -24,7 +80,7 @@ impl Supervisor {
             .peek()
             .is_some_and(|Reverse((at, _))| *at <= now)
         {
-            let Some(Reverse((_, due))) = self.timers.pop() else {
+            let Some(Reverse((at, due))) = self.timers.pop() else {
                 break;
             };
             match due {
@@ -43,6 +99,7 @@ impl Supervisor {
                 }
                 Resume::IdleSweep => self.sweep_idle(now),
                 Resume::Stderr(pid) => self.resume_stderr(pid),
+                Resume::Deadline { pid, serial } => self.on_deadline(pid, serial, at),
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {
                         continue;

@@ -260,6 +260,10 @@ impl Children {
         self.map.insert(pid, child);
     }
 
+    pub fn get(&self, pid: i32) -> Option<&Child> {
+        self.map.get(&pid)
+    }
+
     pub fn get_mut(&mut self, pid: i32) -> Option<&mut Child> {
         self.map.get_mut(&pid)
     }

@@ -258,6 +258,7 @@ impl Supervisor {
                 self.send_reply(&child.service.clone(), pid, reply);
             }
             child.load.borrow_mut().ended(child.source);
+            self.forget_deadline(&child);
             self.touch(&child.service);
             if self.children.len() + 1 == self.global.max_processes {
                 self.stale.all = true;

@@ -252,6 +252,9 @@ pub struct Supervisor {
     stale: Stale,
     /// Pauses to end, soonest first.
     timers: BinaryHeap<Reverse<(Instant, Resume)>>,
+    /// Entries in `timers` of handlers reaped before their `timeout`
+    /// came (`timers::forget_deadline`).
+    stale_deadlines: usize,
     /// Running handlers, by pid.
     children: Children,
     spawner: Spawner,
@@ -430,6 +433,7 @@ impl Supervisor {
             by_service: HashMap::new(),
             stale: Stale::default(),
             timers: BinaryHeap::new(),
+            stale_deadlines: 0,
             children: Children::default(),
             spawner,
             conns: HashMap::new(),

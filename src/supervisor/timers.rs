@@ -2,14 +2,16 @@
 //! handlers' `timeout`s.
 //!
 //! A handler with a `timeout` costs one entry (and one more once it is
-//! signalled), pushed when it starts; one without costs nothing. An entry
-//! is never removed early: a handler that exits leaves its entry to come
-//! up and be found out of date (`Children::overdue`).
+//! signalled), pushed when it starts; one without costs nothing. A handler
+//! that exits leaves its entry, to come up and be found out of date
+//! (`Children::overdue`); so that a busy service with a long `timeout`
+//! does not pile them up (a connection rate times the timeout), the heap
+//! is swept of them once they are more than half of it.
 
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
-use crate::children::{Deadline, Stage};
+use crate::children::{Child, Deadline, Stage};
 use crate::log::Event;
 
 use super::listeners::ListenState;
@@ -52,10 +54,36 @@ impl Supervisor {
         }
     }
 
+    /// Handler `child` was reaped: its `timeout` entry, if one is left in
+    /// the heap, is out of date. Sweep them out once they are more than
+    /// half the heap (and more than a few): O(heap) for every heap/2
+    /// handlers, so constant per handler, and the heap stays within twice
+    /// its live entries.
+    pub(super) fn forget_deadline(&mut self, child: &Child) {
+        if !child.deadline.is_some_and(|d| d.stage != Stage::Killed) {
+            return;
+        }
+        self.stale_deadlines += 1;
+        if self.stale_deadlines < 1024 || self.stale_deadlines * 2 < self.timers.len() {
+            return;
+        }
+        let children = &self.children;
+        self.timers.retain(|Reverse((_, due))| match due {
+            Resume::Deadline { pid, serial } => children
+                .get(*pid)
+                .and_then(|c| c.deadline)
+                .is_some_and(|d| d.serial == *serial),
+            _ => true,
+        });
+        self.stale_deadlines = 0;
+    }
+
     /// A handler's `timeout` entry came up at `at`: signal its group if
     /// the entry is still its own, and log it.
     fn on_deadline(&mut self, pid: i32, serial: u64, at: Instant) {
         let Some((signal, kill_at)) = self.children.overdue(pid, serial, at) else {
+            // Its handler was reaped (and counted in `forget_deadline`).
+            self.stale_deadlines = self.stale_deadlines.saturating_sub(1);
             return;
         };
         if let Some(kill_at) = kill_at {

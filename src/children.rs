@@ -304,7 +304,7 @@ impl Children {
             }
             Stage::Termed(kill_at) if at == kill_at => {
                 d.stage = Stage::Killed;
-                self.in_grace -= 1;
+                self.in_grace = self.in_grace.saturating_sub(1);
                 (Signal::SIGKILL, None)
             }
             _ => return None,
@@ -331,7 +331,7 @@ impl Children {
                     .and_then(|c| c.deadline.as_mut());
                 if let Some(d) = d.filter(|d| matches!(d.stage, Stage::Termed(_))) {
                     d.stage = Stage::Killed;
-                    self.in_grace -= 1;
+                    self.in_grace = self.in_grace.saturating_sub(1);
                     let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
                 }
             }

@@ -25,9 +25,10 @@ impl Supervisor {
         pause.into_iter().chain(drain).min()
     }
 
-    /// The `timeout` of handler `pid` that started at `started` (or, for
-    /// one adopted from a re-exec, is as far as `stage` says): its next
-    /// step in the heap.
+    /// The `timeout` of handler `pid`: SIGTERM due at `term_at`, SIGKILL
+    /// `grace` after it; `stage` is `Running` for a new handler, and as
+    /// far as it got for one adopted from a re-exec. Its next step goes
+    /// into the heap.
     pub(super) fn deadline(
         &mut self,
         pid: i32,

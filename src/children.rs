@@ -1,18 +1,24 @@
 //! Running handlers by pid, and reaping them.
 //!
 //! A `Child` record holds what the exit line needs (service, peer, start
-//! time), the parent's ends of its pipes, and, for `wait` services, the
-//! listener to re-arm when it exits.
+//! time), the parent's ends of its pipes, for `wait` services the
+//! listener to re-arm when it exits, and its `timeout` (`Deadline`).
+//!
+//! A handler leads its own session, so its pid names its process group;
+//! while it is not reaped, that pid (and so the group) cannot be anyone
+//! else's. Signals to a handler's group are sent only then: a timed-out
+//! handler's group gets its SIGKILL at the latest just before the handler
+//! is reaped (`Children::reap`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::flood::{self, Bucket, Dropped};
@@ -189,6 +195,42 @@ pub struct Child {
     /// Its program and user (`Plan::program`), named if it fails before
     /// its program runs.
     pub program: Rc<str>,
+    /// Its `timeout`, as its service had it when it started; `None`: no
+    /// limit.
+    pub deadline: Option<Deadline>,
+}
+
+/// A handler's `timeout`: SIGTERM to its process group at `term_at`,
+/// SIGKILL `grace` after that. Set when it starts and never changed by a
+/// reload. The supervisor's timer entries name the handler by pid and
+/// `serial`, so an entry outliving its handler cannot hit another one
+/// that has the same pid since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub serial: u64,
+    pub term_at: Instant,
+    /// `kill_grace`.
+    pub grace: Duration,
+    pub stage: Stage,
+}
+
+/// How far a handler's `timeout` has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Not due yet.
+    Running,
+    /// SIGTERM sent; SIGKILL due at this time.
+    Termed(Instant),
+    /// SIGKILL sent.
+    Killed,
+}
+
+impl Deadline {
+    /// Whether the handler was signalled for its timeout (its exit line
+    /// says `reason=timeout`).
+    pub fn fired(&self) -> bool {
+        self.stage != Stage::Running
+    }
 }
 
 /// How a handler ended.
@@ -201,11 +243,25 @@ pub enum Ending {
 #[derive(Default)]
 pub struct Children {
     map: HashMap<i32, Child>,
+    /// Handlers between their timeout's SIGTERM and SIGKILL. While there
+    /// are any, `reap` looks at an exited child before reaping it.
+    in_grace: usize,
 }
 
 impl Children {
     pub fn insert(&mut self, pid: i32, child: Child) {
+        // An adopted handler may be in its grace already (`handover`).
+        if child
+            .deadline
+            .is_some_and(|d| matches!(d.stage, Stage::Termed(_)))
+        {
+            self.in_grace += 1;
+        }
         self.map.insert(pid, child);
+    }
+
+    pub fn get(&self, pid: i32) -> Option<&Child> {
+        self.map.get(&pid)
     }
 
     pub fn get_mut(&mut self, pid: i32) -> Option<&mut Child> {
@@ -224,10 +280,62 @@ impl Children {
         self.map.iter().map(|(pid, c)| (*pid, c))
     }
 
+    /// Move handler `pid`'s timeout on, if the timer entry `serial` that
+    /// came due at `at` is still its own: SIGTERM to its process group
+    /// (then SIGKILL is due at the time returned), or SIGKILL. `None`:
+    /// the entry is out of date (the handler was reaped, the pid may be
+    /// another handler's now); nothing was sent.
+    pub fn overdue(
+        &mut self,
+        pid: i32,
+        serial: u64,
+        at: Instant,
+    ) -> Option<(Signal, Option<Instant>)> {
+        let d = self.map.get_mut(&pid)?.deadline.as_mut()?;
+        if d.serial != serial {
+            return None;
+        }
+        let step = match d.stage {
+            Stage::Running if at == d.term_at => {
+                let kill_at = at + d.grace;
+                d.stage = Stage::Termed(kill_at);
+                self.in_grace += 1;
+                (Signal::SIGTERM, Some(kill_at))
+            }
+            Stage::Termed(kill_at) if at == kill_at => {
+                d.stage = Stage::Killed;
+                self.in_grace = self.in_grace.saturating_sub(1);
+                (Signal::SIGKILL, None)
+            }
+            _ => return None,
+        };
+        // Not reaped: the pid still names this handler's group.
+        let _ = kill(Pid::from_raw(-pid), step.0);
+        Some(step)
+    }
+
     /// One exited child of ours, if any is waiting to be reaped.
     pub fn reap(&mut self) -> Option<(i32, Child, Ending)> {
         loop {
-            let (pid, ending) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            // A handler in its timeout's grace that exits leaves what it
+            // started in its group: that gets the SIGKILL now, before the
+            // reap frees the pid that names the group.
+            let only = match self.in_grace {
+                0 => None,
+                _ => Some(self.exited()?),
+            };
+            if let Some(pid) = only {
+                let d = self
+                    .map
+                    .get_mut(&pid.as_raw())
+                    .and_then(|c| c.deadline.as_mut());
+                if let Some(d) = d.filter(|d| matches!(d.stage, Stage::Termed(_))) {
+                    d.stage = Stage::Killed;
+                    self.in_grace = self.in_grace.saturating_sub(1);
+                    let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                }
+            }
+            let (pid, ending) = match waitpid(only, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, Ending::Exited(code)),
                 Ok(WaitStatus::Signaled(pid, sig, core)) => (pid, Ending::Signaled(sig, core)),
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return None,
@@ -236,6 +344,19 @@ impl Children {
             };
             if let Some(child) = self.map.remove(&pid.as_raw()) {
                 return Some((pid.as_raw(), child, ending));
+            }
+        }
+    }
+
+    /// The pid of an exited child, left unreaped (`WNOWAIT`).
+    fn exited(&self) -> Option<Pid> {
+        loop {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::All, flags) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return None,
+                Ok(status) => return status.pid(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
             }
         }
     }

@@ -102,13 +102,63 @@ pub struct Handler {
     pub stderr: Option<RawFd>,
     pub peer: Option<SocketAddr>,
     pub source: Option<IpAddr>,
+    /// Its `timeout`, so the new image keeps it.
+    pub limit: Option<Limit>,
+}
+
+/// A handler's `timeout` across a re-exec, in time since the handler
+/// started (an `Instant` means nothing to another image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// When SIGTERM is (or was) due.
+    pub term: Duration,
+    /// `kill_grace`.
+    pub grace: Duration,
+    pub phase: Phase,
+}
+
+/// How far a carried `timeout` has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// SIGTERM sent; SIGKILL due at this time since the start.
+    Termed(Duration),
+    Killed,
+}
+
+impl Limit {
+    /// `TERM_MS/GRACE_MS`, then `/KILL_MS` once SIGTERM was sent or
+    /// `/killed` once SIGKILL was.
+    fn encode(&self) -> String {
+        let (term, grace) = (self.term.as_millis(), self.grace.as_millis());
+        match self.phase {
+            Phase::Running => format!("{term}/{grace}"),
+            Phase::Termed(kill) => format!("{term}/{grace}/{}", kill.as_millis()),
+            Phase::Killed => format!("{term}/{grace}/killed"),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Limit> {
+        let mut it = s.split('/');
+        let ms = |v: Option<&str>| v?.parse().ok().map(Duration::from_millis);
+        let term = ms(it.next())?;
+        let grace = ms(it.next())?;
+        let phase = match it.next() {
+            None => Phase::Running,
+            Some("killed") => Phase::Killed,
+            kill => Phase::Termed(ms(kill)?),
+        };
+        it.next().is_none().then_some(Limit { term, grace, phase })
+    }
 }
 
 impl Handler {
-    /// `pid,service,elapsed_ms,stderr_fd|-,peer|-,source|-`
+    /// `pid,service,elapsed_ms,stderr_fd|-,peer|-,source|-`, then
+    /// `,LIMIT` for a handler with a `timeout` (`Limit::encode`; an image
+    /// before timeouts wrote six fields, and they still read).
     pub fn encode(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        format!(
+        let mut out = format!(
             "{},{},{},{},{},{}",
             self.pid,
             self.service,
@@ -116,7 +166,12 @@ impl Handler {
             opt(self.stderr.map(|f| f.to_string())),
             opt(self.peer.map(|p| p.to_string())),
             opt(self.source.map(|s| s.to_string())),
-        )
+        );
+        if let Some(limit) = &self.limit {
+            out.push(',');
+            out.push_str(&limit.encode());
+        }
+        out
     }
 
     pub fn decode(s: &str) -> Option<Handler> {
@@ -133,6 +188,10 @@ impl Handler {
         let stderr = opt(it.next())?;
         let peer = opt(it.next())?;
         let source = opt(it.next())?;
+        let limit = match it.next() {
+            Some(l) => Some(Limit::decode(l)?),
+            None => None,
+        };
         (it.next().is_none() && pid > 0).then_some(Handler {
             pid,
             service,
@@ -140,6 +199,7 @@ impl Handler {
             stderr,
             peer,
             source,
+            limit,
         })
     }
 }
@@ -470,6 +530,7 @@ mod tests {
             stderr: Some(7),
             peer: Some("[::1]:5000".parse().unwrap()),
             source: Some("::1".parse().unwrap()),
+            limit: None,
         };
         assert_eq!(Handler::decode(&h.encode()), Some(h));
         let bare = Handler {
@@ -479,9 +540,43 @@ mod tests {
             stderr: None,
             peer: None,
             source: None,
+            limit: None,
         };
+        assert_eq!(bare.encode(), "1,s,0,-,-,-");
         assert_eq!(Handler::decode(&bare.encode()), Some(bare));
         assert_eq!(Handler::decode("1,s,0,-,-"), None);
         assert_eq!(Handler::decode("x,s,0,-,-,-"), None);
+    }
+
+    #[test]
+    fn handler_records_carry_the_timeout() {
+        let ms = Duration::from_millis;
+        for phase in [Phase::Running, Phase::Termed(ms(6500)), Phase::Killed] {
+            let h = Handler {
+                pid: 9,
+                service: "git".into(),
+                elapsed: ms(7000),
+                stderr: None,
+                peer: None,
+                source: None,
+                limit: Some(Limit {
+                    term: ms(1500),
+                    grace: ms(5000),
+                    phase,
+                }),
+            };
+            assert_eq!(Handler::decode(&h.encode()), Some(h));
+        }
+        assert_eq!(
+            Handler::decode("9,git,7000,-,-,-,1500/5000/6500")
+                .and_then(|h| h.limit)
+                .map(|l| l.phase),
+            Some(Phase::Termed(ms(6500)))
+        );
+        for bad in ["1500", "1500/x", "1500/5000/soon", "1500/5000/1/2", ""] {
+            let record = format!("9,git,7000,-,-,-,{bad}");
+            assert_eq!(Handler::decode(&record), None, "{record}");
+        }
+        assert_eq!(Handler::decode("9,git,7000,-,-,-,1/2,3"), None);
     }
 }

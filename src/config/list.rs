@@ -184,6 +184,14 @@ fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
             Value::Int(i64::from(limits.peer_reply_rate)),
         );
         out.set("idle_timeout", seconds(limits.idle_timeout));
+    } else {
+        match limits.timeout {
+            Some(t) => {
+                out.set("timeout", seconds(t));
+                out.set("kill_grace", seconds(limits.kill_grace));
+            }
+            None => out.comment("timeout: not set (no limit)"),
+        }
     }
 }
 

@@ -101,7 +101,17 @@ pub enum Event<'a> {
         status: Option<i32>,
         signal: Option<&'a str>,
         core: bool,
+        /// It had run past its `timeout` and was signalled (`reason=timeout`).
+        timed_out: bool,
         duration_ms: Option<u128>,
+    },
+    /// A handler ran past its `timeout`: its process group was sent
+    /// `signal` (SIGTERM, then SIGKILL after `kill_grace`).
+    Timeout {
+        service: &'a str,
+        pid: i32,
+        after_ms: u128,
+        signal: Signal,
     },
     /// An internal service's TCP connection ended.
     Done {
@@ -247,6 +257,7 @@ impl<'a> Event<'a> {
             | Event::ReplyDropped { .. }
             | Event::StderrDropped { .. }
             | Event::Looping { .. }
+            | Event::Timeout { .. }
             | Event::Idle { .. }
             | Event::Warning { .. } => Level::Warning,
             _ => Level::Info,
@@ -413,6 +424,7 @@ impl Event<'_> {
                 status,
                 signal,
                 core,
+                timed_out,
                 duration_ms,
             } => {
                 let mut l = Line::start(out, "exit");
@@ -420,8 +432,21 @@ impl Event<'_> {
                 l.opt("pid", pid);
                 l.opt("status", status);
                 l.opt_word("signal", signal);
+                l.opt_word("reason", timed_out.then_some("timeout"));
                 l.opt("core", core.then_some(true));
                 l.opt("duration_ms", duration_ms);
+            }
+            Event::Timeout {
+                service,
+                pid,
+                after_ms,
+                signal,
+            } => {
+                let mut l = Line::start(out, "timeout");
+                l.word("service", service);
+                l.value("pid", pid);
+                l.value("after_ms", after_ms);
+                l.word("signal", signal.as_str());
             }
             Event::Done {
                 service,
@@ -673,9 +698,33 @@ mod tests {
                 status: None,
                 signal: Some("SIGKILL"),
                 core: true,
+                timed_out: false,
                 duration_ms: Some(5),
             }),
             "exit service=echo pid=42 signal=SIGKILL core=true duration_ms=5"
+        );
+        assert_eq!(
+            line(Event::Exit {
+                service: "git",
+                pid: Some(42),
+                status: None,
+                signal: Some("SIGTERM"),
+                core: false,
+                timed_out: true,
+                duration_ms: Some(300_001),
+            }),
+            "exit service=git pid=42 signal=SIGTERM reason=timeout duration_ms=300001"
+        );
+        let timeout = Event::Timeout {
+            service: "git",
+            pid: 42,
+            after_ms: 300_000,
+            signal: Signal::SIGTERM,
+        };
+        assert_eq!(timeout.level(), Level::Warning);
+        assert_eq!(
+            line(timeout),
+            "timeout service=git pid=42 after_ms=300000 signal=SIGTERM"
         );
         assert_eq!(
             line(Event::Refuse {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::socket::UnixCredentials;
 
-use crate::children::{self, Child, Ending, Probe, StderrPipe};
+use crate::children::{self, Child, Ending, Probe, Stage, StderrPipe};
 use crate::flood;
 use crate::log::Event;
 use crate::relay::{self, Reply};
@@ -81,12 +81,17 @@ impl Supervisor {
         }
         running.load.borrow_mut().started(source);
         self.touch(&running.name);
+        let started = Instant::now();
+        let limits = &running.svc.limits;
+        let deadline = limits
+            .timeout
+            .map(|t| self.deadline(pid, started + t, limits.kill_grace, Stage::Running));
         self.children.insert(
             pid,
             Child {
                 service: Rc::clone(&running.name),
                 peer,
-                started: Instant::now(),
+                started,
                 stderr,
                 holds: extras.holds,
                 probe: extras.probe,
@@ -95,6 +100,7 @@ impl Supervisor {
                 source,
                 log,
                 program: Rc::clone(&plan.program),
+                deadline,
             },
         );
         if self.children.len() == self.global.max_processes {
@@ -252,6 +258,7 @@ impl Supervisor {
                 self.send_reply(&child.service.clone(), pid, reply);
             }
             child.load.borrow_mut().ended(child.source);
+            self.forget_deadline(&child);
             self.touch(&child.service);
             if self.children.len() + 1 == self.global.max_processes {
                 self.stale.all = true;
@@ -269,6 +276,7 @@ impl Supervisor {
                     status,
                     signal,
                     core,
+                    timed_out: log.exit && child.deadline.is_some_and(|d| d.fired()),
                     duration_ms: log.duration.then(|| child.started.elapsed().as_millis()),
                 });
             }

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use nix::sys::resource::{setrlimit, Resource};
 
-use crate::children::{Child, StderrPipe};
+use crate::children::{Child, Deadline, Stage, StderrPipe};
 use crate::config::{self, Config, Severity};
-use crate::handover::{self, Given, Handler};
+use crate::handover::{self, Given, Handler, Limit, Phase};
 use crate::log::{Event, LogFields, Problem};
 
 use super::{Supervisor, Token};
@@ -121,14 +121,25 @@ impl Supervisor {
                 None => (Rc::from(h.service.as_str()), LogFields::default(), None),
             };
             self.touch(&name);
-            let started = Instant::now().checked_sub(h.elapsed);
+            let started = Instant::now()
+                .checked_sub(h.elapsed)
+                .unwrap_or_else(Instant::now);
+            // Its `timeout` goes on from where the old image left it.
+            let deadline = h.limit.map(|l| {
+                let stage = match l.phase {
+                    Phase::Running => Stage::Running,
+                    Phase::Termed(kill) => Stage::Termed(started + kill),
+                    Phase::Killed => Stage::Killed,
+                };
+                self.deadline(h.pid, started + l.term, l.grace, stage)
+            });
             self.children.insert(
                 h.pid,
                 Child {
                     program: program.unwrap_or_else(|| Rc::clone(&name)),
                     service: name,
                     peer: h.peer,
-                    started: started.unwrap_or_else(Instant::now),
+                    started,
                     stderr,
                     holds: None,
                     probe: None,
@@ -136,6 +147,7 @@ impl Supervisor {
                     load,
                     source: h.source,
                     log,
+                    deadline,
                 },
             );
         }
@@ -198,6 +210,7 @@ impl Supervisor {
                 stderr: c.stderr.as_ref().map(|p| p.fd.as_raw_fd()),
                 peer: c.peer,
                 source: c.source,
+                limit: c.deadline.map(|d| carried(&d, c.started)),
             })
             .collect();
         let mut kept: Vec<RawFd> = fds.iter().map(|(fd, _)| *fd).collect();
@@ -319,4 +332,18 @@ fn is_child_of(pid: i32, parent: i32) -> bool {
         return false;
     };
     rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) == Some(parent)
+}
+
+/// A handler's `timeout` as a re-exec carries it: times since its start.
+fn carried(d: &Deadline, started: Instant) -> Limit {
+    let since = |t: Instant| t.saturating_duration_since(started);
+    Limit {
+        term: since(d.term_at),
+        grace: d.grace,
+        phase: match d.stage {
+            Stage::Running => Phase::Running,
+            Stage::Termed(kill_at) => Phase::Termed(since(kill_at)),
+            Stage::Killed => Phase::Killed,
+        },
+    }
 }

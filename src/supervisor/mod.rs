@@ -21,7 +21,8 @@
 //! - `handlers` — spawning and recording a handler, its stderr, its
 //!   reply, reaping.
 //! - `apply` — a config made the running one, at start and on SIGHUP.
-//! - `timers` — pauses ending, idle sweeps, stderr pipes resumed.
+//! - `timers` — pauses ending, idle sweeps, stderr pipes resumed,
+//!   handlers' `timeout`s.
 //! - `state` — SIGUSR1's `state` lines.
 //! - `handover` — listeners given at start, the fd store, re-exec on
 //!   SIGUSR2.
@@ -222,6 +223,12 @@ enum Resume {
     IdleSweep,
     /// Watch a handler's stderr again: its byte budget has refilled.
     Stderr(i32),
+    /// A handler's `timeout` (SIGTERM) or its `kill_grace` (SIGKILL) is
+    /// over; `serial` tells it from a later handler with the same pid.
+    Deadline {
+        pid: i32,
+        serial: u64,
+    },
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and
@@ -245,6 +252,9 @@ pub struct Supervisor {
     stale: Stale,
     /// Pauses to end, soonest first.
     timers: BinaryHeap<Reverse<(Instant, Resume)>>,
+    /// Entries in `timers` of handlers reaped before their `timeout`
+    /// came (`timers::forget_deadline`).
+    stale_deadlines: usize,
     /// Running handlers, by pid.
     children: Children,
     spawner: Spawner,
@@ -423,6 +433,7 @@ impl Supervisor {
             by_service: HashMap::new(),
             stale: Stale::default(),
             timers: BinaryHeap::new(),
+            stale_deadlines: 0,
             children: Children::default(),
             spawner,
             conns: HashMap::new(),

@@ -1,5 +1,11 @@
 //! `instances`, `per_source`, `per_source_prefix`, `reply_rate`,
-//! `idle_timeout`, `peer_reply_rate`, `cps` and `rate`.
+//! `idle_timeout`, `peer_reply_rate`, `cps` and `rate`; `timeout` and
+//! `kill_grace`.
+//!
+//! Two time limits, one per kind of service: `timeout` bounds an exec'd
+//! handler (its socket is its own), `idle_timeout` the connections
+//! oxinetd carries itself (internal services). Each set on a service of
+//! the other kind is an error; `[defaults]` may hold both.
 
 use std::time::Duration;
 
@@ -10,7 +16,7 @@ use crate::config::ConfigError;
 use crate::limits::{Limits, Rate, DEFAULT_IDLE_TIMEOUT};
 
 /// The limits of a service; unset ones keep their defaults.
-pub fn resolve(svc: &Svc<'_>) -> Limits {
+pub fn resolve(svc: &Svc<'_>, internal: bool) -> Limits {
     let mut limits = Limits::default();
     if let Some(f) = svc.get("instances") {
         limits.instances = svc.ok(f.int(1, 1_000_000)).map(|n| n as usize);
@@ -29,6 +35,14 @@ pub fn resolve(svc: &Svc<'_>) -> Limits {
     if let Some(f) = svc.get("idle_timeout") {
         limits.idle_timeout = svc.ok(f.seconds()).unwrap_or(DEFAULT_IDLE_TIMEOUT);
     }
+    if let Some(f) = svc.own("idle_timeout").filter(|_| !internal) {
+        svc.report(f.err(
+            "idle_timeout: applies to connections oxinetd carries itself (internal \
+             services), not to an exec'd handler's, whose socket is its own; \
+             timeout bounds how long a handler runs",
+        ));
+    }
+    time_limit(svc, internal, &mut limits);
     if let Some(f) = svc.get("peer_reply_rate") {
         limits.peer_reply_rate = svc
             .ok(f.int(1, 100_000_000))
@@ -44,6 +58,35 @@ pub fn resolve(svc: &Svc<'_>) -> Limits {
         limits.rate = svc.ok(rate(f, true));
     }
     limits
+}
+
+/// `timeout` and `kill_grace`. An internal service has neither: its own
+/// `timeout` is refused with the other program-only keys, and one in
+/// `[defaults]` is for the others.
+fn time_limit(svc: &Svc<'_>, internal: bool, limits: &mut Limits) {
+    let timeout = svc.get("timeout").and_then(|f| {
+        let t = svc.ok(f.seconds())?;
+        if t.is_zero() {
+            svc.report(f.err("timeout: expected more than 0 seconds (leave it out for no limit)"));
+        }
+        Some(t)
+    });
+    if let Some(f) = svc.get("kill_grace") {
+        limits.kill_grace = svc.ok(f.seconds()).unwrap_or(limits.kill_grace);
+    }
+    // Harmless in `[defaults]`, but on the service itself it says the
+    // admin believes its handlers have a timeout: they do not.
+    if let (Some(f), None) = (svc.own("kill_grace"), svc.get("timeout")) {
+        if !internal {
+            svc.report(f.err(
+                "kill_grace: the service has no timeout (kill_grace is how long \
+                 timeout's SIGTERM waits before SIGKILL); set timeout or remove kill_grace",
+            ));
+        }
+    }
+    if !internal {
+        limits.timeout = timeout;
+    }
 }
 
 /// `cps = [COUNT, PAUSE]` (a one-second window) or

@@ -177,7 +177,7 @@ impl Resolver<'_> {
         let env = self.environment(svc);
         let stderr = environment::stderr(svc);
         let (access, banner_fail) = (access::rules(svc), access::banner(svc));
-        let limits = limits::resolve(svc);
+        let limits = limits::resolve(svc, internal);
         let confine = confine::resolve(svc, internal);
         let log = logging::fields(svc);
         server::check_args(svc, &args);

@@ -377,7 +377,11 @@ unsafe fn capabilities(l: &Limits) -> Result<(), (Step, i32)> {
 }
 
 /// Check that the ids took: real, effective and saved uid and gid are the
-/// configured ones, and root cannot be had back.
+/// configured ones, and root cannot be had back. This runs right after
+/// the switch, before `capabilities`: even a handler that keeps
+/// capabilities (`PR_SET_KEEPCAPS`) has an empty effective set here, so
+/// `setuid(0)` must fail; a kept `CAP_SETUID` is raised only afterwards,
+/// as its config asks.
 ///
 /// # Safety
 /// Only for the child of `spawn`.

@@ -48,6 +48,12 @@ fn privileges(svc: &Svc<'_>, c: &mut Confine) {
 /// `rlimits = { as = "512M", cpu = 20, ... }`: each resource once, in the
 /// order written; every bad entry reported at its value.
 fn rlimits(f: Field<'_>) -> Result<Vec<Rlimit>, Vec<ConfigError>> {
+    if !matches!(f.value, Value::Table(_)) {
+        return Err(vec![f.err(format!(
+            "rlimits: expected a table such as {{ as = \"512M\", nofile = 64 }}, found {}",
+            f.value.type_str()
+        ))]);
+    }
     let entries = f.entries().map_err(|e| vec![e])?;
     let mut out = Vec::with_capacity(entries.len());
     let mut errs = Vec::new();
@@ -156,6 +162,10 @@ fn capability(name: &str, last: u8) -> Result<u8, String> {
         let lower = name.to_ascii_lowercase();
         let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
         let mut m = format!("capabilities: unknown capability \"{}\"", quote(name));
+        if bare == "all" {
+            m.push_str(" (name each one kept; without capabilities a root handler keeps all)");
+            return Err(m);
+        }
         let mut starting = confine::CAPABILITIES
             .iter()
             .filter(|c| !bare.is_empty() && c.starts_with(bare));

@@ -11,11 +11,20 @@
 //! 2. `setsid`;
 //! 3. the signals the supervisor (or the Rust runtime) handles or ignores
 //!    back to default, then an empty mask;
-//! 4. `setgroups`, `setresgid`, `setresuid`, then verify the ids took and
-//!    that root cannot be regained;
-//! 5. the fd limit oxinetd started with, then `chdir("/")`;
-//! 6. write its pid into `LISTEN_PID` when asked;
-//! 7. `execve`.
+//! 4. while still root ([`Limits`]): each resource limit (`prlimit64`),
+//!    the nice value (`setpriority`), the umask, the capabilities dropped
+//!    from the bounding set (`PR_CAPBSET_DROP`), `PR_SET_KEEPCAPS` when a
+//!    non-root handler keeps some;
+//! 5. `setgroups`, `setresgid`, `setresuid`, then verify the ids took and
+//!    that root cannot be regained (before any kept capability is
+//!    effective again);
+//! 6. the kept capabilities (`capset`, raised in the ambient set, checked)
+//!    or an emptied ambient set; a root handler's inheritable set cut to
+//!    what it keeps;
+//! 7. the fd limit oxinetd started with (unless `rlimits` sets one), then
+//!    `chdir("/")`;
+//! 8. write its pid into `LISTEN_PID` when asked;
+//! 9. `PR_SET_NO_NEW_PRIVS` when asked, then `execve`.
 //!
 //! Any failure stores `(step, errno)` where the parent reads it and exits
 //! 127: the handler never runs with more rights than configured. The

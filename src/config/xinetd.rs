@@ -979,7 +979,14 @@ impl ServiceDraft<'_> {
                 ("UNLIMITED", "nofile") => Some(None),
                 ("UNLIMITED", _) => Some(Some(Value::Str("infinity".to_owned()))),
                 (v, "cpu") => v.parse::<u64>().ok().map(|n| (n > 0).then(|| int(n))),
-                (v, _) => xinetd_size(v).map(|n| (n > 0).then(|| int(n))),
+                // As written (K and M mean the same in rlimits), in bytes
+                // without a suffix.
+                (v, _) => xinetd_size(v).map(|n| {
+                    (n > 0).then(|| match v.bytes().last() {
+                        Some(b'k' | b'K' | b'm' | b'M') => Value::Str(v.to_ascii_uppercase()),
+                        _ => int(n),
+                    })
+                }),
             };
             match limit {
                 Some(Some(value)) => {
@@ -1279,9 +1286,9 @@ mod tests {
         assert_eq!(
             rlimits.value,
             Value::Table(vec![
-                ("as".into(), Value::Int(64 << 20)),
+                ("as".into(), Value::Str("64M".into())),
                 ("cpu".into(), Value::Str("infinity".into())),
-                ("stack".into(), Value::Int(512 << 10)),
+                ("stack".into(), Value::Str("512K".into())),
                 ("nofile".into(), Value::Int(100)),
             ])
         );

@@ -125,4 +125,124 @@ impl Confine {
     pub fn is_empty(&self) -> bool {
         *self == Confine::default()
     }
+
+    /// The limit `rlimits` sets on `resource`, if it sets one.
+    pub fn rlimit(&self, resource: Resource) -> Option<Rlimit> {
+        self.rlimits
+            .iter()
+            .find(|r| r.resource == resource)
+            .copied()
+    }
+}
+
+/// The Linux capabilities by number (`CAP_CHOWN` is 0), as `capabilities`
+/// names them (lower case, without `CAP_`).
+pub const CAPABILITIES: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// The number of capability `name`: `net_bind_service` or
+/// `CAP_NET_BIND_SERVICE`, in any case.
+pub fn capability(name: &str) -> Option<u8> {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
+    CAPABILITIES
+        .iter()
+        .position(|c| *c == bare)
+        .map(|n| n as u8)
+}
+
+/// What the kernel and oxinetd's own process have, read once: the
+/// capabilities this kernel knows, and the bounding and effective sets
+/// oxinetd started with (bit N is capability N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// The highest capability number the kernel knows
+    /// (`/proc/sys/kernel/cap_last_cap`).
+    pub last: u8,
+    pub bounding: u64,
+    pub effective: u64,
+}
+
+impl Caps {
+    /// Every capability the kernel knows, as a mask.
+    pub fn all(&self) -> u64 {
+        match self.last {
+            63.. => u64::MAX,
+            n => (1u64 << (n + 1)) - 1,
+        }
+    }
+
+    /// Whether oxinetd may shrink a bounding set (`CAP_SETPCAP`).
+    pub fn can_drop(&self) -> bool {
+        self.effective & (1 << 8) != 0
+    }
+}
+
+/// This process's [`Caps`], read from /proc at the first call (the
+/// kernel's list does not change while it runs, nor do oxinetd's own
+/// sets: it never changes them). Unreadable (no /proc), the kernel is
+/// taken to know the capabilities of this table and oxinetd to hold none
+/// of them.
+pub fn caps() -> Caps {
+    static CAPS: std::sync::OnceLock<Caps> = std::sync::OnceLock::new();
+    *CAPS.get_or_init(|| {
+        let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+            .map_or(CAPABILITIES.len() as u8 - 1, |n| n.min(63));
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let set = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(0)
+        };
+        Caps {
+            last,
+            bounding: set("CapBnd:"),
+            effective: set("CapEff:"),
+        }
+    })
 }

@@ -19,6 +19,7 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::UnixCredentials;
 
 use crate::config::{Handler, Service, SocketKind, StderrMode};
+use crate::confine::{Caps, Confine, Resource};
 use crate::privilege::Identity;
 use crate::render::Render;
 use crate::sys::{self, ExecImage, Ids};
@@ -38,6 +39,11 @@ pub struct Plan {
     /// `server PATH, user NAME`: what a failure in the child is about,
     /// for its log line (shared with each running handler's record).
     pub program: std::rc::Rc<str>,
+    /// Resource limits, nice, umask, capabilities, no_new_privs.
+    limits: sys::Limits,
+    /// `rlimits` sets nofile: the fd limit oxinetd started with is not
+    /// restored over it.
+    sets_nofile: bool,
 }
 
 impl Plan {
@@ -66,6 +72,10 @@ impl Plan {
                 uid, gid, groups, ..
             } => Some((*uid, *gid, groups.clone())),
         };
+        let uid = ids
+            .as_ref()
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _, _)| *uid);
+        let limits = limits(&svc.confine, uid, crate::confine::caps());
         let program = match &svc.identity {
             Identity::Switch { user, .. } => format!("server {}, user {user}", server.display()),
             Identity::Inherit => format!(
@@ -83,8 +93,57 @@ impl Plan {
             stderr: svc.stderr,
             fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
             program: std::rc::Rc::from(program),
+            limits,
+            sets_nofile: svc.confine.rlimit(Resource::Nofile).is_some(),
         }))
     }
+}
+
+/// What the child applies for `confine`, a handler running as `uid`,
+/// under a supervisor with `caps`: worked out once per service, so the
+/// child only loops over plain values.
+///
+/// Capabilities: `capabilities` keeps the ones named and drops the rest
+/// from the bounding set; unset, a root handler keeps everything (classic
+/// behaviour) and any other drops everything, which needs `CAP_SETPCAP`:
+/// a supervisor without it (not root) leaves the bounding set alone (its
+/// handlers hold no capabilities, and `no_new_privs` keeps them from
+/// gaining any through exec). A non-root handler that keeps some gets
+/// them in its ambient set, so they survive exec; every other handler's
+/// ambient set is emptied.
+pub fn limits(confine: &Confine, uid: u32, caps: Caps) -> sys::Limits {
+    let mut l = sys::Limits {
+        nice: confine.nice,
+        umask: confine.umask,
+        no_new_privs: confine.no_new_privs,
+        ..Default::default()
+    };
+    for (slot, r) in l.rlimits.iter_mut().zip(&confine.rlimits) {
+        // RLIM_INFINITY, as prlimit64 takes it on every architecture.
+        let v = r.limit.unwrap_or(u64::MAX);
+        *slot = (r.resource.id(), [v, v]);
+        l.rlimit_count += 1;
+    }
+    let root = uid == 0;
+    let all = caps.all();
+    let kept = match &confine.capabilities {
+        Some(list) => list
+            .iter()
+            .filter(|c| u32::from(**c) <= u32::from(caps.last))
+            .fold(0u64, |m, c| m | 1 << c),
+        None if root => all,
+        None => 0,
+    };
+    let explicit = confine.capabilities.is_some();
+    if explicit || caps.can_drop() {
+        l.drop_bounding = caps.bounding & all & !kept;
+    }
+    if !root {
+        l.keep = kept;
+    } else if explicit {
+        l.inheritable = Some(kept);
+    }
+    l
 }
 
 /// The two ends of a connection or socket, as the handler is told them.
@@ -237,7 +296,8 @@ impl Spawner {
             stdio: [stdin, stdout, stderr_src],
             listen,
             listen_pid: listen.is_some(),
-            nofile: self.nofile,
+            nofile: if plan.sets_nofile { None } else { self.nofile },
+            limits: &plan.limits,
         };
         let pid = sys::spawn(&img, &mut self.launcher)?;
         Ok(Spawned {
@@ -316,5 +376,75 @@ pub fn unmap(a: SocketAddr) -> SocketAddr {
             None => a,
         },
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::confine::Rlimit;
+
+    /// A root supervisor on a kernel with 41 capabilities.
+    const ROOT: Caps = Caps {
+        last: 40,
+        bounding: (1 << 41) - 1,
+        effective: (1 << 41) - 1,
+    };
+
+    #[test]
+    fn capabilities_by_user_and_config() {
+        let all = ROOT.all();
+        let nobody = limits(&Confine::default(), 65534, ROOT);
+        assert_eq!((nobody.drop_bounding, nobody.keep), (all, 0));
+        let root = limits(&Confine::default(), 0, ROOT);
+        assert_eq!(
+            (root.drop_bounding, root.keep, root.inheritable),
+            (0, 0, None)
+        );
+        let bind = Confine {
+            capabilities: Some(vec![10]),
+            ..Default::default()
+        };
+        let root = limits(&bind, 0, ROOT);
+        assert_eq!(root.drop_bounding, all & !(1 << 10));
+        assert_eq!((root.keep, root.inheritable), (0, Some(1 << 10)));
+        let user = limits(&bind, 1000, ROOT);
+        assert_eq!((user.drop_bounding, user.keep), (all & !(1 << 10), 1 << 10));
+        // A supervisor without CAP_SETPCAP leaves the bounding set alone
+        // unless told to change it.
+        let plain = Caps {
+            effective: 0,
+            ..ROOT
+        };
+        assert_eq!(limits(&Confine::default(), 1000, plain).drop_bounding, 0);
+        assert_eq!(limits(&bind, 1000, plain).drop_bounding, all & !(1 << 10));
+    }
+
+    #[test]
+    fn rlimits_in_order_infinity_as_the_kernel_writes_it() {
+        let c = Confine {
+            rlimits: vec![
+                Rlimit {
+                    resource: Resource::Cpu,
+                    limit: Some(20),
+                },
+                Rlimit {
+                    resource: Resource::Core,
+                    limit: None,
+                },
+            ],
+            nice: Some(-3),
+            umask: Some(0o027),
+            no_new_privs: true,
+            ..Default::default()
+        };
+        let l = limits(&c, 0, ROOT);
+        assert_eq!(l.rlimit_count, 2);
+        assert_eq!(l.rlimits[0], (Resource::Cpu.id(), [20, 20]));
+        assert_eq!(l.rlimits[1], (Resource::Core.id(), [u64::MAX; 2]));
+        assert_eq!(
+            (l.nice, l.umask, l.no_new_privs),
+            (Some(-3), Some(0o027), true)
+        );
     }
 }

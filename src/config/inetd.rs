@@ -116,10 +116,12 @@ pub fn translate_text(file: &Path, text: &str, t: &mut Translation) {
                 continue;
             }
         }
-        match translate_line(&pos, &words, default_host.as_deref()) {
+        let mut warnings = Vec::new();
+        match translate_line(&pos, &words, default_host.as_deref(), &mut warnings) {
             Ok(draft) => t.services.push(draft),
             Err(p) => t.report(p),
         }
+        warnings.into_iter().for_each(|w| t.warning(w));
     }
 }
 
@@ -306,6 +308,7 @@ fn translate_line(
     pos: &LinePos,
     words: &[&str],
     default_host: Option<&str>,
+    warnings: &mut Vec<ConfigError>,
 ) -> Result<Draft, Diagnostic> {
     let f = Fields::split(pos, words)?;
     let transport = Transport::parse(pos, f.socket_type, f.protocol)?;
@@ -330,6 +333,7 @@ fn translate_line(
     let mut l = LineDraft {
         pos,
         d: Draft::new(pos.at(SERVICE)),
+        warnings,
     };
     let server = if transport.unix {
         l.unix_socket(f.service, f.server)?
@@ -398,6 +402,8 @@ fn service_name(port: &str, suffix: &str) -> String {
 struct LineDraft<'a> {
     pos: &'a LinePos<'a>,
     d: Draft,
+    /// Settings of the line that are not applied.
+    warnings: &'a mut Vec<ConfigError>,
 }
 
 impl LineDraft<'_> {
@@ -504,6 +510,9 @@ impl LineDraft<'_> {
             Value::Str("socket".to_owned()),
             &self.pos.at(SERVER),
         );
+        let at = self.pos.at(SERVICE);
+        self.d.set("no_new_privs", Value::Bool(false), &at);
+        self.d.note(&at, super::xinetd::NO_NEW_PRIVS_NOTE);
         Ok(())
     }
 
@@ -522,13 +531,17 @@ impl LineDraft<'_> {
             self.d.set("group", Value::Str(g.to_owned()), &at);
         }
         if let Some((_, class)) = user.split_once('/') {
-            self.d.note(
-                &at,
-                format!(
-                    "login class \"{class}\" has no equivalent (ignored)",
-                    class = quote(class)
-                ),
+            // FreeBSD's inetd applies the class's login.conf(5) settings
+            // (resource limits, priority, umask...); there is no login.conf
+            // on Linux to read them from.
+            let text = format!(
+                "login class \"{class}\": its login.conf settings (resource limits, \
+                 priority, umask) are not applied; write them as rlimits, nice and umask",
+                class = quote(class)
             );
+            self.warnings
+                .push(ConfigError::new(at.clone(), text.clone()));
+            self.d.note(&at, text);
         }
         Ok(())
     }

@@ -32,6 +32,7 @@ pub fn describe(svc: &Service, budget: &FdBudget) -> String {
             env.sort();
             out.set("env", Value::table(env));
             out.set("stderr", Value::Str(stderr(svc.stderr).to_owned()));
+            limits_and_privileges(&svc.confine, &mut out);
         }
     }
     access(svc, &mut out);
@@ -192,6 +193,40 @@ fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
             }
             None => out.comment("timeout: not set (no limit)"),
         }
+    }
+}
+
+/// `rlimits`, `nice`, `umask`, `no_new_privs`, `capabilities` of a
+/// program.
+fn limits_and_privileges(c: &crate::confine::Confine, out: &mut Block) {
+    if !c.rlimits.is_empty() {
+        let table = c.rlimits.iter().map(|r| {
+            let v = match r.limit {
+                Some(n) => Value::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+                None => Value::Str("infinity".to_owned()),
+            };
+            (r.resource.name().to_owned(), v)
+        });
+        out.set("rlimits", Value::Table(table.collect()));
+    }
+    if let Some(n) = c.nice {
+        out.set("nice", Value::Int(i64::from(n)));
+    }
+    if let Some(m) = c.umask {
+        out.set("umask", Value::Str(format!("{m:03o}")));
+    }
+    out.set("no_new_privs", Value::Bool(c.no_new_privs));
+    match &c.capabilities {
+        Some(caps) => out.set(
+            "capabilities",
+            Value::strs(
+                caps.iter()
+                    .filter_map(|n| crate::confine::CAPABILITIES.get(usize::from(*n)))
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+        ),
+        None => out.comment("capabilities: not set (all kept by a root handler, none by another)"),
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::classic::{listen_entry, resolve_host, Translation};
 use super::error::quote;
-use super::raw::{Draft, Value};
+use super::raw::{Draft, Key, Value};
 use super::source::{Entry, Sources};
 use super::{ConfigError, Diagnostic, Location};
 use crate::internal::Internal;
@@ -413,16 +413,9 @@ const WARN_ONLY: &[(&str, &str)] = &[
     ("banner", "no equivalent yet"),
     ("banner_success", "no equivalent yet"),
     (
-        "umask",
-        "no equivalent yet; handlers inherit oxinetd's umask",
+        "rlimit_rss",
+        "Linux does not enforce RLIMIT_RSS (rlimit_as or rlimit_data limit memory)",
     ),
-    ("nice", "no equivalent yet"),
-    ("rlimit_as", "no equivalent yet"),
-    ("rlimit_cpu", "no equivalent yet"),
-    ("rlimit_data", "no equivalent yet"),
-    ("rlimit_rss", "no equivalent yet"),
-    ("rlimit_stack", "no equivalent yet"),
-    ("rlimit_files", "no equivalent yet"),
     ("max_load", "no equivalent"),
     (
         "deny_time",
@@ -478,6 +471,9 @@ fn service(
     }
     s.access()?;
     s.limits()?;
+    if !kind.internal {
+        s.confinement()?;
+    }
     s.logging();
     if kind.internal {
         s.not_needed_by_internal();
@@ -967,10 +963,92 @@ impl ServiceDraft<'_> {
         }
     }
 
+    /// `rlimit_*` (sizes with xinetd's K and M suffixes, or UNLIMITED; 0
+    /// is xinetd's "not set"), `nice` and `umask` as `rlimits`, `nice` and
+    /// `umask`; and `no_new_privs = false`, as xinetd lets a handler gain
+    /// privileges through a setuid program.
+    fn confinement(&mut self) -> Result<(), Diagnostic> {
+        let a = &self.attrs;
+        let mut table = Vec::new();
+        let mut items = Vec::new();
+        for (attr, resource) in RLIMITS {
+            let Some((v, at)) = a.one(attr) else { continue };
+            let limit = match (v, resource) {
+                // No fd limit is infinite on Linux: xinetd's setrlimit
+                // fails and the limit stays.
+                ("UNLIMITED", "nofile") => Some(None),
+                ("UNLIMITED", _) => Some(Some(Value::Str("infinity".to_owned()))),
+                (v, "cpu") => v.parse::<u64>().ok().map(|n| (n > 0).then(|| int(n))),
+                // As written (K and M mean the same in rlimits), in bytes
+                // without a suffix.
+                (v, _) => xinetd_size(v).map(|n| {
+                    (n > 0).then(|| match v.bytes().last() {
+                        Some(b'k' | b'K' | b'm' | b'M') => Value::Str(v.to_ascii_uppercase()),
+                        _ => int(n),
+                    })
+                }),
+            };
+            match limit {
+                Some(Some(value)) => {
+                    table.push((resource.to_owned(), value));
+                    items.push(at.clone());
+                }
+                Some(None) => self
+                    .d
+                    .note(at, format!("{attr} = {v}: no limit set, as in xinetd")),
+                None => {
+                    let what = if resource == "cpu" {
+                        "seconds or UNLIMITED"
+                    } else {
+                        "a size such as 512K or 64M, or UNLIMITED"
+                    };
+                    return Err(
+                        a.invalid(at, format!("{attr} = {v}: expected {what}", v = quote(v)))
+                    );
+                }
+            }
+        }
+        if let Some(first) = items.first().cloned() {
+            self.d.keys.retain(|k| k.name != "rlimits");
+            self.d.keys.push(Key {
+                name: "rlimits",
+                value: Value::Table(table),
+                at: first,
+                items,
+            });
+        }
+        if let Some((v, at)) = a.one("nice") {
+            let n: i64 = v.parse().map_err(|_| {
+                a.invalid(at, format!("nice = {v}: expected a number", v = quote(v)))
+            })?;
+            // nice(2) clamps what it is given, as xinetd calls it.
+            let clamped = n.clamp(-20, 19);
+            if clamped != n {
+                self.d.note(
+                    at,
+                    format!("nice = {n}: the kernel's range ends at {clamped}"),
+                );
+            }
+            self.d.set("nice", Value::Int(clamped), at);
+        }
+        if let Some((v, at)) = a.one("umask") {
+            // Octal, as xinetd reads it; the resolver checks the digits.
+            self.d.set("umask", Value::Str(v.to_owned()), at);
+        }
+        let at = &a.block.at;
+        self.d.set("no_new_privs", Value::Bool(false), at);
+        self.d.note(at, NO_NEW_PRIVS_NOTE);
+        Ok(())
+    }
+
     /// Internal services run inside oxinetd: their identity, argv and
     /// `wait` settings are noted as not needed.
     fn not_needed_by_internal(&mut self) {
-        for key in ["user", "group", "server", "server_args", "wait"] {
+        let confinement = ["nice", "umask"].into_iter().chain(RLIMITS.map(|(a, _)| a));
+        for key in ["user", "group", "server", "server_args", "wait"]
+            .into_iter()
+            .chain(confinement)
+        {
             if let Some((_, at)) = self.attrs.map.get(key) {
                 self.d.note(
                     at,
@@ -981,8 +1059,53 @@ impl ServiceDraft<'_> {
     }
 }
 
+/// xinetd's resource limits and the `rlimits` entries they become
+/// (`rlimit_files` is a patch of Debian's and SUSE's xinetd).
+const RLIMITS: [(&str, &str); 5] = [
+    ("rlimit_as", "as"),
+    ("rlimit_cpu", "cpu"),
+    ("rlimit_data", "data"),
+    ("rlimit_stack", "stack"),
+    ("rlimit_files", "nofile"),
+];
+
+/// Why a translated program service says `no_new_privs = false`.
+pub const NO_NEW_PRIVS_NOTE: &str = "no_new_privs = false: classic inetd and xinetd let \
+     handlers gain privileges through setuid programs; remove it (on by default) if \
+     none of this service's handlers needs that";
+
+/// xinetd's `get_limit`: digits with an optional K or M (either case;
+/// powers of 1024), as bytes; `None` if malformed or too large.
+fn xinetd_size(v: &str) -> Option<u64> {
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 20),
+        _ => (v, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1 << shift)
+        .filter(|n| i64::try_from(*n).is_ok())
+}
+
+/// A count as a TOML integer (its range checked by the caller).
+fn int(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// Attributes translated (or deliberately accepted as no-ops).
 const KNOWN: &[&str] = &[
+    "rlimit_as",
+    "rlimit_cpu",
+    "rlimit_data",
+    "rlimit_stack",
+    "rlimit_files",
+    "nice",
+    "umask",
     "id",
     "type",
     "flags",
@@ -1087,7 +1210,7 @@ mod tests {
         let t = translate_str(
             "service a\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  redirect = 10.0.0.1 25\n}\n\
              service b\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  only_from = example.com\n}\n\
-             service c\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  umask = 022\n}\n",
+             service c\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  banner = /etc/issue\n}\n",
         );
         assert!(
             of(&t, Severity::Error).is_empty(),
@@ -1141,6 +1264,55 @@ mod tests {
         assert_eq!((warnings[0].at.line, warnings[1].at.line), (3, 10));
         assert!(warnings[0].message.contains("\"servers\""), "{warnings:?}");
         assert!(t.services.iter().all(|d| d.disabled.is_some()));
+    }
+
+    /// Issue 19: xinetd's limits become `rlimits`, `nice` and `umask`
+    /// (RSS warned about: Linux ignores it); internal services, which
+    /// run inside oxinetd, only note them; programs get `no_new_privs =
+    /// false`.
+    #[test]
+    fn limits_nice_and_umask_are_translated() {
+        let t = translate_str(
+            "defaults\n{\n  umask = 027\n}\n\
+             service x\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  rlimit_as = 64M\n  rlimit_cpu = UNLIMITED\n  rlimit_data = 0\n  rlimit_stack = 512k\n  rlimit_files = 100\n  rlimit_rss = 1M\n  nice = 25\n}\n\
+             service echo\n{\n  type = INTERNAL\n  socket_type = stream\n  nice = 5\n}\n",
+        );
+        assert!(of(&t, Severity::Error).is_empty(), "{:?}", t.diagnostics);
+        let warnings = of(&t, Severity::Warning);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].message.contains("RLIMIT_RSS"), "{warnings:?}");
+        let x = &t.services[0];
+        let rlimits = x.key("rlimits").expect("rlimits");
+        assert_eq!(
+            rlimits.value,
+            Value::Table(vec![
+                ("as".into(), Value::Str("64M".into())),
+                ("cpu".into(), Value::Str("infinity".into())),
+                ("stack".into(), Value::Str("512K".into())),
+                ("nofile".into(), Value::Int(100)),
+            ])
+        );
+        // Each entry where its line is.
+        let lines: Vec<usize> = rlimits.items.iter().map(|l| l.line).collect();
+        assert_eq!(lines, [10, 11, 13, 14]);
+        assert_eq!(x.get("nice"), Some(&Value::Int(19)));
+        assert_eq!(x.get("umask"), Some(&Value::Str("027".into())));
+        assert_eq!(x.get("no_new_privs"), Some(&Value::Bool(false)));
+        assert!(x.notes.iter().any(|(_, n)| n.contains("rlimit_data = 0")));
+        let echo = &t.services[1];
+        assert_eq!(echo.get("nice"), None);
+        assert_eq!(echo.get("umask"), None);
+        assert_eq!(echo.get("no_new_privs"), None);
+        assert!(echo
+            .notes
+            .iter()
+            .any(|(_, n)| n.starts_with("nice: not needed")));
+        let t = translate_str(
+            "service x\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  rlimit_as = lots\n}\n",
+        );
+        let errors = of(&t, Severity::Error);
+        assert_eq!(errors[0].at.line, 6, "{errors:?}");
+        assert!(errors[0].message.contains("512K or 64M"), "{errors:?}");
     }
 
     #[test]

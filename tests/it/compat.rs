@@ -347,7 +347,9 @@ fn xinetd_tree_runs_unchanged() {
     let s = ns.serve(dir.clone(), &config, &[]);
     // The forwarder cannot be run: refused with its line, the rest serves.
     s.expect_line(&["config-skipped", "smtp-relay:9:", "redirect"]);
-    s.expect_line(&["config-warning", "rsync:17:", "nice = 10"]);
+    // nice and umask are applied now (issue 19), not warned about.
+    assert_eq!(s.count(&["config-warning", "nice"]), 0, "{}", s.log());
+    assert_eq!(s.count(&["config-warning", "umask"]), 0, "{}", s.log());
 }
 
 /// `oxinetd check` of `conf` fails, with an error on each `(line, text)`;

@@ -8,6 +8,7 @@ mod check;
 mod child;
 mod clients;
 mod compat;
+mod confine_limits;
 mod confine_timeout;
 mod demo;
 mod dgram;

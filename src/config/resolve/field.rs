@@ -176,6 +176,35 @@ impl<'a> Field<'a> {
             .collect()
     }
 
+    /// The entries of a table, each value with where it was written.
+    pub fn entries(&self) -> Result<Vec<(&'a str, &'a Value, &'a Location)>, ConfigError> {
+        let Value::Table(t) = self.value else {
+            return Err(self.wrong_type("a table"));
+        };
+        Ok(t.iter()
+            .enumerate()
+            .map(|(i, (k, v))| (k.as_str(), v, self.item_at(i)))
+            .collect())
+    }
+
+    /// An octal mode, at most 0o777: a string of octal digits ("027") or
+    /// an integer (TOML's 0o027).
+    pub fn mode(&self) -> Result<u32, ConfigError> {
+        let mode = match self.value {
+            Value::Int(n) => u32::try_from(*n).ok(),
+            Value::Str(s) if !s.is_empty() && s.bytes().all(|b| (b'0'..=b'7').contains(&b)) => {
+                u32::from_str_radix(s, 8).ok()
+            }
+            _ => None,
+        };
+        mode.filter(|m| *m <= 0o777).ok_or_else(|| {
+            self.err(format!(
+                "{}: expected an octal mode such as \"027\" or 0o027, at most 0o777",
+                self.name
+            ))
+        })
+    }
+
     /// One of `choices`.
     pub fn choice<T: Copy>(&self, choices: &[(&str, T)]) -> Result<T, ConfigError> {
         let s = self.str()?;

@@ -38,7 +38,7 @@ use nix::errno::Errno;
 
 use super::child::{raw_syscall, setup_and_exec, Ready};
 use super::stack::ChildStack;
-use super::{failure_word, from_failure_word, CloneError, ExecImage, Failure};
+use super::{failure_word, from_failure_word, CloneError, ExecImage, Failure, Limits};
 
 /// What one child reads and writes in the shared memory. The parent fills
 /// it while no child uses it; from the clone until `ctid` is 0 the parent
@@ -80,6 +80,7 @@ impl Job {
                 listen: None,
                 pid_slot: None,
                 nofile: None,
+                limits: Limits::default(),
             },
         }
     }
@@ -132,6 +133,7 @@ impl Job {
             listen: img.listen,
             pid_slot: pid_at.map(|at| base.wrapping_add(at)),
             nofile: img.nofile,
+            limits: *img.limits,
         };
     }
 }
@@ -409,7 +411,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         .store(failure_word(step, errno), Ordering::Release);
     // SAFETY: ends this process (not the parent: no CLONE_THREAD) without
     // running anything of the parent's.
-    unsafe { raw_syscall(libc::SYS_exit_group, [127, 0, 0, 0]) };
+    unsafe { raw_syscall(libc::SYS_exit_group, [127, 0, 0, 0, 0, 0]) };
     127
 }
 
@@ -454,6 +456,7 @@ mod tests {
                 listen: listen_pid.then_some(5),
                 listen_pid,
                 nofile: None,
+                limits: &Limits::default(),
             });
             let r = job.ready;
             // SAFETY: `path` points at the NUL-terminated copy in `bytes`.

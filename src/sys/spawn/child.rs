@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, c_long, gid_t};
 
-use super::Step;
+use super::{Limits, Step};
 use crate::sys::signal::KernelSigaction;
 
 /// What the child reads: plain values, and pointers to memory the parent
@@ -23,6 +23,7 @@ pub(super) struct Ready {
     /// bytes after a `LISTEN_PID=` that `envp` points to.
     pub pid_slot: Option<*mut u8>,
     pub nofile: Option<libc::rlimit>,
+    pub limits: Limits,
 }
 
 /// Signals with a handler or an ignore in the supervisor: signal-hook's
@@ -62,12 +63,12 @@ const HANDLED_SIGNALS: &[c_int] = &[
 /// # Safety
 /// The arguments must be valid for system call `nr`.
 #[cfg(all(target_arch = "x86_64", not(feature = "spawn-vfork")))]
-pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
+pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 6]) -> isize {
     let ret: isize;
     // SAFETY: the x86_64 system call convention: number in rax, arguments
-    // in rdi, rsi, rdx, r10, result in rax; the instruction clobbers rcx
-    // and r11 and touches no user memory of its own. The caller vouches
-    // for the arguments.
+    // in rdi, rsi, rdx, r10, r8, r9, result in rax; the instruction
+    // clobbers rcx and r11 and touches no user memory of its own. The
+    // caller vouches for the arguments.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -76,6 +77,8 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
             in("rsi") a[1],
             in("rdx") a[2],
             in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack)
@@ -89,10 +92,10 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
 /// # Safety
 /// The arguments must be valid for system call `nr`.
 #[cfg(all(target_arch = "aarch64", not(feature = "spawn-vfork")))]
-pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
+pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 6]) -> isize {
     let ret: isize;
     // SAFETY: the aarch64 system call convention: number in x8, arguments
-    // in x0-x3, result in x0. The caller vouches for the arguments.
+    // in x0-x5, result in x0. The caller vouches for the arguments.
     unsafe {
         std::arch::asm!(
             "svc 0",
@@ -101,6 +104,8 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
             in("x1") a[1],
             in("x2") a[2],
             in("x3") a[3],
+            in("x4") a[4],
+            in("x5") a[5],
             options(nostack)
         );
     }
@@ -117,7 +122,7 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     any(target_arch = "x86_64", target_arch = "aarch64"),
     not(feature = "spawn-vfork")
 )))]
-pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
+pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 6]) -> isize {
     // SAFETY: the caller vouches for the arguments. `syscall` writes
     // `errno` on failure, in the TLS of the thread the child was cloned
     // from: the supervisor's one thread, suspended in `clone` until this
@@ -125,13 +130,14 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a: [usize; 4]) -> isize {
     // only if the clone failed. `syscall` is a plain wrapper: no lock, no
     // allocation, nothing shared with other threads (of which there are
     // none), unlike glibc's `setuid` family.
-    match unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) } {
+    match unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) } {
         -1 => -(nix::errno::Errno::last_raw() as isize),
         r => r as isize,
     }
 }
 
-/// One raw system call of the child, with up to four arguments;
+/// One raw system call of the child, with up to six arguments (the
+/// others are 0: `prctl` refuses garbage in the ones it does not use);
 /// `Err((step, errno))` when it fails.
 ///
 /// # Safety
@@ -141,7 +147,7 @@ unsafe fn call<const N: usize>(
     nr: c_long,
     args: [usize; N],
 ) -> Result<c_long, (Step, i32)> {
-    let mut a = [0usize; 4];
+    let mut a = [0usize; 6];
     for (to, from) in a.iter_mut().zip(args) {
         *to = from;
     }
@@ -204,6 +210,7 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
         let set = &empty as *const u64 as usize;
         let how = libc::SIG_SETMASK as usize;
         call(Step::Signals, libc::SYS_rt_sigprocmask, [how, set, 0, 8])?;
+        limit(&img.limits)?;
         if let Some((uid, gid)) = img.ids {
             let (list, n) = img.groups;
             call(Step::Setgroups, libc::SYS_setgroups, [n, list as usize])?;
@@ -212,6 +219,7 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
             call(Step::Setuid, libc::SYS_setresuid, [u, u, u])?;
             verify_ids(uid, gid)?;
         }
+        capabilities(&img.limits)?;
         if let Some(limit) = &img.nofile {
             let limit = limit as *const libc::rlimit as usize;
             let nofile = libc::RLIMIT_NOFILE as usize;
@@ -222,6 +230,10 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
             let pid = call(Step::Exec, libc::SYS_getpid, [])?;
             write_decimal(slot, pid as u64);
         }
+        if img.limits.no_new_privs {
+            let nnp = libc::PR_SET_NO_NEW_PRIVS as usize;
+            call(Step::NoNewPrivs, libc::SYS_prctl, [nnp, 1, 0, 0, 0])?;
+        }
         let (path, argv, envp) = (img.path as usize, img.argv as usize, img.envp as usize);
         call(Step::Exec, libc::SYS_execve, [path, argv, envp])?;
         // execve returns only on failure, and `call` turned that into Err.
@@ -229,8 +241,147 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
     }
 }
 
+/// While still root (before the ids are switched): the resource limits,
+/// the nice value, the umask, the bounding set, and `PR_SET_KEEPCAPS` when
+/// capabilities are kept across the switch.
+///
+/// # Safety
+/// Only for the child of `spawn`.
+unsafe fn limit(l: &Limits) -> Result<(), (Step, i32)> {
+    // SAFETY: prlimit64 reads a [u64; 2] of `l` (a struct rlimit64) and
+    // writes nothing (no old-limit pointer); the others take numbers.
+    unsafe {
+        for (resource, limit) in l.rlimits.iter().take(l.rlimit_count) {
+            let new = limit.as_ptr() as usize;
+            call(
+                Step::Rlimit,
+                libc::SYS_prlimit64,
+                [0, *resource as usize, new, 0],
+            )?;
+        }
+        if let Some(nice) = l.nice {
+            let (which, n) = (libc::PRIO_PROCESS as usize, nice as isize as usize);
+            call(Step::Nice, libc::SYS_setpriority, [which, 0, n])?;
+        }
+        if let Some(mask) = l.umask {
+            call(Step::Umask, libc::SYS_umask, [mask as usize])?;
+        }
+        let drop = libc::PR_CAPBSET_DROP as usize;
+        let mut caps = l.drop_bounding;
+        while caps != 0 {
+            let cap = caps.trailing_zeros() as usize;
+            call(Step::DropCaps, libc::SYS_prctl, [drop, cap, 0, 0, 0])?;
+            caps &= caps.wrapping_sub(1);
+        }
+        if l.keep != 0 {
+            let keep = libc::PR_SET_KEEPCAPS as usize;
+            call(Step::KeepCaps, libc::SYS_prctl, [keep, 1, 0, 0, 0])?;
+        }
+    }
+    Ok(())
+}
+
+/// `capset`'s header (`_LINUX_CAPABILITY_VERSION_3`: two data words).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// One word of `capset`'s sets: capabilities 0-31, then 32-63.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// After the ids are switched: the kept capabilities made the handler's
+/// (permitted, effective, inheritable, then raised in the ambient set
+/// so they survive exec, and checked), or else the ambient set emptied;
+/// and a root handler's inheritable set cut down to what it keeps.
+///
+/// # Safety
+/// Only for the child of `spawn`.
+unsafe fn capabilities(l: &Limits) -> Result<(), (Step, i32)> {
+    let mut head = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let (h, ambient) = (
+        &mut head as *mut CapHeader as usize,
+        libc::PR_CAP_AMBIENT as usize,
+    );
+    // SAFETY: capget/capset read the local header and read or write the
+    // two local data words; prctl takes numbers.
+    unsafe {
+        if l.keep != 0 {
+            let word = |i: u32| {
+                let bits = (l.keep >> (32 * i)) as u32;
+                CapData {
+                    effective: bits,
+                    permitted: bits,
+                    inheritable: bits,
+                }
+            };
+            let data = [word(0), word(1)];
+            call(Step::SetCaps, libc::SYS_capset, [h, data.as_ptr() as usize])?;
+            let raise = libc::PR_CAP_AMBIENT_RAISE as usize;
+            let mut caps = l.keep;
+            while caps != 0 {
+                let cap = caps.trailing_zeros() as usize;
+                call(Step::SetCaps, libc::SYS_prctl, [ambient, raise, cap, 0, 0])?;
+                caps &= caps.wrapping_sub(1);
+            }
+            // What the handler has is exactly what it keeps.
+            let mut got = [word(0); 2];
+            let out = got.as_mut_ptr() as usize;
+            call(Step::SetCaps, libc::SYS_capget, [h, out])?;
+            let set = |f: fn(&CapData) -> u32| u64::from(f(&got[0])) | u64::from(f(&got[1])) << 32;
+            if set(|d| d.permitted) != l.keep || set(|d| d.effective) != l.keep {
+                return Err((Step::SetCaps, libc::EPERM));
+            }
+        } else {
+            let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as usize;
+            match call(
+                Step::ClearAmbient,
+                libc::SYS_prctl,
+                [ambient, clear, 0, 0, 0],
+            ) {
+                // A kernel before 4.3 has no ambient set to clear.
+                Err((_, libc::EINVAL)) | Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(keep) = l.inheritable {
+            let zero = CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            };
+            let mut data = [zero; 2];
+            call(
+                Step::SetCaps,
+                libc::SYS_capget,
+                [h, data.as_mut_ptr() as usize],
+            )?;
+            data[0].inheritable &= keep as u32;
+            data[1].inheritable &= (keep >> 32) as u32;
+            call(Step::SetCaps, libc::SYS_capset, [h, data.as_ptr() as usize])?;
+        }
+    }
+    Ok(())
+}
+
 /// Check that the ids took: real, effective and saved uid and gid are the
-/// configured ones, and root cannot be had back.
+/// configured ones, and root cannot be had back. This runs right after
+/// the switch, before `capabilities`: even a handler that keeps
+/// capabilities (`PR_SET_KEEPCAPS`) has an empty effective set here, so
+/// `setuid(0)` must fail; a kept `CAP_SETUID` is raised only afterwards,
+/// as its config asks.
 ///
 /// # Safety
 /// Only for the child of `spawn`.

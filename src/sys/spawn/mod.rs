@@ -11,11 +11,20 @@
 //! 2. `setsid`;
 //! 3. the signals the supervisor (or the Rust runtime) handles or ignores
 //!    back to default, then an empty mask;
-//! 4. `setgroups`, `setresgid`, `setresuid`, then verify the ids took and
-//!    that root cannot be regained;
-//! 5. the fd limit oxinetd started with, then `chdir("/")`;
-//! 6. write its pid into `LISTEN_PID` when asked;
-//! 7. `execve`.
+//! 4. while still root ([`Limits`]): each resource limit (`prlimit64`),
+//!    the nice value (`setpriority`), the umask, the capabilities dropped
+//!    from the bounding set (`PR_CAPBSET_DROP`), `PR_SET_KEEPCAPS` when a
+//!    non-root handler keeps some;
+//! 5. `setgroups`, `setresgid`, `setresuid`, then verify the ids took and
+//!    that root cannot be regained (before any kept capability is
+//!    effective again);
+//! 6. the kept capabilities (`capset`, raised in the ambient set, checked)
+//!    or an emptied ambient set; a root handler's inheritable set cut to
+//!    what it keeps;
+//! 7. the fd limit oxinetd started with (unless `rlimits` sets one), then
+//!    `chdir("/")`;
+//! 8. write its pid into `LISTEN_PID` when asked;
+//! 9. `PR_SET_NO_NEW_PRIVS` when asked, then `execve`.
 //!
 //! Any failure stores `(step, errno)` where the parent reads it and exits
 //! 127: the handler never runs with more rights than configured. The
@@ -91,6 +100,15 @@ pub enum Step {
     Chdir = 8,
     Exec = 9,
     Limits = 10,
+    // Issue 19, limits and privileges (numbered from 20, apart).
+    Rlimit = 20,
+    Nice = 21,
+    Umask = 22,
+    DropCaps = 23,
+    KeepCaps = 24,
+    SetCaps = 25,
+    ClearAmbient = 26,
+    NoNewPrivs = 27,
 }
 
 impl Step {
@@ -106,6 +124,14 @@ impl Step {
             Step::Chdir => "chdir /",
             Step::Exec => "exec",
             Step::Limits => "restore the fd limit",
+            Step::Rlimit => "set resource limit",
+            Step::Nice => "set nice",
+            Step::Umask => "set umask",
+            Step::DropCaps => "drop capabilities",
+            Step::KeepCaps => "keep capabilities",
+            Step::SetCaps => "set capabilities",
+            Step::ClearAmbient => "clear ambient capabilities",
+            Step::NoNewPrivs => "set no_new_privs",
         }
     }
 
@@ -121,6 +147,14 @@ impl Step {
             Step::Chdir,
             Step::Exec,
             Step::Limits,
+            Step::Rlimit,
+            Step::Nice,
+            Step::Umask,
+            Step::DropCaps,
+            Step::KeepCaps,
+            Step::SetCaps,
+            Step::ClearAmbient,
+            Step::NoNewPrivs,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)
@@ -166,6 +200,37 @@ pub struct ExecImage<'a> {
     pub listen_pid: bool,
     /// The fd limit oxinetd was started with, restored for the handler.
     pub nofile: Option<libc::rlimit>,
+    /// Resource limits, priority, umask and privileges.
+    pub limits: &'a Limits,
+}
+
+/// A handler's resource limits, nice value, umask and privileges
+/// (`rlimits`, `nice`, `umask`, `capabilities`, `no_new_privs`), as the
+/// child applies them: plain values, worked out once per service
+/// (`spawn::Plan`) and copied with the rest of the child's data, each
+/// applied with one system call (a loop over a mask for capabilities).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// `(RLIMIT_*, [soft, hard])`: the first `rlimit_count` are set, with
+    /// `prlimit64` (`u64::MAX` is infinity).
+    pub rlimits: [(u32, [u64; 2]); 8],
+    pub rlimit_count: usize,
+    pub nice: Option<i32>,
+    pub umask: Option<u32>,
+    /// Capabilities dropped from the bounding set, before the ids are
+    /// switched (bit N: capability N).
+    pub drop_bounding: u64,
+    /// Capabilities a handler keeps across the switch to its (non-root)
+    /// user and through exec: `PR_SET_KEEPCAPS` before the switch, then
+    /// permitted = effective = inheritable = these, each raised in the
+    /// ambient set. 0: the ambient set is emptied instead.
+    pub keep: u64,
+    /// A root handler's inheritable set is cut down to these (with
+    /// `capabilities` set: exec gives root its inheritable set besides
+    /// the bounding set).
+    pub inheritable: Option<u64>,
+    /// `PR_SET_NO_NEW_PRIVS`, the last step before `execve`.
+    pub no_new_privs: bool,
 }
 
 /// Why [`spawn`] started no child.
@@ -194,6 +259,15 @@ mod tests {
     /// Start `argv` (X=1 in its environment, stdout and stderr into a
     /// pipe); what it wrote, its exit code, and its failure if any.
     fn run(argv: &[&CStr], listen_pid: bool) -> (String, i32, pid_t, Option<Failure>) {
+        run_limited(argv, listen_pid, Limits::default())
+    }
+
+    /// `run` with `limits`.
+    fn run_limited(
+        argv: &[&CStr],
+        listen_pid: bool,
+        limits: Limits,
+    ) -> (String, i32, pid_t, Option<Failure>) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         let null_dev = std::fs::File::open("/dev/null").expect("/dev/null");
         let mut ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -209,6 +283,7 @@ mod tests {
             listen: listen_pid.then_some(null_dev.as_raw_fd()),
             listen_pid,
             nofile: None,
+            limits: &limits,
         };
         let pid = spawn(&img, &mut launcher).expect("spawn");
         drop(w);
@@ -230,6 +305,68 @@ mod tests {
         // Its own pid in LISTEN_PID; fds 0-3 and the one ls reads.
         assert_eq!(out, format!("1 {pid} {pid}\n5\n"));
         assert_eq!((code, failure), (0, None));
+    }
+
+    /// One line of `text` starting with `prefix`, without it.
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+            .trim()
+    }
+
+    #[test]
+    fn limits_nice_umask_and_privileges_are_applied_before_exec() {
+        let root = nix::unistd::geteuid().is_root();
+        let mut limits = Limits {
+            rlimit_count: 2,
+            nice: Some(7),
+            umask: Some(0o027),
+            no_new_privs: true,
+            ..Default::default()
+        };
+        limits.rlimits[0] = (crate::confine::Resource::Nofile.id(), [64, 64]);
+        limits.rlimits[1] = (crate::confine::Resource::Core.id(), [0, 0]);
+        if root {
+            // Everything but CAP_NET_BIND_SERVICE out of the bounding set.
+            let all = crate::confine::caps().all();
+            limits.drop_bounding = all & !(1 << 10);
+        }
+        let script = c"grep -E 'Max open files|Max core' /proc/self/limits; umask; \
+                       grep -E '^(NoNewPrivs|CapBnd|CapAmb)' /proc/self/status; \
+                       cut -d' ' -f19 /proc/self/stat";
+        let (out, code, _, failure) = run_limited(&[c"/bin/sh", c"-c", script], false, limits);
+        assert_eq!((code, failure), (0, None), "{out}");
+        fn words(l: &str) -> Vec<&str> {
+            l.split_whitespace().collect()
+        }
+        assert_eq!(words(line(&out, "Max open files")), ["64", "64", "files"]);
+        assert_eq!(words(line(&out, "Max core file size")), ["0", "0", "bytes"]);
+        assert!(out.contains("\n0027\n"), "{out}");
+        assert_eq!(line(&out, "NoNewPrivs:"), "1");
+        assert_eq!(line(&out, "CapAmb:"), "0000000000000000");
+        if root {
+            assert_eq!(line(&out, "CapBnd:"), "0000000000000400");
+        }
+        assert_eq!(out.lines().last(), Some("7"), "{out}");
+    }
+
+    #[test]
+    fn a_limit_the_kernel_refuses_stops_the_child() {
+        // More files than fs.nr_open: refused even to root.
+        let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .expect("nr_open")
+            .trim()
+            .parse()
+            .expect("a number");
+        let mut limits = Limits {
+            rlimit_count: 1,
+            ..Default::default()
+        };
+        limits.rlimits[0] = (crate::confine::Resource::Nofile.id(), [nr_open + 1; 2]);
+        let (out, code, _, failure) = run_limited(&[c"/bin/true"], false, limits);
+        assert_eq!(out, "");
+        assert_eq!((code, failure), (127, Some((Step::Rlimit, Errno::EPERM))));
     }
 
     #[test]

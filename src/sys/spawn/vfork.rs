@@ -97,6 +97,7 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Clon
             listen: img.listen,
             pid_slot,
             nofile: img.nofile,
+            limits: *img.limits,
         },
         failure: AtomicU64::new(0),
     };

@@ -593,3 +593,58 @@ fn sighup_rereads_an_inetd_conf() {
     let second = s.addrs("0-tcp-2");
     assert_eq!(crate::harness::talk(second[0], ""), "second\n");
 }
+
+// Issue 24: shapes of configs from the wild (tests/fixtures/compat/*),
+// one per bug they hit.
+
+/// `oxinetd check CONFIG`: exit code, stdout, stderr.
+fn check(config: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// No `config-*` problem line in a server's log.
+fn no_config_problems(s: &Server) {
+    assert_eq!(s.count(&["config-"]), 0, "{}", s.log());
+}
+
+/// OpenBSD's stock inetd.conf names each service twice, `tcp` (IPv4) and
+/// `tcp6` (IPv6): two sockets, no overlap; both families answer.
+#[test]
+fn openbsd_stock_tcp_and_tcp6_pairs_serve_both_families() {
+    crate::require_root!();
+    let dir = fixture("openbsd-stock");
+    let config = dir.path().join("inetd.conf");
+    assert_eq!(
+        check(&config),
+        (
+            Some(0),
+            format!("{}: OK, 6 services\n", config.display()),
+            String::new()
+        )
+    );
+    original_then_import(&dir, &config, |ns, s| {
+        for host in ["127.0.0.1", "[::1]"] {
+            let day = socat(ns, &format!("TCP:{host}:13"), b"");
+            assert!(day.ends_with(b"\r\n") && day.len() > 20, "{host}: {day:?}");
+            assert_eq!(socat(ns, &format!("TCP:{host}:37"), b"").len(), 4, "{host}");
+            assert_eq!(
+                socat(ns, &format!("UDP:{host}:7"), b"both"),
+                b"both",
+                "{host}"
+            );
+        }
+        // Two listeners per service: the IPv4 one and the IPv6 one.
+        s.expect_line(&["listen service=daytime-tcp ", "addr=0.0.0.0:13"]);
+        s.expect_line(&["listen service=daytime-tcp-13 ", "addr=[::]:13"]);
+        no_config_problems(s);
+    });
+}

@@ -648,3 +648,46 @@ fn openbsd_stock_tcp_and_tcp6_pairs_serve_both_families() {
         no_config_problems(s);
     });
 }
+
+/// `import` of an inetd.conf naming its server by a relative path, written
+/// to another directory: the import checks and runs the same handler.
+#[test]
+fn an_import_written_elsewhere_runs_the_same_relative_server() {
+    crate::require_root!();
+    let dir = fixture("inetd-relative");
+    let ftpd = dir.path().join("ftpd");
+    std::fs::set_permissions(&ftpd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("inetd.conf");
+    assert_eq!(check(&config).0, Some(0));
+    let other = dir.path().join("elsewhere");
+    std::fs::create_dir(&other).unwrap();
+    // Run from the directory above: the path as written is relative too.
+    let out = Command::new(bin())
+        .current_dir(dir.path().parent().unwrap())
+        .arg("import")
+        .arg(Path::new(dir.path().file_name().unwrap()).join("inetd.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let imported = other.join("oxinetd.toml");
+    std::fs::write(&imported, &out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("server = \"{}\"", ftpd.display())),
+        "{text}"
+    );
+    assert!(text.contains("server \"ftpd\" was relative"), "{text}");
+    let (code, stdout, stderr) = check(&imported);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(services(&imported, None), services(&config, None));
+    for conf in [&config, &imported] {
+        let ns = Netns::new();
+        let s = ns.serve(dir.clone(), conf, &[]);
+        assert_eq!(
+            socat(&ns, "TCP:127.0.0.1:2121", b""),
+            b"220 relative ftpd ready (-w)\n"
+        );
+        s.expect_line(&["start service=2121-tcp"]);
+        stop(s);
+    }
+}

@@ -928,14 +928,29 @@ impl ServiceDraft<'_> {
         };
         let cps = match &v[..] {
             [count, pause] => match (count.parse::<i64>(), pause.parse::<i64>()) {
-                (Ok(c), Ok(p)) if c >= 1 && p >= 0 => Some(vec![c, p]),
+                (Ok(c), Ok(p)) if c >= 0 && p >= 0 => Some((c, p)),
                 _ => None,
             },
             _ => None,
         };
-        let cps = cps
-            .ok_or_else(|| a.invalid(at, format!("cps = {}: expected two numbers", v.join(" "))))?;
-        self.d.set("cps", Value::ints(cps), at);
+        let (count, pause) = cps.ok_or_else(|| {
+            a.invalid(
+                at,
+                format!(
+                    "cps = {}: expected two numbers (connections per second, seconds)",
+                    v.join(" ")
+                ),
+            )
+        })?;
+        if count == 0 {
+            // xinetd checks the rate only when the count is not 0 (access.c).
+            self.d.note(
+                at,
+                format!("cps = 0 {pause}: 0 turns the limit off, as in xinetd; no cps"),
+            );
+        } else {
+            self.d.set("cps", Value::ints(vec![count, pause]), at);
+        }
         Ok(())
     }
 

@@ -649,6 +649,34 @@ fn openbsd_stock_tcp_and_tcp6_pairs_serve_both_families() {
     });
 }
 
+/// A container image's `defaults { cps = 0 0 }`: 0 turns xinetd's rate
+/// limit off, so the service runs with no `cps` at all.
+#[test]
+fn cps_zero_zero_runs_without_a_limit() {
+    crate::require_root!();
+    let dir = fixture("xinetd-docker");
+    let config = dir.path().join("xinetd.conf");
+    let (code, _, stderr) = check(&config);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    let listed = services(&config, None).join("\n");
+    assert!(listed.contains("name = \"challenge\""), "{listed}");
+    assert!(listed.contains("# rate: not set (no limit)"), "{listed}");
+    assert!(
+        !listed.contains("cps") && !listed.contains("rate = ["),
+        "{listed}"
+    );
+    original_then_import(&dir, &config, |ns, s| {
+        // More connections in a row than xinetd's default of 50 a second.
+        for _ in 0..60 {
+            assert_eq!(
+                socat(ns, "TCP:127.0.0.1:31337", b""),
+                b"welcome to the challenge\n"
+            );
+        }
+        no_config_problems(s);
+    });
+}
+
 /// `import` of an inetd.conf naming its server by a relative path, written
 /// to another directory: the import checks and runs the same handler.
 #[test]

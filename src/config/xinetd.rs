@@ -290,7 +290,9 @@ impl Reader {
     /// header whose `{` is expected on the next line.
     fn directive(&mut self, file: &Path, line: &str, at: Location, state: &mut FileState) {
         let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
+        // xinetd compares keywords with strcasecmp.
+        let first = words.next().map(str::to_ascii_lowercase);
+        match (first.as_deref(), words.next(), words.next()) {
             (Some("include" | "includedir"), Some(f), None) if self.sources.depth() > MAX_DEPTH => {
                 self.t.error(ConfigError::new(
                     at,
@@ -323,10 +325,11 @@ fn relative(file: &Path, target: &str) -> PathBuf {
 /// `defaults` or `service NAME`.
 fn block_header(line: &str, at: &Location) -> Result<(Option<String>, Location), String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    match words[..] {
-        ["defaults"] => Ok((None, at.clone())),
-        ["service", name] => Ok((Some(name.to_owned()), at.clone())),
-        ["service"] => Err("service: a name is missing".to_owned()),
+    let keyword = words.first().map(|w| w.to_ascii_lowercase());
+    match (keyword.as_deref(), &words[..]) {
+        (Some("defaults"), [_]) => Ok((None, at.clone())),
+        (Some("service"), [_, name]) => Ok((Some((*name).to_owned()), at.clone())),
+        (Some("service"), [_]) => Err("service: a name is missing".to_owned()),
         _ => Err(format!(
             "expected \"defaults\", \"service NAME\", \"include FILE\" or \"includedir DIR\", found \"{line}\""
         , line = quote(line))),
@@ -354,12 +357,50 @@ fn attr_line(line: &str, at: &Location) -> Result<Attr, String> {
             name = quote(name)
         ));
     }
+    // xinetd finds attributes, and the values that are keywords, with
+    // strcasecmp: `Socket_Type = STREAM` is `socket_type = stream`.
+    let name = name.to_ascii_lowercase();
+    let mut values: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    keyword_case(&name, &mut values);
     Ok(Attr {
-        name: name.to_owned(),
+        name,
         op,
-        values: rest.split_whitespace().map(str::to_owned).collect(),
+        values,
         at: at.clone(),
     })
+}
+
+/// The values of `attr` that xinetd reads as keywords (ignoring their
+/// case), written as this front-end compares them: `yes`/`no`, socket
+/// types and protocols in lower case; `type`, `flags`, the log words,
+/// `UNLIMITED` and `log_type`'s `SYSLOG`/`FILE` in upper case, a syslog
+/// facility and level in lower case. Other values (paths, arguments,
+/// names) keep their case.
+fn keyword_case(attr: &str, values: &mut [String]) {
+    match attr {
+        "socket_type" | "protocol" | "wait" | "groups" | "disable" | "v6only" | "mdns" => {
+            values.iter_mut().for_each(|v| v.make_ascii_lowercase());
+        }
+        "type" | "flags" | "log_on_success" | "log_on_failure" => {
+            values.iter_mut().for_each(|v| v.make_ascii_uppercase());
+        }
+        "log_type" => {
+            if let Some((kind, rest)) = values.split_first_mut() {
+                kind.make_ascii_uppercase();
+                if kind == "SYSLOG" {
+                    rest.iter_mut().for_each(|v| v.make_ascii_lowercase());
+                }
+            }
+        }
+        _ if attr == "instances" || attr == "per_source" || attr.starts_with("rlimit_") => {
+            for v in values.iter_mut() {
+                if v.eq_ignore_ascii_case("UNLIMITED") {
+                    v.make_ascii_uppercase();
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `log_type = SYSLOG facility` in defaults becomes `[global] syslog_facility`.
@@ -683,12 +724,16 @@ impl ServiceDraft<'_> {
         self.d.set("name", Value::Str(id), &a.block.at);
     }
 
-    /// `socket_type` (required) and `protocol`, which must go with it.
+    /// `socket_type` and `protocol`, which must go with it; without a
+    /// `socket_type`, `protocol` `tcp` means stream and `udp` dgram, as
+    /// xinetd infers it (confparse.c).
     fn socket(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let (udp, at) = match a.one("socket_type") {
             Some(("stream", at)) => (false, at),
             Some(("dgram", at)) => (true, at),
+            None if a.one("protocol").is_some_and(|(p, _)| p == "tcp") => (false, a.at("protocol")),
+            None if a.one("protocol").is_some_and(|(p, _)| p == "udp") => (true, a.at("protocol")),
             Some((other, at)) => {
                 return Err(a.refuse(
                     at,
@@ -698,7 +743,12 @@ impl ServiceDraft<'_> {
                     ),
                 ))
             }
-            None => return Err(a.invalid(&a.block.at, "socket_type is missing")),
+            None => {
+                return Err(a.invalid(
+                    &a.block.at,
+                    "socket_type is missing (and no protocol tcp or udp to infer it from)",
+                ))
+            }
         };
         if let Some((p, at)) = a.one("protocol") {
             if p != if udp { "udp" } else { "tcp" } {
@@ -750,7 +800,7 @@ impl ServiceDraft<'_> {
     fn builtin(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let at = a.at("type");
-        if let Some(what) = match a.name {
+        if let Some(what) = match a.name.to_ascii_lowercase().as_str() {
             "servers" => Some("the running servers"),
             "services" => Some("the services"),
             _ => None,
@@ -766,7 +816,8 @@ impl ServiceDraft<'_> {
             self.d.disabled = Some(why);
             return Ok(());
         }
-        let builtin = Internal::from_name(a.name).ok_or_else(|| {
+        // xinetd finds its built-ins by name with strcasecmp.
+        let builtin = Internal::from_name(&a.name.to_ascii_lowercase()).ok_or_else(|| {
             a.refuse(
                 at,
                 format!(

@@ -677,6 +677,31 @@ fn cps_zero_zero_runs_without_a_limit() {
     });
 }
 
+/// Keywords and keyword values in any case, as xinetd compares them, and
+/// a `protocol` without `socket_type` (xinetd infers it).
+#[test]
+fn upper_case_keywords_and_an_inferred_socket_type_run() {
+    crate::require_root!();
+    let dir = fixture("xinetd-case");
+    let config = dir.path().join("xinetd.conf");
+    assert_eq!(
+        check(&config),
+        (
+            Some(0),
+            format!("{}: OK, 3 services\n", config.display()),
+            String::new()
+        )
+    );
+    original_then_import(&dir, &config, |ns, s| {
+        assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"upper\n"), b"upper\n");
+        assert_eq!(socat(ns, "UDP:127.0.0.1:37", b"\n").len(), 4);
+        assert_eq!(socat(ns, "TCP:127.0.0.1:5666", b""), b"STATUS OK\n");
+        s.expect_line(&["listen service=echo-stream ", "proto=tcp"]);
+        s.expect_line(&["listen service=time-dgram ", "proto=udp"]);
+        no_config_problems(s);
+    });
+}
+
 /// `import` of an inetd.conf naming its server by a relative path, written
 /// to another directory: the import checks and runs the same handler.
 #[test]

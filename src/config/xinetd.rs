@@ -88,10 +88,17 @@ fn build(blocks: &[Block], mut t: Translation) -> Translation {
             .and_then(|(v, at)| Some((v.first()?, at)))
         {
             Some((yes, at)) if yes == "yes" => Some(format!("disable = yes at line {}", at.line)),
-            _ if disabled.iter().any(|n| n == id || n == name) => {
+            _ if disabled
+                .iter()
+                .any(|n| same_name(n, id) || same_name(n, name)) =>
+            {
                 Some("listed in defaults' disabled/enabled".to_owned())
             }
-            _ if !enabled.is_empty() && !enabled.iter().any(|n| n == id || n == name) => {
+            _ if !enabled.is_empty()
+                && !enabled
+                    .iter()
+                    .any(|n| same_name(n, id) || same_name(n, name)) =>
+            {
                 Some("listed in defaults' disabled/enabled".to_owned())
             }
             _ => None,
@@ -128,6 +135,11 @@ fn build(blocks: &[Block], mut t: Translation) -> Translation {
     }
     t.finish();
     t
+}
+
+/// Two service names or ids are the same to xinetd (strcasecmp).
+fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// The values of a defaults list attribute, if set (`enabled`, `disabled`).

@@ -744,3 +744,24 @@ fn an_import_written_elsewhere_runs_the_same_relative_server() {
         stop(s);
     }
 }
+
+/// Disabled services that use what oxinetd refuses (`redirect`, `SENSOR`,
+/// a built-in it does not have) are no problem: `check` is clean.
+#[test]
+fn disabled_refused_services_check_clean() {
+    let dir = fixture("xinetd-disabled");
+    let config = dir.path().join("xinetd.conf");
+    assert_eq!(
+        check(&config),
+        (
+            Some(0),
+            format!("{}: OK, 1 service\n", config.display()),
+            String::new()
+        )
+    );
+    let (imported, code, stderr) = import(&dir, &config);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let text = std::fs::read_to_string(&imported).unwrap();
+    assert_eq!(text.matches("# disabled (").count(), 3, "{text}");
+    assert_eq!(check(&imported).0, Some(0));
+}

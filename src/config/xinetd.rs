@@ -415,21 +415,41 @@ fn keyword_case(attr: &str, values: &mut [String]) {
     }
 }
 
-/// `log_type = SYSLOG facility` in defaults becomes `[global] syslog_facility`.
+/// `log_type = SYSLOG facility [level]` in defaults becomes `[global]
+/// syslog_facility` (oxinetd gives each event its own level: connections
+/// `info`, so another level is warned about). `log_type = FILE path ...`
+/// is not supported: oxinetd logs to syslog or stderr, never to a file of
+/// its own; a warning names the setting and the file.
 fn global_settings(defaults: &[Attr], t: &mut Translation) {
     for a in defaults.iter().filter(|a| a.name == "log_type") {
+        let setting = format!("defaults: log_type = {}", a.values.join(" "));
         match a.values.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["SYSLOG", facility, ..] => t.global.push((
-                "syslog_facility",
-                Value::Str(facility.to_owned()),
+            ["SYSLOG", facility, ref level @ ..] => {
+                t.global.push((
+                    "syslog_facility",
+                    Value::Str(facility.to_owned()),
+                    a.at.clone(),
+                ));
+                if let [level] = level {
+                    if *level != "info" {
+                        t.warning(ConfigError::new(
+                            a.at.clone(),
+                            format!(
+                                "{setting}: the level {level} is ignored: oxinetd logs connections at info, problems at warning and err"
+                            ),
+                        ));
+                    }
+                }
+            }
+            ["FILE", file, ..] => t.warning(ConfigError::new(
                 a.at.clone(),
+                format!(
+                    "{setting}: logging to a file is not supported: oxinetd logs to syslog (facility daemon) or to stderr, not to {file}; ignored"
+                ),
             )),
             _ => t.warning(ConfigError::new(
                 a.at.clone(),
-                format!(
-                    "log_type {}: oxinetd logs to syslog (or stderr), not to files; ignored",
-                    a.values.join(" ")
-                ),
+                format!("{setting}: expected SYSLOG facility [level] or FILE path; ignored"),
             )),
         }
     }
@@ -486,7 +506,10 @@ const WARN_ONLY: &[(&str, &str)] = &[
         "libwrap",
         "oxinetd does not read tcp_wrappers files; use only_from/no_access",
     ),
-    ("log_type", "set in defaults only"),
+    (
+        "log_type",
+        "oxinetd has one log for every service (log_type in defaults sets its syslog facility)",
+    ),
 ];
 
 /// Attributes whose absence would weaken security: the service is refused.

@@ -1066,7 +1066,8 @@ impl ServiceDraft<'_> {
     }
 
     /// `log_on_success` and `log_on_failure`: the words oxinetd logs are
-    /// kept, the others noted as not logged.
+    /// kept, the others (`USERID`: an ident lookup; `RECORD`) warned about
+    /// and noted as not logged.
     fn logging(&mut self) {
         let a = &self.attrs;
         for (key, known) in [
@@ -1079,15 +1080,22 @@ impl ServiceDraft<'_> {
             let Some((values, at)) = a.map.get(key) else {
                 continue;
             };
-            let (keep, drop): (Vec<String>, Vec<String>) = values
+            let (mut keep, drop): (Vec<String>, Vec<String>) = values
                 .iter()
                 .cloned()
                 .partition(|w| known.contains(&w.as_str()));
+            // xinetd logs a failure whenever log_on_failure holds a word:
+            // ATTEMPT "is implied by all others" (xinetd.conf(5)).
+            if key == "log_on_failure" && !values.is_empty() && !keep.iter().any(|w| w == "ATTEMPT")
+            {
+                keep.push("ATTEMPT".to_owned());
+            }
             if !drop.is_empty() {
-                self.d.note(
-                    at,
-                    format!("{key} {}: no equivalent, not logged", drop.join(" ")),
-                );
+                let text = format!("{key} {}: no equivalent, not logged", drop.join(" "));
+                let whose = a.whose(at);
+                self.t
+                    .warning(ConfigError::new(at.clone(), format!("{whose}: {text}")));
+                self.d.note(at, text);
             }
             self.d.set(key, Value::strs(keep), at);
         }
@@ -1507,6 +1515,35 @@ mod tests {
             );
         }
         assert_eq!(meant("127.0.0."), " (for the network, write 127.0.0.0/24)");
+    }
+
+    /// Issue 24: keywords and keyword values in any case; socket_type
+    /// from protocol.
+    #[test]
+    fn keywords_ignore_case_and_protocol_gives_the_socket_type() {
+        let t = translate_str(
+            "DEFAULTS\n{\n  CPS = 0 0\n  Log_On_Failure = userid\n}\n\
+             Service echo\n{\n  TYPE = internal\n  Protocol = UDP\n  Wait = YES\n}\n\
+             service x\n{\n  socket_type = STREAM\n  wait = No\n  server = /bin/cat\n  \
+             instances = Unlimited\n  disable = YES\n}\n",
+        );
+        assert!(of(&t, Severity::Error).is_empty(), "{:?}", t.diagnostics);
+        assert!(of(&t, Severity::Skipped).is_empty(), "{:?}", t.diagnostics);
+        let echo = &t.services[0];
+        assert_eq!(echo.get("socket"), Some(&Value::Str("dgram".into())));
+        assert_eq!(
+            echo.get("server"),
+            Some(&Value::Str("internal:echo".into()))
+        );
+        assert_eq!(echo.get("cps"), None);
+        assert_eq!(
+            echo.get("log_on_failure"),
+            Some(&Value::strs(vec!["ATTEMPT".into()]))
+        );
+        let warnings = of(&t, Severity::Warning);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].message.contains("USERID"), "{warnings:?}");
+        assert!(t.services[1].disabled.is_some());
     }
 
     #[test]

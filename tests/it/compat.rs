@@ -765,3 +765,55 @@ fn disabled_refused_services_check_clean() {
     assert_eq!(text.matches("# disabled (").count(), 3, "{text}");
     assert_eq!(check(&imported).0, Some(0));
 }
+
+/// What `check` and a run ignore, they say: `USERID`, `log_type FILE`, an
+/// `only_from` entry xinetd skips; xinetd's address forms are rules.
+#[test]
+fn ignored_settings_are_warnings_and_address_forms_are_rules() {
+    crate::require_root!();
+    let dir = fixture("xinetd-nagios");
+    let config = dir.path().join("xinetd.conf");
+    let nrpe = dir.path().join("xinetd.d/nrpe");
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let warnings = [
+        (
+            nrpe.clone(),
+            14,
+            "log_on_failure USERID: no equivalent, not logged",
+        ),
+        (nrpe.clone(), 16, "only_from \"127.0.0.\": not an address"),
+        (
+            config.clone(),
+            5,
+            "log_type = FILE /var/log/xinetd.log: logging to a file is not supported",
+        ),
+    ];
+    for (file, line, text) in &warnings {
+        let at = format!("{}:{line}:", file.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&at) && l.contains(": warning: ") && l.contains(text)),
+            "{at} {text}\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), warnings.len(), "{stderr}");
+    let listed = services(&config, None).join("\n");
+    assert!(
+        listed.contains(
+            "only_from = [\"127.0.0.1/32\", \"10.20.0.0/16\", \"192.168.1.0/24\", \
+             \"192.168.2.0/24\", \"172.16.0.0/12\"]\nno_access = [\"10.20.30.0/24\"]"
+        ),
+        "{listed}"
+    );
+    let ns = Netns::new();
+    let s = ns.serve(dir.clone(), &config, &[]);
+    s.expect_line(&["config-warning", "nrpe:14:", "USERID"]);
+    s.expect_line(&["config-warning", "xinetd.conf:5:", "log_type = FILE"]);
+    assert_eq!(socat(&ns, "TCP:127.0.0.1:5666", b""), b"NRPE OK\n");
+    assert_eq!(socat(&ns, "TCP:127.0.0.1:6556", b""), b"<<<check_mk>>>\n");
+    // 127.0.0.2 is in neither only_from.
+    assert_eq!(socat(&ns, "TCP:127.0.0.1:6556,bind=127.0.0.2", b""), b"");
+    s.expect_line(&["refuse service=check_mk", "127.0.0.2"]);
+}

@@ -5,9 +5,10 @@
 //! Nothing is parsed back: the resolver runs the same raw form directly.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use super::classic::Translation;
-use super::raw::Key;
+use super::raw::{Key, Value};
 use super::Severity;
 
 /// The TOML text of `t`, translated from `format`.
@@ -51,6 +52,43 @@ pub fn render(t: &Translation, format: &str) -> String {
     out.0
 }
 
+/// Make the relative paths of `t` (`server`, `banner_fail`), which the
+/// original's load takes from the directory of `config`, absolute, so the
+/// import means the same wherever it is written (TOML would take them
+/// from the new file's directory). Each is noted with its original form.
+pub fn absolute_paths(t: &mut Translation, config: &Path) {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    for d in &mut t.services {
+        let mut notes = Vec::new();
+        for key in d.keys.iter_mut().filter(|k| PATH_KEYS.contains(&k.name)) {
+            let Value::Str(written) = &key.value else {
+                continue;
+            };
+            if written.is_empty()
+                || written.starts_with("internal:")
+                || Path::new(written).is_absolute()
+            {
+                continue;
+            }
+            let joined = dir.join(written);
+            let path = std::path::absolute(&joined).unwrap_or(joined);
+            let Some(path) = path.to_str() else { continue };
+            notes.push((
+                key.at.clone(),
+                format!(
+                    "{} \"{written}\" was relative to the original's directory: written absolute",
+                    key.name
+                ),
+            ));
+            key.value = Value::Str(path.to_owned());
+        }
+        d.notes.extend(notes);
+    }
+}
+
+/// The keys a classic format may write a relative path in.
+const PATH_KEYS: &[&str] = &["server", "banner_fail"];
+
 /// `name = VALUE`, the value written by the `toml` serializer.
 fn key_line(key: &Key) -> String {
     match key.value.to_toml() {
@@ -90,9 +128,7 @@ impl Text {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::Value;
     use crate::config::Location;
-    use std::path::Path;
 
     fn line(value: Value) -> String {
         key_line(&Key::new("k", value, &Location::file(Path::new("f"))))

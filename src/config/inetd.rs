@@ -92,6 +92,10 @@ fn hidden_or_backup(p: &Path) -> bool {
 pub fn translate_text(file: &Path, text: &str, t: &mut Translation) {
     // OpenBSD: a line holding only `addr:` sets the address of later lines.
     let mut default_host: Option<String> = None;
+    let first = t.services.len();
+    // The lines of this file with a bare `tcp`/`udp` on every address
+    // (`*:PORT`), by index in `t.services`: see `bsd_families`.
+    let mut bare = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let pos = LinePos {
@@ -118,10 +122,59 @@ pub fn translate_text(file: &Path, text: &str, t: &mut Translation) {
         }
         let mut warnings = Vec::new();
         match translate_line(&pos, &words, default_host.as_deref(), &mut warnings) {
-            Ok(draft) => t.services.push(draft),
+            Ok(draft) => {
+                if matches!(words[PROTOCOL], "tcp" | "udp") && wildcard_port(&draft).is_some() {
+                    bare.push(t.services.len());
+                }
+                t.services.push(draft);
+            }
             Err(p) => t.report(p),
         }
         warnings.into_iter().for_each(|w| t.warning(w));
+    }
+    bsd_families(&mut t.services, first, &bare);
+}
+
+/// The port of a service that listens on `*:PORT` alone.
+fn wildcard_port(d: &Draft) -> Option<&str> {
+    match d.get("listen") {
+        Some(Value::List(items)) => match &items[..] {
+            [Value::Str(one)] => one.strip_prefix("*:"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The BSD pair: in OpenBSD's and FreeBSD's files `tcp` is IPv4 and
+/// `tcp6` IPv6, and a file that names a service with both means two
+/// sockets. So a bare `tcp` (or `udp`) line on every address, which alone
+/// is one dual-stack socket, listens on IPv4 only when the same file has a
+/// `tcp6` (`udp6`) line for the same service on every address (`[::]`).
+fn bsd_families(services: &mut [Draft], first: usize, bare: &[usize]) {
+    for &i in bare {
+        let Some(port) = wildcard_port(&services[i]).map(str::to_owned) else {
+            continue;
+        };
+        let v6 = Value::strs(vec![format!("[::]:{port}")]);
+        let socket = services[i].get("socket").cloned();
+        let pair = services
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .find(|d| d.get("listen") == Some(&v6) && d.get("socket") == socket.as_ref())
+            .map(|d| d.origin.line);
+        let Some(line) = pair else { continue };
+        let d = &mut services[i];
+        let Some(listen) = d.keys.iter_mut().find(|k| k.name == "listen") else {
+            continue;
+        };
+        listen.value = Value::strs(vec![format!("0.0.0.0:{port}")]);
+        let at = listen.at.clone();
+        d.note(
+            &at,
+            format!("IPv4 only: line {line} serves IPv6, as in BSD inetd.conf (tcp and tcp6, udp and udp6, are two sockets)"),
+        );
     }
 }
 
@@ -758,6 +811,42 @@ mod tests {
         assert_eq!(
             t.services[1].get("listen"),
             Some(&Value::strs(vec!["*:echo".into()]))
+        );
+    }
+
+    /// Issue 24: a `tcp` line and a `tcp6` line for one service are the
+    /// BSD pair, IPv4 and IPv6; `tcp` alone stays dual-stack.
+    #[test]
+    fn tcp_and_tcp6_lines_are_two_families() {
+        let mut t = Translation::default();
+        translate_text(
+            Path::new("inetd.conf"),
+            "daytime stream tcp nowait root internal\n\
+             daytime stream tcp6 nowait root internal\n\
+             echo dgram udp wait root internal\n\
+             echo dgram udp6 wait root internal\n\
+             time stream tcp nowait root internal\n\
+             time dgram udp6 wait root internal\n\
+             discard stream tcp46 nowait root internal\n\
+             discard stream tcp6 nowait root internal\n",
+            &mut t,
+        );
+        assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
+        let listen: Vec<Option<&Value>> = t.services.iter().map(|d| d.get("listen")).collect();
+        let one = |s: &str| Value::strs(vec![s.to_owned()]);
+        assert_eq!(
+            listen,
+            [
+                Some(&one("0.0.0.0:daytime")),
+                Some(&one("[::]:daytime")),
+                Some(&one("0.0.0.0:echo")),
+                Some(&one("[::]:echo")),
+                // Another socket type, and tcp46: not a pair.
+                Some(&one("*:time")),
+                Some(&one("[::]:time")),
+                Some(&one("*:discard")),
+                Some(&one("[::]:discard")),
+            ]
         );
     }
 

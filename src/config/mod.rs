@@ -453,7 +453,7 @@ pub struct Imported {
 /// Translate an inetd or xinetd config (a file, or an xinetd.d directory)
 /// for `oxinetd import`.
 pub fn import(path: &Path, format: Format) -> Imported {
-    let t = match format {
+    let mut t = match format {
         Format::Inetd => inetd::translate(path),
         Format::Xinetd => xinetd::translate(path),
         Format::Toml => {
@@ -472,6 +472,7 @@ pub fn import(path: &Path, format: Format) -> Imported {
             };
         }
     };
+    import::absolute_paths(&mut t, path);
     let text = import::render(&t, format.name());
     let (mut warnings, mut diagnostics): (Vec<_>, Vec<_>) = t
         .diagnostics

@@ -10,7 +10,7 @@
 //! redirect): then that service is refused, loudly, and the others run.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::classic::{listen_entry, resolve_host, Translation};
@@ -88,10 +88,17 @@ fn build(blocks: &[Block], mut t: Translation) -> Translation {
             .and_then(|(v, at)| Some((v.first()?, at)))
         {
             Some((yes, at)) if yes == "yes" => Some(format!("disable = yes at line {}", at.line)),
-            _ if disabled.iter().any(|n| n == id || n == name) => {
+            _ if disabled
+                .iter()
+                .any(|n| same_name(n, id) || same_name(n, name)) =>
+            {
                 Some("listed in defaults' disabled/enabled".to_owned())
             }
-            _ if !enabled.is_empty() && !enabled.iter().any(|n| n == id || n == name) => {
+            _ if !enabled.is_empty()
+                && !enabled
+                    .iter()
+                    .any(|n| same_name(n, id) || same_name(n, name)) =>
+            {
                 Some("listed in defaults' disabled/enabled".to_owned())
             }
             _ => None,
@@ -128,6 +135,11 @@ fn build(blocks: &[Block], mut t: Translation) -> Translation {
     }
     t.finish();
     t
+}
+
+/// Two service names or ids are the same to xinetd (strcasecmp).
+fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// The values of a defaults list attribute, if set (`enabled`, `disabled`).
@@ -290,7 +302,9 @@ impl Reader {
     /// header whose `{` is expected on the next line.
     fn directive(&mut self, file: &Path, line: &str, at: Location, state: &mut FileState) {
         let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
+        // xinetd compares keywords with strcasecmp.
+        let first = words.next().map(str::to_ascii_lowercase);
+        match (first.as_deref(), words.next(), words.next()) {
             (Some("include" | "includedir"), Some(f), None) if self.sources.depth() > MAX_DEPTH => {
                 self.t.error(ConfigError::new(
                     at,
@@ -323,10 +337,11 @@ fn relative(file: &Path, target: &str) -> PathBuf {
 /// `defaults` or `service NAME`.
 fn block_header(line: &str, at: &Location) -> Result<(Option<String>, Location), String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    match words[..] {
-        ["defaults"] => Ok((None, at.clone())),
-        ["service", name] => Ok((Some(name.to_owned()), at.clone())),
-        ["service"] => Err("service: a name is missing".to_owned()),
+    let keyword = words.first().map(|w| w.to_ascii_lowercase());
+    match (keyword.as_deref(), &words[..]) {
+        (Some("defaults"), [_]) => Ok((None, at.clone())),
+        (Some("service"), [_, name]) => Ok((Some((*name).to_owned()), at.clone())),
+        (Some("service"), [_]) => Err("service: a name is missing".to_owned()),
         _ => Err(format!(
             "expected \"defaults\", \"service NAME\", \"include FILE\" or \"includedir DIR\", found \"{line}\""
         , line = quote(line))),
@@ -354,29 +369,87 @@ fn attr_line(line: &str, at: &Location) -> Result<Attr, String> {
             name = quote(name)
         ));
     }
+    // xinetd finds attributes, and the values that are keywords, with
+    // strcasecmp: `Socket_Type = STREAM` is `socket_type = stream`.
+    let name = name.to_ascii_lowercase();
+    let mut values: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    keyword_case(&name, &mut values);
     Ok(Attr {
-        name: name.to_owned(),
+        name,
         op,
-        values: rest.split_whitespace().map(str::to_owned).collect(),
+        values,
         at: at.clone(),
     })
 }
 
-/// `log_type = SYSLOG facility` in defaults becomes `[global] syslog_facility`.
+/// The values of `attr` that xinetd reads as keywords (ignoring their
+/// case), written as this front-end compares them: `yes`/`no`, socket
+/// types and protocols in lower case; `type`, `flags`, the log words,
+/// `UNLIMITED` and `log_type`'s `SYSLOG`/`FILE` in upper case, a syslog
+/// facility and level in lower case. Other values (paths, arguments,
+/// names) keep their case.
+fn keyword_case(attr: &str, values: &mut [String]) {
+    match attr {
+        "socket_type" | "protocol" | "wait" | "groups" | "disable" | "v6only" | "mdns" => {
+            values.iter_mut().for_each(|v| v.make_ascii_lowercase());
+        }
+        "type" | "flags" | "log_on_success" | "log_on_failure" => {
+            values.iter_mut().for_each(|v| v.make_ascii_uppercase());
+        }
+        "log_type" => {
+            if let Some((kind, rest)) = values.split_first_mut() {
+                kind.make_ascii_uppercase();
+                if kind == "SYSLOG" {
+                    rest.iter_mut().for_each(|v| v.make_ascii_lowercase());
+                }
+            }
+        }
+        _ if attr == "instances" || attr == "per_source" || attr.starts_with("rlimit_") => {
+            for v in values.iter_mut() {
+                if v.eq_ignore_ascii_case("UNLIMITED") {
+                    v.make_ascii_uppercase();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `log_type = SYSLOG facility [level]` in defaults becomes `[global]
+/// syslog_facility` (oxinetd gives each event its own level: connections
+/// `info`, so another level is warned about). `log_type = FILE path ...`
+/// is not supported: oxinetd logs to syslog or stderr, never to a file of
+/// its own; a warning names the setting and the file.
 fn global_settings(defaults: &[Attr], t: &mut Translation) {
     for a in defaults.iter().filter(|a| a.name == "log_type") {
+        let setting = format!("defaults: log_type = {}", a.values.join(" "));
         match a.values.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["SYSLOG", facility, ..] => t.global.push((
-                "syslog_facility",
-                Value::Str(facility.to_owned()),
+            ["SYSLOG", facility, ref level @ ..] => {
+                t.global.push((
+                    "syslog_facility",
+                    Value::Str(facility.to_owned()),
+                    a.at.clone(),
+                ));
+                if let [level] = level {
+                    if *level != "info" {
+                        t.warning(ConfigError::new(
+                            a.at.clone(),
+                            format!(
+                                "{setting}: the level {level} is ignored: oxinetd logs connections at info, problems at warning and err"
+                            ),
+                        ));
+                    }
+                }
+            }
+            ["FILE", file, ..] => t.warning(ConfigError::new(
                 a.at.clone(),
+                format!(
+                    "{setting}: logging to a file is not supported: oxinetd logs to syslog (facility daemon) or to stderr, not to {file}; ignored"
+                ),
             )),
             _ => t.warning(ConfigError::new(
                 a.at.clone(),
-                format!(
-                    "log_type {}: oxinetd logs to syslog (or stderr), not to files; ignored",
-                    a.values.join(" ")
-                ),
+                format!("{setting}: expected SYSLOG facility [level] or FILE path; ignored"),
             )),
         }
     }
@@ -426,7 +499,10 @@ const WARN_ONLY: &[(&str, &str)] = &[
         "libwrap",
         "oxinetd does not read tcp_wrappers files; use only_from/no_access",
     ),
-    ("log_type", "set in defaults only"),
+    (
+        "log_type",
+        "oxinetd has one log for every service (log_type in defaults sets its syslog facility)",
+    ),
 ];
 
 /// Attributes whose absence would weaken security: the service is refused.
@@ -679,12 +755,16 @@ impl ServiceDraft<'_> {
         self.d.set("name", Value::Str(id), &a.block.at);
     }
 
-    /// `socket_type` (required) and `protocol`, which must go with it.
+    /// `socket_type` and `protocol`, which must go with it; without a
+    /// `socket_type`, `protocol` `tcp` means stream and `udp` dgram, as
+    /// xinetd infers it (confparse.c).
     fn socket(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let (udp, at) = match a.one("socket_type") {
             Some(("stream", at)) => (false, at),
             Some(("dgram", at)) => (true, at),
+            None if a.one("protocol").is_some_and(|(p, _)| p == "tcp") => (false, a.at("protocol")),
+            None if a.one("protocol").is_some_and(|(p, _)| p == "udp") => (true, a.at("protocol")),
             Some((other, at)) => {
                 return Err(a.refuse(
                     at,
@@ -694,7 +774,12 @@ impl ServiceDraft<'_> {
                     ),
                 ))
             }
-            None => return Err(a.invalid(&a.block.at, "socket_type is missing")),
+            None => {
+                return Err(a.invalid(
+                    &a.block.at,
+                    "socket_type is missing (and no protocol tcp or udp to infer it from)",
+                ))
+            }
         };
         if let Some((p, at)) = a.one("protocol") {
             if p != if udp { "udp" } else { "tcp" } {
@@ -746,7 +831,7 @@ impl ServiceDraft<'_> {
     fn builtin(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let at = a.at("type");
-        if let Some(what) = match a.name {
+        if let Some(what) = match a.name.to_ascii_lowercase().as_str() {
             "servers" => Some("the running servers"),
             "services" => Some("the services"),
             _ => None,
@@ -762,7 +847,8 @@ impl ServiceDraft<'_> {
             self.d.disabled = Some(why);
             return Ok(());
         }
-        let builtin = Internal::from_name(a.name).ok_or_else(|| {
+        // xinetd finds its built-ins by name with strcasecmp.
+        let builtin = Internal::from_name(&a.name.to_ascii_lowercase()).ok_or_else(|| {
             a.refuse(
                 at,
                 format!(
@@ -868,9 +954,13 @@ impl ServiceDraft<'_> {
         Ok(())
     }
 
-    /// Who may connect: `only_from` and `no_access` as CIDR rules (a host
-    /// or network name refuses the service, as dropping the rule would
-    /// let everyone in), then `access_times` and `banner_fail` as they are.
+    /// Who may connect: `only_from` and `no_access` as CIDR rules, each
+    /// address read as xinetd reads it (`address_rule`). A host or network
+    /// name refuses the service, as dropping the rule would let everyone
+    /// in; an entry xinetd cannot parse and skips is skipped too in
+    /// `only_from` (it lets no one in), with a warning, and refuses the
+    /// service in `no_access` (skipping it would let in whom it names).
+    /// Then `access_times` and `banner_fail` as they are.
     fn access(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         for key in ["only_from", "no_access"] {
@@ -879,13 +969,34 @@ impl ServiceDraft<'_> {
             };
             let mut rules = Vec::new();
             for v in values {
-                let Some(mut r) = address_rule(v) else {
-                    return Err(a.refuse(
+                let entry = format!("{key} \"{v}\"", key = quote(key), v = quote(v));
+                match address_rule(v) {
+                    Address::Rules(mut r) => rules.append(&mut r),
+                    Address::Name => return Err(a.refuse(
                         at,
-                        format!("{key} \"{v}\": host and network names are not supported (write addresses or CIDR prefixes)", key = quote(key), v = quote(v)),
-                    ));
-                };
-                rules.append(&mut r);
+                        format!("{entry}: host and network names are not supported (write addresses or CIDR prefixes)"),
+                    )),
+                    Address::Malformed(why) => {
+                        return Err(a.invalid(at, format!("{entry}: {why}")))
+                    }
+                    Address::Unparsed if key == "only_from" => {
+                        let text = format!(
+                            "{entry}: not an address, skipped as xinetd skips it: it lets no one in{}",
+                            meant(v)
+                        );
+                        let whose = a.whose(at);
+                        self.t
+                            .warning(ConfigError::new(at.clone(), format!("{whose}: {text}")));
+                        self.d.note(at, text);
+                    }
+                    Address::Unparsed => return Err(a.refuse(
+                        at,
+                        format!(
+                            "{entry}: not an address (xinetd skips it, which lets in whom it was meant to keep out){}",
+                            meant(v)
+                        ),
+                    )),
+                }
             }
             self.d.set(key, Value::strs(rules), at);
         }
@@ -924,19 +1035,35 @@ impl ServiceDraft<'_> {
         };
         let cps = match &v[..] {
             [count, pause] => match (count.parse::<i64>(), pause.parse::<i64>()) {
-                (Ok(c), Ok(p)) if c >= 1 && p >= 0 => Some(vec![c, p]),
+                (Ok(c), Ok(p)) if c >= 0 && p >= 0 => Some((c, p)),
                 _ => None,
             },
             _ => None,
         };
-        let cps = cps
-            .ok_or_else(|| a.invalid(at, format!("cps = {}: expected two numbers", v.join(" "))))?;
-        self.d.set("cps", Value::ints(cps), at);
+        let (count, pause) = cps.ok_or_else(|| {
+            a.invalid(
+                at,
+                format!(
+                    "cps = {}: expected two numbers (connections per second, seconds)",
+                    v.join(" ")
+                ),
+            )
+        })?;
+        if count == 0 {
+            // xinetd checks the rate only when the count is not 0 (access.c).
+            self.d.note(
+                at,
+                format!("cps = 0 {pause}: 0 turns the limit off, as in xinetd; no cps"),
+            );
+        } else {
+            self.d.set("cps", Value::ints(vec![count, pause]), at);
+        }
         Ok(())
     }
 
     /// `log_on_success` and `log_on_failure`: the words oxinetd logs are
-    /// kept, the others noted as not logged.
+    /// kept, the others (`USERID`: an ident lookup; `RECORD`) warned about
+    /// and noted as not logged.
     fn logging(&mut self) {
         let a = &self.attrs;
         for (key, known) in [
@@ -949,15 +1076,22 @@ impl ServiceDraft<'_> {
             let Some((values, at)) = a.map.get(key) else {
                 continue;
             };
-            let (keep, drop): (Vec<String>, Vec<String>) = values
+            let (mut keep, drop): (Vec<String>, Vec<String>) = values
                 .iter()
                 .cloned()
                 .partition(|w| known.contains(&w.as_str()));
+            // xinetd logs a failure whenever log_on_failure holds a word:
+            // ATTEMPT "is implied by all others" (xinetd.conf(5)).
+            if key == "log_on_failure" && !values.is_empty() && !keep.iter().any(|w| w == "ATTEMPT")
+            {
+                keep.push("ATTEMPT".to_owned());
+            }
             if !drop.is_empty() {
-                self.d.note(
-                    at,
-                    format!("{key} {}: no equivalent, not logged", drop.join(" ")),
-                );
+                let text = format!("{key} {}: no equivalent, not logged", drop.join(" "));
+                let whose = a.whose(at);
+                self.t
+                    .warning(ConfigError::new(at.clone(), format!("{whose}: {text}")));
+                self.d.note(at, text);
             }
             self.d.set(key, Value::strs(keep), at);
         }
@@ -1137,28 +1271,204 @@ const KNOWN: &[&str] = &[
     "disabled",
 ];
 
-/// An xinetd address as CIDR rules; `None` for names.
-fn address_rule(v: &str) -> Option<Vec<String>> {
-    if v == "0.0.0.0" || v == "0" {
-        return Some(vec!["0.0.0.0/0".to_owned(), "::/0".to_owned()]);
+/// What xinetd makes of one `only_from`/`no_access` entry (addr.c tries,
+/// in turn: a numeric address, a host name, `ADDR/PREFIX`, a factorized
+/// address, a network name).
+#[derive(Debug, PartialEq)]
+enum Address {
+    /// An address: its CIDR rules.
+    Rules(Vec<String>),
+    /// A host, domain (`.example.com`) or network name: xinetd matches it
+    /// against the peer's reverse lookup, which oxinetd does not do.
+    Name,
+    /// Digits and dots that are no address (`127.0.0.`, `1.2.3.4.5`):
+    /// xinetd logs "failed to parse" and skips the entry.
+    Unparsed,
+    /// xinetd refuses the entry and disables the service: why.
+    Malformed(String),
+}
+
+/// An xinetd address as CIDR rules (see `Address`).
+///
+/// - numeric: IPv4 in any form inet_aton(3) reads (`10.1.2.3`, `127.1`,
+///   octal `010.0.0.1`, hex `0x7f.1`), trailing zero bytes being
+///   wildcards (`128.138.12.0` is the /24, `10.0.0.0` the /8); `0.0.0.0`
+///   is everyone. IPv6 exactly (no wildcard), `::` being every IPv6
+///   address.
+/// - `ADDR/PREFIX`: the prefix of ADDR (host bits dropped).
+/// - factorized: `128.138.{193,194}` is 128.138.193.0/24 and
+///   128.138.194.0/24; the braces must end the entry.
+fn address_rule(v: &str) -> Address {
+    if v.contains('{') {
+        return factorized(v);
     }
-    let (addr, prefix) = v.split_once('/').map_or((v, None), |(a, p)| (a, Some(p)));
-    // xinetd's implied networks: trailing zero octets (10.0.0.0 is 10/8).
-    if let (Ok(IpAddr::V4(ip)), None) = (addr.parse::<IpAddr>(), prefix) {
-        let o = ip.octets();
-        let len = match o {
-            [_, 0, 0, 0] => 8,
-            [_, _, 0, 0] => 16,
-            [_, _, _, 0] => 24,
-            _ => 32,
-        };
+    let rules = match v.split_once('/') {
+        Some((addr, prefix)) => explicit_prefix(addr, prefix).map(|r| vec![r]),
+        None => numeric(v),
+    };
+    if let Some(rules) = rules {
+        return Address::Rules(rules);
+    }
+    if v.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        if v.starts_with('.') || v.contains("..") {
+            return Address::Malformed("consecutive dots: not an address".to_owned());
+        }
+        return Address::Unparsed;
+    }
+    // Names hold neither: xinetd skips what it cannot parse.
+    if v.contains(['/', ':']) {
+        return Address::Unparsed;
+    }
+    Address::Name
+}
+
+/// A numeric address with its implied prefix (see `address_rule`).
+fn numeric(v: &str) -> Option<Vec<String>> {
+    if v.contains(':') {
+        // getaddrinfo takes a scope (`fe80::1%eth0`); xinetd compares the
+        // address only.
+        let ip: Ipv6Addr = v.split('%').next()?.parse().ok()?;
+        let len = if ip.is_unspecified() { 0 } else { 128 };
         return Some(vec![format!("{ip}/{len}")]);
     }
-    addr.parse::<IpAddr>().ok()?;
-    if let Some(p) = prefix {
-        p.parse::<u8>().ok()?;
+    let ip = inet_aton(v)?;
+    let bits = u32::from(ip);
+    if bits == 0 {
+        return Some(vec!["0.0.0.0/0".to_owned(), "::/0".to_owned()]);
     }
-    Some(vec![v.to_owned()])
+    let len = 32 - 8 * (bits.trailing_zeros() / 8);
+    Some(vec![format!("{ip}/{len}")])
+}
+
+/// `ADDR/PREFIX`: a prefix longer than the address counts as the whole
+/// address, as in xinetd.
+fn explicit_prefix(addr: &str, prefix: &str) -> Option<String> {
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u32 = prefix.parse().unwrap_or(u32::MAX);
+    let ip = match inet_aton(addr) {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(addr.split('%').next()?.parse().ok()?),
+    };
+    let len = n.min(if ip.is_ipv4() { 32 } else { 128 }) as u8;
+    Some(format!("{}/{len}", crate::access::mask(ip, len)))
+}
+
+/// `a.b.{c,d}` (IPv4 only): each number in braces completes the bytes
+/// before it, the rest are wildcards. Anything after the braces, empty
+/// entries or more than three bytes before them are refused, as xinetd
+/// refuses them.
+fn factorized(v: &str) -> Address {
+    let bad = |why: &str| {
+        Address::Malformed(format!(
+            "{why} (factorized addresses are a.b.{{c,d}}: the braces end the address)"
+        ))
+    };
+    let Some((head, rest)) = v.split_once('{') else {
+        return bad("no opening brace");
+    };
+    let Some(list) = rest.strip_suffix('}') else {
+        return bad("something follows the closing brace");
+    };
+    let prefix: Vec<&str> = match head {
+        "" => Vec::new(),
+        _ => match head.strip_suffix('.') {
+            Some(h) => h.split('.').collect(),
+            None => return bad("no dot before the opening brace"),
+        },
+    };
+    let byte = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u8>().ok())
+            .flatten()
+    };
+    let Some(prefix) = prefix.iter().map(|p| byte(p)).collect::<Option<Vec<u8>>>() else {
+        return bad("each byte before the braces must be a number from 0 to 255");
+    };
+    if prefix.len() > 3 {
+        return bad("more than three bytes before the braces");
+    }
+    let mut rules = Vec::new();
+    for item in list.split(',') {
+        let Some(n) = byte(item) else {
+            return bad("each entry in the braces must be a number from 0 to 255");
+        };
+        let mut octets = [0u8; 4];
+        octets[..prefix.len()].copy_from_slice(&prefix);
+        octets[prefix.len()] = n;
+        let len = 8 * (prefix.len() + 1);
+        rules.push(format!("{}/{len}", Ipv4Addr::from(octets)));
+    }
+    Address::Rules(rules)
+}
+
+/// An IPv4 address as glibc's inet_aton reads it when nothing may follow
+/// (what getaddrinfo, and so xinetd, accepts as numeric): one to four
+/// parts, each decimal, octal (a leading 0) or hex (0x), the last one
+/// filling the bytes left.
+fn inet_aton(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let nums = parts
+        .iter()
+        .map(|p| c_number(p))
+        .collect::<Option<Vec<u64>>>()?;
+    let (last, head) = nums.split_last()?;
+    if head.iter().any(|&n| n > 0xff) {
+        return None;
+    }
+    let room = 8 * (4 - head.len() as u32);
+    if (room < 32 && *last >> room != 0) || *last > u64::from(u32::MAX) {
+        return None;
+    }
+    let mut word = *last as u32;
+    for (i, &n) in head.iter().enumerate() {
+        word |= (n as u32) << (24 - 8 * i as u32);
+    }
+    Some(Ipv4Addr::from(word))
+}
+
+/// A number as strtoul(3) reads it with base 0, all of `s`.
+fn c_number(s: &str) -> Option<u64> {
+    let (digits, radix) = if let Some(hex) = s.strip_prefix("0x").or(s.strip_prefix("0X")) {
+        (hex, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if !s.starts_with(|c: char| c.is_ascii_digit())
+        || digits.is_empty()
+        || !digits.chars().all(|c| c.is_digit(radix))
+    {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+/// For an entry ending in a dot (`127.0.0.`, a tcp_wrappers prefix): the
+/// prefix it looks meant as.
+fn meant(v: &str) -> String {
+    let Some(head) = v.strip_suffix('.') else {
+        return String::new();
+    };
+    let parts: Vec<&str> = head.split('.').collect();
+    let bytes: Option<Vec<u8>> = parts.iter().map(|p| p.parse::<u8>().ok()).collect();
+    match bytes {
+        Some(b) if (1..=3).contains(&b.len()) => {
+            let mut octets = [0u8; 4];
+            octets[..b.len()].copy_from_slice(&b);
+            format!(
+                " (for the network, write {}/{})",
+                Ipv4Addr::from(octets),
+                8 * b.len()
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -1313,6 +1623,99 @@ mod tests {
         let errors = of(&t, Severity::Error);
         assert_eq!(errors[0].at.line, 6, "{errors:?}");
         assert!(errors[0].message.contains("512K or 64M"), "{errors:?}");
+    }
+
+    /// Issue 24: every form xinetd reads as an address (addr.c), and what
+    /// it makes of the rest.
+    #[test]
+    fn address_forms_as_xinetd_reads_them() {
+        let rules = |v: &str| match address_rule(v) {
+            Address::Rules(r) => r,
+            other => panic!("{v}: {other:?}"),
+        };
+        for (v, want) in [
+            ("128.138.12.0", &["128.138.12.0/24"][..]),
+            ("10.0.0.0", &["10.0.0.0/8"]),
+            ("10.1.0.5", &["10.1.0.5/32"]),
+            ("0.0.0.0", &["0.0.0.0/0", "::/0"]),
+            ("0", &["0.0.0.0/0", "::/0"]),
+            ("127.1", &["127.0.0.1/32"]),
+            ("010.0.0.1", &["8.0.0.1/32"]),
+            ("0x7f.1", &["127.0.0.1/32"]),
+            (
+                "128.138.{193,194}",
+                &["128.138.193.0/24", "128.138.194.0/24"],
+            ),
+            ("10.{1}", &["10.1.0.0/16"]),
+            ("1.2.3.{4}", &["1.2.3.4/32"]),
+            ("{10,11}", &["10.0.0.0/8", "11.0.0.0/8"]),
+            ("172.16.5.9/12", &["172.16.0.0/12"]),
+            ("10.0.0.1/40", &["10.0.0.1/32"]),
+            ("::", &["::/0"]),
+            ("::1", &["::1/128"]),
+            ("fe80::1%eth0", &["fe80::1/128"]),
+            ("2001:db8::5/32", &["2001:db8::/32"]),
+        ] {
+            assert_eq!(rules(v), want, "{v}");
+        }
+        for v in [
+            "127.0.0.",
+            "1.2.3.4.5",
+            "300.1.1.1",
+            "10.0.0./8",
+            "fe80:::1",
+            "a.b/8",
+        ] {
+            assert_eq!(address_rule(v), Address::Unparsed, "{v}");
+        }
+        for v in ["localhost", ".example.com", "loopback"] {
+            assert_eq!(address_rule(v), Address::Name, "{v}");
+        }
+        for v in [
+            "128.138.{193,194}.0",
+            "1..2",
+            ".5",
+            "1.2.{3,,4}",
+            "1.2.{300}",
+            "1.2.3.4.{5}",
+            "128.138{1}",
+        ] {
+            assert!(
+                matches!(address_rule(v), Address::Malformed(_)),
+                "{v}: {:?}",
+                address_rule(v)
+            );
+        }
+        assert_eq!(meant("127.0.0."), " (for the network, write 127.0.0.0/24)");
+    }
+
+    /// Issue 24: keywords and keyword values in any case; socket_type
+    /// from protocol.
+    #[test]
+    fn keywords_ignore_case_and_protocol_gives_the_socket_type() {
+        let t = translate_str(
+            "DEFAULTS\n{\n  CPS = 0 0\n  Log_On_Failure = userid\n}\n\
+             Service echo\n{\n  TYPE = internal\n  Protocol = UDP\n  Wait = YES\n}\n\
+             service x\n{\n  socket_type = STREAM\n  wait = No\n  server = /bin/cat\n  \
+             instances = Unlimited\n  disable = YES\n}\n",
+        );
+        assert!(of(&t, Severity::Error).is_empty(), "{:?}", t.diagnostics);
+        assert!(of(&t, Severity::Skipped).is_empty(), "{:?}", t.diagnostics);
+        let echo = &t.services[0];
+        assert_eq!(echo.get("socket"), Some(&Value::Str("dgram".into())));
+        assert_eq!(
+            echo.get("server"),
+            Some(&Value::Str("internal:echo".into()))
+        );
+        assert_eq!(echo.get("cps"), None);
+        assert_eq!(
+            echo.get("log_on_failure"),
+            Some(&Value::strs(vec!["ATTEMPT".into()]))
+        );
+        let warnings = of(&t, Severity::Warning);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].message.contains("USERID"), "{warnings:?}");
+        assert!(t.services[1].disabled.is_some());
     }
 
     #[test]

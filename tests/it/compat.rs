@@ -595,3 +595,227 @@ fn sighup_rereads_an_inetd_conf() {
     let second = s.addrs("0-tcp-2");
     assert_eq!(crate::harness::talk(second[0], ""), "second\n");
 }
+
+// Issue 24: shapes of configs from the wild (tests/fixtures/compat/*),
+// one per bug they hit.
+
+/// `oxinetd check CONFIG`: exit code, stdout, stderr.
+fn check(config: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// No `config-*` problem line in a server's log.
+fn no_config_problems(s: &Server) {
+    assert_eq!(s.count(&["config-"]), 0, "{}", s.log());
+}
+
+/// OpenBSD's stock inetd.conf names each service twice, `tcp` (IPv4) and
+/// `tcp6` (IPv6): two sockets, no overlap; both families answer.
+#[test]
+fn openbsd_stock_tcp_and_tcp6_pairs_serve_both_families() {
+    crate::require_root!();
+    let dir = fixture("openbsd-stock");
+    let config = dir.path().join("inetd.conf");
+    assert_eq!(
+        check(&config),
+        (
+            Some(0),
+            format!("{}: OK, 6 services\n", config.display()),
+            String::new()
+        )
+    );
+    original_then_import(&dir, &config, |ns, s| {
+        for host in ["127.0.0.1", "[::1]"] {
+            let day = socat(ns, &format!("TCP:{host}:13"), b"");
+            assert!(day.ends_with(b"\r\n") && day.len() > 20, "{host}: {day:?}");
+            assert_eq!(socat(ns, &format!("TCP:{host}:37"), b"").len(), 4, "{host}");
+            assert_eq!(
+                socat(ns, &format!("UDP:{host}:7"), b"both"),
+                b"both",
+                "{host}"
+            );
+        }
+        // Two listeners per service: the IPv4 one and the IPv6 one.
+        s.expect_line(&["listen service=daytime-tcp ", "addr=0.0.0.0:13"]);
+        s.expect_line(&["listen service=daytime-tcp-13 ", "addr=[::]:13"]);
+        no_config_problems(s);
+    });
+}
+
+/// A container image's `defaults { cps = 0 0 }`: 0 turns xinetd's rate
+/// limit off, so the service runs with no `cps` at all.
+#[test]
+fn cps_zero_zero_runs_without_a_limit() {
+    crate::require_root!();
+    let dir = fixture("xinetd-docker");
+    let config = dir.path().join("xinetd.conf");
+    let (code, _, stderr) = check(&config);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    let listed = services(&config, None).join("\n");
+    assert!(listed.contains("name = \"challenge\""), "{listed}");
+    assert!(listed.contains("# rate: not set (no limit)"), "{listed}");
+    assert!(
+        !listed.contains("cps") && !listed.contains("rate = ["),
+        "{listed}"
+    );
+    original_then_import(&dir, &config, |ns, s| {
+        // More connections in a row than xinetd's default of 50 a second.
+        for _ in 0..60 {
+            assert_eq!(
+                socat(ns, "TCP:127.0.0.1:31337", b""),
+                b"welcome to the challenge\n"
+            );
+        }
+        no_config_problems(s);
+    });
+}
+
+/// Keywords and keyword values in any case, as xinetd compares them, and
+/// a `protocol` without `socket_type` (xinetd infers it).
+#[test]
+fn upper_case_keywords_and_an_inferred_socket_type_run() {
+    crate::require_root!();
+    let dir = fixture("xinetd-case");
+    let config = dir.path().join("xinetd.conf");
+    assert_eq!(
+        check(&config),
+        (
+            Some(0),
+            format!("{}: OK, 3 services\n", config.display()),
+            String::new()
+        )
+    );
+    original_then_import(&dir, &config, |ns, s| {
+        assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"upper\n"), b"upper\n");
+        assert_eq!(socat(ns, "UDP:127.0.0.1:37", b"\n").len(), 4);
+        assert_eq!(socat(ns, "TCP:127.0.0.1:5666", b""), b"STATUS OK\n");
+        s.expect_line(&["listen service=echo-stream ", "proto=tcp"]);
+        s.expect_line(&["listen service=time-dgram ", "proto=udp"]);
+        no_config_problems(s);
+    });
+}
+
+/// `import` of an inetd.conf naming its server by a relative path, written
+/// to another directory: the import checks and runs the same handler.
+#[test]
+fn an_import_written_elsewhere_runs_the_same_relative_server() {
+    crate::require_root!();
+    let dir = fixture("inetd-relative");
+    let ftpd = dir.path().join("ftpd");
+    std::fs::set_permissions(&ftpd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("inetd.conf");
+    assert_eq!(check(&config).0, Some(0));
+    let other = dir.path().join("elsewhere");
+    std::fs::create_dir(&other).unwrap();
+    // Run from the directory above: the path as written is relative too.
+    let out = Command::new(bin())
+        .current_dir(dir.path().parent().unwrap())
+        .arg("import")
+        .arg(Path::new(dir.path().file_name().unwrap()).join("inetd.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let imported = other.join("oxinetd.toml");
+    std::fs::write(&imported, &out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("server = \"{}\"", ftpd.display())),
+        "{text}"
+    );
+    assert!(text.contains("server \"ftpd\" was relative"), "{text}");
+    let (code, stdout, stderr) = check(&imported);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(services(&imported, None), services(&config, None));
+    for conf in [&config, &imported] {
+        let ns = Netns::new();
+        let s = ns.serve(dir.clone(), conf, &[]);
+        assert_eq!(
+            socat(&ns, "TCP:127.0.0.1:2121", b""),
+            b"220 relative ftpd ready (-w)\n"
+        );
+        s.expect_line(&["start service=2121-tcp"]);
+        stop(s);
+    }
+}
+
+/// Disabled services that use what oxinetd refuses (`redirect`, `SENSOR`,
+/// a built-in it does not have) are no problem: `check` is clean.
+#[test]
+fn disabled_refused_services_check_clean() {
+    let dir = fixture("xinetd-disabled");
+    let config = dir.path().join("xinetd.conf");
+    assert_eq!(
+        check(&config),
+        (
+            Some(0),
+            format!("{}: OK, 1 service\n", config.display()),
+            String::new()
+        )
+    );
+    let (imported, code, stderr) = import(&dir, &config);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let text = std::fs::read_to_string(&imported).unwrap();
+    assert_eq!(text.matches("# disabled (").count(), 3, "{text}");
+    assert_eq!(check(&imported).0, Some(0));
+}
+
+/// What `check` and a run ignore, they say: `USERID`, `log_type FILE`, an
+/// `only_from` entry xinetd skips; xinetd's address forms are rules.
+#[test]
+fn ignored_settings_are_warnings_and_address_forms_are_rules() {
+    crate::require_root!();
+    let dir = fixture("xinetd-nagios");
+    let config = dir.path().join("xinetd.conf");
+    let nrpe = dir.path().join("xinetd.d/nrpe");
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    let warnings = [
+        (
+            nrpe.clone(),
+            14,
+            "log_on_failure USERID: no equivalent, not logged",
+        ),
+        (nrpe.clone(), 16, "only_from \"127.0.0.\": not an address"),
+        (
+            config.clone(),
+            5,
+            "log_type = FILE /var/log/xinetd.log: logging to a file is not supported",
+        ),
+    ];
+    for (file, line, text) in &warnings {
+        let at = format!("{}:{line}:", file.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&at) && l.contains(": warning: ") && l.contains(text)),
+            "{at} {text}\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), warnings.len(), "{stderr}");
+    let listed = services(&config, None).join("\n");
+    assert!(
+        listed.contains(
+            "only_from = [\"127.0.0.1/32\", \"10.20.0.0/16\", \"192.168.1.0/24\", \
+             \"192.168.2.0/24\", \"172.16.0.0/12\"]\nno_access = [\"10.20.30.0/24\"]"
+        ),
+        "{listed}"
+    );
+    let ns = Netns::new();
+    let s = ns.serve(dir.clone(), &config, &[]);
+    s.expect_line(&["config-warning", "nrpe:14:", "USERID"]);
+    s.expect_line(&["config-warning", "xinetd.conf:5:", "log_type = FILE"]);
+    assert_eq!(socat(&ns, "TCP:127.0.0.1:5666", b""), b"NRPE OK\n");
+    assert_eq!(socat(&ns, "TCP:127.0.0.1:6556", b""), b"<<<check_mk>>>\n");
+    // 127.0.0.2 is in neither only_from.
+    assert_eq!(socat(&ns, "TCP:127.0.0.1:6556,bind=127.0.0.2", b""), b"");
+    s.expect_line(&["refuse service=check_mk", "127.0.0.2"]);
+}

@@ -657,7 +657,8 @@ fn rpm_package_builds_with_the_same_layout_and_systemd_scriptlets() {
     assert_holds("the .rpm", &files, &expected("/usr", "site-functions"));
     assert_eq!(
         query(&["-c"]),
-        "/etc/oxinetd/conf.d/README\n/etc/oxinetd/oxinetd.toml\n"
+        "/etc/fail2ban/filter.d/oxinetd.conf\n/etc/fail2ban/jail.d/oxinetd.conf\n\
+         /etc/oxinetd/conf.d/README\n/etc/oxinetd/oxinetd.toml\n"
     );
     let scripts = query(&["--scripts"]);
     for part in [

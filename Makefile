@@ -43,6 +43,7 @@ install:
 	@test -x '$(BIN)' || { echo "make install: $(BIN) is missing: run 'make' first, or give BIN=path" >&2; exit 1; }
 	$(INSTALL) -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(MANDIR)/man8' '$(DESTDIR)$(MANDIR)/man5' \
 		'$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/oxinetd/conf.d' '$(DESTDIR)$(DOCDIR)/examples' \
+		'$(DESTDIR)$(SYSCONFDIR)/fail2ban/filter.d' '$(DESTDIR)$(SYSCONFDIR)/fail2ban/jail.d' \
 		'$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)' '$(DESTDIR)$(FISHCOMPDIR)'
 	$(INSTALL) -m 755 '$(BIN)' '$(DESTDIR)$(SBINDIR)/oxinetd'
 	gzip -9nc packaging/man/oxinetd.8 > '$(DESTDIR)$(MANDIR)/man8/oxinetd.8.gz'
@@ -53,13 +54,16 @@ install:
 	@if [ -e '$(CONFIG)' ]; then echo "make install: keeping the existing $(CONFIG)"; \
 	else echo "$(INSTALL) -m 644 etc/packaged.toml $(CONFIG)"; $(INSTALL) -m 644 etc/packaged.toml '$(CONFIG)'; fi
 	$(INSTALL) -m 644 packaging/conf.d/README '$(DESTDIR)$(SYSCONFDIR)/oxinetd/conf.d/README'
+	$(INSTALL) -m 644 packaging/fail2ban/filter.d/oxinetd.conf '$(DESTDIR)$(SYSCONFDIR)/fail2ban/filter.d/oxinetd.conf'
+	$(INSTALL) -m 644 packaging/fail2ban/jail.d/oxinetd.conf '$(DESTDIR)$(SYSCONFDIR)/fail2ban/jail.d/oxinetd.conf'
 	$(INSTALL) -m 644 packaging/completions/oxinetd.bash '$(DESTDIR)$(BASHCOMPDIR)/oxinetd'
 	$(INSTALL) -m 644 packaging/completions/_oxinetd '$(DESTDIR)$(ZSHCOMPDIR)/_oxinetd'
 	$(INSTALL) -m 644 packaging/completions/oxinetd.fish '$(DESTDIR)$(FISHCOMPDIR)/oxinetd.fish'
 	$(INSTALL) -m 644 README.md LICENSE-MIT LICENSE-APACHE '$(DESTDIR)$(DOCDIR)/'
 	$(INSTALL) -m 644 etc/oxinetd.toml '$(DESTDIR)$(DOCDIR)/examples/oxinetd.toml'
 
-# Leaves the config in $(SYSCONFDIR)/oxinetd, as a package's remove does.
+# Leaves the config in $(SYSCONFDIR)/oxinetd and the fail2ban filter and
+# jail, as a package's remove does.
 uninstall:
 	rm -f '$(DESTDIR)$(SBINDIR)/oxinetd' '$(DESTDIR)$(MANDIR)/man8/oxinetd.8.gz' \
 		'$(DESTDIR)$(MANDIR)/man5/oxinetd.toml.5.gz' '$(DESTDIR)$(UNITDIR)/oxinetd.service' \

@@ -11,6 +11,7 @@
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
 //! - [`limits`] — instances, per_source, cps: the load a service may take.
+//! - [`source_rate`] — per_source_rate's fixed-size table of recent clients.
 //! - [`fds`] — the descriptor budget: internal defaults, the reserve.
 //! - [`refusal`] — why a peer was turned away, as admission says it.
 //! - [`idle`] — the idle sweep's period for `idle_timeout`.
@@ -55,6 +56,7 @@ pub mod render;
 pub mod shutdown;
 pub mod signals;
 pub mod sockdir;
+pub mod source_rate;
 pub mod spawn;
 pub mod supervisor;
 #[allow(unsafe_code)]

@@ -1,6 +1,6 @@
 //! Limits: how many handlers a service runs at once, per source, and how
-//! fast it may be asked (`instances`, `per_source`, `cps`/`rate`), plus the
-//! per-service load they are checked against.
+//! fast it may be asked (`instances`, `per_source`, `cps`/`rate`,
+//! `per_source_rate`), plus the per-service load they are checked against.
 //!
 //! `instances` and the global `max_processes` are backpressure: at the
 //! limit the supervisor stops watching the listener and the kernel's
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::access::{mask, unmap};
 use crate::refusal::Refusal;
+use crate::source_rate::{SourceRate, SourceTable};
 
 /// How long a handler has between `timeout`'s SIGTERM and SIGKILL.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
@@ -32,6 +33,9 @@ pub struct Limits {
     pub per_source_prefix: u8,
     /// Connection rate that pauses the service (`cps`, `rate`).
     pub rate: Option<Rate>,
+    /// Connections per window from one client address
+    /// (`per_source_rate`); past it that client is refused.
+    pub source_rate: Option<SourceRate>,
     /// Replies per second of an internal UDP service.
     pub reply_rate: u32,
     /// An internal TCP connection is closed after this long without
@@ -102,6 +106,7 @@ impl Default for Limits {
             per_source: None,
             per_source_prefix: 64,
             rate: None,
+            source_rate: None,
             reply_rate: 50_000,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
@@ -123,6 +128,8 @@ pub struct Load {
     pub paused_until: Option<Instant>,
     /// stderr lines its handlers may log (`flood::SERVICE_STDERR_RATE`).
     pub stderr: crate::flood::Bucket,
+    /// Recent connections by client, while `per_source_rate` is set.
+    sources: Option<Box<SourceTable>>,
 }
 
 impl Load {
@@ -131,6 +138,19 @@ impl Load {
         match unmap(ip) {
             v6 @ IpAddr::V6(_) => mask(v6, limits.per_source_prefix),
             v4 => v4,
+        }
+    }
+
+    /// Make or drop the `per_source_rate` table as `limits` ask: when the
+    /// config is applied, so no connection allocates it. A reload that
+    /// keeps the key keeps the counts.
+    pub fn prepare(&mut self, limits: &Limits) {
+        match limits.source_rate {
+            Some(_) if self.sources.is_none() => {
+                self.sources = Some(Box::new(SourceTable::new(Instant::now())));
+            }
+            Some(_) => {}
+            None => self.sources = None,
         }
     }
 
@@ -143,14 +163,23 @@ impl Load {
         self.paused_until.is_some_and(|t| now < t)
     }
 
-    /// Check a new connection from `source` against `per_source` and
-    /// `cps`. A refusal by rate starts the pause.
+    /// Check a new connection from `source` against `per_source_rate`,
+    /// `cps` and `per_source`. A refusal by rate starts the pause. A client
+    /// past its `per_source_rate` is refused before it counts towards
+    /// `cps`: one client alone cannot pause the service for everyone.
     pub fn admit(
         &mut self,
         limits: &Limits,
         source: Option<IpAddr>,
         now: Instant,
     ) -> Result<(), Refusal> {
+        if let (Some(rate), Some(source), Some(table)) =
+            (limits.source_rate, source, self.sources.as_deref_mut())
+        {
+            if !table.admit(rate, source, now) {
+                return Err(Refusal::SourceRate(rate));
+            }
+        }
         if let Some(rate) = limits.rate {
             let (start, n) = match self.window {
                 Some((start, n)) if now.duration_since(start) < rate.per => (start, n + 1),
@@ -270,6 +299,49 @@ mod tests {
         load.ended(Some(a));
         assert_eq!(load.admit(&limits, Some(a), now), Ok(()));
         assert_eq!(load.running, 1);
+    }
+
+    #[test]
+    fn per_source_rate_refuses_one_client_before_it_counts_towards_cps() {
+        let limits = Limits {
+            source_rate: Some(SourceRate {
+                count: 2,
+                per: Duration::from_secs(60),
+            }),
+            rate: Some(Rate {
+                count: 3,
+                per: Duration::from_secs(1),
+                pause: Duration::from_secs(10),
+            }),
+            ..Limits::default()
+        };
+        let mut load = Load::default();
+        load.prepare(&limits);
+        let t = Instant::now();
+        let a = Load::source(&limits, "2001:db8::1".parse().unwrap());
+        let a2 = Load::source(&limits, "2001:db8::2".parse().unwrap());
+        assert_eq!(load.admit(&limits, Some(a), t), Ok(()));
+        assert_eq!(load.admit(&limits, Some(a2), t), Ok(()), "same /64");
+        for _ in 0..5 {
+            assert_eq!(
+                load.admit(&limits, Some(a), t),
+                Err(Refusal::SourceRate(limits.source_rate.unwrap()))
+            );
+        }
+        assert!(!load.paused(t), "the refused ones did not count for cps");
+        let b = Load::source(&limits, "192.0.2.1".parse().unwrap());
+        assert_eq!(load.admit(&limits, Some(b), t), Ok(()));
+        // A UNIX-domain peer has no source: not counted.
+        let unlimited = Limits {
+            rate: None,
+            ..limits
+        };
+        for _ in 0..5 {
+            assert_eq!(load.admit(&unlimited, None, t), Ok(()));
+        }
+        // Dropping the key drops the table.
+        load.prepare(&Limits::default());
+        assert!(load.sources.is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::access::{Cidr, Denial};
 use crate::limits::Rate;
+use crate::source_rate::SourceRate;
 
 /// Why a connection or a datagram was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub enum Refusal {
     AccessTimes,
     /// The peer has `per_source` connections already.
     PerSource(usize),
+    /// The peer made more than `per_source_rate` connections in its window.
+    SourceRate(SourceRate),
     /// The service's `cps`/`rate` was exceeded: it pauses.
     Rate(Rate),
     /// An internal connection would eat into the descriptors kept for

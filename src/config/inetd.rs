@@ -11,7 +11,7 @@
 //! `tcp6` on one family; `.max` (per minute) becomes `rate = [max, 60, 600]`,
 //! the ten-minute pause of openbsd-inetd and inetutils; FreeBSD's
 //! `/max-child/max-conn-per-ip-per-min/max-child-per-ip` becomes `instances`,
-//! (no equivalent yet, noted) and `per_source`; the handler's stderr is the
+//! `per_source_rate = [N, 60]` and `per_source`; the handler's stderr is the
 //! socket, as under every inetd.
 
 use std::net::IpAddr;
@@ -696,7 +696,8 @@ fn rate_limits(spec: &str, d: &mut Draft, at: &Location) -> Result<(), String> {
         }
         return Ok(());
     }
-    let parts: Vec<&str> = spec.trim_start_matches('/').split('/').collect();
+    // One `/` only: in `nowait//30` the empty max-child keeps its default.
+    let parts: Vec<&str> = spec.strip_prefix('/').unwrap_or(spec).split('/').collect();
     if parts.len() > 3 {
         return Err(format!(
             "\"{spec}\": expected /max-child/max-conn-per-ip-per-min/max-child-per-ip"
@@ -711,10 +712,7 @@ fn rate_limits(spec: &str, d: &mut Draft, at: &Location) -> Result<(), String> {
     if let Some(per_min) = parts.get(1).filter(|s| !s.is_empty()) {
         let n = number(per_min, "max-conn-per-ip-per-min")?;
         if n > 0 {
-            d.note(
-                at,
-                format!("max-conn-per-ip-per-min {n} has no equivalent yet (not enforced)"),
-            );
+            d.set("per_source_rate", Value::ints(vec![n, 60]), at);
         }
     }
     if let Some(per_ip) = parts.get(2).filter(|s| !s.is_empty()) {
@@ -792,7 +790,11 @@ mod tests {
         let d = one("x stream tcp nowait/5/0/2 u.g /bin/cat cat").unwrap();
         assert_eq!(key(&d, "instances"), Some(Value::Int(5)));
         assert_eq!(key(&d, "per_source"), Some(Value::Int(2)));
+        assert_eq!(key(&d, "per_source_rate"), None, "0: no limit");
         assert_eq!(key(&d, "user"), Some(Value::Str("u".into())));
+        let d = one("x stream tcp nowait//30 u /bin/cat cat").unwrap();
+        assert_eq!(key(&d, "instances"), None, "empty: the default");
+        assert_eq!(key(&d, "per_source_rate"), Some(Value::ints(vec![30, 60])));
     }
 
     #[test]

@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 41] = [
+pub const SERVICE: [Key; 42] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -83,6 +83,7 @@ pub const SERVICE: [Key; 41] = [
     key("instances", Int, true, true, "most concurrent handlers"),
     key("per_source", Int, true, true, "most concurrent handlers per client address"),
     key("per_source_prefix", Int, true, true, "the IPv6 prefix length per_source counts by"),
+    key("per_source_rate", Numbers, true, true, "[COUNT, SECONDS]: connections per window from one client address"),
     key("cps", Numbers, true, true, "[COUNT, PAUSE]: connections per second that pause the service"),
     key("rate", Numbers, true, true, "[COUNT, WINDOW, PAUSE]: connections per window that pause the service"),
     key("reply_rate", Int, true, true, "replies per second of an internal UDP service"),

@@ -167,6 +167,14 @@ fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
         "per_source_prefix",
         Value::Int(i64::from(limits.per_source_prefix)),
     );
+    match limits.source_rate {
+        Some(r) => out.set(
+            "per_source_rate",
+            Value::List(vec![Value::Int(i64::from(r.count)), seconds(r.per)]),
+        ),
+        None if !is_unix(svc) => out.comment("per_source_rate: not set (no limit)"),
+        None => {}
+    }
     match limits.rate {
         Some(r) => out.set(
             "rate",

@@ -340,6 +340,10 @@ impl<'b> Line<'b> {
                 self.word("reason", "per_source");
                 self.value("limit", *n as u64);
             }
+            Refusal::SourceRate(rate) => {
+                self.word("reason", "per_source_rate");
+                self.shown("limit", rate.window());
+            }
             Refusal::Rate(rate) if rate.per_second() => {
                 self.word("reason", "cps");
                 self.value("limit", rate.count);
@@ -734,6 +738,19 @@ mod tests {
                 suppressed: 0,
             }),
             "refuse service=s peer=127.0.0.1:4000 reason=per_source limit=2"
+        );
+        let v6: SocketAddr = "[2001:db8::7]:4000".parse().expect("test address");
+        assert_eq!(
+            line(Event::Refuse {
+                service: "s",
+                peer: Some(v6),
+                reason: &Refusal::SourceRate(crate::source_rate::SourceRate {
+                    count: 3,
+                    per: Duration::from_secs(60),
+                }),
+                suppressed: 0,
+            }),
+            "refuse service=s peer=[2001:db8::7]:4000 reason=per_source_rate limit=3/60s"
         );
         let rate = Rate {
             count: 2,

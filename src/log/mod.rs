@@ -16,7 +16,10 @@
 //! written together (`flush`) before the loop waits again: under load one
 //! `write` carries many lines, and no line waits longer than the turn that
 //! produced it. Each starts with the local time (RFC 3339, milliseconds),
-//! unless stderr is the journal, which stamps lines itself (`Clock`).
+//! unless stderr is the journal, which stamps lines itself (`Clock`): there
+//! each line starts with its syslog priority instead, `<3>` error, `<4>`
+//! warning, `<6>` info (sd-daemon(3)), which journald strips and keeps as
+//! the entry's priority, so `journalctl -p warning` selects by level.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -144,7 +147,8 @@ fn stderr_is_journal() -> bool {
 /// The supervisor's logger.
 pub struct Log {
     sink: Sink,
-    /// Stamps lines written to stderr; `None` when stderr is the journal.
+    /// Stamps lines written to stderr; `None` when stderr is the journal,
+    /// whose lines start with their priority instead (`head`).
     clock: Option<Box<Clock>>,
     pid: u32,
     /// Reused for every line, so logging allocates only while it grows; on
@@ -187,9 +191,7 @@ impl Log {
     pub fn event(&mut self, event: Event<'_>) {
         match &mut self.sink {
             Sink::Stderr => {
-                if let Some(clock) = &mut self.clock {
-                    clock.stamp(&mut self.buf);
-                }
+                head(&mut self.buf, self.clock.as_deref_mut(), event.level());
                 tag(&mut self.buf, self.pid);
                 event.write(&mut self.buf);
                 self.buf.push(b'\n');
@@ -221,9 +223,7 @@ impl Log {
                     }
                 }
                 let mut line = Vec::with_capacity(self.buf.len() + 32);
-                if let Some(clock) = &mut self.clock {
-                    clock.stamp(&mut line);
-                }
+                head(&mut line, self.clock.as_deref_mut(), event.level());
                 line.extend_from_slice(&self.buf[body..]);
                 line.push(b'\n');
                 let _ = std::io::stderr().write_all(&line);
@@ -238,6 +238,19 @@ impl Log {
             // Nothing sensible can be done if stderr itself is gone.
             let _ = std::io::stderr().write_all(&self.buf);
             self.buf.clear();
+        }
+    }
+}
+
+/// What a stderr line starts with: the local time, or when stderr is the
+/// journal (no `clock`) the line's priority as sd-daemon(3) has it, `<N>`
+/// (the severity only: the facility is the unit's `SyslogFacility=`).
+fn head(buf: &mut Vec<u8>, clock: Option<&mut Clock>, level: Level) {
+    match clock {
+        Some(clock) => clock.stamp(buf),
+        None => {
+            // One digit: severities are 0 to 7.
+            append(buf, &[b'<', b'0' + level.severity(), b'>']);
         }
     }
 }
@@ -385,6 +398,16 @@ mod tests {
         assert_eq!(&admitted[..5], &[Some(0); 5]);
         assert_eq!(&admitted[5..], &[None; 3]);
         assert_eq!(t.admit(now + std::time::Duration::from_secs(1)), Some(3));
+    }
+
+    #[test]
+    fn journal_lines_start_with_their_priority() {
+        use super::Level;
+        let mut line = Vec::new();
+        for level in [Level::Error, Level::Warning, Level::Info] {
+            super::head(&mut line, None, level);
+        }
+        assert_eq!(line, b"<3><4><6>");
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl Running {
             (_, WaitMode::Nowait) if connected => Mode::Accept,
             (_, WaitMode::Nowait) => Mode::Relay,
         };
+        load.borrow_mut().prepare(&svc.limits);
         Running {
             name: Rc::from(svc.name.as_str()),
             svc,

@@ -272,6 +272,9 @@ fn freebsd_inetd_conf_runs_with_its_limits_and_reports_what_it_cannot() {
         listed.contains("instances = 20\nper_source = 4\n"),
         "{listed}"
     );
+    // max-conn-per-ip-per-min (issue 22).
+    assert!(listed.contains("per_source_rate = [60, 60]\n"), "{listed}");
+    assert!(listed.contains("per_source_rate = [30, 60]\n"), "{listed}");
     assert!(listed.contains("listen = [\"*:37\"]"), "{listed}");
     original_then_import(&dir, &config, |ns, s| {
         assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"bsd\n"), b"bsd\n");

@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{accept_queue, connect_from, eventually, need, user_line, Dir, Server};
+use crate::harness::{
+    accept_queue, connect_from, eventually, need, talk_from, user_line, Dir, Server,
+};
 
 /// A handler that answers its first line and exits: it runs exactly as
 /// long as its client wants.
@@ -73,6 +75,76 @@ fn per_source_refuses_the_extra_connection_of_one_client() {
         finish(connect_from("127.0.0.2", addr).unwrap(), "again"),
         "got again\n"
     );
+}
+
+/// `per_source_rate = [3, 60]`: the fourth connection of one client within
+/// the minute is refused and logged with the reason; another client still
+/// gets in, and the service is not paused for anyone.
+#[test]
+fn per_source_rate_refuses_a_client_past_its_count_in_the_window() {
+    let s = Server::start(&line_service("psr", "per_source_rate = [3, 60]"));
+    let addr = s.addr("psr");
+    for i in 0..3 {
+        let c = connect_from("127.0.0.1", addr).unwrap();
+        assert_eq!(finish(c, &i.to_string()), format!("got {i}\n"));
+    }
+    let mut fourth = connect_from("127.0.0.1", addr).unwrap();
+    let mut out = Vec::new();
+    let _ = fourth.read_to_end(&mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let refuse = s.expect_line(&["refuse service=psr", "peer=127.0.0.1:"]);
+    assert!(
+        refuse.ends_with(" reason=per_source_rate limit=3/60s"),
+        "{refuse}"
+    );
+    let other = connect_from("127.0.0.2", addr).unwrap();
+    assert_eq!(finish(other, "other"), "got other\n");
+    assert!(eventually(|| s.count(&["start service=psr"]) == 4));
+    assert_eq!(s.count(&["rate-pause"]), 0, "{}", s.log());
+    // Refused attempts count too: the first client stays refused.
+    let mut again = connect_from("127.0.0.1", addr).unwrap();
+    let _ = again.read_to_end(&mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(eventually(|| s.count(&["reason=per_source_rate"]) == 2));
+}
+
+/// FreeBSD inetd.conf's `nowait/max-child/max-conn-per-ip-per-min`: the
+/// per-minute field is enforced per client, as `per_source_rate = [N,
+/// 60]`, and `import` writes it so.
+#[test]
+fn an_inetd_conf_per_ip_per_minute_field_limits_each_client() {
+    let user = match crate::harness::is_root() {
+        true => "nobody".to_string(),
+        false => nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .expect("the invoking user's name"),
+    };
+    let inetd = format!("127.0.0.1:0 stream tcp nowait//2 {user} /bin/cat cat\n");
+    let s = Server::start_in(Dir::new(), &inetd, &["--format", "inetd"], |_| {});
+    let addr = s.addr("0-tcp");
+    for i in 0..2 {
+        assert_eq!(
+            talk_from("127.0.0.1", addr, &format!("{i}\n")),
+            format!("{i}\n")
+        );
+    }
+    assert_eq!(talk_from("127.0.0.1", addr, "3\n"), "");
+    s.expect_line(&[
+        "refuse service=0-tcp",
+        "peer=127.0.0.1:",
+        "reason=per_source_rate limit=2/60s",
+    ]);
+    assert_eq!(talk_from("127.0.0.2", addr, "other\n"), "other\n");
+    let out = Command::new(crate::harness::bin())
+        .args(["import", "--format", "inetd"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let toml = String::from_utf8_lossy(&out.stdout);
+    assert!(toml.contains("\nper_source_rate = [2, 60]\n"), "{toml}");
+    assert!(!toml.contains("instances"), "{toml}");
 }
 
 #[test]

@@ -269,5 +269,93 @@ fn stderr_lines_carry_a_timestamp_unless_stderr_is_the_journal() {
     let _ = child.wait();
     assert!(ready, "{}", read());
     let text = read();
-    assert!(text.lines().all(|l| l.starts_with("oxinetd[")), "{text}");
+    // Each line starts with its priority instead (issue 22).
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("<6>oxinetd[") || l.starts_with("<4>oxinetd[")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains(" idle ")),
+        "{text}"
+    );
+}
+
+/// When stderr is the journal (`JOURNAL_STREAM` names its device and
+/// inode), each line starts with its priority, `<N>` (sd-daemon(3)), and
+/// no timestamp; the rest of the line is the same grammar. The "journal"
+/// here is a socket pair the test holds, as journald's stream is.
+#[test]
+fn journal_lines_carry_their_priority() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+
+    let (journal, theirs) = UnixStream::pair().unwrap();
+    let st = nix::sys::stat::fstat(&theirs).unwrap();
+    let stream = format!("{}:{}", st.st_dev, st.st_ino);
+    let dir = Dir::new();
+    // One good service (info lines), one refused by its value (an error);
+    // syslog unreachable gives the warning.
+    let config = dir.write(
+        "oxinetd.toml",
+        "[[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\n\n\
+         [[service]]\nname = \"broken\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\ninstances = 0\n",
+    );
+    let mut child = Command::new(crate::harness::bin())
+        .arg("-f")
+        .arg(&config)
+        .arg("--syslog-socket=/nonexistent/log.sock")
+        .env("JOURNAL_STREAM", &stream)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::os::fd::OwnedFd::from(theirs))
+        .spawn()
+        .expect("start oxinetd");
+    journal.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(&journal);
+    while !lines.iter().any(|l: &String| l.contains(" ready ")) {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => lines.push(line.trim_end().to_string()),
+            _ => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    let find = |part: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(part))
+            .unwrap_or_else(|| panic!("no line with {part:?}:\n{log}"))
+    };
+    let pid = child.id();
+    assert!(
+        find("listen service=echo ").starts_with(&format!("<6>oxinetd[{pid}]: listen ")),
+        "{log}"
+    );
+    assert!(
+        find("ready ").starts_with(&format!("<6>oxinetd[{pid}]: ready ")),
+        "{log}"
+    );
+    assert!(
+        find("unable to connect to syslog").starts_with(&format!("<4>oxinetd[{pid}]: warning ")),
+        "{log}"
+    );
+    assert!(
+        find("config-error").starts_with(&format!("<3>oxinetd[{pid}]: config-error ")),
+        "{log}"
+    );
+    // Every line has its priority, none a timestamp.
+    assert!(
+        lines
+            .iter()
+            .all(|l| matches!(l.get(..3), Some("<3>" | "<4>" | "<6>"))),
+        "{log}"
+    );
 }

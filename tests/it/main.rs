@@ -12,6 +12,7 @@ mod confine_limits;
 mod confine_timeout;
 mod demo;
 mod dgram;
+mod fail2ban;
 mod handover;
 mod harden_flood;
 mod harden_include;

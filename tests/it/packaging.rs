@@ -124,7 +124,12 @@ const UNDER_PREFIX: &[&str] = &[
     "/share/doc/oxinetd/LICENSE-APACHE",
     "/share/doc/oxinetd/examples/oxinetd.toml",
 ];
-const CONFIG: &[&str] = &["/etc/oxinetd/oxinetd.toml", "/etc/oxinetd/conf.d/README"];
+const CONFIG: &[&str] = &[
+    "/etc/oxinetd/oxinetd.toml",
+    "/etc/oxinetd/conf.d/README",
+    "/etc/fail2ban/filter.d/oxinetd.conf",
+    "/etc/fail2ban/jail.d/oxinetd.conf",
+];
 
 /// What only the .deb holds: Debian's inet-superserver parts (oxinetd(8),
 /// "inetd.conf and update-inetd").
@@ -342,7 +347,9 @@ fn inspect_deb(deb: &Path) {
     };
     assert_eq!(
         read("conffiles"),
-        "/etc/oxinetd/oxinetd.toml\n/etc/oxinetd/conf.d/README\n/etc/init.d/oxinetd\n"
+        "/etc/oxinetd/oxinetd.toml\n/etc/oxinetd/conf.d/README\n\
+         /etc/fail2ban/filter.d/oxinetd.conf\n/etc/fail2ban/jail.d/oxinetd.conf\n\
+         /etc/init.d/oxinetd\n"
     );
     // A Debian inet-superserver, one at a time (Cargo.toml says why).
     for field in [
@@ -650,7 +657,8 @@ fn rpm_package_builds_with_the_same_layout_and_systemd_scriptlets() {
     assert_holds("the .rpm", &files, &expected("/usr", "site-functions"));
     assert_eq!(
         query(&["-c"]),
-        "/etc/oxinetd/conf.d/README\n/etc/oxinetd/oxinetd.toml\n"
+        "/etc/fail2ban/filter.d/oxinetd.conf\n/etc/fail2ban/jail.d/oxinetd.conf\n\
+         /etc/oxinetd/conf.d/README\n/etc/oxinetd/oxinetd.toml\n"
     );
     let scripts = query(&["--scripts"]);
     for part in [

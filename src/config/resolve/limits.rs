@@ -1,4 +1,4 @@
-//! `instances`, `per_source`, `per_source_prefix`, `reply_rate`,
+//! `instances`, `per_source`, `per_source_prefix`, `per_source_rate`, `reply_rate`,
 //! `idle_timeout`, `peer_reply_rate`, `cps` and `rate`; `timeout` and
 //! `kill_grace`.
 //!
@@ -14,6 +14,7 @@ use super::Svc;
 use crate::config::raw::Value;
 use crate::config::ConfigError;
 use crate::limits::{Limits, Rate, DEFAULT_IDLE_TIMEOUT};
+use crate::source_rate::SourceRate;
 
 /// The limits of a service; unset ones keep their defaults.
 pub fn resolve(svc: &Svc<'_>, internal: bool) -> Limits {
@@ -26,6 +27,9 @@ pub fn resolve(svc: &Svc<'_>, internal: bool) -> Limits {
     }
     if let Some(f) = svc.get("per_source_prefix") {
         limits.per_source_prefix = svc.ok(f.int(1, 128)).map_or(64, |n| n as u8);
+    }
+    if let Some(f) = svc.get("per_source_rate") {
+        limits.source_rate = svc.ok(source_rate(f));
     }
     if let Some(f) = svc.get("reply_rate") {
         limits.reply_rate = svc
@@ -120,5 +124,25 @@ fn rate(f: Field<'_>, windowed: bool) -> Result<Rate, ConfigError> {
         count: count as u32,
         per,
         pause,
+    })
+}
+
+/// `per_source_rate = [COUNT, SECONDS]`.
+fn source_rate(f: Field<'_>) -> Result<SourceRate, ConfigError> {
+    let bad = || f.err("per_source_rate: expected [COUNT, SECONDS], e.g. [10, 60]");
+    let Value::List(items) = f.value else {
+        return Err(bad());
+    };
+    let [count, per] = &items[..] else {
+        return Err(bad());
+    };
+    let count = f.element(count).int(1, 1_000_000).map_err(|_| bad())?;
+    let per = f.element(per).seconds().map_err(|_| bad())?;
+    if per.is_zero() {
+        return Err(bad());
+    }
+    Ok(SourceRate {
+        count: count as u32,
+        per,
     })
 }

@@ -192,7 +192,13 @@ pub fn socket_rules(svc: &Svc<'_>, t: &Transport<'_>, listens: bool, unix: bool)
 }
 
 fn unix_rules(svc: &Svc<'_>, t: &Transport<'_>) {
-    for key in ["only_from", "no_access", "access_times", "per_source"] {
+    for key in [
+        "only_from",
+        "no_access",
+        "access_times",
+        "per_source",
+        "per_source_rate",
+    ] {
         if let Some(f) = svc.get(key) {
             svc.report(f.err(format!(
                 "{key}: not for a UNIX-domain socket (a local peer has no address; \

@@ -44,6 +44,66 @@ pub struct Plan {
     /// `rlimits` sets nofile: the fd limit oxinetd started with is not
     /// restored over it.
     sets_nofile: bool,
+    /// Namespaces, private /tmp, chroot.
+    sandbox: SandboxPlan,
+}
+
+/// The paths and flags behind a `sys::Sandbox`, owned by the plan.
+#[derive(Default)]
+struct SandboxPlan {
+    unshare: libc::c_int,
+    /// Where a fresh tmpfs goes: /tmp and /var/tmp (under the chroot),
+    /// those that are directories when the plan is made.
+    tmp: Vec<CString>,
+    chroot: Option<CString>,
+}
+
+impl SandboxPlan {
+    fn new(c: &Confine) -> Result<SandboxPlan, String> {
+        let path = |p: &std::path::Path| {
+            CString::new(p.as_os_str().as_encoded_bytes())
+                .map_err(|_| format!("NUL byte in \"{}\"", p.display()))
+        };
+        let mut unshare = 0;
+        if c.private_network {
+            unshare |= libc::CLONE_NEWNET;
+        }
+        let mut tmp = Vec::new();
+        if c.private_tmp {
+            unshare |= libc::CLONE_NEWNS;
+            for dir in private_tmp_dirs(c) {
+                tmp.push(path(&dir)?);
+            }
+        }
+        let chroot = c.chroot.as_deref().map(path).transpose()?;
+        Ok(SandboxPlan {
+            unshare,
+            tmp,
+            chroot,
+        })
+    }
+
+    fn image(&self) -> sys::Sandbox<'_> {
+        sys::Sandbox {
+            unshare: self.unshare,
+            tmp: [
+                self.tmp.first().map(|t| t.as_c_str()),
+                self.tmp.get(1).map(|t| t.as_c_str()),
+            ],
+            chroot: self.chroot.as_deref(),
+        }
+    }
+}
+
+/// The directories `private_tmp` covers for `c`: /tmp and /var/tmp, under
+/// its chroot if it has one, those that are directories now.
+pub fn private_tmp_dirs(c: &Confine) -> Vec<std::path::PathBuf> {
+    let root = c.chroot.as_deref().unwrap_or(std::path::Path::new("/"));
+    ["tmp", "var/tmp"]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 impl Plan {
@@ -95,6 +155,7 @@ impl Plan {
             program: std::rc::Rc::from(program),
             limits,
             sets_nofile: svc.confine.rlimit(Resource::Nofile).is_some(),
+            sandbox: SandboxPlan::new(&svc.confine)?,
         }))
     }
 }
@@ -298,6 +359,7 @@ impl Spawner {
             listen_pid: listen.is_some(),
             nofile: if plan.sets_nofile { None } else { self.nofile },
             limits: &plan.limits,
+            sandbox: plan.sandbox.image(),
         };
         let pid = sys::spawn(&img, &mut self.launcher)?;
         Ok(Spawned {

@@ -204,8 +204,8 @@ fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
     }
 }
 
-/// `rlimits`, `nice`, `umask`, `no_new_privs`, `capabilities` of a
-/// program.
+/// `rlimits`, `nice`, `umask`, `no_new_privs`, `capabilities`, `chroot`,
+/// `private_tmp`, `private_network` of a program.
 fn limits_and_privileges(c: &crate::confine::Confine, out: &mut Block) {
     if !c.rlimits.is_empty() {
         let table = c.rlimits.iter().map(|r| {
@@ -235,6 +235,15 @@ fn limits_and_privileges(c: &crate::confine::Confine, out: &mut Block) {
             ),
         ),
         None => out.comment("capabilities: not set (all kept by a root handler, none by another)"),
+    }
+    if let Some(root) = &c.chroot {
+        out.set("chroot", Value::Str(root.display().to_string()));
+    }
+    if c.private_tmp {
+        out.set("private_tmp", Value::Bool(true));
+    }
+    if c.private_network {
+        out.set("private_network", Value::Bool(true));
     }
 }
 

@@ -32,6 +32,6 @@ pub use process::{adopt_fd, in_child, prepare_process, set_cloexec};
 pub use resource::raise_nofile;
 pub use signal::ignore_signals;
 pub use socket::{accept_queue, refuse_syn};
-pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Limits, Step};
+pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Limits, Sandbox, Step};
 pub use time::{local_minute_of_day, local_time, LocalTime};
 pub use xattr::has_acl;

@@ -9,6 +9,7 @@ mod child;
 mod clients;
 mod compat;
 mod confine_limits;
+mod confine_sandbox;
 mod confine_timeout;
 mod demo;
 mod dgram;

@@ -5,8 +5,9 @@
 //! One file per concern: `global`, `listen` (socket, protocol, addresses,
 //! the socket file), `server` (program or internal service, argv),
 //! `identity`, `environment` (env, passenv, stderr), `access`, `limits`
-//! (with `timeout`), `confine` (rlimits, nice, umask, privileges, chroot,
-//! namespaces), `logging`; `conflicts` (names and listeners two services may not share)
+//! (with `timeout`), `confine` (rlimits, nice, umask, privileges),
+//! `sandbox` (chroot, namespaces; before `server`, which is a path inside
+//! the chroot), `logging`; `conflicts` (names and listeners two services may not share)
 //! runs last, over the whole load. A service's keys are looked up with
 //! `[defaults]` under them.
 
@@ -21,6 +22,7 @@ mod limits;
 mod listen;
 mod logging;
 mod reach;
+mod sandbox;
 mod server;
 
 use std::cell::RefCell;
@@ -164,13 +166,21 @@ impl Resolver<'_> {
         } else {
             Default::default()
         };
-        let server = self.server(svc);
+        // The sandbox first: `server` is a path inside the chroot.
+        let mut sandboxed = crate::confine::Confine::default();
+        if !server::names_internal(svc) {
+            sandbox::resolve(svc, self.ctx.euid, &mut sandboxed);
+        }
+        let server = self.server(svc, sandboxed.chroot.as_deref());
         let internal = matches!(server, Some(Server::Internal(_)));
         if internal {
             refuse_program_keys(svc);
         }
         let identity = self.identity(svc, internal);
-        if let (Some(Server::Exec(path)), Some(id)) = (&server, &identity) {
+        // Inside a chroot the directories above it do not matter; the
+        // child reports what the exec meets there.
+        if let (Some(Server::Exec(path)), Some(id), None) = (&server, &identity, &sandboxed.chroot)
+        {
             self.reachable(svc, path, id);
         }
         let (argv0, args) = server::argv(svc, server.as_ref());
@@ -178,7 +188,12 @@ impl Resolver<'_> {
         let stderr = environment::stderr(svc);
         let (access, banner_fail) = (access::rules(svc), access::banner(svc));
         let limits = limits::resolve(svc, internal);
-        let confine = confine::resolve(svc, internal);
+        let mut confine = confine::resolve(svc, internal);
+        if !internal {
+            confine.chroot = sandboxed.chroot;
+            confine.private_tmp = sandboxed.private_tmp;
+            confine.private_network = sandboxed.private_network;
+        }
         let log = logging::fields(svc);
         server::check_args(svc, &args);
         if svc.failed() {

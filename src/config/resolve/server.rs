@@ -19,7 +19,7 @@ pub enum Server {
 impl Resolver<'_> {
     /// `server`, required. Resolved first: an internal service needs no
     /// identity or argv.
-    pub(super) fn server(&mut self, svc: &Svc<'_>) -> Option<Server> {
+    pub(super) fn server(&mut self, svc: &Svc<'_>, root: Option<&Path>) -> Option<Server> {
         let Some(f) = svc.get("server") else {
             svc.report_here(format!("service{} has no server", svc.label()));
             return None;
@@ -32,7 +32,10 @@ impl Resolver<'_> {
                     names.join(", ")
                 ))
             }),
-            None => check_server(f, s, &mut self.programs).map(Server::Exec),
+            None => match root {
+                None => check_server(f, s, &mut self.programs).map(Server::Exec),
+                Some(root) => check_inside(f, s, root, &mut self.programs).map(Server::Exec),
+            },
         }))
     }
 }
@@ -105,6 +108,38 @@ pub fn check_args(svc: &Svc<'_>, args: &[String]) {
     }
 }
 
+/// Whether `server` names an internal service (read before the rest).
+pub fn names_internal(svc: &Svc<'_>) -> bool {
+    svc.get("server")
+        .and_then(|f| f.str().ok())
+        .is_some_and(|s| s.starts_with("internal:"))
+}
+
+/// The server of a chrooted service: an absolute path inside `root`,
+/// checked there (the handler execs it after the chroot).
+fn check_inside(
+    f: Field<'_>,
+    s: &str,
+    root: &Path,
+    checked: &mut HashMap<PathBuf, Option<String>>,
+) -> Result<PathBuf, ConfigError> {
+    let Some(inner) = s.strip_prefix('/') else {
+        return Err(f.err(format!(
+            "server \"{}\": with chroot, give the program's absolute path inside {}",
+            quote(s),
+            root.display()
+        )));
+    };
+    match program_problem(&root.join(inner), checked) {
+        None => Ok(PathBuf::from(s)),
+        Some(problem) => Err(f.err(format!(
+            "server \"{}\" (inside chroot {}): {problem}",
+            quote(s),
+            root.display()
+        ))),
+    }
+}
+
 /// The server as an absolute path (relative ones are taken from the config
 /// file's directory), checked to be an executable regular file (once per
 /// path: `checked`). Messages quote the path as written.
@@ -113,7 +148,6 @@ fn check_server(
     s: &str,
     checked: &mut HashMap<PathBuf, Option<String>>,
 ) -> Result<PathBuf, ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
     if s.is_empty() || s.contains('\0') {
         return Err(f.err("server: expected a path to a program"));
     }
@@ -127,17 +161,23 @@ fn check_server(
             " (relative to the config file's directory)",
         )
     };
-    let problem =
-        checked
-            .entry(path.clone())
-            .or_insert_with_key(|path| match std::fs::metadata(path) {
-                Err(e) => Some(io_problem(&e)),
-                Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
-                Ok(m) if m.permissions().mode() & 0o111 == 0 => Some("not executable".to_string()),
-                Ok(_) => None,
-            });
-    match problem {
+    match program_problem(&path, checked) {
         None => Ok(path),
         Some(problem) => Err(f.err(format!("server \"{s}\"{note}: {problem}", s = quote(s)))),
     }
+}
+
+/// What keeps `path` from being run as a program, if anything (once per
+/// path: `checked`).
+fn program_problem(path: &Path, checked: &mut HashMap<PathBuf, Option<String>>) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    checked
+        .entry(path.to_path_buf())
+        .or_insert_with_key(|path| match std::fs::metadata(path) {
+            Err(e) => Some(io_problem(&e)),
+            Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Some("not executable".to_string()),
+            Ok(_) => None,
+        })
+        .clone()
 }

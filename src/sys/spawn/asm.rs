@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use libc::{c_char, c_int, c_void, gid_t, pid_t};
 use nix::errno::Errno;
 
-use super::child::{raw_syscall, setup_and_exec, Ready};
+use super::child::{raw_syscall, setup_and_exec, Ready, Sandboxed};
 use super::stack::ChildStack;
 use super::{failure_word, from_failure_word, CloneError, ExecImage, Failure, Limits};
 
@@ -81,6 +81,7 @@ impl Job {
                 pid_slot: None,
                 nofile: None,
                 limits: Limits::default(),
+                sandbox: Sandboxed::NONE,
             },
         }
     }
@@ -112,8 +113,28 @@ impl Job {
             self.bytes.extend_from_slice(&[0u8; 21]);
             at
         });
+        // The sandbox's paths: private /tmp targets, then the chroot.
+        let sb = img.sandbox;
+        let mut sb_at = [None; 3];
+        for (at, path) in sb_at.iter_mut().zip([sb.tmp[0], sb.tmp[1], sb.chroot]) {
+            *at = path.map(|p| {
+                let at = self.bytes.len();
+                self.bytes.extend_from_slice(p.to_bytes_with_nul());
+                at
+            });
+        }
         // `bytes` is complete and does not move from here on.
         let base = self.bytes.as_mut_ptr();
+        let sb_ptr = |at: Option<usize>| {
+            at.map_or(std::ptr::null(), |at| {
+                base.wrapping_add(at) as *const c_char
+            })
+        };
+        let sandbox = Sandboxed {
+            unshare: sb.unshare as usize,
+            tmp: [sb_ptr(sb_at[0]), sb_ptr(sb_at[1])],
+            chroot: sb_ptr(sb_at[2]),
+        };
         let at = |off: &usize| base.wrapping_add(*off) as *const c_char;
         self.ptrs.extend(self.starts[..argc].iter().map(at));
         self.ptrs.push(std::ptr::null());
@@ -134,6 +155,7 @@ impl Job {
             pid_slot: pid_at.map(|at| base.wrapping_add(at)),
             nofile: img.nofile,
             limits: *img.limits,
+            sandbox,
         };
     }
 }
@@ -457,8 +479,22 @@ mod tests {
                 listen_pid,
                 nofile: None,
                 limits: &Limits::default(),
+                sandbox: super::super::Sandbox {
+                    unshare: libc::CLONE_NEWNS,
+                    tmp: [None, Some(c"/srv/root/var/tmp")],
+                    chroot: Some(c"/srv/root"),
+                },
             });
             let r = job.ready;
+            // The sandbox's paths are the job's copies, after the strings.
+            let sb = r.sandbox;
+            assert_eq!(sb.unshare, libc::CLONE_NEWNS as usize);
+            assert!(sb.tmp[0].is_null());
+            // SAFETY: both point at NUL-terminated copies in `bytes`.
+            let (tmp, root) = unsafe { (CStr::from_ptr(sb.tmp[1]), CStr::from_ptr(sb.chroot)) };
+            assert_eq!((tmp, root), (c"/srv/root/var/tmp", c"/srv/root"));
+            let bytes = job.bytes.as_ptr_range();
+            assert!(bytes.contains(&(sb.chroot as *const u8)));
             // SAFETY: `path` points at the NUL-terminated copy in `bytes`.
             let path = unsafe { CStr::from_ptr(r.path) };
             assert_eq!(path, c"/bin/prog");

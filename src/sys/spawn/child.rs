@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use libc::{c_char, c_int, c_long, gid_t};
 
-use super::{Limits, Step};
+use super::{Limits, Sandbox, Step};
 use crate::sys::signal::KernelSigaction;
 
 /// What the child reads: plain values, and pointers to memory the parent
@@ -24,6 +24,41 @@ pub(super) struct Ready {
     pub pid_slot: Option<*mut u8>,
     pub nofile: Option<libc::rlimit>,
     pub limits: Limits,
+    pub sandbox: Sandboxed,
+}
+
+/// [`Sandbox`] as the child reads it: null for a path not given.
+#[derive(Clone, Copy)]
+pub(super) struct Sandboxed {
+    pub unshare: usize,
+    pub tmp: [*const c_char; 2],
+    pub chroot: *const c_char,
+}
+
+impl Sandboxed {
+    pub const NONE: Sandboxed = Sandboxed {
+        unshare: 0,
+        tmp: [std::ptr::null(); 2],
+        chroot: std::ptr::null(),
+    };
+
+    /// Pointers to the caller's strings (the `vfork` launcher, whose
+    /// caller waits until the child has exec'd).
+    #[cfg_attr(
+        all(
+            any(target_arch = "x86_64", target_arch = "aarch64"),
+            not(feature = "spawn-vfork")
+        ),
+        allow(dead_code)
+    )]
+    pub fn in_place(s: &Sandbox<'_>) -> Sandboxed {
+        let ptr = |p: Option<&std::ffi::CStr>| p.map_or(std::ptr::null(), |p| p.as_ptr());
+        Sandboxed {
+            unshare: s.unshare as usize,
+            tmp: [ptr(s.tmp[0]), ptr(s.tmp[1])],
+            chroot: ptr(s.chroot),
+        }
+    }
 }
 
 /// Signals with a handler or an ignore in the supervisor: signal-hook's
@@ -210,6 +245,7 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
         let set = &empty as *const u64 as usize;
         let how = libc::SIG_SETMASK as usize;
         call(Step::Signals, libc::SYS_rt_sigprocmask, [how, set, 0, 8])?;
+        sandbox(&img.sandbox)?;
         limit(&img.limits)?;
         if let Some((uid, gid)) = img.ids {
             let (list, n) = img.groups;
@@ -239,6 +275,46 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
         // execve returns only on failure, and `call` turned that into Err.
         Err((Step::Exec, libc::EINVAL))
     }
+}
+
+/// While still root, first: the handler's own namespaces, a fresh tmpfs
+/// on its /tmp and /var/tmp, its root directory (`chdir("/")` comes
+/// later, after it).
+///
+/// # Safety
+/// Only for the child of `spawn`; the non-null pointers of `s` are
+/// NUL-terminated strings the parent leaves alone until exec.
+unsafe fn sandbox(s: &Sandboxed) -> Result<(), (Step, i32)> {
+    // SAFETY: unshare takes flags; mount and chroot read the
+    // NUL-terminated strings of `s` and of static literals.
+    unsafe {
+        if s.unshare != 0 {
+            call(Step::Unshare, libc::SYS_unshare, [s.unshare])?;
+        }
+        if s.tmp.iter().any(|t| !t.is_null()) {
+            // Nothing mounted here may reach the host's namespace.
+            let private = (libc::MS_REC | libc::MS_PRIVATE) as usize;
+            let root = c"/".as_ptr() as usize;
+            call(
+                Step::PrivateMounts,
+                libc::SYS_mount,
+                [0, root, 0, private, 0],
+            )?;
+            let flags = (libc::MS_NOSUID | libc::MS_NODEV) as usize;
+            let (fs, data) = (c"tmpfs".as_ptr() as usize, c"mode=1777".as_ptr() as usize);
+            for &t in s.tmp.iter().filter(|t| !t.is_null()) {
+                call(
+                    Step::MountTmp,
+                    libc::SYS_mount,
+                    [fs, t as usize, fs, flags, data],
+                )?;
+            }
+        }
+        if !s.chroot.is_null() {
+            call(Step::Chroot, libc::SYS_chroot, [s.chroot as usize])?;
+        }
+    }
+    Ok(())
 }
 
 /// While still root (before the ids are switched): the resource limits,

@@ -11,7 +11,10 @@
 //! 2. `setsid`;
 //! 3. the signals the supervisor (or the Rust runtime) handles or ignores
 //!    back to default, then an empty mask;
-//! 4. while still root ([`Limits`]): each resource limit (`prlimit64`),
+//! 4. while still root ([`Sandbox`]): `unshare` a network and/or mount
+//!    namespace of its own; for a private /tmp, every mount made private
+//!    to it and a fresh tmpfs on /tmp and /var/tmp; `chroot`;
+//!    then ([`Limits`]): each resource limit (`prlimit64`),
 //!    the nice value (`setpriority`), the umask, the capabilities dropped
 //!    from the bounding set (`PR_CAPBSET_DROP`), `PR_SET_KEEPCAPS` when a
 //!    non-root handler keeps some;
@@ -22,7 +25,7 @@
 //!    or an emptied ambient set; a root handler's inheritable set cut to
 //!    what it keeps;
 //! 7. the fd limit oxinetd started with (unless `rlimits` sets one), then
-//!    `chdir("/")`;
+//!    `chdir("/")` (inside the chroot, if any);
 //! 8. write its pid into `LISTEN_PID` when asked;
 //! 9. `PR_SET_NO_NEW_PRIVS` when asked, then `execve`.
 //!
@@ -109,6 +112,11 @@ pub enum Step {
     SetCaps = 25,
     ClearAmbient = 26,
     NoNewPrivs = 27,
+    // Issue 19, the handler's own filesystem and network (from 30).
+    Unshare = 30,
+    PrivateMounts = 31,
+    MountTmp = 32,
+    Chroot = 33,
 }
 
 impl Step {
@@ -132,6 +140,10 @@ impl Step {
             Step::SetCaps => "set capabilities",
             Step::ClearAmbient => "clear ambient capabilities",
             Step::NoNewPrivs => "set no_new_privs",
+            Step::Unshare => "unshare namespaces",
+            Step::PrivateMounts => "make mounts private",
+            Step::MountTmp => "mount a private /tmp",
+            Step::Chroot => "chroot",
         }
     }
 
@@ -155,6 +167,10 @@ impl Step {
             Step::SetCaps,
             Step::ClearAmbient,
             Step::NoNewPrivs,
+            Step::Unshare,
+            Step::PrivateMounts,
+            Step::MountTmp,
+            Step::Chroot,
         ]
         .into_iter()
         .find(|s| *s as u8 == b)
@@ -202,6 +218,22 @@ pub struct ExecImage<'a> {
     pub nofile: Option<libc::rlimit>,
     /// Resource limits, priority, umask and privileges.
     pub limits: &'a Limits,
+    /// Namespaces, a private /tmp, a chroot.
+    pub sandbox: Sandbox<'a>,
+}
+
+/// A handler's own filesystem and network (`private_network`,
+/// `private_tmp`, `chroot`), as the child sets them up while still root,
+/// in this order: `unshare` the namespaces; make every mount private to
+/// the new mount namespace and mount a fresh tmpfs on each `tmp`
+/// directory; `chroot`. Paths are the host's (the `tmp` ones inside the
+/// chroot already).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sandbox<'a> {
+    /// `CLONE_NEWNS` and/or `CLONE_NEWNET`; 0 for none.
+    pub unshare: libc::c_int,
+    pub tmp: [Option<&'a CStr>; 2],
+    pub chroot: Option<&'a CStr>,
 }
 
 /// A handler's resource limits, nice value, umask and privileges
@@ -268,6 +300,16 @@ mod tests {
         listen_pid: bool,
         limits: Limits,
     ) -> (String, i32, pid_t, Option<Failure>) {
+        run_confined(argv, listen_pid, limits, Sandbox::default())
+    }
+
+    /// `run` with `limits` and `sandbox`.
+    fn run_confined(
+        argv: &[&CStr],
+        listen_pid: bool,
+        limits: Limits,
+        sandbox: Sandbox<'_>,
+    ) -> (String, i32, pid_t, Option<Failure>) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         let null_dev = std::fs::File::open("/dev/null").expect("/dev/null");
         let mut ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -284,6 +326,7 @@ mod tests {
             listen_pid,
             nofile: None,
             limits: &limits,
+            sandbox,
         };
         let pid = spawn(&img, &mut launcher).expect("spawn");
         drop(w);
@@ -296,6 +339,43 @@ mod tests {
             other => panic!("{other:?}"),
         };
         (out, code, pid, launcher.failure(pid))
+    }
+
+    /// Root only (namespaces and chroot need it): a child in namespaces of
+    /// its own, with a tmpfs on a directory that stays empty for the
+    /// parent; a chroot that fails is reported with its step, not run.
+    #[test]
+    fn the_child_unshares_mounts_a_private_tmp_and_reports_a_failed_chroot() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmp = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("path");
+        let script = c"readlink /proc/self/ns/net; touch \"$0/seen\" && echo wrote";
+        let sandbox = Sandbox {
+            unshare: libc::CLONE_NEWNS | libc::CLONE_NEWNET,
+            tmp: [Some(&tmp), None],
+            chroot: None,
+        };
+        let argv = [c"/bin/sh", c"-c", script, tmp.as_c_str()];
+        let (out, code, _, failure) = run_confined(&argv, false, Limits::default(), sandbox);
+        assert_eq!((code, failure), (0, None), "{out}");
+        let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
+        let mut lines = out.lines();
+        assert_ne!(lines.next(), Some(ours.to_string_lossy().as_ref()), "{out}");
+        assert_eq!(lines.next(), Some("wrote"));
+        // Written to the child's tmpfs, gone with its namespace.
+        assert!(!dir.path().join("seen").exists());
+
+        let missing = Sandbox {
+            chroot: Some(c"/nonexistent/root"),
+            ..Sandbox::default()
+        };
+        let (out, code, _, failure) =
+            run_confined(&[c"/bin/echo", c"ran"], false, Limits::default(), missing);
+        assert_eq!(out, "");
+        assert_eq!((code, failure), (127, Some((Step::Chroot, Errno::ENOENT))));
     }
 
     #[test]

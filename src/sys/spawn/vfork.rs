@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use libc::{c_char, c_int, c_void, pid_t};
 use nix::errno::Errno;
 
-use super::child::{setup_and_exec, Ready};
+use super::child::{setup_and_exec, Ready, Sandboxed};
 use super::stack::ChildStack;
 use super::{failure_word, from_failure_word, CloneError, ExecImage, Failure};
 
@@ -98,6 +98,7 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Clon
             pid_slot,
             nofile: img.nofile,
             limits: *img.limits,
+            sandbox: Sandboxed::in_place(&img.sandbox),
         },
         failure: AtomicU64::new(0),
     };

@@ -1,0 +1,182 @@
+//! Issue 19, the handler's own filesystem and network: `chroot`,
+//! `private_tmp` and `private_network`, on real handlers over real TCP
+//! connections; each compared with the same handler without the key, so
+//! the tests can fail.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{bin, talk, Dir, Server};
+
+/// A root directory for a chroot under `dir`: root's, 0755, with the
+/// static busybox as /bin/busybox and a 1777 /tmp.
+fn prepared_root(dir: &Dir, busybox: &Path) -> PathBuf {
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for d in [&root, &root.join("bin")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    root
+}
+
+/// The static busybox (Debian's busybox-static), or the test is skipped.
+macro_rules! static_busybox {
+    () => {{
+        let busybox = crate::need!("busybox", "busybox-static");
+        // glibc's ldd: "not a dynamic executable" for a static one.
+        let ldd = Command::new("ldd").arg(&busybox).output();
+        let is_static = ldd.is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains("not a dynamic executable")
+                || String::from_utf8_lossy(&o.stderr).contains("not a dynamic executable")
+        });
+        if !is_static {
+            crate::harness::missing(crate::test_name!(), "a static busybox", "busybox-static");
+            return;
+        }
+        busybox
+    }};
+}
+
+#[test]
+fn a_chrooted_handler_sees_only_its_root() {
+    crate::require_root!();
+    let busybox = static_busybox!();
+    let dir = Dir::new();
+    let root = prepared_root(&dir, &busybox);
+    let config = format!(
+        "[[service]]\nname = \"jail\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{r}\"\n\
+         server = \"/bin/busybox\"\nargs = [\"sh\", \"-c\", \"echo inside; /bin/busybox ls /; /bin/busybox pwd\"]\n\
+         user = \"nobody\"\n\n\
+         [[service]]\nname = \"free\"\nlisten = \"127.0.0.1:0\"\nserver = \"{r}/bin/busybox\"\n\
+         args = [\"sh\", \"-c\", \"/bin/busybox ls / | /bin/busybox grep -c .\"]\nuser = \"nobody\"\n",
+        r = root.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    assert_eq!(talk(s.addr("jail"), ""), "inside\nbin\ntmp\n/\n");
+    // The same program outside a chroot sees the host's root.
+    let entries: usize = talk(s.addr("free"), "").trim().parse().unwrap();
+    assert!(entries > 5, "{entries}");
+    // The list shows it as configured.
+    let list = Command::new(bin())
+        .args(["check", "--list", "-f"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains(&format!("chroot = \"{}\"", root.display())),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_private_network_handler_cannot_connect_but_serves_its_client() {
+    crate::require_root!();
+    let bash = crate::need!("bash", "bash");
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = target.local_addr().unwrap().port();
+    let script = format!(
+        "if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo connected; else echo unreachable; fi 2>/dev/null"
+    );
+    let config = format!(
+        "[[service]]\nname = \"isolated\"\nlisten = \"127.0.0.1:0\"\nserver = \"{b}\"\n\
+         args = [\"-c\", \"{script}\"]\nuser = \"nobody\"\nprivate_network = true\n\n\
+         [[service]]\nname = \"open\"\nlisten = \"127.0.0.1:0\"\nserver = \"{b}\"\n\
+         args = [\"-c\", \"{script}\"]\nuser = \"nobody\"\n",
+        b = bash.display()
+    );
+    let s = Server::start_in(Dir::new(), &config, &[], |_| {});
+    assert_eq!(talk(s.addr("isolated"), ""), "unreachable\n");
+    assert_eq!(talk(s.addr("open"), ""), "connected\n");
+}
+
+#[test]
+fn a_private_tmp_is_fresh_for_each_connection() {
+    crate::require_root!();
+    let probe = format!("/tmp/oxinetd-private-tmp-{}", std::process::id());
+    let script = format!("test -e {probe} && echo seen || echo fresh; touch {probe}");
+    let config = format!(
+        "[[service]]\nname = \"private\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/sh\"\n\
+         args = [\"-c\", \"{script}\"]\nuser = \"nobody\"\nprivate_tmp = true\n\n\
+         [[service]]\nname = \"shared\"\nlisten = \"127.0.0.1:0\"\nserver = \"/bin/sh\"\n\
+         args = [\"-c\", \"{script}\"]\nuser = \"nobody\"\n"
+    );
+    let s = Server::start_in(Dir::new(), &config, &[], |_| {});
+    assert_eq!(talk(s.addr("private"), ""), "fresh\n");
+    assert_eq!(talk(s.addr("private"), ""), "fresh\n");
+    assert!(!Path::new(&probe).exists(), "written to the host's /tmp");
+    // Without it the file stays for the next connection.
+    assert_eq!(talk(s.addr("shared"), ""), "fresh\n");
+    assert_eq!(talk(s.addr("shared"), ""), "seen\n");
+    let _ = std::fs::remove_file(&probe);
+}
+
+#[test]
+fn a_chroot_gone_at_connection_time_is_logged_and_nothing_runs() {
+    crate::require_root!();
+    let busybox = static_busybox!();
+    let dir = Dir::new();
+    let root = prepared_root(&dir, &busybox);
+    let config = format!(
+        "[[service]]\nname = \"jail\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{r}\"\n\
+         server = \"/bin/busybox\"\nargs = [\"echo\", \"served\"]\nuser = \"nobody\"\n",
+        r = root.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    assert_eq!(talk(s.addr("jail"), ""), "served\n");
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(talk(s.addr("jail"), ""), "");
+    s.expect_line(&[
+        "error service=jail",
+        "unable to chroot for handler: No such file or directory",
+        "(server /bin/busybox, user nobody)",
+    ]);
+    s.expect_line(&["exit service=jail", "status=127"]);
+}
+
+#[test]
+fn check_looks_for_the_server_inside_the_chroot_and_refuses_a_writable_root() {
+    crate::require_root!();
+    let dir = Dir::new();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // /bin/sh exists on the host, not inside the root.
+    let config = dir.write(
+        "bad.toml",
+        "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/root\"\nserver = \"/bin/sh\"\nuser = \"nobody\"\n\n\
+         [[service]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/open\"\nserver = \"/bin/sh\"\nuser = \"nobody\"\n\n\
+         [[service]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/root\"\nserver = \"bin/sh\"\nuser = \"nobody\"\n",
+    );
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let d = dir.path().display();
+    assert!(
+        err.contains(&format!(
+            "bad.toml:5:10: server \"/bin/sh\" (inside chroot {d}/root): No such file or directory"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "bad.toml:11:10: chroot \"{d}/open\": must be owned by root and writable by root only"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:19:10: server \"bin/sh\": with chroot, give the program's absolute path inside"),
+        "{err}"
+    );
+}

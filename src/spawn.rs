@@ -39,13 +39,16 @@ pub struct Plan {
     /// `server PATH, user NAME`: what a failure in the child is about,
     /// for its log line (shared with each running handler's record).
     pub program: std::rc::Rc<str>,
-    /// Resource limits, nice, umask, capabilities, no_new_privs.
+    /// Nice, umask, capabilities, no_new_privs.
     limits: sys::Limits,
+    /// `rlimits`, as the child sets them.
+    rlimits: Vec<(u32, u64)>,
     /// `rlimits` sets nofile: the fd limit oxinetd started with is not
     /// restored over it.
     sets_nofile: bool,
-    /// Namespaces, private /tmp, chroot.
-    sandbox: SandboxPlan,
+    /// Namespaces, private /tmp, chroot, when any is asked (boxed: most
+    /// services have none, and a plan is kept per service).
+    sandbox: Option<Box<SandboxPlan>>,
 }
 
 /// The paths and flags behind a `sys::Sandbox`, owned by the plan.
@@ -59,7 +62,10 @@ struct SandboxPlan {
 }
 
 impl SandboxPlan {
-    fn new(c: &Confine) -> Result<SandboxPlan, String> {
+    fn new(c: &Confine) -> Result<Option<Box<SandboxPlan>>, String> {
+        if c.chroot.is_none() && !c.private_tmp && !c.private_network {
+            return Ok(None);
+        }
         let path = |p: &std::path::Path| {
             CString::new(p.as_os_str().as_encoded_bytes())
                 .map_err(|_| format!("NUL byte in \"{}\"", p.display()))
@@ -76,11 +82,11 @@ impl SandboxPlan {
             }
         }
         let chroot = c.chroot.as_deref().map(path).transpose()?;
-        Ok(SandboxPlan {
+        Ok(Some(Box::new(SandboxPlan {
             unshare,
             tmp,
             chroot,
-        })
+        })))
     }
 
     fn image(&self) -> sys::Sandbox<'_> {
@@ -154,10 +160,22 @@ impl Plan {
             fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
             program: std::rc::Rc::from(program),
             limits,
+            rlimits: rlimits(&svc.confine),
             sets_nofile: svc.confine.rlimit(Resource::Nofile).is_some(),
             sandbox: SandboxPlan::new(&svc.confine)?,
         }))
     }
+}
+
+/// `confine`'s resource limits as `(RLIMIT_*, value)`, in the order
+/// written; `u64::MAX` is RLIM_INFINITY, as prlimit64 takes it on every
+/// architecture.
+pub fn rlimits(confine: &Confine) -> Vec<(u32, u64)> {
+    confine
+        .rlimits
+        .iter()
+        .map(|r| (r.resource.id(), r.limit.unwrap_or(u64::MAX)))
+        .collect()
 }
 
 /// What the child applies for `confine`, a handler running as `uid`,
@@ -179,12 +197,6 @@ pub fn limits(confine: &Confine, uid: u32, caps: Caps) -> sys::Limits {
         no_new_privs: confine.no_new_privs,
         ..Default::default()
     };
-    for (slot, r) in l.rlimits.iter_mut().zip(&confine.rlimits) {
-        // RLIM_INFINITY, as prlimit64 takes it on every architecture.
-        let v = r.limit.unwrap_or(u64::MAX);
-        *slot = (r.resource.id(), [v, v]);
-        l.rlimit_count += 1;
-    }
     let root = uid == 0;
     let all = caps.all();
     let kept = match &confine.capabilities {
@@ -359,7 +371,11 @@ impl Spawner {
             listen_pid: listen.is_some(),
             nofile: if plan.sets_nofile { None } else { self.nofile },
             limits: &plan.limits,
-            sandbox: plan.sandbox.image(),
+            rlimits: &plan.rlimits,
+            sandbox: plan
+                .sandbox
+                .as_ref()
+                .map_or_else(sys::Sandbox::default, |s| s.image()),
         };
         let pid = sys::spawn(&img, &mut self.launcher)?;
         Ok(Spawned {
@@ -501,9 +517,10 @@ mod tests {
             ..Default::default()
         };
         let l = limits(&c, 0, ROOT);
-        assert_eq!(l.rlimit_count, 2);
-        assert_eq!(l.rlimits[0], (Resource::Cpu.id(), [20, 20]));
-        assert_eq!(l.rlimits[1], (Resource::Core.id(), [u64::MAX; 2]));
+        assert_eq!(
+            rlimits(&c),
+            [(Resource::Cpu.id(), 20), (Resource::Core.id(), u64::MAX)]
+        );
         assert_eq!(
             (l.nice, l.umask, l.no_new_privs),
             (Some(-3), Some(0o027), true)

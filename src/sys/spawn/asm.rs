@@ -56,6 +56,7 @@ struct Job {
     /// argv pointers, NULL, envp pointers, NULL, pointing into `bytes`.
     ptrs: Vec<*const c_char>,
     groups: Vec<gid_t>,
+    rlimits: Vec<(u32, u64)>,
     /// Pointers into the buffers above, and the rest of the image; set
     /// once the buffers are complete (they do not move afterwards).
     ready: Ready,
@@ -70,6 +71,7 @@ impl Job {
             starts: Vec::with_capacity(32),
             ptrs: Vec::with_capacity(32),
             groups: Vec::new(),
+            rlimits: Vec::new(),
             ready: Ready {
                 path: std::ptr::null(),
                 argv: std::ptr::null(),
@@ -81,7 +83,8 @@ impl Job {
                 pid_slot: None,
                 nofile: None,
                 limits: Limits::default(),
-                sandbox: Sandboxed::NONE,
+                rlimits: (std::ptr::null(), 0),
+                sandbox: Sandboxed::in_place(&super::Sandbox::default()),
             },
         }
     }
@@ -92,6 +95,8 @@ impl Job {
         self.starts.clear();
         self.ptrs.clear();
         self.groups.clear();
+        self.rlimits.clear();
+        self.rlimits.extend_from_slice(img.rlimits);
         self.bytes.extend_from_slice(img.path.to_bytes_with_nul());
         let mut argc = 0;
         for (i, list) in [img.argv, img.envp].into_iter().enumerate() {
@@ -155,6 +160,7 @@ impl Job {
             pid_slot: pid_at.map(|at| base.wrapping_add(at)),
             nofile: img.nofile,
             limits: *img.limits,
+            rlimits: (self.rlimits.as_ptr(), self.rlimits.len()),
             sandbox,
         };
     }
@@ -479,6 +485,7 @@ mod tests {
                 listen_pid,
                 nofile: None,
                 limits: &Limits::default(),
+                rlimits: &[(7, 64)],
                 sandbox: super::super::Sandbox {
                     unshare: libc::CLONE_NEWNS,
                     tmp: [None, Some(c"/srv/root/var/tmp")],
@@ -512,6 +519,9 @@ mod tests {
             let g = unsafe { std::slice::from_raw_parts(r.groups.0, r.groups.1) };
             assert_eq!(g, [7, 8]);
             assert_eq!(r.ids, Some((1, 2)));
+            // SAFETY: `rlimits` points at the job's copy, of that length.
+            let rl = unsafe { std::slice::from_raw_parts(r.rlimits.0, r.rlimits.1) };
+            assert_eq!(rl, [(7, 64)]);
         }
     }
 }

@@ -24,6 +24,8 @@ pub(super) struct Ready {
     pub pid_slot: Option<*mut u8>,
     pub nofile: Option<libc::rlimit>,
     pub limits: Limits,
+    /// `(RLIMIT_*, value)` pairs and their count.
+    pub rlimits: (*const (u32, u64), usize),
     pub sandbox: Sandboxed,
 }
 
@@ -36,21 +38,8 @@ pub(super) struct Sandboxed {
 }
 
 impl Sandboxed {
-    pub const NONE: Sandboxed = Sandboxed {
-        unshare: 0,
-        tmp: [std::ptr::null(); 2],
-        chroot: std::ptr::null(),
-    };
-
     /// Pointers to the caller's strings (the `vfork` launcher, whose
-    /// caller waits until the child has exec'd).
-    #[cfg_attr(
-        all(
-            any(target_arch = "x86_64", target_arch = "aarch64"),
-            not(feature = "spawn-vfork")
-        ),
-        allow(dead_code)
-    )]
+    /// caller waits until the child has exec'd; none for an empty one).
     pub fn in_place(s: &Sandbox<'_>) -> Sandboxed {
         let ptr = |p: Option<&std::ffi::CStr>| p.map_or(std::ptr::null(), |p| p.as_ptr());
         Sandboxed {
@@ -246,7 +235,7 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
         let how = libc::SIG_SETMASK as usize;
         call(Step::Signals, libc::SYS_rt_sigprocmask, [how, set, 0, 8])?;
         sandbox(&img.sandbox)?;
-        limit(&img.limits)?;
+        limit(&img.limits, img.rlimits)?;
         if let Some((uid, gid)) = img.ids {
             let (list, n) = img.groups;
             call(Step::Setgroups, libc::SYS_setgroups, [n, list as usize])?;
@@ -323,16 +312,19 @@ unsafe fn sandbox(s: &Sandboxed) -> Result<(), (Step, i32)> {
 ///
 /// # Safety
 /// Only for the child of `spawn`.
-unsafe fn limit(l: &Limits) -> Result<(), (Step, i32)> {
-    // SAFETY: prlimit64 reads a [u64; 2] of `l` (a struct rlimit64) and
+unsafe fn limit(l: &Limits, rlimits: (*const (u32, u64), usize)) -> Result<(), (Step, i32)> {
+    // SAFETY: `rlimits` points at that many pairs the parent leaves alone
+    // until exec; prlimit64 reads a local [u64; 2] (a struct rlimit64) and
     // writes nothing (no old-limit pointer); the others take numbers.
     unsafe {
-        for (resource, limit) in l.rlimits.iter().take(l.rlimit_count) {
-            let new = limit.as_ptr() as usize;
+        let (pairs, n) = rlimits;
+        for i in 0..n {
+            let (resource, value) = *pairs.add(i);
+            let new = [value, value];
             call(
                 Step::Rlimit,
                 libc::SYS_prlimit64,
-                [0, *resource as usize, new, 0],
+                [0, resource as usize, new.as_ptr() as usize, 0],
             )?;
         }
         if let Some(nice) = l.nice {

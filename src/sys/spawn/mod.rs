@@ -216,8 +216,12 @@ pub struct ExecImage<'a> {
     pub listen_pid: bool,
     /// The fd limit oxinetd was started with, restored for the handler.
     pub nofile: Option<libc::rlimit>,
-    /// Resource limits, priority, umask and privileges.
+    /// Priority, umask and privileges.
     pub limits: &'a Limits,
+    /// `(RLIMIT_*, value)`: soft and hard limit, set with `prlimit64`
+    /// (`u64::MAX` is infinity); apart from `limits` so that a service
+    /// without any keeps no room for them.
+    pub rlimits: &'a [(u32, u64)],
     /// Namespaces, a private /tmp, a chroot.
     pub sandbox: Sandbox<'a>,
 }
@@ -243,10 +247,6 @@ pub struct Sandbox<'a> {
 /// applied with one system call (a loop over a mask for capabilities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
-    /// `(RLIMIT_*, [soft, hard])`: the first `rlimit_count` are set, with
-    /// `prlimit64` (`u64::MAX` is infinity).
-    pub rlimits: [(u32, [u64; 2]); 8],
-    pub rlimit_count: usize,
     pub nice: Option<i32>,
     pub umask: Option<u32>,
     /// Capabilities dropped from the bounding set, before the ids are
@@ -291,16 +291,7 @@ mod tests {
     /// Start `argv` (X=1 in its environment, stdout and stderr into a
     /// pipe); what it wrote, its exit code, and its failure if any.
     fn run(argv: &[&CStr], listen_pid: bool) -> (String, i32, pid_t, Option<Failure>) {
-        run_limited(argv, listen_pid, Limits::default())
-    }
-
-    /// `run` with `limits`.
-    fn run_limited(
-        argv: &[&CStr],
-        listen_pid: bool,
-        limits: Limits,
-    ) -> (String, i32, pid_t, Option<Failure>) {
-        run_confined(argv, listen_pid, limits, Sandbox::default())
+        run_confined(argv, listen_pid, Limits::default(), &[], Sandbox::default())
     }
 
     /// `run` with `limits` and `sandbox`.
@@ -308,6 +299,7 @@ mod tests {
         argv: &[&CStr],
         listen_pid: bool,
         limits: Limits,
+        rlimits: &[(u32, u64)],
         sandbox: Sandbox<'_>,
     ) -> (String, i32, pid_t, Option<Failure>) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
@@ -326,6 +318,7 @@ mod tests {
             listen_pid,
             nofile: None,
             limits: &limits,
+            rlimits,
             sandbox,
         };
         let pid = spawn(&img, &mut launcher).expect("spawn");
@@ -359,7 +352,7 @@ mod tests {
             chroot: None,
         };
         let argv = [c"/bin/sh", c"-c", script, tmp.as_c_str()];
-        let (out, code, _, failure) = run_confined(&argv, false, Limits::default(), sandbox);
+        let (out, code, _, failure) = run_confined(&argv, false, Limits::default(), &[], sandbox);
         assert_eq!((code, failure), (0, None), "{out}");
         let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
         let mut lines = out.lines();
@@ -372,8 +365,13 @@ mod tests {
             chroot: Some(c"/nonexistent/root"),
             ..Sandbox::default()
         };
-        let (out, code, _, failure) =
-            run_confined(&[c"/bin/echo", c"ran"], false, Limits::default(), missing);
+        let (out, code, _, failure) = run_confined(
+            &[c"/bin/echo", c"ran"],
+            false,
+            Limits::default(),
+            &[],
+            missing,
+        );
         assert_eq!(out, "");
         assert_eq!((code, failure), (127, Some((Step::Chroot, Errno::ENOENT))));
     }
@@ -398,15 +396,16 @@ mod tests {
     #[test]
     fn limits_nice_umask_and_privileges_are_applied_before_exec() {
         let root = nix::unistd::geteuid().is_root();
+        let rlimits = [
+            (crate::confine::Resource::Nofile.id(), 64),
+            (crate::confine::Resource::Core.id(), 0),
+        ];
         let mut limits = Limits {
-            rlimit_count: 2,
             nice: Some(7),
             umask: Some(0o027),
             no_new_privs: true,
             ..Default::default()
         };
-        limits.rlimits[0] = (crate::confine::Resource::Nofile.id(), [64, 64]);
-        limits.rlimits[1] = (crate::confine::Resource::Core.id(), [0, 0]);
         if root {
             // Everything but CAP_NET_BIND_SERVICE out of the bounding set.
             let all = crate::confine::caps().all();
@@ -415,7 +414,13 @@ mod tests {
         let script = c"grep -E 'Max open files|Max core' /proc/self/limits; umask; \
                        grep -E '^(NoNewPrivs|CapBnd|CapAmb)' /proc/self/status; \
                        cut -d' ' -f19 /proc/self/stat";
-        let (out, code, _, failure) = run_limited(&[c"/bin/sh", c"-c", script], false, limits);
+        let (out, code, _, failure) = run_confined(
+            &[c"/bin/sh", c"-c", script],
+            false,
+            limits,
+            &rlimits,
+            Sandbox::default(),
+        );
         assert_eq!((code, failure), (0, None), "{out}");
         fn words(l: &str) -> Vec<&str> {
             l.split_whitespace().collect()
@@ -439,12 +444,14 @@ mod tests {
             .trim()
             .parse()
             .expect("a number");
-        let mut limits = Limits {
-            rlimit_count: 1,
-            ..Default::default()
-        };
-        limits.rlimits[0] = (crate::confine::Resource::Nofile.id(), [nr_open + 1; 2]);
-        let (out, code, _, failure) = run_limited(&[c"/bin/true"], false, limits);
+        let rlimits = [(crate::confine::Resource::Nofile.id(), nr_open + 1)];
+        let (out, code, _, failure) = run_confined(
+            &[c"/bin/true"],
+            false,
+            Limits::default(),
+            &rlimits,
+            Sandbox::default(),
+        );
         assert_eq!(out, "");
         assert_eq!((code, failure), (127, Some((Step::Rlimit, Errno::EPERM))));
     }

@@ -98,6 +98,7 @@ pub fn spawn(img: &ExecImage<'_>, launcher: &mut Launcher) -> Result<pid_t, Clon
             pid_slot,
             nofile: img.nofile,
             limits: *img.limits,
+            rlimits: (img.rlimits.as_ptr(), img.rlimits.len()),
             sandbox: Sandboxed::in_place(&img.sandbox),
         },
         failure: AtomicU64::new(0),

@@ -404,9 +404,12 @@ class Oxinetd(Server):
         "defaults, a share of the fd limit, would refuse the one-source idle10k and c=64 clients)"
     )
 
-    def __init__(self, binary, name="oxinetd", exec_lines=(), settings=None):
+    def __init__(self, binary, name="oxinetd", exec_lines=(), settings=None, server=None):
         self.binary = binary
         self.name = name
+        # The exec'd handler's path, when not ctx.echo1 (the confine figure:
+        # private_tmp hides the work directory under /tmp).
+        self.server = server
         # Lines added to each exec'd TCP service (the confine figure's variants).
         self.exec_lines = list(exec_lines)
         if settings:
@@ -419,7 +422,7 @@ class Oxinetd(Server):
         for i, s in enumerate(services):
             lines += ["[[service]]", f'name = "s{i}-{s.kind}"', f'listen = "127.0.0.1:{s.port}"']
             if s.kind == "tcp-exec":
-                lines.append(f'server = "{ctx.echo1}"')
+                lines.append(f'server = "{self.server or ctx.echo1}"')
                 lines += self.exec_lines
             elif s.kind == "tcp-echo":
                 lines += ['server = "internal:echo"', "instances = 100000", "per_source = 100000"]

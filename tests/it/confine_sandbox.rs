@@ -153,7 +153,8 @@ fn check_looks_for_the_server_inside_the_chroot_and_refuses_a_writable_root() {
         "bad.toml",
         "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/root\"\nserver = \"/bin/sh\"\nuser = \"nobody\"\n\n\
          [[service]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/open\"\nserver = \"/bin/sh\"\nuser = \"nobody\"\n\n\
-         [[service]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/root\"\nserver = \"bin/sh\"\nuser = \"nobody\"\n",
+         [[service]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/root\"\nserver = \"bin/sh\"\nuser = \"nobody\"\n\n\
+         [[service]]\nname = \"d\"\nlisten = \"127.0.0.1:0\"\nserver = \"{dir}/upper.sh\"\nuser = \"nobody\"\nprivate_tmp = true\n",
     );
     let out = Command::new(bin())
         .args(["check", "-f"])
@@ -179,4 +180,15 @@ fn check_looks_for_the_server_inside_the_chroot_and_refuses_a_writable_root() {
         err.contains("bad.toml:19:10: server \"bin/sh\": with chroot, give the program's absolute path inside"),
         "{err}"
     );
+    // The test directory is under /tmp: the handler would be hidden.
+    if dir.path().starts_with("/tmp") {
+        assert!(
+            err.contains("bad.toml:27:15: private_tmp: server "),
+            "{err}"
+        );
+        assert!(
+            err.contains("which private_tmp covers with an empty tmpfs"),
+            "{err}"
+        );
+    }
 }

@@ -172,6 +172,9 @@ impl Resolver<'_> {
             sandbox::resolve(svc, self.ctx.euid, &mut sandboxed);
         }
         let server = self.server(svc, sandboxed.chroot.as_deref());
+        if let Some(Server::Exec(path)) = &server {
+            sandbox::check_server(svc, &sandboxed, path);
+        }
         let internal = matches!(server, Some(Server::Internal(_)));
         if internal {
             refuse_program_keys(svc);

@@ -41,6 +41,28 @@ pub fn resolve(svc: &Svc<'_>, euid: u32, c: &mut Confine) {
     }
 }
 
+/// A program under /tmp or /var/tmp would be hidden by the empty tmpfs
+/// `private_tmp` mounts there before exec.
+pub fn check_server(svc: &Svc<'_>, c: &Confine, server: &Path) {
+    let Some(f) = svc.get("private_tmp").filter(|_| c.private_tmp) else {
+        return;
+    };
+    let host = match &c.chroot {
+        Some(root) => root.join(server.strip_prefix("/").unwrap_or(server)),
+        None => server.to_path_buf(),
+    };
+    if let Some(dir) = crate::spawn::private_tmp_dirs(c)
+        .into_iter()
+        .find(|d| host.starts_with(d))
+    {
+        svc.report(f.err(format!(
+            "private_tmp: server {} is under {}, which private_tmp covers with an empty tmpfs",
+            server.display(),
+            dir.display()
+        )));
+    }
+}
+
 /// Namespaces, mounts and chroot take root's privileges.
 fn needs_root(svc: &Svc<'_>, f: Field<'_>, euid: u32) {
     if euid != 0 {

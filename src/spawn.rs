@@ -77,8 +77,12 @@ impl SandboxPlan {
         let mut tmp = Vec::new();
         if c.private_tmp {
             unshare |= libc::CLONE_NEWNS;
+            // As the handler sees them: mounted after the chroot, so a
+            // link in the root resolves inside it, never on the host.
+            let root = c.chroot.as_deref().unwrap_or(std::path::Path::new("/"));
             for dir in private_tmp_dirs(c) {
-                tmp.push(path(&dir)?);
+                let inside = dir.strip_prefix(root).unwrap_or(&dir);
+                tmp.push(path(&std::path::Path::new("/").join(inside))?);
             }
         }
         let chroot = c.chroot.as_deref().map(path).transpose()?;

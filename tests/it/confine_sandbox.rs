@@ -192,3 +192,64 @@ fn check_looks_for_the_server_inside_the_chroot_and_refuses_a_writable_root() {
         );
     }
 }
+
+/// Links inside the root resolve inside it: a /tmp that links to /srv
+/// gets the fresh tmpfs where the handler's /tmp leads (the root's srv),
+/// never the host's /srv, and stays private.
+#[test]
+fn a_linked_tmp_in_the_root_is_still_private() {
+    crate::require_root!();
+    let busybox = static_busybox!();
+    let dir = Dir::new();
+    let root = prepared_root(&dir, &busybox);
+    std::fs::remove_dir(root.join("tmp")).unwrap();
+    std::fs::create_dir(root.join("srv")).unwrap();
+    std::fs::set_permissions(root.join("srv"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::symlink("/srv", root.join("tmp")).unwrap();
+    let config = format!(
+        "[[service]]\nname = \"jail\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{r}\"\nprivate_tmp = true\n\
+         server = \"/bin/busybox\"\nargs = [\"sh\", \"-c\", \"/bin/busybox ls /tmp; echo hi > /tmp/seen && echo wrote\"]\n\
+         user = \"nobody\"\n",
+        r = root.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    assert_eq!(talk(s.addr("jail"), ""), "wrote\n");
+    assert_eq!(talk(s.addr("jail"), ""), "wrote\n");
+    assert!(
+        !root.join("srv/seen").exists(),
+        "written to the root's shared srv"
+    );
+}
+
+/// A chroot reached through a link in a directory another user owns is
+/// refused: that user could swap the root.
+#[test]
+fn a_chroot_through_another_users_directory_is_refused() {
+    crate::require_root!();
+    let dir = Dir::new();
+    let bob = dir.path().join("bob");
+    std::fs::create_dir_all(bob.join("srv/jail")).unwrap();
+    for d in [bob.join("srv"), bob.join("srv/jail")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    nix::unistd::chown(&bob, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    std::os::unix::fs::symlink(bob.join("srv"), dir.path().join("link")).unwrap();
+    let config = dir.write(
+        "linked.toml",
+        "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{dir}/link/jail\"\nserver = \"/bin/sh\"\nuser = \"nobody\"\n",
+    );
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} can be changed by someone other than root",
+            bob.display()
+        )),
+        "{err}"
+    );
+}

@@ -78,11 +78,14 @@ fn needs_root(svc: &Svc<'_>, f: Field<'_>, euid: u32) {
 /// directories only root can change (a sticky one, such as /tmp, does:
 /// others cannot rename what root owns in it). Otherwise whoever can
 /// write it could plant a program or a library the handler then runs.
+/// Links are resolved first and the real path checked and used: a link
+/// through a directory someone else owns would let them swap the root.
 fn chroot_dir(s: &str) -> Result<PathBuf, String> {
-    let path = Path::new(s);
-    if !path.is_absolute() || s.contains('\0') {
+    if !Path::new(s).is_absolute() || s.contains('\0') {
         return Err("expected an absolute path to a directory".to_owned());
     }
+    let real = std::fs::canonicalize(s).map_err(|e| io_problem(&e))?;
+    let path = real.as_path();
     let meta = std::fs::metadata(path).map_err(|e| io_problem(&e))?;
     if !meta.is_dir() {
         return Err("not a directory".to_owned());

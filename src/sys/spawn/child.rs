@@ -266,9 +266,9 @@ pub(super) unsafe fn setup_and_exec(img: &Ready) -> Result<std::convert::Infalli
     }
 }
 
-/// While still root, first: the handler's own namespaces, a fresh tmpfs
-/// on its /tmp and /var/tmp, its root directory (`chdir("/")` comes
-/// later, after it).
+/// While still root, first: the handler's own namespaces, its root
+/// directory, then a fresh tmpfs on its /tmp and /var/tmp (`chdir("/")`
+/// comes later).
 ///
 /// # Safety
 /// Only for the child of `spawn`; the non-null pointers of `s` are
@@ -280,7 +280,8 @@ unsafe fn sandbox(s: &Sandboxed) -> Result<(), (Step, i32)> {
         if s.unshare != 0 {
             call(Step::Unshare, libc::SYS_unshare, [s.unshare])?;
         }
-        if s.tmp.iter().any(|t| !t.is_null()) {
+        let tmp = s.tmp.iter().filter(|t| !t.is_null());
+        if tmp.clone().next().is_some() {
             // Nothing mounted here may reach the host's namespace.
             let private = (libc::MS_REC | libc::MS_PRIVATE) as usize;
             let root = c"/".as_ptr() as usize;
@@ -289,18 +290,20 @@ unsafe fn sandbox(s: &Sandboxed) -> Result<(), (Step, i32)> {
                 libc::SYS_mount,
                 [0, root, 0, private, 0],
             )?;
-            let flags = (libc::MS_NOSUID | libc::MS_NODEV) as usize;
-            let (fs, data) = (c"tmpfs".as_ptr() as usize, c"mode=1777".as_ptr() as usize);
-            for &t in s.tmp.iter().filter(|t| !t.is_null()) {
-                call(
-                    Step::MountTmp,
-                    libc::SYS_mount,
-                    [fs, t as usize, fs, flags, data],
-                )?;
-            }
         }
         if !s.chroot.is_null() {
             call(Step::Chroot, libc::SYS_chroot, [s.chroot as usize])?;
+        }
+        // After the chroot: the paths resolve inside the handler's root,
+        // a link there never to the host's tree.
+        let flags = (libc::MS_NOSUID | libc::MS_NODEV) as usize;
+        let (fs, data) = (c"tmpfs".as_ptr() as usize, c"mode=1777".as_ptr() as usize);
+        for &t in tmp {
+            call(
+                Step::MountTmp,
+                libc::SYS_mount,
+                [fs, t as usize, fs, flags, data],
+            )?;
         }
     }
     Ok(())

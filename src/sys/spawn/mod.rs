@@ -229,9 +229,9 @@ pub struct ExecImage<'a> {
 /// A handler's own filesystem and network (`private_network`,
 /// `private_tmp`, `chroot`), as the child sets them up while still root,
 /// in this order: `unshare` the namespaces; make every mount private to
-/// the new mount namespace and mount a fresh tmpfs on each `tmp`
-/// directory; `chroot`. Paths are the host's (the `tmp` ones inside the
-/// chroot already).
+/// the new mount namespace; `chroot`; mount a fresh tmpfs on each `tmp`
+/// directory, a path as the handler sees it (inside the chroot, so a link
+/// there never leads to the host's tree).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sandbox<'a> {
     /// `CLONE_NEWNS` and/or `CLONE_NEWNET`; 0 for none.

@@ -13,7 +13,8 @@
 //!    back to default, then an empty mask;
 //! 4. while still root ([`Sandbox`]): `unshare` a network and/or mount
 //!    namespace of its own; for a private /tmp, every mount made private
-//!    to it and a fresh tmpfs on /tmp and /var/tmp; `chroot`;
+//!    to it; `chroot`; then a fresh tmpfs on /tmp and /var/tmp as the
+//!    handler sees them (inside its root);
 //!    then ([`Limits`]): each resource limit (`prlimit64`),
 //!    the nice value (`setpriority`), the umask, the capabilities dropped
 //!    from the bounding set (`PR_CAPBSET_DROP`), `PR_SET_KEEPCAPS` when a

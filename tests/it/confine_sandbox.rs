@@ -253,3 +253,55 @@ fn a_chroot_through_another_users_directory_is_refused() {
         "{err}"
     );
 }
+
+/// `check` follows links in the root as the handler will, inside it: a
+/// program reached through an absolute link inside the root runs; a link
+/// to a program only the host has, and a directory the user cannot
+/// search inside the root, are errors at load.
+#[test]
+fn the_server_is_looked_up_inside_the_root_as_the_handler_sees_it() {
+    crate::require_root!();
+    let busybox = static_busybox!();
+    let dir = Dir::new();
+    let root = prepared_root(&dir, &busybox);
+    std::os::unix::fs::symlink("/bin/busybox", root.join("bin/linked")).unwrap();
+    // The host has /usr/bin/env; the root does not.
+    std::os::unix::fs::symlink("/usr/bin/env", root.join("bin/env")).unwrap();
+    let hidden = root.join("hidden");
+    std::fs::create_dir(&hidden).unwrap();
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(&busybox, hidden.join("busybox")).unwrap();
+    let service = |name: &str, server: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{r}\"\n\
+             server = \"{server}\"\nargv0 = \"sh\"\nargs = [\"-c\", \"echo via link\"]\nuser = \"nobody\"\n\n",
+            r = root.display()
+        )
+    };
+    let bad = dir.write(
+        "bad.toml",
+        &(service("host", "/bin/env") + &service("hidden", "/hidden/busybox")),
+    );
+    let out = Command::new(bin())
+        .args(["check", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let r = root.display();
+    assert!(
+        err.contains(&format!(
+            "bad.toml:5:10: server \"/bin/env\" (inside chroot {r}): No such file or directory"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "bad.toml:14:10: server \"/hidden/busybox\" (inside chroot {r}): {r}/hidden is not searchable by nobody"
+        )),
+        "{err}"
+    );
+    let s = Server::start_in(dir, &service("linked", "/bin/linked"), &[], |_| {});
+    assert_eq!(talk(s.addr("linked"), ""), "via link\n");
+}

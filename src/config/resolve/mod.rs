@@ -87,9 +87,9 @@ struct Resolver<'c> {
     /// Server programs already checked, with what is wrong with each, if
     /// anything: one `stat` per program of a load, not per service.
     programs: HashMap<PathBuf, Option<String>>,
-    /// Programs checked to be reachable by a handler's ids (path, uid,
-    /// gid, groups), with what blocks each, if anything.
-    reach: HashMap<(PathBuf, u32, u32, Vec<u32>), Option<String>>,
+    /// Programs checked to be reachable by a handler's ids, with what
+    /// blocks each, if anything.
+    reach: HashMap<ReachKey, Option<String>>,
 }
 
 /// One service being resolved: its keys, `[defaults]` under them, and its
@@ -151,6 +151,10 @@ impl<'a> Svc<'a> {
     }
 }
 
+/// A program and who runs it: the handler's root ("/" or its chroot), the
+/// path inside it, uid, gid and groups.
+type ReachKey = (PathBuf, PathBuf, u32, u32, Vec<u32>);
+
 impl Resolver<'_> {
     /// Resolve one service; `None` (with its errors in `svc`) if it is broken.
     fn service(&mut self, svc: &Svc<'_>) -> Option<Service> {
@@ -180,11 +184,10 @@ impl Resolver<'_> {
             refuse_program_keys(svc);
         }
         let identity = self.identity(svc, internal);
-        // Inside a chroot the directories above it do not matter; the
-        // child reports what the exec meets there.
-        if let (Some(Server::Exec(path)), Some(id), None) = (&server, &identity, &sandboxed.chroot)
-        {
-            self.reachable(svc, path, id);
+        // Inside a chroot, from its root: the directories above it are
+        // crossed by the chroot, as root, before the switch of ids.
+        if let (Some(Server::Exec(path)), Some(id)) = (&server, &identity) {
+            self.reachable(svc, path, sandboxed.chroot.as_deref(), id);
         }
         let (argv0, args) = server::argv(svc, server.as_ref());
         let env = self.environment(svc);

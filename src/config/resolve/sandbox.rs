@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::field::Field;
-use super::{io_problem, Svc};
+use super::{io_problem, reach, Svc};
 use crate::config::error::quote;
 use crate::confine::Confine;
 
@@ -42,23 +42,24 @@ pub fn resolve(svc: &Svc<'_>, euid: u32, c: &mut Confine) {
 }
 
 /// A program under /tmp or /var/tmp would be hidden by the empty tmpfs
-/// `private_tmp` mounts there before exec.
+/// `private_tmp` mounts there before exec (both looked up as the handler
+/// does: links followed, inside the chroot if any).
 pub fn check_server(svc: &Svc<'_>, c: &Confine, server: &Path) {
     let Some(f) = svc.get("private_tmp").filter(|_| c.private_tmp) else {
         return;
     };
-    let host = match &c.chroot {
-        Some(root) => root.join(server.strip_prefix("/").unwrap_or(server)),
-        None => server.to_path_buf(),
+    let root = c.chroot.as_deref().unwrap_or(Path::new("/"));
+    // A server that cannot be found is reported by `server`.
+    let Ok(program) = reach::inside(root, server) else {
+        return;
     };
-    if let Some(dir) = crate::spawn::private_tmp_dirs(c)
+    let covered = ["/tmp", "/var/tmp"]
         .into_iter()
-        .find(|d| host.starts_with(d))
-    {
+        .find(|d| reach::inside(root, Path::new(d)).is_ok_and(|dir| program.starts_with(dir)));
+    if let Some(dir) = covered {
         svc.report(f.err(format!(
-            "private_tmp: server {} is under {}, which private_tmp covers with an empty tmpfs",
+            "private_tmp: server {} is under {dir}, which private_tmp covers with an empty tmpfs",
             server.display(),
-            dir.display()
         )));
     }
 }

@@ -45,7 +45,13 @@ impl Resolver<'_> {
     /// the user its handlers switch to (`reach`); checked once per program
     /// and identity. Handlers that keep oxinetd's own ids need no check:
     /// oxinetd found the file with them.
-    pub(super) fn reachable(&mut self, svc: &Svc<'_>, server: &Path, identity: &Identity) {
+    pub(super) fn reachable(
+        &mut self,
+        svc: &Svc<'_>,
+        server: &Path,
+        root: Option<&Path>,
+        identity: &Identity,
+    ) {
         let Identity::Switch {
             user,
             uid,
@@ -61,18 +67,26 @@ impl Resolver<'_> {
             gid: *gid,
             groups,
         };
-        let key = (server.to_path_buf(), *uid, *gid, groups.clone());
+        let inside = root.unwrap_or(Path::new("/"));
+        let key = (
+            inside.to_path_buf(),
+            server.to_path_buf(),
+            *uid,
+            *gid,
+            groups.clone(),
+        );
         let problem = self
             .reach
             .entry(key)
-            .or_insert_with(|| reach::blocker(server, &who));
+            .or_insert_with(|| reach::blocker(inside, server, &who));
         let (Some(problem), Some(f)) = (problem, svc.get("server")) else {
             return;
         };
         let written = f.str().unwrap_or_default();
-        let note = match Path::new(written).is_absolute() {
-            true => "",
-            false => " (relative to the config file's directory)",
+        let note = match (root, Path::new(written).is_absolute()) {
+            (Some(root), _) => format!(" (inside chroot {})", root.display()),
+            (None, true) => String::new(),
+            (None, false) => " (relative to the config file's directory)".to_owned(),
         };
         svc.report(f.err(format!(
             "server \"{s}\"{note}: {problem}",
@@ -130,7 +144,12 @@ fn check_inside(
             root.display()
         )));
     };
-    match program_problem(&root.join(inner), checked) {
+    // Links in the root lead where the handler's lookup leads, inside it.
+    let problem = match reach::inside(root, Path::new("/").join(inner).as_path()) {
+        Ok(host) => program_problem(&host, checked),
+        Err(e) => Some(io_problem(&e)),
+    };
+    match problem {
         None => Ok(PathBuf::from(s)),
         Some(problem) => Err(f.err(format!(
             "server \"{}\" (inside chroot {}): {problem}",

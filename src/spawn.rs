@@ -79,10 +79,8 @@ impl SandboxPlan {
             unshare |= libc::CLONE_NEWNS;
             // As the handler sees them: mounted after the chroot, so a
             // link in the root resolves inside it, never on the host.
-            let root = c.chroot.as_deref().unwrap_or(std::path::Path::new("/"));
             for dir in private_tmp_dirs(c) {
-                let inside = dir.strip_prefix(root).unwrap_or(&dir);
-                tmp.push(path(&std::path::Path::new("/").join(inside))?);
+                tmp.push(path(dir)?);
             }
         }
         let chroot = c.chroot.as_deref().map(path).transpose()?;
@@ -105,14 +103,16 @@ impl SandboxPlan {
     }
 }
 
-/// The directories `private_tmp` covers for `c`: /tmp and /var/tmp, under
-/// its chroot if it has one, those that are directories now.
-pub fn private_tmp_dirs(c: &Confine) -> Vec<std::path::PathBuf> {
+/// The directories `private_tmp` covers for `c`, as its handler sees
+/// them: /tmp and /var/tmp, those that are directories now, looked up as
+/// the handler will (inside its chroot, links followed there: a link the
+/// host would follow elsewhere must not leave the handler's /tmp shared).
+pub fn private_tmp_dirs(c: &Confine) -> Vec<&'static std::path::Path> {
     let root = c.chroot.as_deref().unwrap_or(std::path::Path::new("/"));
-    ["tmp", "var/tmp"]
-        .iter()
-        .map(|d| root.join(d))
-        .filter(|d| d.is_dir())
+    ["/tmp", "/var/tmp"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .filter(|d| crate::config::lookup_in_root(root, d).is_ok_and(|p| p.is_dir()))
         .collect()
 }
 

@@ -26,6 +26,8 @@ mod xinetd;
 
 pub use self::error::{ConfigError, Diagnostic, Location, Severity};
 pub use self::keys::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
+/// A path as a process whose root is the given directory finds it.
+pub(crate) use self::resolve::inside as lookup_in_root;
 
 use std::ffi::OsString;
 use std::fmt;

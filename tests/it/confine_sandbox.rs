@@ -305,3 +305,34 @@ fn the_server_is_looked_up_inside_the_root_as_the_handler_sees_it() {
     let s = Server::start_in(dir, &service("linked", "/bin/linked"), &[], |_| {});
     assert_eq!(talk(s.addr("linked"), ""), "via link\n");
 }
+
+/// The same when the link's target exists only inside the root (the host
+/// has no such directory) and the root also has a /var/tmp: the
+/// handler's /tmp still gets its tmpfs (it was judged on the host, found
+/// missing, and only /var/tmp was covered).
+#[test]
+fn a_tmp_linked_to_a_directory_only_the_root_has_is_still_private() {
+    crate::require_root!();
+    let busybox = static_busybox!();
+    let dir = Dir::new();
+    let root = prepared_root(&dir, &busybox);
+    let scratch = format!("oxinetd-scratch-{}", std::process::id());
+    assert!(!Path::new("/").join(&scratch).exists());
+    std::fs::remove_dir(root.join("tmp")).unwrap();
+    for d in [root.join(&scratch), root.join("var/tmp")] {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    std::os::unix::fs::symlink(format!("/{scratch}"), root.join("tmp")).unwrap();
+    let config = format!(
+        "[[service]]\nname = \"jail\"\nlisten = \"127.0.0.1:0\"\nchroot = \"{r}\"\nprivate_tmp = true\n\
+         server = \"/bin/busybox\"\nargs = [\"sh\", \"-c\", \"/bin/busybox ls /tmp /var/tmp; echo hi > /tmp/seen && echo hi > /var/tmp/seen && echo wrote\"]\n\
+         user = \"nobody\"\n",
+        r = root.display()
+    );
+    let s = Server::start_in(dir, &config, &[], |_| {});
+    let fresh = "/tmp:\n\n/var/tmp:\nwrote\n";
+    assert_eq!(talk(s.addr("jail"), ""), fresh);
+    assert_eq!(talk(s.addr("jail"), ""), fresh);
+    assert!(!root.join(&scratch).join("seen").exists());
+}

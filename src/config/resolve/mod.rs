@@ -25,6 +25,8 @@ mod reach;
 mod sandbox;
 mod server;
 
+pub(crate) use reach::inside;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

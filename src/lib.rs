@@ -56,6 +56,7 @@ pub mod shutdown;
 pub mod signals;
 pub mod sockdir;
 pub mod spawn;
+pub mod stats;
 pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -123,6 +123,8 @@ pub struct Load {
     pub paused_until: Option<Instant>,
     /// stderr lines its handlers may log (`flood::SERVICE_STDERR_RATE`).
     pub stderr: crate::flood::Bucket,
+    /// What `status` and metrics count (`stats`), carried with the load.
+    pub stats: crate::stats::Stats,
 }
 
 impl Load {

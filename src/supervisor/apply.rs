@@ -61,6 +61,8 @@ impl Supervisor {
                 Some(load) => Rc::clone(load),
                 None => self.retired.revive(&svc.name).unwrap_or_default(),
             };
+            // `status` counts "since the last reload" from here.
+            load.borrow_mut().stats.mark_reload();
             loads.insert(svc.name.clone(), Rc::clone(&load));
             let running = Rc::new(Running::new(svc, plan, load, &self.fd_budget));
             for listen in listens {

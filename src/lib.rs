@@ -38,6 +38,7 @@ pub mod children;
 pub mod cli;
 pub mod config;
 pub mod confine;
+pub mod control;
 pub mod fds;
 pub mod flood;
 pub mod handover;

@@ -278,8 +278,7 @@ impl Counts {
             .filter(|(_, n)| *n > 0)
             .map(|(r, n)| format!("{r}={n}"))
             .collect();
-        let _ = writeln!(
-            out,
+        let line = format!(
             "    {label:<13} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>7}  {}",
             self.accepted,
             self.spawned,
@@ -289,12 +288,9 @@ impl Counts {
             self.signaled,
             self.timeouts,
             self.refused_total(),
-            if refused.is_empty() {
-                String::new()
-            } else {
-                refused.join(" ")
-            }
+            refused.join(" ")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
         if self.bytes_in > 0 || self.bytes_out > 0 {
             let _ = writeln!(
                 out,

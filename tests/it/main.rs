@@ -10,6 +10,7 @@ mod clients;
 mod compat;
 mod confine_limits;
 mod confine_timeout;
+mod control;
 mod demo;
 mod dgram;
 mod handover;

@@ -1,5 +1,6 @@
-//! Command-line interface: `oxinetd [run]` (the default), `oxinetd check`
-//! and `oxinetd import`.
+//! Command-line interface: `oxinetd [run]` (the default), `oxinetd check`,
+//! `oxinetd import`, and `status`, `reload` and `stop`, which talk to a
+//! running oxinetd over its control socket.
 
 use std::path::PathBuf;
 
@@ -43,6 +44,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
 
+    /// The control socket: where status, reload and stop find a running
+    /// oxinetd, and where it listens (over [global] control_socket).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -52,9 +58,13 @@ impl Cli {
     /// the default.
     pub fn config_file(&self) -> &std::path::Path {
         match &self.command {
-            Some(Command::Run { file } | Command::Check { file, .. }) => {
-                file.config.as_deref().unwrap_or(&self.config)
-            }
+            Some(
+                Command::Run { file }
+                | Command::Check { file, .. }
+                | Command::Status { file, .. }
+                | Command::Reload { file }
+                | Command::Stop { file, .. },
+            ) => file.config.as_deref().unwrap_or(&self.config),
             _ => &self.config,
         }
     }
@@ -100,6 +110,36 @@ pub enum Command {
         // between a command and its subcommands), with only what applies.
         #[arg(long, value_name = "FORMAT", value_parser = import_format())]
         format: Option<FormatArg>,
+    },
+    /// Show what a running oxinetd is doing: each service's listeners
+    /// (armed, busy, paused and why, failed to bind), handlers and
+    /// counters, and global figures. Exit 1 if it cannot be asked or
+    /// SERVICE is not one of its services.
+    Status {
+        /// Only this service.
+        service: Option<String>,
+        /// JSON, as documented in oxinetd(8).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        file: ConfigFile,
+    },
+    /// Reload a running oxinetd and wait for the outcome: print
+    /// "reloaded: kept N, bound N, closed N", or every config error as
+    /// FILE:LINE:COL: message and exit 1 (the running config stays).
+    Reload {
+        #[command(flatten)]
+        file: ConfigFile,
+    },
+    /// Stop a running oxinetd: it closes its listeners, waits for its
+    /// handlers up to the grace, and exits; this returns once it has.
+    Stop {
+        /// Seconds to wait for handlers before signalling them
+        /// [default: shutdown_grace].
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<f64>,
+        #[command(flatten)]
+        file: ConfigFile,
     },
     /// Print the completion script for SHELL; packages install these.
     #[command(hide = true)]

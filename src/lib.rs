@@ -39,6 +39,7 @@ pub mod children;
 pub mod cli;
 pub mod config;
 pub mod confine;
+pub mod control;
 pub mod fds;
 pub mod flood;
 pub mod handover;
@@ -58,6 +59,7 @@ pub mod signals;
 pub mod sockdir;
 pub mod source_rate;
 pub mod spawn;
+pub mod stats;
 pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;

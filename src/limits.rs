@@ -130,6 +130,8 @@ pub struct Load {
     pub stderr: crate::flood::Bucket,
     /// Recent connections by client, while `per_source_rate` is set.
     sources: Option<Box<SourceTable>>,
+    /// What `status` and metrics count (`stats`), carried with the load.
+    pub stats: crate::stats::Stats,
 }
 
 impl Load {

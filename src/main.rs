@@ -1,10 +1,13 @@
 //! `oxinetd`: parse the command line, run, turn the outcome into an exit code.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use oxinetd::cli::{Cli, Command, LogTarget};
 use oxinetd::config::{self, Context, Format, Severity};
+use oxinetd::control::{self as ctl, Request};
 use oxinetd::supervisor::{self, Options};
 
 fn main() -> ExitCode {
@@ -15,6 +18,27 @@ fn main() -> ExitCode {
             ref sources,
             format,
         }) => import(sources, format.or(cli.format).map(Format::from)),
+        Some(Command::Status {
+            ref service, json, ..
+        }) => control(
+            &cli,
+            Request::Status {
+                json,
+                service: service.clone(),
+            },
+        ),
+        Some(Command::Reload { .. }) => control(&cli, Request::Reload),
+        Some(Command::Stop { grace, .. }) => {
+            let grace = match grace.map(Duration::try_from_secs_f64) {
+                None => None,
+                Some(Ok(g)) => Some(g),
+                Some(Err(_)) => {
+                    eprintln!("oxinetd: --grace: expected seconds, such as 5 or 0.5");
+                    return ExitCode::from(2);
+                }
+            };
+            control(&cli, Request::Stop { grace })
+        }
         Some(Command::Completions { shell }) => {
             // Into memory first: clap_complete panics on a write error.
             let mut script = Vec::new();
@@ -30,7 +54,57 @@ fn main() -> ExitCode {
             log_stderr: cli.log == LogTarget::Stderr,
             syslog_socket: cli.syslog_socket,
             pidfile: cli.pidfile,
+            control: cli.control,
         })),
+    }
+}
+
+/// Where the running oxinetd's control socket is: `--control`, else the
+/// config's `control_socket` (its default when the config cannot be read).
+fn control_path(cli: &Cli) -> Option<PathBuf> {
+    if let Some(p) = &cli.control {
+        return Some(p.clone());
+    }
+    let format = cli.format.map(Format::from);
+    match config::load_with(cli.config_file(), format, &Context::current()) {
+        Ok(loaded) => loaded.config.global.control_socket,
+        Err(_) => ctl::default_path(),
+    }
+}
+
+/// `status`, `reload`, `stop`: ask the running oxinetd; the body of its
+/// answer on stdout (stderr for an error), exit 0 or 1.
+fn control(cli: &Cli, req: Request) -> ExitCode {
+    let Some(path) = control_path(cli) else {
+        eprintln!(
+            "oxinetd: no control socket: [global] control_socket is \"\" (or, not as root, \
+             XDG_RUNTIME_DIR is unset); pass --control PATH"
+        );
+        return ExitCode::from(1);
+    };
+    // A reload runs in the supervisor's loop and a stop waits for the
+    // handlers: their answers may take a while.
+    let patience = match req {
+        Request::Status { .. } => Duration::from_secs(10),
+        Request::Reload => Duration::from_secs(300),
+        Request::Stop { .. } => Duration::from_secs(3600),
+    };
+    match ctl::ask(&path, &req, patience) {
+        Ok(answer) if answer.ok => {
+            print!("{}", answer.body);
+            if let Request::Stop { .. } = req {
+                println!("stopped");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprint!("{}", answer.body);
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("oxinetd: {}: {e}", path.display());
+            ExitCode::from(1)
+        }
     }
 }
 

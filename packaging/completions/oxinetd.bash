@@ -28,8 +28,17 @@ _oxinetd() {
             oxinetd,import)
                 cmd="oxinetd__subcmd__import"
                 ;;
+            oxinetd,reload)
+                cmd="oxinetd__subcmd__reload"
+                ;;
             oxinetd,run)
                 cmd="oxinetd__subcmd__run"
+                ;;
+            oxinetd,status)
+                cmd="oxinetd__subcmd__status"
+                ;;
+            oxinetd,stop)
+                cmd="oxinetd__subcmd__stop"
                 ;;
             oxinetd__subcmd__help,check)
                 cmd="oxinetd__subcmd__help__subcmd__check"
@@ -43,8 +52,17 @@ _oxinetd() {
             oxinetd__subcmd__help,import)
                 cmd="oxinetd__subcmd__help__subcmd__import"
                 ;;
+            oxinetd__subcmd__help,reload)
+                cmd="oxinetd__subcmd__help__subcmd__reload"
+                ;;
             oxinetd__subcmd__help,run)
                 cmd="oxinetd__subcmd__help__subcmd__run"
+                ;;
+            oxinetd__subcmd__help,status)
+                cmd="oxinetd__subcmd__help__subcmd__status"
+                ;;
+            oxinetd__subcmd__help,stop)
+                cmd="oxinetd__subcmd__help__subcmd__stop"
                 ;;
             *)
                 ;;
@@ -53,7 +71,7 @@ _oxinetd() {
 
     case "${cmd}" in
         oxinetd)
-            opts="-f -h -V --config --format --log --syslog-socket --pidfile --help --version run check import completions help"
+            opts="-f -h -V --config --format --log --syslog-socket --pidfile --control --help --version run check import status reload stop completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -83,6 +101,10 @@ _oxinetd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -91,7 +113,7 @@ _oxinetd() {
             return 0
             ;;
         oxinetd__subcmd__check)
-            opts="-f -h --list --config --format --help"
+            opts="-f -h --list --config --format --control --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -109,6 +131,10 @@ _oxinetd() {
                     COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
                     return 0
                     ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -117,7 +143,7 @@ _oxinetd() {
             return 0
             ;;
         oxinetd__subcmd__completions)
-            opts="-h --format --help bash elvish fish powershell zsh"
+            opts="-h --format --control --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -125,6 +151,10 @@ _oxinetd() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -135,7 +165,7 @@ _oxinetd() {
             return 0
             ;;
         oxinetd__subcmd__help)
-            opts="run check import completions help"
+            opts="run check import status reload stop completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,6 +234,20 @@ _oxinetd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        oxinetd__subcmd__help__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         oxinetd__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -218,8 +262,36 @@ _oxinetd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        oxinetd__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oxinetd__subcmd__help__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         oxinetd__subcmd__import)
-            opts="-h --format --help"
+            opts="-h --format --control --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -229,6 +301,10 @@ _oxinetd() {
                     COMPREPLY=($(compgen -W "inetd xinetd" -- "${cur}"))
                     return 0
                     ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -236,8 +312,8 @@ _oxinetd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        oxinetd__subcmd__run)
-            opts="-f -h --config --format --help"
+        oxinetd__subcmd__reload)
+            opts="-f -h --config --format --control --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,6 +329,104 @@ _oxinetd() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oxinetd__subcmd__run)
+            opts="-f -h --config --format --control --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oxinetd__subcmd__status)
+            opts="-f -h --json --config --format --control --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oxinetd__subcmd__stop)
+            opts="-f -h --grace --config --format --control --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "toml inetd xinetd" -- "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -107,12 +107,14 @@ pub const SERVICE: [Key; 42] = [
 
 /// Keys of `[global]`.
 #[rustfmt::skip]
-pub const GLOBAL: [Key; 5] = [
+pub const GLOBAL: [Key; 7] = [
     key("syslog_facility", Str, false, false, "the syslog facility of oxinetd's log"),
     key("syslog_socket", Str, false, false, "the syslog daemon's socket"),
     key("shutdown_grace", Seconds, false, false, "how long a stop waits for running handlers"),
     key("loop_pause", Seconds, false, false, "how long a looping wait service is paused"),
     key("max_processes", Int, false, false, "most handler processes across all services"),
+    key("control_socket", Str, false, false, "the socket oxinetd status, reload and stop talk to; \"\" for none"),
+    key("control_group", Str, false, false, "a group allowed oxinetd status on the control socket"),
 ];
 
 /// The names of `keys`, in order.

@@ -319,6 +319,12 @@ pub struct Global {
     pub loop_pause: Duration,
     /// Most handler processes across all services.
     pub max_processes: usize,
+    /// The control socket of `oxinetd status`/`reload`/`stop`; `None`:
+    /// none (`control_socket = ""`, or no default for this user).
+    pub control_socket: Option<PathBuf>,
+    /// The group given `status` on the control socket (its file then
+    /// mode 0660 and this group); `None`: the socket is 0600.
+    pub control_group: Option<u32>,
 }
 
 impl Default for Global {
@@ -329,6 +335,8 @@ impl Default for Global {
             shutdown_grace: Duration::from_secs(5),
             loop_pause: Duration::from_secs(10),
             max_processes: 4096,
+            control_socket: crate::control::default_path(),
+            control_group: None,
         }
     }
 }

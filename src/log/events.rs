@@ -170,6 +170,8 @@ pub enum Event<'a> {
     /// The config names no service to run (all commented out or
     /// disabled): oxinetd waits for a reload that adds one.
     Idle { config: &'a std::path::Path },
+    /// The control socket (`oxinetd status`, `reload`, `stop`) is bound.
+    Control { path: &'a std::path::Path },
     /// A reload was applied.
     Reload {
         listeners: usize,
@@ -574,6 +576,9 @@ impl Event<'_> {
                 l.text("msg", msg);
             }
             Event::Ready { listeners } => Line::start(out, "ready").value("listeners", listeners),
+            Event::Control { path } => {
+                Line::start(out, "control").text("path", &path.to_string_lossy());
+            }
             Event::Idle { config } => {
                 let mut l = Line::start(out, "idle");
                 l.text("config", &config.to_string_lossy());

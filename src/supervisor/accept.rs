@@ -15,7 +15,7 @@ use crate::log::Event;
 use crate::spawn::{Ends, Invocation};
 
 use super::handlers::Extras;
-use super::listeners::ListenState;
+use super::listeners::{ListenState, Pause};
 use super::{Running, Supervisor, BATCH};
 
 /// Backoff of a listener while fds or processes are exhausted: it doubles
@@ -180,7 +180,10 @@ impl Supervisor {
         l.backoff = (l.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
         let pause = l.backoff;
         let name = Rc::clone(&l.service.name);
-        self.arm(id, ListenState::Paused(Instant::now() + pause));
+        self.arm(
+            id,
+            ListenState::Paused(Instant::now() + pause, Pause::Resources),
+        );
         if first {
             let msg = format!(
                 "unable to accept: {e}; pausing, backing off up to {}ms",
@@ -199,7 +202,7 @@ impl Supervisor {
         if let Some(l) = self.listeners.get_mut(&id) {
             l.backoff = (l.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
             let until = Instant::now() + l.backoff;
-            self.arm(id, ListenState::Paused(until));
+            self.arm(id, ListenState::Paused(until, Pause::Resources));
         }
     }
 }

@@ -40,7 +40,14 @@ impl Supervisor {
     ) -> Result<Option<IpAddr>, Refusal> {
         let svc = &running.svc;
         let now = Instant::now();
-        let verdict = running.load.borrow_mut().admit(&svc.limits, source, now);
+        let verdict = {
+            let mut load = running.load.borrow_mut();
+            let verdict = load.admit(&svc.limits, source, now);
+            if verdict.is_ok() {
+                load.stats.total.accepted += 1;
+            }
+            verdict
+        };
         if let Err(Refusal::Rate(rate)) = &verdict {
             let pause = rate.pause;
             self.touch(&running.name);
@@ -79,6 +86,7 @@ impl Supervisor {
     /// Log a refusal, at most a few lines a second per service, as
     /// `log_on_failure` asks.
     pub(super) fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &Refusal) {
+        running.load.borrow_mut().stats.refused(why);
         let log = running.svc.log;
         if !log.attempt {
             return;

@@ -43,6 +43,8 @@ impl Supervisor {
         let closing = !close.is_empty();
         let mut binds = Binds::default();
         let mut loads = HashMap::new();
+        self.running.clear();
+        self.bind_failures.clear();
         for (svc, listens) in config.services.into_iter().zip(services) {
             let name: Rc<str> = Rc::from(svc.name.as_str());
             let plan = match Plan::new(&svc) {
@@ -61,8 +63,11 @@ impl Supervisor {
                 Some(load) => Rc::clone(load),
                 None => self.retired.revive(&svc.name).unwrap_or_default(),
             };
+            // `status` counts "since the last reload" from here.
+            load.borrow_mut().stats.mark_reload();
             loads.insert(svc.name.clone(), Rc::clone(&load));
             let running = Rc::new(Running::new(svc, plan, load, &self.fd_budget));
+            self.running.push(Rc::clone(&running));
             for listen in listens {
                 match listen {
                     Listen::Keep(l) => self.keep_listener(l, &running),
@@ -156,8 +161,10 @@ impl Supervisor {
         }
     }
 
-    /// SIGHUP: load the config again; apply it only if it is entirely valid.
-    pub(super) fn reload(&mut self) {
+    /// SIGHUP or `oxinetd reload`: load the config again; apply it only if
+    /// it is entirely valid. The listeners kept, bound and closed, or the
+    /// errors that kept the running config.
+    pub(super) fn reload(&mut self) -> Result<(usize, usize, usize), Vec<config::ConfigError>> {
         self.notifier.reloading();
         let started = Instant::now();
         let loaded = match config::load_with(&self.opts.config, self.opts.format, &self.ctx) {
@@ -166,17 +173,21 @@ impl Supervisor {
                 l
             }
             Ok(l) => {
-                self.reload_failed(&l.problems(Severity::Error).cloned().collect::<Vec<_>>());
-                return;
+                let errors: Vec<_> = l.problems(Severity::Error).cloned().collect();
+                self.reload_failed(&errors);
+                return Err(errors);
             }
             Err(errors) => {
                 self.reload_failed(&errors);
-                return;
+                return Err(errors);
             }
         };
         self.global = loaded.config.global.clone();
         let idle = loaded.config.services.is_empty();
         let (kept, bound, closed) = self.apply(loaded.config);
+        self.sync_control();
+        self.loaded_at = std::time::SystemTime::now();
+        self.counters.reloads += 1;
         self.sync_store(&[]);
         crate::sys::trim_heap();
         self.log.event(Event::Reload {
@@ -192,6 +203,7 @@ impl Supervisor {
             });
         }
         self.notifier.ready();
+        Ok((kept, bound, closed))
     }
 
     pub(super) fn reload_failed(&mut self, errors: &[config::ConfigError]) {
@@ -205,6 +217,7 @@ impl Supervisor {
         self.log.event(Event::ReloadFailed {
             errors: errors.len(),
         });
+        self.counters.reload_failures += 1;
         self.notifier.ready();
     }
 }

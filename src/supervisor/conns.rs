@@ -129,7 +129,12 @@ impl Supervisor {
             c.conn.drop_pending();
             crate::sys::trim_heap();
         }
-        c.service.load.borrow_mut().ended(c.source);
+        {
+            let mut load = c.service.load.borrow_mut();
+            load.ended(c.source);
+            load.stats.total.bytes_in += c.conn.bytes_in;
+            load.stats.total.bytes_out += c.conn.bytes_out;
+        }
         self.touch(&c.service.name);
         let log = &c.service.svc.log;
         if !log.any_success() {

@@ -73,6 +73,10 @@ impl Supervisor {
             };
             // A full send buffer drops this reply, as the network may.
             let _ = l.socket.send_to(reply, &peer.into());
+            let stats = &mut running.load.borrow_mut().stats.total;
+            stats.accepted += 1;
+            stats.bytes_in += len as u64;
+            stats.bytes_out += reply.len() as u64;
         }
     }
 

@@ -47,6 +47,7 @@ impl Supervisor {
         let spawned = match self.spawner.spawn(plan, inv) {
             Ok(s) => s,
             Err(e) => {
+                running.load.borrow_mut().stats.total.spawn_failed += 1;
                 let admitted = running.refusals.borrow_mut().admit(Instant::now());
                 if let Some(suppressed) = admitted {
                     self.log.event(Event::Error {
@@ -79,7 +80,11 @@ impl Supervisor {
                 peer_pid: cred.map(|c| c.pid()),
             });
         }
-        running.load.borrow_mut().started(source);
+        {
+            let mut load = running.load.borrow_mut();
+            load.started(source);
+            load.stats.total.spawned += 1;
+        }
         self.touch(&running.name);
         let started = Instant::now();
         let limits = &running.svc.limits;
@@ -239,7 +244,20 @@ impl Supervisor {
                 }
                 let _ = self.epoll.delete(pipe.fd.as_fd());
             }
-            if let Some((step, errno)) = self.spawner.failure(pid) {
+            let failed = self.spawner.failure(pid);
+            {
+                let mut load = child.load.borrow_mut();
+                load.ended(child.source);
+                let c = &mut load.stats.total;
+                match ending {
+                    Ending::Exited(0) => c.exit_ok += 1,
+                    Ending::Exited(_) => c.exit_error += 1,
+                    Ending::Signaled(..) => c.signaled += 1,
+                }
+                c.spawn_failed += u64::from(failed.is_some());
+                c.timeouts += u64::from(child.deadline.is_some_and(|d| d.fired()));
+            }
+            if let Some((step, errno)) = failed {
                 self.log.event(Event::Error {
                     service: Some(&child.service),
                     pid: Some(pid),
@@ -257,7 +275,6 @@ impl Supervisor {
                 reply.fill();
                 self.send_reply(&child.service.clone(), pid, reply);
             }
-            child.load.borrow_mut().ended(child.source);
             self.forget_deadline(&child);
             self.touch(&child.service);
             if self.children.len() + 1 == self.global.max_processes {

@@ -27,8 +27,26 @@ pub(super) enum ListenState {
     Armed,
     /// A `wait` handler owns the socket.
     Busy,
-    /// Not watched until then (looping, or out of resources).
-    Paused(Instant),
+    /// Not watched until then, and why.
+    Paused(Instant, Pause),
+}
+
+/// Why a listener is paused, as `status` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pause {
+    /// `wait` handlers kept exiting without taking their work.
+    Looping,
+    /// Accepting or spawning failed for want of descriptors or memory.
+    Resources,
+}
+
+impl Pause {
+    pub(super) fn why(self) -> &'static str {
+        match self {
+            Pause::Looping => "looping: wait handlers exit without reading",
+            Pause::Resources => "out of resources (accept or spawn failed)",
+        }
+    }
 }
 
 /// A bound socket and the service it serves now.
@@ -133,6 +151,8 @@ impl Supervisor {
     pub(super) fn bind_failed(&mut self, name: &str, key: &ListenKey, e: &io::Error) {
         let msg = format!("unable to bind {key}: {e}");
         self.log.event(Event::service_error(name, &msg));
+        self.bind_failures
+            .push((Rc::from(name), key.clone(), e.to_string()));
     }
 
     /// Blocking or not, for a listener whose service changed mode on reload.
@@ -183,7 +203,7 @@ impl Supervisor {
         if let Some(l) = self.listeners.get_mut(&id) {
             l.state = state;
             self.stale.listeners.push(id);
-            if let ListenState::Paused(until) = state {
+            if let ListenState::Paused(until, _) = state {
                 self.timers.push(Reverse((until, Resume::Listener(id))));
             }
         }

@@ -26,11 +26,13 @@
 //! - `state` — SIGUSR1's `state` lines.
 //! - `handover` — listeners given at start, the fd store, re-exec on
 //!   SIGUSR2.
+//! - `control` — the control socket: `oxinetd status`, `reload`, `stop`.
 
 mod accept;
 mod admission;
 mod apply;
 mod conns;
+mod control;
 mod datagrams;
 mod handlers;
 mod handover;
@@ -46,7 +48,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
 
@@ -84,6 +86,8 @@ enum Token {
     Stderr(i32),
     Reply(i32),
     Conn(u64),
+    /// The control socket (0) or one of its clients.
+    Control(u64),
 }
 
 impl Token {
@@ -93,6 +97,7 @@ impl Token {
             Token::Stderr(pid) => 2 << 56 | pid as u32 as u64,
             Token::Reply(pid) => 3 << 56 | pid as u32 as u64,
             Token::Conn(id) => 4 << 56 | id,
+            Token::Control(id) => 5 << 56 | id,
         }
     }
 
@@ -103,6 +108,7 @@ impl Token {
             2 => Some(Token::Stderr(low as i32)),
             3 => Some(Token::Reply(low as i32)),
             4 => Some(Token::Conn(low)),
+            5 => Some(Token::Control(low)),
             _ => None,
         }
     }
@@ -117,6 +123,8 @@ pub struct Options {
     pub log_stderr: bool,
     pub syslog_socket: Option<PathBuf>,
     pub pidfile: Option<PathBuf>,
+    /// The control socket, over the config's `control_socket`.
+    pub control: Option<PathBuf>,
 }
 
 /// How a service's listeners are served, decided once per config.
@@ -230,6 +238,8 @@ enum Resume {
         pid: i32,
         serial: u64,
     },
+    /// A control client's time is up (`control::DEADLINE`).
+    Control(u64),
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and
@@ -293,6 +303,19 @@ pub struct Supervisor {
     stored: HashMap<Rc<str>, Vec<u64>>,
     /// SIGUSR2 arrived and waits for handlers that hold a socket.
     upgrade_pending: bool,
+    /// The control socket, when bound, and its clients by id.
+    control: Option<control::ControlSocket>,
+    control_conns: HashMap<u64, control::ControlConn>,
+    /// Every service of the running config, listening or not (`status`).
+    running: Vec<Rc<Running>>,
+    /// Listeners of the running config that could not be bound, and why.
+    bind_failures: Vec<(Rc<str>, config::ListenKey, String)>,
+    /// When oxinetd started, and when the running config was loaded.
+    started: Instant,
+    started_at: SystemTime,
+    loaded_at: SystemTime,
+    /// Reloads done and refused.
+    counters: crate::stats::Global,
 }
 
 /// Start serving; returns the process exit code.
@@ -337,6 +360,7 @@ pub fn run(opts: Options) -> u8 {
     };
     let unused = sup.take_given(intake.given, &loaded.config);
     sup.apply(loaded.config);
+    sup.sync_control();
     sup.given_left();
     sup.adopt(intake.handlers);
     sup.sync_store(&unused);
@@ -361,6 +385,8 @@ pub fn run(opts: Options) -> u8 {
     sup.log.event(Event::Ready { listeners });
     sup.notifier.ready();
     sup.serve();
+    // Its file is removed; a `stop` client sees EOF when we exit.
+    sup.control = None;
     if let Some(p) = &sup.opts.pidfile {
         let _ = std::fs::remove_file(p);
     }
@@ -453,6 +479,14 @@ impl Supervisor {
             given: Assigned::new(),
             stored: HashMap::new(),
             upgrade_pending: false,
+            control: None,
+            control_conns: HashMap::new(),
+            running: Vec::new(),
+            bind_failures: Vec::new(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            loaded_at: SystemTime::now(),
+            counters: crate::stats::Global::default(),
         })
     }
 
@@ -491,6 +525,7 @@ impl Supervisor {
                     Some(Token::Stderr(pid)) => self.on_stderr(pid),
                     Some(Token::Reply(pid)) => self.on_reply(pid),
                     Some(Token::Conn(id)) => self.on_conn(id),
+                    Some(Token::Control(id)) => self.on_control(id),
                     None => {}
                 }
             }
@@ -513,10 +548,12 @@ impl Supervisor {
             self.reap();
         }
         if pending.terminate && self.draining.is_none() {
-            self.begin_drain();
+            self.begin_drain(None);
         }
         if pending.reload && self.draining.is_none() {
-            self.reload();
+            // The outcome is logged; only `oxinetd reload` has someone to
+            // tell it to.
+            let _ = self.reload();
         }
         if pending.dump {
             self.log_state();
@@ -526,7 +563,9 @@ impl Supervisor {
         }
     }
 
-    fn begin_drain(&mut self) {
+    /// Stop: close every listener and wait `grace` (else `shutdown_grace`)
+    /// for the handlers (`shutdown`).
+    fn begin_drain(&mut self, grace: Option<Duration>) {
         self.notifier.stopping();
         // With the fd store, the sockets outlive this process: the next
         // run takes them back, so their files stay too.
@@ -540,9 +579,10 @@ impl Supervisor {
         self.by_service.clear();
         self.log.event(Event::Stopping {
             handlers: self.children.len(),
-            grace_ms: self.global.shutdown_grace.as_millis(),
+            grace_ms: grace.unwrap_or(self.global.shutdown_grace).as_millis(),
         });
-        self.draining = Some(Drain::new(Instant::now(), self.global.shutdown_grace));
+        let grace = grace.unwrap_or(self.global.shutdown_grace);
+        self.draining = Some(Drain::new(Instant::now(), grace));
     }
 
     fn on_listener(&mut self, id: u64) {

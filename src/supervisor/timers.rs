@@ -118,7 +118,7 @@ impl Supervisor {
                         continue;
                     };
                     // Paused again meanwhile: that pause has its own entry.
-                    if matches!(l.state, ListenState::Paused(until) if until <= now) {
+                    if matches!(l.state, ListenState::Paused(until, _) if until <= now) {
                         self.log.event(Event::Resume {
                             service: &l.service.name,
                             addr: &l.key,
@@ -128,6 +128,7 @@ impl Supervisor {
                 }
                 Resume::IdleSweep => self.sweep_idle(now),
                 Resume::Stderr(pid) => self.resume_stderr(pid),
+                Resume::Control(id) => self.control_deadline(id),
                 Resume::Deadline { pid, serial } => self.on_deadline(pid, serial, at),
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {

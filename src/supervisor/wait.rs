@@ -15,7 +15,7 @@ use crate::log::Event;
 use crate::spawn::{self, Ends, Invocation};
 
 use super::handlers::Extras;
-use super::listeners::{pending, ListenState};
+use super::listeners::{pending, ListenState, Pause};
 use super::Supervisor;
 
 /// How long a listener rests after the system refused us resources.
@@ -90,7 +90,10 @@ impl Supervisor {
         if self.start(&running, &inv, peer, None, extras) {
             self.arm(id, ListenState::Busy);
         } else {
-            self.arm(id, ListenState::Paused(Instant::now() + RESOURCE_PAUSE));
+            self.arm(
+                id,
+                ListenState::Paused(Instant::now() + RESOURCE_PAUSE, Pause::Resources),
+            );
         }
     }
 
@@ -125,7 +128,10 @@ impl Supervisor {
             paused: pause,
         });
         l.idle_exits = 0;
-        self.arm(id, ListenState::Paused(Instant::now() + pause));
+        self.arm(
+            id,
+            ListenState::Paused(Instant::now() + pause, Pause::Looping),
+        );
     }
 }
 

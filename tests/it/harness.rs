@@ -182,6 +182,11 @@ impl Server {
         if !args.iter().any(|a| a.starts_with("--syslog-socket")) {
             cmd.arg("--log").arg("stderr");
         }
+        // Each server its own control socket, not the shared default
+        // (/run/oxinetd/control.sock as root).
+        if !args.iter().any(|a| a.starts_with("--control")) && !config.contains("control_socket") {
+            cmd.arg("--control").arg(dir.path().join("control.sock"));
+        }
         cmd.args(args);
         adjust(&mut cmd);
         Server::launch(dir, path, cmd)

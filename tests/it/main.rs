@@ -11,6 +11,7 @@ mod compat;
 mod confine_limits;
 mod confine_sandbox;
 mod confine_timeout;
+mod control;
 mod demo;
 mod dgram;
 mod fail2ban;

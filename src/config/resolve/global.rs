@@ -29,6 +29,26 @@ pub fn resolve<'a>(keys: impl Iterator<Item = Field<'a>>, errors: &mut Vec<Confi
             "max_processes" => f
                 .int(1, 1_000_000)
                 .map(|n| global.max_processes = n as usize),
+            "control_socket" => f.str().and_then(|s| match s {
+                "" => {
+                    global.control_socket = None;
+                    Ok(())
+                }
+                s if s.starts_with('/') => {
+                    global.control_socket = Some(PathBuf::from(s));
+                    Ok(())
+                }
+                s => Err(f.err(format!(
+                    "control_socket: \"{}\" is not an absolute path (\"\" for no control socket)",
+                    quote(s)
+                ))),
+            }),
+            "control_group" => f.str().and_then(|g| {
+                let euid = nix::unistd::geteuid().as_raw();
+                crate::privilege::lookup_owner(&format!("{euid}:{g}"))
+                    .map(|(_, gid)| global.control_group = Some(gid))
+                    .map_err(|m| f.err(format!("control_group: {m}")))
+            }),
             _ => Ok(()),
         };
         if let Err(e) = result {

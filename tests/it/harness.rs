@@ -182,11 +182,6 @@ impl Server {
         if !args.iter().any(|a| a.starts_with("--syslog-socket")) {
             cmd.arg("--log").arg("stderr");
         }
-        // Each server its own control socket, not the shared default
-        // (/run/oxinetd/control.sock as root).
-        if !args.iter().any(|a| a.starts_with("--control")) && !config.contains("control_socket") {
-            cmd.arg("--control").arg(dir.path().join("control.sock"));
-        }
         cmd.args(args);
         adjust(&mut cmd);
         Server::launch(dir, path, cmd)
@@ -195,6 +190,7 @@ impl Server {
     /// Start `cmd` (an oxinetd command line, possibly behind `ip netns
     /// exec`) whose config is `config`; its stderr is the log.
     pub fn launch(dir: Dir, config: PathBuf, mut cmd: Command) -> Server {
+        with_own_control(&mut cmd, &dir, &config);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -655,5 +651,20 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// Give the oxinetd `cmd` runs its own control socket in `dir`, unless the
+/// command line or `config` names one: tests run in parallel, and as root
+/// they would all ask for the shared default, /run/oxinetd/control.sock.
+/// `cmd` ends with oxinetd's arguments (after `ip netns exec` or
+/// `systemd-socket-activate`).
+pub fn with_own_control(cmd: &mut Command, dir: &Dir, config: &Path) {
+    let named = cmd
+        .get_args()
+        .any(|a| a.to_str().is_some_and(|a| a.starts_with("--control")))
+        || std::fs::read_to_string(config).is_ok_and(|c| c.contains("control_socket"));
+    if !named {
+        cmd.arg("--control").arg(dir.path().join("control.sock"));
     }
 }

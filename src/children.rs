@@ -10,8 +10,8 @@
 //! handler's group gets its SIGKILL at the latest just before the handler
 //! is reaped (`Children::reap`).
 
+use crate::idmap::IdMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -242,7 +242,7 @@ pub enum Ending {
 
 #[derive(Default)]
 pub struct Children {
-    map: HashMap<i32, Child>,
+    map: IdMap<i32, Child>,
     /// Handlers between their timeout's SIGTERM and SIGKILL. While there
     /// are any, `reap` looks at an exited child before reaping it.
     in_grace: usize,

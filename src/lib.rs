@@ -44,6 +44,7 @@ pub mod fds;
 pub mod flood;
 pub mod handover;
 pub mod idle;
+pub mod idmap;
 pub mod internal;
 pub mod limits;
 pub mod listener;

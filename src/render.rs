@@ -15,6 +15,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// `%4294967295` + `]:65535`.
 const CAP: usize = 64;
 
+/// "00" to "99", for `push_decimal`.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// One rendered value.
 #[derive(Clone, Copy)]
 pub struct Text {
@@ -102,17 +110,25 @@ impl Text {
     }
 
     fn push_decimal(&mut self, mut n: u64) {
-        // Least significant digit first (division by a constant is a
-        // multiplication), then copied out in order.
+        // Two digits per division from a table (division by a constant is
+        // a multiplication), least significant first, then copied out.
         let mut digits = [0u8; 20];
         let mut at = digits.len();
-        loop {
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            at -= 2;
+            digits[at] = PAIRS[pair];
+            digits[at + 1] = PAIRS[pair + 1];
+        }
+        if n >= 10 {
+            let pair = n as usize * 2;
+            at -= 2;
+            digits[at] = PAIRS[pair];
+            digits[at + 1] = PAIRS[pair + 1];
+        } else {
             at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            digits[at] = b'0' + n as u8;
         }
         for &d in &digits[at..] {
             self.push_byte(d);
@@ -240,7 +256,22 @@ mod tests {
 
     #[test]
     fn numbers_read_as_core_fmt_writes_them() {
-        for n in [0u64, 7, 10, 99, 100, 65535, 4294967295, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            65535,
+            4294967295,
+            u64::MAX,
+        ] {
+            assert_eq!(Text::decimal(n).as_str(), n.to_string());
+        }
+        for n in (0..100_000u64).chain((1..20).map(|k| 10u64.pow(k) - 1)) {
             assert_eq!(Text::decimal(n).as_str(), n.to_string());
         }
         for n in [0i64, -1, 42, i64::MIN, i64::MAX] {

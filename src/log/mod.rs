@@ -150,7 +150,8 @@ pub struct Log {
     /// Stamps lines written to stderr; `None` when stderr is the journal,
     /// whose lines start with their priority instead (`head`).
     clock: Option<Box<Clock>>,
-    pid: u32,
+    /// `oxinetd[PID]: `
+    tag: Box<str>,
     /// Reused for every line, so logging allocates only while it grows; on
     /// stderr, the lines not written yet.
     buf: Vec<u8>,
@@ -161,7 +162,7 @@ impl Log {
         Log {
             sink: Sink::Stderr,
             clock: Clock::for_stderr(),
-            pid: std::process::id(),
+            tag: tag(std::process::id()),
             buf: Vec::with_capacity(512),
         }
     }
@@ -178,7 +179,7 @@ impl Log {
                 socket: socket.to_path_buf(),
             },
             clock: Clock::for_stderr(),
-            pid: std::process::id(),
+            tag: tag(std::process::id()),
             buf: Vec::with_capacity(512),
         })
     }
@@ -192,7 +193,7 @@ impl Log {
         match &mut self.sink {
             Sink::Stderr => {
                 head(&mut self.buf, self.clock.as_deref_mut(), event.level());
-                tag(&mut self.buf, self.pid);
+                append(&mut self.buf, self.tag.as_bytes());
                 event.write(&mut self.buf);
                 self.buf.push(b'\n');
                 if self.buf.len() >= STDERR_BATCH {
@@ -210,7 +211,7 @@ impl Log {
                 append(&mut self.buf, Text::decimal(u64::from(pri)).as_bytes());
                 self.buf.push(b'>');
                 let body = self.buf.len();
-                tag(&mut self.buf, self.pid);
+                append(&mut self.buf, self.tag.as_bytes());
                 event.write(&mut self.buf);
                 if logger.info(&self.buf[..]).is_ok() {
                     return;
@@ -255,11 +256,10 @@ fn head(buf: &mut Vec<u8>, clock: Option<&mut Clock>, level: Level) {
     }
 }
 
-/// `oxinetd[PID]: `, the tag every line starts with.
-fn tag(buf: &mut Vec<u8>, pid: u32) {
-    append(buf, b"oxinetd[");
-    append(buf, Text::decimal(u64::from(pid)).as_bytes());
-    append(buf, b"]: ");
+/// `oxinetd[PID]: `, the tag every line starts with: rendered once (the
+/// pid only changes with a re-exec, which makes a new `Log`).
+fn tag(pid: u32) -> Box<str> {
+    format!("oxinetd[{pid}]: ").into()
 }
 
 impl Drop for Log {

@@ -59,7 +59,9 @@ impl Supervisor {
                 paused: pause,
             });
         }
-        verdict.map(|()| source)
+        // Counted by source only while `per_source` asks: the handler or
+        // connection keeps what was counted, and gives back the same.
+        verdict.map(|()| source.filter(|_| svc.limits.per_source.is_some()))
     }
 
     /// Refuse an accepted TCP connection: `banner_fail`, if any, then close.

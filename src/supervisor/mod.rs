@@ -57,6 +57,7 @@ use crate::config::{self, Context, Handler, Service, Severity, WaitMode};
 use crate::fds::FdBudget;
 use crate::flood::PeerLimit;
 use crate::handover::{Assigned, Intake};
+use crate::idmap::IdMap;
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
 use crate::log::{Event, Log, Throttle};
@@ -256,7 +257,7 @@ pub struct Supervisor {
     signals: Signals,
     notifier: Notifier,
     /// Bound listeners by id (their epoll token).
-    listeners: HashMap<u64, Listener>,
+    listeners: IdMap<u64, Listener>,
     /// Listener ids by service name, for `Stale::services`.
     by_service: HashMap<Rc<str>, Vec<u64>>,
     /// What `sync` has to look at.
@@ -270,7 +271,7 @@ pub struct Supervisor {
     children: Children,
     spawner: Spawner,
     /// Internal services' TCP connections, by id.
-    conns: HashMap<u64, InternalConn>,
+    conns: IdMap<u64, InternalConn>,
     /// Receives datagrams.
     dgram_buf: Vec<u8>,
     /// What internal TCP connections read into (`internal::SCRATCH`).
@@ -305,7 +306,7 @@ pub struct Supervisor {
     upgrade_pending: bool,
     /// The control socket, when bound, and its clients by id.
     control: Option<control::ControlSocket>,
-    control_conns: HashMap<u64, control::ControlConn>,
+    control_conns: IdMap<u64, control::ControlConn>,
     /// Every service of the running config, listening or not (`status`).
     running: Vec<Rc<Running>>,
     /// Listeners of the running config that could not be bound, and why.
@@ -352,7 +353,8 @@ pub fn run(opts: Options) -> u8 {
     }
     let mut sup = match Supervisor::new(opts, ctx, loaded.config.global.clone(), log) {
         Ok(s) => s,
-        Err((mut log, e)) => {
+        Err(failed) => {
+            let (mut log, e) = *failed;
             let msg = format!("unable to start: {e}");
             log.event(Event::Fatal { msg: &msg });
             return EXIT_OSERR;
@@ -437,7 +439,7 @@ impl Supervisor {
         ctx: Context,
         global: config::Global,
         log: Log,
-    ) -> Result<Supervisor, (Log, io::Error)> {
+    ) -> Result<Supervisor, Box<(Log, io::Error)>> {
         let setup = || -> io::Result<(Epoll, Signals, Spawner, Pages)> {
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
             let signals = Signals::install()?;
@@ -446,7 +448,7 @@ impl Supervisor {
         };
         let (epoll, signals, spawner, stream_buf) = match setup() {
             Ok(s) => s,
-            Err(e) => return Err((log, e)),
+            Err(e) => return Err(Box::new((log, e))),
         };
         Ok(Supervisor {
             opts,
@@ -456,14 +458,14 @@ impl Supervisor {
             epoll,
             signals,
             notifier: Notifier::from_env(),
-            listeners: HashMap::new(),
+            listeners: IdMap::default(),
             by_service: HashMap::new(),
             stale: Stale::default(),
             timers: BinaryHeap::new(),
             stale_deadlines: 0,
             children: Children::default(),
             spawner,
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             dgram_buf: vec![0; 65536],
             stream_buf,
             reply_buf: Vec::with_capacity(65536),
@@ -480,7 +482,7 @@ impl Supervisor {
             stored: HashMap::new(),
             upgrade_pending: false,
             control: None,
-            control_conns: HashMap::new(),
+            control_conns: IdMap::default(),
             running: Vec::new(),
             bind_failures: Vec::new(),
             started: Instant::now(),

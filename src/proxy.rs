@@ -41,6 +41,28 @@
 //!   other type is skipped, its length checked against the header's.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::access::Cidr;
+
+/// A service's `proxy_protocol`, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    /// `proxy_from`: the balancers whose headers are believed.
+    pub from: Vec<Cidr>,
+    /// `proxy_timeout`: how long the header may take after the accept.
+    pub timeout: Duration,
+}
+
+impl Trust {
+    /// `proxy_timeout`'s default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// Whether `balancer` may send a header.
+    pub fn trusts(&self, balancer: IpAddr) -> bool {
+        self.from.iter().any(|c| c.contains(balancer))
+    }
+}
 
 /// The v2 signature, the first 12 bytes of a v2 header.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";

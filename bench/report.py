@@ -145,6 +145,8 @@ def summarize(res):
         }
     if "confine" in res:
         s["confine"] = confine_summary(res["confine"])
+    if "proxy" in res:
+        s["proxy"] = proxy_summary(res["proxy"])
     s["targets"] = targets(s)
     return s
 
@@ -175,6 +177,20 @@ def confine_summary(cf):
                                 for b in bare]
                 d["machine_added_us"] = med([a - b for a, b in zip(machine, bare_machine)
                                              if a is not None and b is not None])
+            out[name][c] = d
+    return out
+
+
+def proxy_summary(px):
+    """proxy_protocol's service ÷ the same service without, same round."""
+    out = {}
+    plain = px.get("oxinetd-plain", {})
+    for name, by_c in px.items():
+        out[name] = {}
+        for c, rounds in by_c.items():
+            d = cell_summary(rounds, LAT + CPU)
+            if c in plain:
+                d["x_plain"] = ratio_rounds(rounds, plain[c], "rate")
             out[name][c] = d
     return out
 
@@ -249,6 +265,11 @@ def targets(s):
     add("exec'd TCP c=8 with rlimits+nice+umask+no_new_privs ≥ 0.95× without",
         f"{r:.2f}× the bare service, {errs} errors" if r is not None else "not measured",
         None if r is None else (r >= 0.95 and errs == 0))
+    px = [get(s, "proxy", "oxinetd-proxy", c, "x_plain") for c in (1, 8, 64)]
+    px_errs = sum(get(s, "proxy", "oxinetd-proxy", c, "errors") or 0 for c in (1, 8, 64))
+    add("exec'd TCP with proxy_protocol ≥ 0.95× without (c=1/8/64)",
+        " / ".join(rt(r) for r in px) + f", {px_errs} errors" if any(r is not None for r in px) else "not measured",
+        None if any(r is None for r in px) else (min(px) >= 0.95 and px_errs == 0))
     i = s.get("idle10k")
     if i and i.get("rounds_ok"):
         add("10,000 idle connections all served, RSS ≤ 64 MiB",
@@ -482,6 +503,19 @@ def markdown(res, s):
                              n1(d.get("machine_added_us")), d.get("errors", 0)])
         w(table(["variant", "conc", "conn/s", "÷ bare", "p50 / p99 µs", "p50 added µs", "supervisor µs/conn",
                  "machine µs/conn", "machine added µs/conn", "errors"], rows))
+
+    if "proxy" in s:
+        w("\n## 8. PROXY protocol: the same exec'd service with and without `proxy_protocol`\n")
+        w("`oxinetd-proxy` reads a PROXY v2 header (sent by the load generator with its line) before "
+          "each handler starts; ÷ `oxinetd-plain`, same round.\n\n")
+        rows = []
+        for name, by in s["proxy"].items():
+            for c in sorted(by):
+                d = by[c]
+                rows.append([name, c, n0(d.get("rate")) + failed_note(d), rt(d.get("x_plain")),
+                             f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}", n1(d.get("sup_us_per_conn")),
+                             d.get("errors", 0)])
+        w(table(["variant", "conc", "conn/s", "÷ plain", "p50 / p99 µs", "supervisor µs/conn", "errors"], rows))
 
     w("\n## Settings\n")
     w("What the harness changed from each server's defaults (built-in limits raised so they do not "

@@ -9,6 +9,7 @@
 //!   what a handler may do, applied by the child before exec.
 //! - [`access`] — only_from, no_access, access_times: allow or refuse a peer.
 //! - [`privilege`] — `user`/`group` to uid, gid and groups, at config time.
+//! - [`proxy`] — the PROXY protocol v1/v2 header: parsed, bounded, pure.
 //! - [`listener`] — binding TCP/UDP sockets, IPv4/IPv6, and reading peers.
 //! - [`limits`] — instances, per_source, cps: the load a service may take.
 //! - [`source_rate`] — per_source_rate's fixed-size table of recent clients.
@@ -51,6 +52,7 @@ pub mod listener;
 pub mod log;
 pub mod notify;
 pub mod privilege;
+pub mod proxy;
 pub mod refusal;
 pub mod relay;
 pub mod reload;

@@ -29,6 +29,36 @@ pub enum Refusal {
     SourcePort,
     /// The internal UDP service's `reply_rate` was reached.
     ReplyRate,
+    /// `proxy_protocol`: the connection is not from a balancer in
+    /// `proxy_from`.
+    ProxyFrom,
+    /// `proxy_protocol`: no valid PROXY header came.
+    ProxyHeader(NoHeader),
+}
+
+/// Why a `proxy_protocol` connection never got its header through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoHeader {
+    /// What came is not a header (`what=` the part that is wrong).
+    Malformed(crate::proxy::Malformed),
+    /// The balancer closed the connection before the header was whole.
+    Closed,
+    /// `proxy_timeout` passed first.
+    Timeout,
+    /// The service had this many connections waiting for their header.
+    Pending(usize),
+}
+
+impl NoHeader {
+    /// The `what=` word of the `refuse` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoHeader::Malformed(m) => m.as_str(),
+            NoHeader::Closed => "closed",
+            NoHeader::Timeout => "timeout",
+            NoHeader::Pending(_) => "pending",
+        }
+    }
 }
 
 impl From<Denial> for Refusal {

@@ -135,6 +135,7 @@ mod tests {
             log: Default::default(),
             socket_file: Default::default(),
             confine: Default::default(),
+            proxy: None,
         }
     }
 

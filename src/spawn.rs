@@ -232,6 +232,16 @@ pub enum Ends<'a> {
         /// The peer, when known (not for a stream `wait` socket).
         peer: Option<SocketAddr>,
     },
+    /// A TCP connection through a load balancer (`proxy_protocol`): the
+    /// client and the address it connected to, as the PROXY header tells
+    /// them, the balancer itself (`PROXY_PEER`), and the header's
+    /// authority (`PROXY_AUTHORITY`).
+    Proxied {
+        local: SocketAddr,
+        peer: SocketAddr,
+        via: SocketAddr,
+        authority: Option<&'a [u8]>,
+    },
     /// A UNIX-domain socket: its path, and the peer's credentials when
     /// the kernel has them (a connected stream).
     Unix {
@@ -403,6 +413,20 @@ impl Spawner {
     fn connection_env(&mut self, ends: &Ends<'_>) {
         let (kind, peer, local) = match *ends {
             Ends::Ip { kind, local, peer } => (kind, peer, local),
+            Ends::Proxied {
+                local,
+                peer,
+                via,
+                authority,
+            } => {
+                let via = unmap(via);
+                self.push_env(&[b"PROXY_PEER=", via.ip().render().as_bytes()]);
+                self.push_env(&[b"PROXY_PEER_PORT=", via.port().render().as_bytes()]);
+                if let Some(a) = authority {
+                    self.push_env(&[b"PROXY_AUTHORITY=", a]);
+                }
+                (SocketKind::Stream, Some(peer), local)
+            }
             Ends::Unix { path, cred } => {
                 // As ucspi-unix names them.
                 self.push_env(&[b"PROTO=UNIX"]);

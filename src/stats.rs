@@ -21,7 +21,7 @@ use crate::refusal::Refusal;
 /// Refusal reasons as counted, in this order (`Counts::refused`); the
 /// names are the `reason=` words of the `refuse` line (`cps` and `rate`
 /// both counted as `rate`).
-pub const REASONS: [&str; 9] = [
+pub const REASONS: [&str; 11] = [
     "only_from",
     "no_access",
     "access_times",
@@ -31,6 +31,8 @@ pub const REASONS: [&str; 9] = [
     "fd_reserve",
     "source_port",
     "reply_rate",
+    "proxy_from",
+    "proxy_header",
 ];
 
 /// The index of `r` in [`REASONS`].
@@ -45,6 +47,8 @@ pub fn reason_index(r: &Refusal) -> usize {
         Refusal::FdReserve(_) => 6,
         Refusal::SourcePort => 7,
         Refusal::ReplyRate => 8,
+        Refusal::ProxyFrom => 9,
+        Refusal::ProxyHeader(_) => 10,
     }
 }
 

@@ -134,6 +134,14 @@ fn ip_access(svc: &Service, out: &mut Block) {
     }
     out.set("no_access", words(&svc.access.no_access));
     out.set("access_times", words(&svc.access.times));
+    match &svc.proxy {
+        Some(t) => {
+            out.set("proxy_protocol", Value::Bool(true));
+            out.set("proxy_from", words(&t.from));
+            out.set("proxy_timeout", seconds(t.timeout));
+        }
+        None => out.comment("proxy_protocol: not set (the peer is who connected)"),
+    }
 }
 
 /// Items as they are written (`Display`), as a list.

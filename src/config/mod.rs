@@ -296,6 +296,9 @@ pub struct Service {
     pub socket_file: SocketFile,
     /// What its handlers may do: limits, privileges, filesystem, network.
     pub confine: crate::confine::Confine,
+    /// `proxy_protocol`: a PROXY header is read from each connection
+    /// first, from the balancers it trusts.
+    pub proxy: Option<crate::proxy::Trust>,
 }
 
 impl Service {

@@ -70,6 +70,8 @@ pub enum Event<'a> {
     Refuse {
         service: &'a str,
         peer: Option<SocketAddr>,
+        /// The balancer the peer came through (`proxy_protocol`).
+        via: Option<SocketAddr>,
         reason: &'a Refusal,
         suppressed: u64,
     },
@@ -91,6 +93,8 @@ pub enum Event<'a> {
         service: &'a str,
         pid: Option<i32>,
         peer: Option<SocketAddr>,
+        /// The balancer the peer came through (`proxy_protocol`).
+        via: Option<SocketAddr>,
         peer_uid: Option<u32>,
         peer_pid: Option<i32>,
     },
@@ -117,6 +121,8 @@ pub enum Event<'a> {
     Done {
         service: &'a str,
         peer: Option<SocketAddr>,
+        /// The balancer the peer came through (`proxy_protocol`).
+        via: Option<SocketAddr>,
         duration_ms: Option<u128>,
         bytes_in: Option<u64>,
         bytes_out: Option<u64>,
@@ -360,6 +366,14 @@ impl<'b> Line<'b> {
             }
             Refusal::SourcePort => self.word("reason", "source-port"),
             Refusal::ReplyRate => self.word("reason", "reply_rate"),
+            Refusal::ProxyFrom => self.word("reason", "proxy_from"),
+            Refusal::ProxyHeader(why) => {
+                self.word("reason", "proxy_header");
+                self.word("what", why.as_str());
+                if let crate::refusal::NoHeader::Pending(n) = why {
+                    self.value("limit", *n as u64);
+                }
+            }
         }
     }
 
@@ -414,6 +428,7 @@ impl Event<'_> {
                 service,
                 pid,
                 peer,
+                via,
                 peer_uid,
                 peer_pid,
             } => {
@@ -421,6 +436,7 @@ impl Event<'_> {
                 l.word("service", service);
                 l.opt("pid", pid);
                 l.opt("peer", peer);
+                l.opt("via", via);
                 l.opt("peer_uid", peer_uid);
                 l.opt("peer_pid", peer_pid);
             }
@@ -457,6 +473,7 @@ impl Event<'_> {
             Event::Done {
                 service,
                 peer,
+                via,
                 duration_ms,
                 bytes_in,
                 bytes_out,
@@ -465,6 +482,7 @@ impl Event<'_> {
                 let mut l = Line::start(out, "done");
                 l.word("service", service);
                 l.opt("peer", peer);
+                l.opt("via", via);
                 l.opt("duration_ms", duration_ms);
                 l.opt("bytes_in", bytes_in);
                 l.opt("bytes_out", bytes_out);
@@ -489,12 +507,14 @@ impl Event<'_> {
             Event::Refuse {
                 service,
                 peer,
+                via,
                 reason,
                 suppressed,
             } => {
                 let mut l = Line::start(out, "refuse");
                 l.word("service", service);
                 l.opt("peer", peer);
+                l.opt("via", via);
                 l.refusal(reason);
                 l.opt("suppressed", Some(suppressed).filter(|&n| n > 0));
             }
@@ -695,6 +715,7 @@ mod tests {
                 service: "echo",
                 pid: Some(42),
                 peer: Some(peer),
+                via: None,
                 peer_uid: None,
                 peer_pid: None,
             }),
@@ -739,16 +760,41 @@ mod tests {
             line(Event::Refuse {
                 service: "s",
                 peer: Some(peer),
+                via: None,
                 reason: &Refusal::PerSource(2),
                 suppressed: 0,
             }),
             "refuse service=s peer=127.0.0.1:4000 reason=per_source limit=2"
+        );
+        let balancer: SocketAddr = "10.0.0.2:51000".parse().expect("test address");
+        assert_eq!(
+            line(Event::Refuse {
+                service: "s",
+                peer: Some(peer),
+                via: Some(balancer),
+                reason: &Refusal::OnlyFrom,
+                suppressed: 0,
+            }),
+            "refuse service=s peer=127.0.0.1:4000 via=10.0.0.2:51000 reason=only_from"
+        );
+        assert_eq!(
+            line(Event::Refuse {
+                service: "s",
+                peer: Some(balancer),
+                via: None,
+                reason: &Refusal::ProxyHeader(crate::refusal::NoHeader::Malformed(
+                    crate::proxy::Malformed::Family
+                )),
+                suppressed: 0,
+            }),
+            "refuse service=s peer=10.0.0.2:51000 reason=proxy_header what=family"
         );
         let v6: SocketAddr = "[2001:db8::7]:4000".parse().expect("test address");
         assert_eq!(
             line(Event::Refuse {
                 service: "s",
                 peer: Some(v6),
+                via: None,
                 reason: &Refusal::SourceRate(crate::source_rate::SourceRate {
                     count: 3,
                     per: Duration::from_secs(60),
@@ -766,6 +812,7 @@ mod tests {
             line(Event::Refuse {
                 service: "s",
                 peer: None,
+                via: None,
                 reason: &Refusal::Rate(rate),
                 suppressed: 3,
             }),

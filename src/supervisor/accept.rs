@@ -50,28 +50,61 @@ impl Supervisor {
                 self.start_local(id, &running, conn);
                 continue;
             };
-            let source = match self.admit(&running, peer) {
-                Ok(source) => source,
-                Err(why) => {
-                    self.refuse_stream(&running, conn, Some(peer), &why);
-                    continue;
-                }
-            };
-            let fd = conn.as_raw_fd();
-            let inv = Invocation::Peer {
-                input: fd,
-                output: fd,
-                ends: Ends::Ip {
-                    kind: SocketKind::Stream,
-                    local,
-                    peer: Some(peer),
-                },
-            };
-            if !self.start(&running, &inv, Some(peer), source, Extras::default()) {
-                self.spawn_backoff(id);
+            if running.svc.proxy.is_some() {
+                self.proxied(id, running, conn, peer, local);
+                continue;
             }
-            // `conn` is closed here: the handler has its own copy.
+            self.start_peer(id, &running, conn, peer, local, None);
         }
+    }
+
+    /// A TCP connection from `peer`: admitted, then its handler started.
+    /// `via`: the balancer and the header's authority, when `peer` is
+    /// what a PROXY header said (`proxied`).
+    pub(super) fn start_peer(
+        &mut self,
+        id: u64,
+        running: &Rc<Running>,
+        conn: Socket,
+        peer: SocketAddr,
+        local: SocketAddr,
+        via: Option<(SocketAddr, Option<&[u8]>)>,
+    ) {
+        let balancer = via.map(|(b, _)| b);
+        let source = match self.admit(running, peer) {
+            Ok(source) => source,
+            Err(why) => {
+                self.refuse_stream_via(running, conn, Some(peer), balancer, &why);
+                return;
+            }
+        };
+        let fd = conn.as_raw_fd();
+        let ends = match via {
+            None => Ends::Ip {
+                kind: SocketKind::Stream,
+                local,
+                peer: Some(peer),
+            },
+            Some((via, authority)) => Ends::Proxied {
+                local,
+                peer,
+                via,
+                authority,
+            },
+        };
+        let inv = Invocation::Peer {
+            input: fd,
+            output: fd,
+            ends,
+        };
+        let extras = Extras {
+            via: balancer,
+            ..Extras::default()
+        };
+        if !self.start(running, &inv, Some(peer), source, extras) {
+            self.spawn_backoff(id);
+        }
+        // `conn` is closed here: the handler has its own copy.
     }
 
     /// A connection on a UNIX-domain listener: no address to check, only

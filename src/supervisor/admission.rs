@@ -72,6 +72,19 @@ impl Supervisor {
         peer: Option<SocketAddr>,
         why: &Refusal,
     ) {
+        self.refuse_stream_via(running, conn, peer, None, why);
+    }
+
+    /// `refuse_stream` of a client that came through balancer `via`
+    /// (`proxy_protocol`).
+    pub(super) fn refuse_stream_via(
+        &mut self,
+        running: &Running,
+        conn: Socket,
+        peer: Option<SocketAddr>,
+        via: Option<SocketAddr>,
+        why: &Refusal,
+    ) {
         if let Some(banner) = &running.svc.banner_fail {
             // Best effort, never blocking: the client is being turned away.
             let _ = conn.send_with_flags(banner, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
@@ -82,12 +95,23 @@ impl Supervisor {
             let _ = conn.recv_with_flags(&mut scratch, libc::MSG_DONTWAIT | libc::MSG_TRUNC);
         }
         drop(conn);
-        self.refused(running, peer.map(spawn::unmap), why);
+        self.refused_via(running, peer.map(spawn::unmap), via.map(spawn::unmap), why);
     }
 
     /// Log a refusal, at most a few lines a second per service, as
     /// `log_on_failure` asks.
     pub(super) fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &Refusal) {
+        self.refused_via(running, peer, None, why);
+    }
+
+    /// `refused`, of a client that came through balancer `via`.
+    pub(super) fn refused_via(
+        &mut self,
+        running: &Running,
+        peer: Option<SocketAddr>,
+        via: Option<SocketAddr>,
+        why: &Refusal,
+    ) {
         running.load.borrow_mut().stats.refused(why);
         let log = running.svc.log;
         if !log.attempt {
@@ -99,6 +123,7 @@ impl Supervisor {
         self.log.event(Event::Refuse {
             service: &running.name,
             peer: peer.filter(|_| log.fail_host),
+            via: via.filter(|_| log.fail_host),
             reason: why,
             suppressed,
         });

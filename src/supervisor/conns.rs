@@ -22,6 +22,8 @@ pub(super) struct InternalConn {
     pub(super) conn: internal::Conn,
     pub(super) service: Rc<Running>,
     pub(super) peer: SocketAddr,
+    /// The balancer `peer` came through (`proxy_protocol`).
+    pub(super) via: Option<SocketAddr>,
     /// What the connection is counted under in the service's load.
     pub(super) source: Option<IpAddr>,
     pub(super) started: Instant,
@@ -41,58 +43,79 @@ impl Supervisor {
                 return;
             }
             // Internal services listen on IP addresses only.
-            let Some((sock, Accepted::Ip { peer, .. })) = self.accept_one(id, true) else {
+            let Some((sock, Accepted::Ip { peer, local })) = self.accept_one(id, true) else {
                 return;
             };
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
                 return;
             };
-            let held = self.conns.len() + self.listeners.len() + 2 * self.children.len();
+            let held = self.conns.len()
+                + self.proxied.len()
+                + self.listeners.len()
+                + 2 * self.children.len();
             if !self.fd_budget.leaves_reserve(sock.as_raw_fd(), held) {
                 let why = Refusal::FdReserve(self.fd_budget.reserve);
                 self.refuse_stream(&running, sock, Some(peer), &why);
                 continue;
             }
-            let source = match self.admit(&running, peer) {
-                Ok(source) => source,
-                Err(why) => {
-                    self.refuse_stream(&running, sock, Some(peer), &why);
-                    continue;
-                }
-            };
-            running.load.borrow_mut().started(source);
-            self.touch(&running.name);
-            let (conn, interest) =
-                internal::Conn::start(sock.into(), kind, self.stream_buf.as_mut_slice());
-            let now = Instant::now();
-            let c = InternalConn {
-                conn,
-                service: running,
-                peer: spawn::unmap(peer),
-                source,
-                started: now,
-                interest,
-                active: false,
-                quiet_since: now,
-                idle: false,
-            };
-            if interest == Interest::Close {
-                self.close_conn(c);
+            if running.svc.proxy.is_some() {
+                self.proxied(id, running, sock, peer, local);
                 continue;
             }
-            let cid = self.next_id;
-            self.next_id += 1;
-            let ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
-            if let Err(e) = self.epoll.add(c.conn.sock.as_fd(), ev) {
-                let msg = format!("epoll: {e}");
-                self.log.event(Event::service_error(&c.service.name, &msg));
-                // Give back its place in `instances` and `per_source`.
-                self.close_conn(c);
-                continue;
-            }
-            self.schedule_sweep(now, c.service.svc.limits.idle_timeout);
-            self.conns.insert(cid, c);
+            self.start_internal(running, kind, sock, peer, None);
         }
+    }
+
+    /// An internal service's connection from `peer` (through balancer
+    /// `via`, `proxy_protocol`): admitted, then served on the loop.
+    pub(super) fn start_internal(
+        &mut self,
+        running: Rc<Running>,
+        kind: Internal,
+        sock: socket2::Socket,
+        peer: SocketAddr,
+        via: Option<SocketAddr>,
+    ) {
+        let source = match self.admit(&running, peer) {
+            Ok(source) => source,
+            Err(why) => {
+                self.refuse_stream_via(&running, sock, Some(peer), via, &why);
+                return;
+            }
+        };
+        running.load.borrow_mut().started(source);
+        self.touch(&running.name);
+        let (conn, interest) =
+            internal::Conn::start(sock.into(), kind, self.stream_buf.as_mut_slice());
+        let now = Instant::now();
+        let c = InternalConn {
+            conn,
+            service: running,
+            peer: spawn::unmap(peer),
+            via: via.map(spawn::unmap),
+            source,
+            started: now,
+            interest,
+            active: false,
+            quiet_since: now,
+            idle: false,
+        };
+        if interest == Interest::Close {
+            self.close_conn(c);
+            return;
+        }
+        let cid = self.next_id;
+        self.next_id += 1;
+        let ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
+        if let Err(e) = self.epoll.add(c.conn.sock.as_fd(), ev) {
+            let msg = format!("epoll: {e}");
+            self.log.event(Event::service_error(&c.service.name, &msg));
+            // Give back its place in `instances` and `per_source`.
+            self.close_conn(c);
+            return;
+        }
+        self.schedule_sweep(now, c.service.svc.limits.idle_timeout);
+        self.conns.insert(cid, c);
     }
 
     /// Readiness on an internal connection: let it make progress.
@@ -144,6 +167,7 @@ impl Supervisor {
         self.log.event(Event::Done {
             service: &c.service.name,
             peer: log.host.then_some(c.peer),
+            via: c.via.filter(|_| log.host),
             duration_ms: log.duration.then(|| c.started.elapsed().as_millis()),
             bytes_in: traffic.map(|t| t.bytes_in),
             bytes_out: traffic.map(|t| t.bytes_out),

@@ -29,6 +29,8 @@ pub(super) struct Extras {
     pub(super) reply: Option<Reply>,
     /// For a UNIX-domain connection: who connected, for the log.
     pub(super) cred: Option<UnixCredentials>,
+    /// For a `proxy_protocol` connection: the balancer, for the log.
+    pub(super) via: Option<SocketAddr>,
 }
 
 impl Supervisor {
@@ -76,6 +78,7 @@ impl Supervisor {
                 service: &running.name,
                 pid: log.pid.then_some(pid),
                 peer: peer.filter(|_| log.host).map(spawn::unmap),
+                via: extras.via.filter(|_| log.host).map(spawn::unmap),
                 peer_uid: cred.map(|c| c.uid()),
                 peer_pid: cred.map(|c| c.pid()),
             });

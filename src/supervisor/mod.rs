@@ -27,6 +27,8 @@
 //! - `handover` — listeners given at start, the fd store, re-exec on
 //!   SIGUSR2.
 //! - `control` — the control socket: `oxinetd status`, `reload`, `stop`.
+//! - `proxied` — `proxy_protocol`: a connection's PROXY header read
+//!   before it is served as from the client it names.
 
 mod accept;
 mod admission;
@@ -37,6 +39,7 @@ mod datagrams;
 mod handlers;
 mod handover;
 mod listeners;
+mod proxied;
 mod state;
 mod timers;
 mod wait;
@@ -50,7 +53,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use crate::children::Children;
 use crate::config::{self, Context, Handler, Service, Severity, WaitMode};
@@ -89,6 +92,8 @@ enum Token {
     Conn(u64),
     /// The control socket (0) or one of its clients.
     Control(u64),
+    /// A connection waiting for its PROXY header (`proxied`).
+    Proxied(u64),
 }
 
 impl Token {
@@ -99,6 +104,7 @@ impl Token {
             Token::Reply(pid) => 3 << 56 | pid as u32 as u64,
             Token::Conn(id) => 4 << 56 | id,
             Token::Control(id) => 5 << 56 | id,
+            Token::Proxied(id) => 6 << 56 | id,
         }
     }
 
@@ -110,6 +116,7 @@ impl Token {
             3 => Some(Token::Reply(low as i32)),
             4 => Some(Token::Conn(low)),
             5 => Some(Token::Control(low)),
+            6 => Some(Token::Proxied(low)),
             _ => None,
         }
     }
@@ -157,6 +164,8 @@ struct Running {
     /// Handlers running and recent connections; shared with the service's
     /// running handlers and carried to its next config on reload.
     load: Rc<RefCell<Load>>,
+    /// Connections waiting for their PROXY header (`proxied`).
+    pending: std::cell::Cell<usize>,
 }
 
 impl Running {
@@ -186,6 +195,7 @@ impl Running {
             replies: std::cell::Cell::new((Instant::now(), 0)),
             refusals: std::cell::RefCell::new(Throttle::default()),
             load,
+            pending: std::cell::Cell::new(0),
         }
     }
 
@@ -241,6 +251,8 @@ enum Resume {
     },
     /// A control client's time is up (`control::DEADLINE`).
     Control(u64),
+    /// A connection's `proxy_timeout` for its PROXY header is over.
+    Proxied(u64),
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and
@@ -272,6 +284,8 @@ pub struct Supervisor {
     spawner: Spawner,
     /// Internal services' TCP connections, by id.
     conns: IdMap<u64, InternalConn>,
+    /// Connections waiting for their PROXY header, by id (`proxied`).
+    proxied: IdMap<u64, proxied::Pending>,
     /// Receives datagrams.
     dgram_buf: Vec<u8>,
     /// What internal TCP connections read into (`internal::SCRATCH`).
@@ -466,6 +480,7 @@ impl Supervisor {
             children: Children::default(),
             spawner,
             conns: IdMap::default(),
+            proxied: IdMap::default(),
             dgram_buf: vec![0; 65536],
             stream_buf,
             reply_buf: Vec::with_capacity(65536),
@@ -528,6 +543,10 @@ impl Supervisor {
                     Some(Token::Reply(pid)) => self.on_reply(pid),
                     Some(Token::Conn(id)) => self.on_conn(id),
                     Some(Token::Control(id)) => self.on_control(id),
+                    Some(Token::Proxied(id)) => {
+                        let hup = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP;
+                        self.on_proxied(id, ev.events().intersects(hup));
+                    }
                     None => {}
                 }
             }
@@ -579,6 +598,8 @@ impl Supervisor {
             }
         }
         self.by_service.clear();
+        // Not served yet: closed with the listeners.
+        self.proxied.clear();
         self.log.event(Event::Stopping {
             handlers: self.children.len(),
             grace_ms: grace.unwrap_or(self.global.shutdown_grace).as_millis(),
@@ -615,6 +636,8 @@ mod tests {
             Token::Stderr(123456),
             Token::Reply(7),
             Token::Conn(9),
+            Token::Control(3),
+            Token::Proxied(11),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

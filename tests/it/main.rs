@@ -27,6 +27,7 @@ mod lifecycle;
 mod limits;
 mod logging;
 mod packaging;
+mod proxy;
 mod reload;
 mod stream;
 mod unix;

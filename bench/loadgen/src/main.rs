@@ -3,7 +3,7 @@
 //! `key=value` pairs on stdout; diagnostics go to stderr.
 //!
 //! ```text
-//! oxinetd-loadgen tcp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS]
+//! oxinetd-loadgen tcp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--proxy v1|v2]
 //! oxinetd-loadgen udp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS]
 //! oxinetd-loadgen bulk ADDR [--secs S] [--chunk BYTES] [--timeout-ms MS]
 //! oxinetd-loadgen idle ADDR [--conns N] [--hold-secs S] [--secs S] [--timeout-ms MS]
@@ -12,7 +12,10 @@
 //!
 //! * `tcp`: N workers, each doing connect → send a line → read the echo →
 //!   close, until the time (or the total count) is up. Rate and latency
-//!   percentiles of the successful connections; errors by kind.
+//!   percentiles of the successful connections; errors by kind. With
+//!   `--proxy v1|v2`, each connection starts with a PROXY protocol header
+//!   (its own addresses, TCP4) in the same write as the line, as a load
+//!   balancer would put it in front (for a `proxy_protocol` service).
 //! * `udp`: N workers, each with its own socket, sending one datagram and
 //!   waiting for its echo (late echoes of earlier requests are ignored).
 //!   A request unanswered within the timeout counts as lost.
@@ -45,6 +48,8 @@ pub struct Opts {
     pub chunk: usize,
     pub conns: usize,
     pub hold_secs: f64,
+    /// `--proxy`: the PROXY protocol version to send first (tcp).
+    pub proxy: Option<u8>,
 }
 
 fn main() -> ExitCode {
@@ -53,7 +58,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("oxinetd-loadgen: {msg}");
-            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S]");
+            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S] [--proxy v1|v2]");
             ExitCode::from(2)
         }
     }
@@ -113,10 +118,17 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
         "--chunk",
         "--conns",
         "--hold-secs",
+        "--proxy",
     ];
     if let Some(k) = kv.keys().find(|k| !known.contains(k)) {
         return Err(format!("unknown option {k}"));
     }
+    let proxy = match kv.get("--proxy").copied() {
+        None => None,
+        Some("v1") if mode == "tcp" => Some(1),
+        Some("v2") if mode == "tcp" => Some(2),
+        Some(v) => return Err(format!("--proxy {v}: v1 or v2, tcp mode only")),
+    };
     let default_timeout = if mode == "udp" { 200.0 } else { 3000.0 };
     let opts = Opts {
         addr,
@@ -127,6 +139,7 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
         chunk: num("--chunk", 65536.0)? as usize,
         conns: num("--conns", 10_000.0)? as usize,
         hold_secs: num("--hold-secs", 1.0)?,
+        proxy,
     };
     if opts.conc == 0 || opts.conc > 4096 {
         return Err("--conc must be 1..4096".into());

@@ -28,13 +28,14 @@ pub fn run(o: &Opts) {
     let workers: Vec<_> = (0..o.conc)
         .map(|i| {
             let (addr, timeout, max, started) = (o.addr, o.timeout, o.max, Arc::clone(&started));
+            let proxy = o.proxy;
             let source = source_for(addr, i);
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut errors = Errors::default();
                 while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < max {
                     let t = Instant::now();
-                    match one(addr, source, timeout) {
+                    match one(addr, source, timeout, proxy) {
                         Ok(()) => lat.push(t.elapsed().as_micros() as u64),
                         Err(e) => {
                             errors.count(&e);
@@ -156,14 +157,26 @@ fn connect_from(addr: SocketAddr, source: Ipv4Addr, timeout: Duration) -> io::Re
 }
 
 /// One connection. Errors of the reply itself come back as InvalidData.
-fn one(addr: SocketAddr, source: Option<Ipv4Addr>, timeout: Duration) -> io::Result<()> {
+fn one(
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    timeout: Duration,
+    proxy: Option<u8>,
+) -> io::Result<()> {
     let mut s = match source {
         Some(src) => connect_from(addr, src, timeout)?,
         None => TcpStream::connect_timeout(&addr, timeout)?,
     };
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    s.write_all(LINE)?;
+    match proxy {
+        None => s.write_all(LINE)?,
+        Some(version) => {
+            let mut out = proxy_header(version, s.local_addr()?, addr)?;
+            out.extend_from_slice(LINE);
+            s.write_all(&out)?;
+        }
+    }
     let mut buf = [0u8; 16];
     let mut n = 0;
     while n < LINE.len() {
@@ -176,4 +189,28 @@ fn one(addr: SocketAddr, source: Option<Ipv4Addr>, timeout: Duration) -> io::Res
         return Err(io::Error::new(io::ErrorKind::InvalidData, "bad reply"));
     }
     Ok(())
+}
+
+/// A PROXY protocol header (version 1 or 2) for a connection from `src`
+/// to `dst`, as a load balancer sends it.
+fn proxy_header(version: u8, src: SocketAddr, dst: SocketAddr) -> io::Result<Vec<u8>> {
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else {
+        return Err(io::Error::other("--proxy: IPv4 only"));
+    };
+    if version == 1 {
+        let line = format!(
+            "PROXY TCP4 {} {} {} {}\r\n",
+            s.ip(),
+            d.ip(),
+            s.port(),
+            d.port()
+        );
+        return Ok(line.into_bytes());
+    }
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    h.extend_from_slice(&s.ip().octets());
+    h.extend_from_slice(&d.ip().octets());
+    h.extend_from_slice(&s.port().to_be_bytes());
+    h.extend_from_slice(&d.port().to_be_bytes());
+    Ok(h)
 }

@@ -7,7 +7,7 @@
 //! `identity`, `environment` (env, passenv, stderr), `access`, `limits`
 //! (with `timeout`), `confine` (rlimits, nice, umask, privileges),
 //! `sandbox` (chroot, namespaces; before `server`, which is a path inside
-//! the chroot), `logging`; `conflicts` (names and listeners two services may not share)
+//! the chroot), `logging`, `proxy` (`proxy_protocol` and its keys); `conflicts` (names and listeners two services may not share)
 //! runs last, over the whole load. A service's keys are looked up with
 //! `[defaults]` under them.
 
@@ -21,6 +21,7 @@ mod identity;
 mod limits;
 mod listen;
 mod logging;
+mod proxy;
 mod reach;
 mod sandbox;
 mod server;
@@ -167,6 +168,7 @@ impl Resolver<'_> {
             .first()
             .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
         listen::socket_rules(svc, &transport, !listen.is_empty(), unix);
+        let proxy = proxy::resolve(svc, &transport, unix);
         let socket_file = if unix {
             self.socket_file(svc)
         } else {
@@ -230,6 +232,7 @@ impl Resolver<'_> {
             log,
             socket_file,
             confine,
+            proxy,
         })
     }
 }

@@ -121,6 +121,9 @@ impl Supervisor {
         if blocking(was) != blocking(l.service.mode) {
             self.set_mode(&l);
         }
+        if was != l.service.mode {
+            self.track_arrival(&mut l);
+        }
         let file = &running.svc.socket_file;
         if let Some(f) = l.file.as_ref().filter(|_| was_file != *file) {
             if let Err(e) = listener::update_file(&f.path, f.id, file) {

@@ -536,6 +536,7 @@ fn service(
     let kind = s.attrs.kind()?;
     s.socket()?;
     s.listen(kind.unlisted)?;
+    s.socket_options();
     if kind.internal {
         s.builtin()?;
     } else {
@@ -730,6 +731,8 @@ impl ServiceDraft<'_> {
                     return Err(a.refuse(at, "flags IDONLY (identd verification) is not supported"))
                 }
                 "IPV4" | "IPV6" | "NAMEINARGS" | "REUSE" | "NOLIBWRAP" | "NORETRY" => {}
+                // Socket options: `socket_options`.
+                "NODELAY" | "KEEPALIVE" => {}
                 other => {
                     self.t
                         .warning(a.ignored(at, &format!("flags {other} has no equivalent yet")));
@@ -744,6 +747,25 @@ impl ServiceDraft<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `flags = NODELAY KEEPALIVE`: `nodelay` and `keepalive` on a TCP
+    /// service; xinetd sets them on TCP sockets only.
+    fn socket_options(&mut self) {
+        let a = &self.attrs;
+        let udp = match a.one("socket_type") {
+            Some((t, _)) => t == "dgram",
+            None => a.one("protocol").is_some_and(|(p, _)| p == "udp"),
+        };
+        if udp {
+            return;
+        }
+        let at = a.at("flags");
+        for (flag, key) in [("NODELAY", "nodelay"), ("KEEPALIVE", "keepalive")] {
+            if a.flag(flag) {
+                self.d.set(key, Value::Bool(true), at);
+            }
+        }
     }
 
     /// `id` names the service (the name after `service` by default).

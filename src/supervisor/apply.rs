@@ -84,7 +84,7 @@ impl Supervisor {
         }
         // The new sockets: no other socket may share them now.
         for id in &binds.shared {
-            if let Some(l) = self.listeners.get(id) {
+            if let Some(l) = self.listeners.get(id).filter(|l| !l.key.opts.reuseport) {
                 let _ = listener::share_port(&l.socket, false);
             }
         }

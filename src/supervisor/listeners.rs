@@ -97,6 +97,7 @@ impl Supervisor {
         let (socket, id) = match given {
             Some(g) => {
                 g.socket.set_nonblocking(nonblocking)?;
+                listener::adjust_given(&g.socket, key)?;
                 (g.socket, None)
             }
             None if share => listener::bind_alongside(key, nonblocking, file)?,

@@ -28,6 +28,7 @@ mod limits;
 mod logging;
 mod packaging;
 mod reload;
+mod sockopt;
 mod stream;
 mod unix;
 mod update_inetd;

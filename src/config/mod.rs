@@ -21,6 +21,7 @@ mod list;
 mod raw;
 mod resolve;
 mod source;
+pub mod tcpwrappers;
 mod toml;
 mod xinetd;
 
@@ -517,6 +518,7 @@ pub fn import(path: &Path, format: Format) -> Imported {
             };
         }
     };
+    tcpwrappers::warn(&mut t);
     import::absolute_paths(&mut t, path);
     let text = import::render(&t, format.name());
     let (mut warnings, mut diagnostics): (Vec<_>, Vec<_>) = t
@@ -535,8 +537,14 @@ pub fn import(path: &Path, format: Format) -> Imported {
 pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let loaded = match format {
         Format::Toml => toml::read(path).map(|raw| resolve::resolve(raw, ctx)),
-        Format::Inetd => inetd::translate(path).resolve(path, ctx),
-        Format::Xinetd => xinetd::translate(path).resolve(path, ctx),
+        Format::Inetd | Format::Xinetd => {
+            let mut t = match format {
+                Format::Inetd => inetd::translate(path),
+                _ => xinetd::translate(path),
+            };
+            tcpwrappers::warn(&mut t);
+            t.resolve(path, ctx)
+        }
     };
     let mut loaded = match loaded {
         Ok(l) => resolve::check_conflicts(l),

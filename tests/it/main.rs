@@ -26,6 +26,7 @@ mod internal;
 mod lifecycle;
 mod limits;
 mod logging;
+mod migrate;
 mod packaging;
 mod reload;
 mod sockopt;

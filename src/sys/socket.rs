@@ -194,7 +194,10 @@ pub fn send_from(
     };
     // SAFETY: CMSG_SPACE only computes a size.
     let space_len = unsafe { libc::CMSG_SPACE(len as u32) } as usize;
-    debug_assert!(space_len <= space.0.len());
+    if space_len > space.0.len() {
+        // Not on any Linux ABI (48 bytes at most); checked for the writes below.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let mut iov = [io::IoSlice::new(data)];
     // SAFETY: msghdr is plain data; every field used is set below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -203,7 +206,7 @@ pub fn send_from(
     msg.msg_iov = iov.as_mut_ptr().cast();
     msg.msg_iovlen = 1;
     msg.msg_control = space.0.as_mut_ptr().cast();
-    msg.msg_controllen = space_len.min(space.0.len()) as _;
+    msg.msg_controllen = space_len as _;
     // SAFETY: `msg` points at `space`, 8-aligned and at least
     // CMSG_SPACE(len) bytes long (checked above), so the first header and
     // its data lie inside it; the writes are unaligned-safe copies.

@@ -465,7 +465,11 @@ mod tests {
             None if addr.starts_with('/') => BindAddr::Unix(addr.into()),
             None => BindAddr::Ip(addr.parse().unwrap()),
         };
-        ListenKey { addr, kind }
+        ListenKey {
+            addr,
+            kind,
+            opts: Default::default(),
+        }
     }
 
     fn shape(local: &str, kind: SocketKind) -> Shape {

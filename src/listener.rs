@@ -68,6 +68,7 @@ fn bind_with(
     };
     let ty = if nonblocking { ty.nonblocking() } else { ty };
     let mut id = None;
+    let opts = &key.opts;
     let socket = match key.addr {
         BindAddr::Unix(ref path) => {
             let s = Socket::new(Domain::UNIX, ty, None)?;
@@ -77,22 +78,23 @@ fn bind_with(
         BindAddr::Ip(addr) => {
             let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
             if addr.is_ipv6() {
-                s.set_only_v6(true)?;
+                s.set_only_v6(opts.v6only.unwrap_or(true))?;
             }
-            prepare(&s, key.kind, share)?;
-            s.bind(&addr.into())?;
+            prepare(&s, key, share, addr.is_ipv6())?;
+            s.bind(&addr.into())
+                .map_err(|e| not_here(e, opts.freebind))?;
             s
         }
         BindAddr::Any(port) => match Socket::new(Domain::IPV6, ty, Some(proto)) {
             Ok(s) => {
                 s.set_only_v6(false)?;
-                prepare(&s, key.kind, share)?;
+                prepare(&s, key, share, true)?;
                 s.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
                 s
             }
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
-                prepare(&s, key.kind, share)?;
+                prepare(&s, key, share, false)?;
                 s.bind(&SocketAddr::new([0, 0, 0, 0].into(), port).into())?;
                 s
             }
@@ -100,7 +102,7 @@ fn bind_with(
         },
     };
     if key.kind.is_connected() {
-        if let Err(e) = socket.listen(BACKLOG) {
+        if let Err(e) = socket.listen(opts.backlog()) {
             if let (BindAddr::Unix(path), Some(id)) = (&key.addr, id) {
                 remove_file(path, id);
             }
@@ -108,6 +110,65 @@ fn bind_with(
         }
     }
     Ok((socket, id))
+}
+
+/// The options of `key` that a socket bound already can still take, for a
+/// socket given at start (socket activation, the fd store, a re-exec):
+/// `reuseport`, `bind_device`, `keepalive`, `nodelay`, and `backlog` (a
+/// second `listen(2)` sets it). Only those set: a giver's own settings
+/// stay. `v6only` and `freebind` are the socket's as it was bound.
+pub fn adjust_given(s: &Socket, key: &ListenKey) -> io::Result<()> {
+    let opts = &key.opts;
+    if matches!(key.addr, BindAddr::Unix(_)) {
+        if opts.backlog.is_some() && key.kind.is_connected() {
+            s.listen(opts.backlog())?;
+        }
+        return Ok(());
+    }
+    if opts.reuseport {
+        s.set_reuse_port(true)?;
+    }
+    set_common(s, key)?;
+    if opts.backlog.is_some() && key.kind.is_connected() {
+        s.listen(opts.backlog())?;
+    }
+    Ok(())
+}
+
+/// What `prepare` and `adjust_given` both set: the interface, and the
+/// options accepted sockets inherit from their listener (Linux copies
+/// `SO_KEEPALIVE` and `TCP_NODELAY` into each one `accept` returns).
+fn set_common(s: &Socket, key: &ListenKey) -> io::Result<()> {
+    let opts = &key.opts;
+    if let Some(dev) = &opts.bind_device {
+        s.bind_device(Some(dev.as_bytes()))
+            .map_err(|e| with_context(e, &format!("bind_device {dev}")))?;
+    }
+    if key.kind.is_connected() {
+        if opts.keepalive {
+            s.set_keepalive(true)?;
+        }
+        if opts.nodelay {
+            s.set_tcp_nodelay(true)?;
+        }
+    }
+    Ok(())
+}
+
+/// A bind to an address this host does not have says what would bind it.
+fn not_here(e: io::Error, freebind: bool) -> io::Error {
+    if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && !freebind {
+        let why = "the address is not configured on this host \
+                   (freebind = true binds it before it is, e.g. a floating address)";
+        return with_context(e, why);
+    }
+    e
+}
+
+/// `e` with what was being done, keeping its kind (`AddrInUse` decides
+/// retries on reload).
+fn with_context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// Bind `s` to `path`, replacing a socket file left behind by a process
@@ -233,14 +294,23 @@ pub fn remove_file(path: &Path, id: FileId) {
     }
 }
 
-fn prepare(s: &Socket, kind: SocketKind, share: bool) -> io::Result<()> {
-    if kind.is_connected() {
+/// Options set between creating an IP socket and binding it.
+fn prepare(s: &Socket, key: &ListenKey, share: bool, v6: bool) -> io::Result<()> {
+    let opts = &key.opts;
+    if key.kind.is_connected() {
         s.set_reuse_address(true)?;
-        if share {
-            s.set_reuse_port(true)?;
+    }
+    if opts.reuseport || (share && key.kind.is_connected()) {
+        s.set_reuse_port(true)?;
+    }
+    if opts.freebind {
+        if v6 {
+            s.set_freebind_v6(true)?;
+        } else {
+            s.set_freebind_v4(true)?;
         }
     }
-    Ok(())
+    set_common(s, key)
 }
 
 /// A socket address as a std address (IP families only).
@@ -256,6 +326,7 @@ mod tests {
         ListenKey {
             addr: BindAddr::Unix(path.to_owned()),
             kind: SocketKind::Stream,
+            opts: Default::default(),
         }
     }
 

@@ -21,6 +21,9 @@ pub struct Reply {
     /// The listener whose socket sends it.
     pub listener: u64,
     pub peer: SocketAddr,
+    /// The local address the request came to, the reply's source (a
+    /// listener on a wildcard address); `None`: the socket's own.
+    pub from: Option<crate::sys::Arrival>,
     /// Read end of the handler's stdout.
     pub out: OwnedFd,
     pub buf: Vec<u8>,

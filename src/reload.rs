@@ -98,11 +98,12 @@ pub fn takes_over(new: &ListenKey, old: &ListenKey) -> bool {
         BindAddr::Ip(ip) => ip.ip().is_unspecified(),
         BindAddr::Unix(_) => false,
     };
+    // Or the same address with other socket options (`SockOpts`).
     new.kind == SocketKind::Stream
         && old.kind == SocketKind::Stream
         && port != 0
         && old.addr.port() == port
-        && (wildcard(&new.addr) || wildcard(&old.addr))
+        && (wildcard(&new.addr) || wildcard(&old.addr) || new.addr == old.addr)
 }
 
 #[cfg(test)]
@@ -115,6 +116,7 @@ mod tests {
         ListenKey {
             addr: BindAddr::Ip(([127, 0, 0, 1], port).into()),
             kind,
+            opts: Default::default(),
         }
     }
 
@@ -186,6 +188,7 @@ mod tests {
         let any = |port| ListenKey {
             addr: BindAddr::Any(port),
             kind: SocketKind::Stream,
+            opts: Default::default(),
         };
         assert!(takes_over(&any(80), &key(80, SocketKind::Stream)));
         assert!(takes_over(&key(80, SocketKind::Stream), &any(80)));
@@ -202,6 +205,7 @@ mod tests {
         let ip = |a: &str| ListenKey {
             addr: BindAddr::Ip(a.parse().unwrap()),
             kind: SocketKind::Stream,
+            opts: Default::default(),
         };
         assert!(!takes_over(&ip("127.0.0.2:80"), &ip("127.0.0.1:80")));
         assert!(takes_over(&ip("0.0.0.0:80"), &ip("127.0.0.1:80")));
@@ -212,6 +216,7 @@ mod tests {
         let path = ListenKey {
             addr: BindAddr::Unix("/run/x.sock".into()),
             kind: SocketKind::Stream,
+            opts: Default::default(),
         };
         let new = Config {
             services: vec![service("t", vec![path.clone()])],

@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 45] = [
+pub const SERVICE: [Key; 52] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -96,6 +96,13 @@ pub const SERVICE: [Key; 45] = [
     key("log_on_failure", Strs, true, true, "fields of the refusal log lines"),
     key("socket_mode", Mode, true, true, "permissions of a UNIX-domain socket's file"),
     key("socket_owner", Str, true, true, "owner of a UNIX-domain socket's file"),
+    key("backlog", Int, true, true, "connections the kernel queues for a stream listener"),
+    key("reuseport", Bool, true, true, "SO_REUSEPORT: other sockets may bind the same port"),
+    key("freebind", Bool, true, true, "bind an address not configured (yet), e.g. a floating address"),
+    key("bind_device", Str, true, true, "SO_BINDTODEVICE: only packets of this interface or VRF"),
+    key("v6only", Bool, true, true, "whether [IPv6]:PORT listeners refuse IPv4 (default true)"),
+    key("keepalive", Bool, true, true, "SO_KEEPALIVE on TCP connections"),
+    key("nodelay", Bool, true, true, "TCP_NODELAY on TCP connections"),
     key("timeout", Seconds, true, false, "a handler running longer gets SIGTERM, then SIGKILL"),
     key("kill_grace", Seconds, true, false, "how long timeout's SIGTERM waits before SIGKILL"),
     key("rlimits", Table, true, false, "resource limits of handlers: as, cpu, data, fsize, nofile, nproc, core, stack"),

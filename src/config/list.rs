@@ -75,6 +75,28 @@ fn transport(svc: &Service, out: &mut Block) {
     let protocol = if unix { "unix" } else { svc.kind.ip_protocol() };
     out.set("protocol", Value::Str(protocol.to_owned()));
     out.set("wait", Value::Bool(svc.wait == WaitMode::Wait));
+    if let Some(k) = svc.listen.first() {
+        let o = &k.opts;
+        if svc.kind.is_connected() {
+            out.set("backlog", Value::Int(i64::from(o.backlog())));
+        }
+        for (name, on) in [
+            ("reuseport", o.reuseport),
+            ("freebind", o.freebind),
+            ("keepalive", o.keepalive),
+            ("nodelay", o.nodelay),
+        ] {
+            if on {
+                out.set(name, Value::Bool(true));
+            }
+        }
+        if let Some(dev) = &o.bind_device {
+            out.set("bind_device", Value::Str(dev.clone()));
+        }
+        if let Some(v6only) = o.v6only {
+            out.set("v6only", Value::Bool(v6only));
+        }
+    }
     if unix {
         out.set(
             "socket_mode",

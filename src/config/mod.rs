@@ -21,6 +21,7 @@ mod list;
 mod raw;
 mod resolve;
 mod source;
+pub mod tcpwrappers;
 mod toml;
 mod xinetd;
 
@@ -227,12 +228,47 @@ impl Default for SocketFile {
 }
 
 /// What identifies a listening socket across reloads: a service whose key is
-/// unchanged keeps its socket. (Port 0, an ephemeral port, is only the same
-/// listener for the same service; see `reload`.)
+/// unchanged keeps its socket; one whose options changed is bound again.
+/// (Port 0, an ephemeral port, is only the same listener for the same
+/// service; see `reload`.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListenKey {
     pub addr: BindAddr,
     pub kind: SocketKind,
+    pub opts: SockOpts,
+}
+
+/// Options of a service's listening sockets, the same for every `listen`
+/// entry of the service. Unset ones leave the socket as the kernel (or,
+/// for a socket given at start, its giver) made it; none costs anything
+/// per connection: what an accepted socket needs it inherits from its
+/// listener (`SO_KEEPALIVE`, `TCP_NODELAY`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SockOpts {
+    /// `listen(2)`'s backlog; `None`: `listener::BACKLOG`.
+    pub backlog: Option<u32>,
+    /// `SO_REUSEPORT`: other sockets of the same user may bind the port.
+    pub reuseport: bool,
+    /// `IP_FREEBIND` / `IPV6_FREEBIND`: bind an address not configured
+    /// (yet), a floating address.
+    pub freebind: bool,
+    /// `SO_BINDTODEVICE`: only packets of that interface (or VRF).
+    pub bind_device: Option<String>,
+    /// `IPV6_V6ONLY` of `[V6]:PORT` sockets; `None`: on, as without the
+    /// key (`*:PORT` is the dual-stack one).
+    pub v6only: Option<bool>,
+    /// `SO_KEEPALIVE` (stream).
+    pub keepalive: bool,
+    /// `TCP_NODELAY` (stream).
+    pub nodelay: bool,
+}
+
+impl SockOpts {
+    /// The `listen(2)` backlog.
+    pub fn backlog(&self) -> i32 {
+        self.backlog
+            .map_or(crate::listener::BACKLOG, |b| b.min(i32::MAX as u32) as i32)
+    }
 }
 
 impl ListenKey {
@@ -485,6 +521,7 @@ pub fn import(path: &Path, format: Format) -> Imported {
             };
         }
     };
+    tcpwrappers::warn(&mut t);
     import::absolute_paths(&mut t, path);
     let text = import::render(&t, format.name());
     let (mut warnings, mut diagnostics): (Vec<_>, Vec<_>) = t
@@ -503,8 +540,14 @@ pub fn import(path: &Path, format: Format) -> Imported {
 pub fn load_as(path: &Path, format: Format, ctx: &Context) -> Result<Loaded, Vec<ConfigError>> {
     let loaded = match format {
         Format::Toml => toml::read(path).map(|raw| resolve::resolve(raw, ctx)),
-        Format::Inetd => inetd::translate(path).resolve(path, ctx),
-        Format::Xinetd => xinetd::translate(path).resolve(path, ctx),
+        Format::Inetd | Format::Xinetd => {
+            let mut t = match format {
+                Format::Inetd => inetd::translate(path),
+                _ => xinetd::translate(path),
+            };
+            tcpwrappers::warn(&mut t);
+            t.resolve(path, ctx)
+        }
     };
     let mut loaded = match loaded {
         Ok(l) => resolve::check_conflicts(l),

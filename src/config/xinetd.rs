@@ -536,6 +536,7 @@ fn service(
     let kind = s.attrs.kind()?;
     s.socket()?;
     s.listen(kind.unlisted)?;
+    s.socket_options();
     if kind.internal {
         s.builtin()?;
     } else {
@@ -730,6 +731,8 @@ impl ServiceDraft<'_> {
                     return Err(a.refuse(at, "flags IDONLY (identd verification) is not supported"))
                 }
                 "IPV4" | "IPV6" | "NAMEINARGS" | "REUSE" | "NOLIBWRAP" | "NORETRY" => {}
+                // Socket options: `socket_options`.
+                "NODELAY" | "KEEPALIVE" => {}
                 other => {
                     self.t
                         .warning(a.ignored(at, &format!("flags {other} has no equivalent yet")));
@@ -744,6 +747,25 @@ impl ServiceDraft<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `flags = NODELAY KEEPALIVE`: `nodelay` and `keepalive` on a TCP
+    /// service; xinetd sets them on TCP sockets only.
+    fn socket_options(&mut self) {
+        let a = &self.attrs;
+        let udp = match a.one("socket_type") {
+            Some((t, _)) => t == "dgram",
+            None => a.one("protocol").is_some_and(|(p, _)| p == "udp"),
+        };
+        if udp {
+            return;
+        }
+        let at = a.at("flags");
+        for (flag, key) in [("NODELAY", "nodelay"), ("KEEPALIVE", "keepalive")] {
+            if a.flag(flag) {
+                self.d.set(key, Value::Bool(true), at);
+            }
+        }
     }
 
     /// `id` names the service (the name after `service` by default).
@@ -957,7 +979,9 @@ impl ServiceDraft<'_> {
     /// Who may connect: `only_from` and `no_access` as CIDR rules, each
     /// address read as xinetd reads it (`address_rule`). A host or network
     /// name refuses the service, as dropping the rule would let everyone
-    /// in; an entry xinetd cannot parse and skips is skipped too in
+    /// in (or let in whom `no_access` names); the service is still
+    /// translated, and `import` writes it commented out with a FIXME
+    /// naming the host (`Draft::disabled`); an entry xinetd cannot parse and skips is skipped too in
     /// `only_from` (it lets no one in), with a warning, and refuses the
     /// service in `no_access` (skipping it would let in whom it names).
     /// Then `access_times` and `banner_fail` as they are.
@@ -972,10 +996,22 @@ impl ServiceDraft<'_> {
                 let entry = format!("{key} \"{v}\"", key = quote(key), v = quote(v));
                 match address_rule(v) {
                     Address::Rules(mut r) => rules.append(&mut r),
-                    Address::Name => return Err(a.refuse(
-                        at,
-                        format!("{entry}: host and network names are not supported (write addresses or CIDR prefixes)"),
-                    )),
+                    // Not run, as dropping the rule would let everyone
+                    // in (or in whom it keeps out); but the service is
+                    // written out, commented, for its addresses to be
+                    // filled in.
+                    Address::Name => {
+                        self.t.report(a.refuse(
+                            at,
+                            format!("{entry}: host and network names are not supported (write addresses or CIDR prefixes)"),
+                        ));
+                        if self.d.disabled.is_none() {
+                            self.d.disabled = Some(format!(
+                                "FIXME: {entry} names a host or network, which oxinetd does not look up; \
+                                 write its addresses or CIDR prefixes in {key}, then uncomment"
+                            ));
+                        }
+                    }
                     Address::Malformed(why) => {
                         return Err(a.invalid(at, format!("{entry}: {why}")))
                     }
@@ -1535,7 +1571,12 @@ mod tests {
         );
         assert_eq!(of(&t, Severity::Skipped)[0].at.line, 6);
         assert_eq!(of(&t, Severity::Skipped)[1].at.line, 13);
-        assert_eq!(t.services.len(), 1);
+        // b, with its host name, is kept for import: commented out, with a
+        // FIXME naming the host; it does not run.
+        assert_eq!(t.services.len(), 2);
+        let why = t.services[0].disabled.as_deref().unwrap_or_default();
+        assert!(why.starts_with("FIXME: only_from \"example.com\""), "{why}");
+        assert!(t.services[1].disabled.is_none());
         assert_eq!(of(&t, Severity::Warning).len(), 1);
         assert_eq!(of(&t, Severity::Warning)[0].at.line, 20);
     }

@@ -709,6 +709,7 @@ mod tests {
         let key = ListenKey {
             addr: BindAddr::Ip("127.0.0.1:7".parse().expect("test address")),
             kind: SocketKind::Stream,
+            opts: Default::default(),
         };
         assert_eq!(
             line(Event::Start {

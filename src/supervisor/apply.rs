@@ -84,7 +84,7 @@ impl Supervisor {
         }
         // The new sockets: no other socket may share them now.
         for id in &binds.shared {
-            if let Some(l) = self.listeners.get(id) {
+            if let Some(l) = self.listeners.get(id).filter(|l| !l.key.opts.reuseport) {
                 let _ = listener::share_port(&l.socket, false);
             }
         }
@@ -120,6 +120,9 @@ impl Supervisor {
         l.idle_exits = 0;
         if blocking(was) != blocking(l.service.mode) {
             self.set_mode(&l);
+        }
+        if was != l.service.mode {
+            self.track_arrival(&mut l);
         }
         let file = &running.svc.socket_file;
         if let Some(f) = l.file.as_ref().filter(|_| was_file != *file) {

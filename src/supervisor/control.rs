@@ -89,6 +89,7 @@ impl Supervisor {
         let key = ListenKey {
             addr: BindAddr::Unix(path.clone()),
             kind: SocketKind::Stream,
+            opts: Default::default(),
         };
         let bound = listener::bind(&key, true, &file).and_then(|(socket, id)| {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, Token::Control(0).encode());

@@ -2,11 +2,13 @@
 //! `nowait` services relayed to a handler per datagram.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::socket::SockaddrStorage;
+
+use crate::sys::Arrival;
 
 use crate::config::SocketKind;
 use crate::flood::Verdict;
@@ -27,8 +29,8 @@ impl Supervisor {
             let Some(l) = self.listeners.get(&id) else {
                 return;
             };
-            let (len, peer) = match receive(l, &mut self.dgram_buf, &mut self.log) {
-                Received::Datagram(len, peer) => (len, peer),
+            let (len, peer, arrival) = match receive(l, &mut self.dgram_buf, &mut self.log) {
+                Received::Datagram(len, peer, arrival) => (len, peer, arrival),
                 Received::Skip => continue,
                 Received::Done => return,
             };
@@ -72,7 +74,10 @@ impl Supervisor {
                 continue;
             };
             // A full send buffer drops this reply, as the network may.
-            let _ = l.socket.send_to(reply, &peer.into());
+            let _ = match arrival {
+                Some(from) => crate::sys::send_from(l.socket.as_fd(), reply, peer, from),
+                None => l.socket.send_to(reply, &peer.into()),
+            };
             let stats = &mut running.load.borrow_mut().stats.total;
             stats.accepted += 1;
             stats.bytes_in += len as u64;
@@ -86,16 +91,19 @@ impl Supervisor {
             let Some(l) = self.listeners.get(&id) else {
                 return;
             };
-            let (len, peer) = match receive(l, &mut self.dgram_buf, &mut self.log) {
-                Received::Datagram(len, peer) => (len, peer),
+            let (len, peer, arrival) = match receive(l, &mut self.dgram_buf, &mut self.log) {
+                Received::Datagram(len, peer, arrival) => (len, peer, arrival),
                 Received::Skip => continue,
                 Received::Done => return,
             };
             let running = Rc::clone(&l.service);
             // dgram nowait is refused on UNIX-domain sockets at load.
-            let Some(local) = l.local else {
+            let Some(mut local) = l.local else {
                 return;
             };
+            if let Some(a) = arrival {
+                local.set_ip(a.ip()); // the handler's TCPLOCALIP
+            }
             let source = match self.admit(&running, peer) {
                 Ok(source) => source,
                 Err(why) => {
@@ -141,6 +149,7 @@ impl Supervisor {
             let reply = Reply {
                 listener: id,
                 peer,
+                from: arrival,
                 out: out_r,
                 buf: Vec::new(),
                 dropped: 0,
@@ -161,8 +170,9 @@ impl Supervisor {
 
 /// What one `recvfrom` on a datagram listener gave.
 enum Received {
-    /// A datagram of this length, from this peer, in the buffer.
-    Datagram(usize, SocketAddr),
+    /// A datagram of this length, from this peer, in the buffer; and the
+    /// address it came to, on a listener that asks (`Listener::arrival`).
+    Datagram(usize, SocketAddr, Option<Arrival>),
     /// Nothing to answer (interrupted, or no IP sender): try the next.
     Skip,
     /// The queue is empty, or receiving failed (logged).
@@ -171,9 +181,15 @@ enum Received {
 
 /// Receive the next datagram on `l` into `buf`.
 fn receive(l: &Listener, buf: &mut [u8], log: &mut Log) -> Received {
-    match nix::sys::socket::recvfrom::<SockaddrStorage>(l.socket.as_raw_fd(), buf) {
-        Ok((len, from)) => match from.as_ref().and_then(storage_to_std) {
-            Some(peer) => Received::Datagram(len, peer),
+    let got = if l.arrival {
+        crate::sys::recv_arrival(l.socket.as_fd(), buf)
+    } else {
+        nix::sys::socket::recvfrom::<SockaddrStorage>(l.socket.as_raw_fd(), buf)
+            .map(|(len, from)| (len, from, None))
+    };
+    match got {
+        Ok((len, from, arrival)) => match from.as_ref().and_then(crate::sys::socket::ip_of) {
+            Some(peer) => Received::Datagram(len, peer, arrival),
             None => Received::Skip,
         },
         Err(nix::errno::Errno::EAGAIN) => Received::Done,
@@ -184,11 +200,4 @@ fn receive(l: &Listener, buf: &mut [u8], log: &mut Log) -> Received {
             Received::Done
         }
     }
-}
-
-fn storage_to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = s.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }

@@ -217,7 +217,11 @@ impl Supervisor {
         let Some(l) = self.listeners.get(&reply.listener) else {
             return; // the service was removed meanwhile
         };
-        if let Err(e) = l.socket.send_to(&reply.buf, &reply.peer.into()) {
+        let sent = match reply.from {
+            Some(from) => crate::sys::send_from(l.socket.as_fd(), &reply.buf, reply.peer, from),
+            None => l.socket.send_to(&reply.buf, &reply.peer.into()),
+        };
+        if let Err(e) = sent {
             self.log.event(Event::Error {
                 service: Some(service),
                 pid: Some(pid),

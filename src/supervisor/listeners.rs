@@ -59,6 +59,10 @@ pub(super) struct Listener {
     pub(super) local: Option<SocketAddr>,
     /// True when bound to one address, so `local` is every connection's.
     pub(super) specific: bool,
+    /// UDP on a wildcard address whose replies the supervisor sends
+    /// (internal, dgram `nowait`): each datagram is received with the
+    /// local address it came to, and answered from it (`sys::Arrival`).
+    pub(super) arrival: bool,
     /// A UNIX-domain socket's file, removed when the listener closes.
     pub(super) file: Option<listener::BoundFile>,
     pub(super) service: Rc<Running>,
@@ -93,6 +97,7 @@ impl Supervisor {
         let (socket, id) = match given {
             Some(g) => {
                 g.socket.set_nonblocking(nonblocking)?;
+                listener::adjust_given(&g.socket, key)?;
                 (g.socket, None)
             }
             None if share => listener::bind_alongside(key, nonblocking, file)?,
@@ -120,19 +125,21 @@ impl Supervisor {
             (_, Some(a)) => spawn::unmap(a).to_string(),
             (_, None) => String::new(),
         };
-        let l = Listener {
+        let mut l = Listener {
             id,
             key: key.clone(),
             socket,
             local,
             file,
             specific: matches!(key.addr, BindAddr::Ip(a) if !a.ip().is_unspecified()),
+            arrival: false,
             service: Rc::clone(running),
             state: ListenState::Armed,
             idle_exits: 0,
             watching: true,
             backoff: Duration::ZERO,
         };
+        self.track_arrival(&mut l);
         self.epoll.add(
             l.socket.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, Token::Listener(id).encode()),
@@ -153,6 +160,25 @@ impl Supervisor {
         self.log.event(Event::service_error(name, &msg));
         self.bind_failures
             .push((Rc::from(name), key.clone(), e.to_string()));
+    }
+
+    /// Receive with the arrival address on a wildcard UDP listener whose
+    /// replies the supervisor sends, and not otherwise: a `wait` handler
+    /// gets the socket as it was bound (a reload may change the mode).
+    pub(super) fn track_arrival(&mut self, l: &mut Listener) {
+        let want = !l.specific
+            && l.key.kind == crate::config::SocketKind::Dgram
+            && matches!(l.service.mode, Mode::Relay | Mode::InternalDgram(_));
+        let Some(local) = l.local.filter(|_| want != l.arrival) else {
+            return;
+        };
+        match crate::sys::want_arrival(l.socket.as_fd(), local.is_ipv6(), want) {
+            Ok(()) => l.arrival = want,
+            Err(e) => {
+                let msg = format!("unable to set IP_PKTINFO (replies leave from any address): {e}");
+                self.log.event(Event::service_error(&l.service.name, &msg));
+            }
+        }
     }
 
     /// Blocking or not, for a listener whose service changed mode on reload.

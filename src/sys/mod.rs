@@ -8,7 +8,8 @@
 //!   (`in_child`);
 //! - [`signal`]: dispositions set through the raw system call;
 //! - [`memory`]: the page size, the scratch mapping `Pages`, `trim_heap`;
-//! - [`socket`]: a listener's accept queue, and a filter refusing SYNs;
+//! - [`socket`]: a listener's accept queue, a filter refusing SYNs, and
+//!   datagrams answered from the address they came to;
 //! - [`epoll`]: the loop's wait with a signal mask;
 //! - [`resource`]: the fd limit;
 //! - [`time`]: local time (of day, and for log timestamps);
@@ -31,7 +32,7 @@ pub use memory::{trim_heap, Pages};
 pub use process::{adopt_fd, in_child, prepare_process, set_cloexec};
 pub use resource::raise_nofile;
 pub use signal::ignore_signals;
-pub use socket::{accept_queue, refuse_syn};
+pub use socket::{accept_queue, recv_arrival, refuse_syn, send_from, want_arrival, Arrival};
 pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Limits, Sandbox, Step};
 pub use time::{local_minute_of_day, local_time, LocalTime};
 pub use xattr::has_acl;

@@ -1,7 +1,15 @@
-//! Socket options nix does not wrap: the accept queue's length, and a
-//! filter that refuses new connections.
+//! Socket options nix does not wrap: the accept queue's length, a
+//! filter that refuses new connections; and datagrams received with the
+//! local address they came to and answered from it (`IP_PKTINFO`,
+//! `IPV6_PKTINFO`), with the control message on the stack.
 
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
 
 /// Connections waiting in the accept queue of a listening TCP socket: on
 /// a listener, `TCP_INFO`'s `tcpi_unacked` is the queue's length (what
@@ -87,6 +95,176 @@ pub fn refuse_syn(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The local address a datagram came to, as its reply's source: for
+/// IPv4 the kernel's `ipi_spec_dst` (the address itself for unicast, the
+/// interface's address for a broadcast); for IPv6 the destination, with
+/// its interface when it is link-local (otherwise routing chooses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    V4([u8; 4]),
+    V6(Ipv6Addr, u32),
+}
+
+impl Arrival {
+    /// The local address, as a handler's `TCPLOCALIP` shows it.
+    pub fn ip(self) -> std::net::IpAddr {
+        match self {
+            Arrival::V4(a) => a.into(),
+            Arrival::V6(a, _) => a.to_ipv4_mapped().map_or(a.into(), Into::into),
+        }
+    }
+}
+
+/// Ask the kernel for each datagram's local address (`IP_PKTINFO` on an
+/// IPv4 socket, `IPV6_RECVPKTINFO` on an IPv6 one: a dual-stack socket
+/// then reports IPv4 arrivals as mapped addresses); or stop asking.
+pub fn want_arrival(fd: BorrowedFd<'_>, v6: bool, on: bool) -> io::Result<()> {
+    if v6 {
+        setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &on)?;
+    } else {
+        setsockopt(&fd, sockopt::Ipv4PacketInfo, &on)?;
+    }
+    Ok(())
+}
+
+/// Room for one `in6_pktinfo` control message (the larger of the two),
+/// aligned as `cmsghdr` needs.
+#[repr(C, align(8))]
+struct CmsgSpace([u8; 64]);
+
+/// Receive one datagram into `buf`: its length, its sender, and the local
+/// address it came to if the socket reports it (`want_arrival`).
+pub fn recv_arrival(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Option<SockaddrStorage>, Option<Arrival>)> {
+    let mut space = CmsgSpace([0; 64]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut space.0[..]),
+        MsgFlags::empty(),
+    )?;
+    let mut arrival = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::Ipv4PacketInfo(i) => {
+                    arrival = Some(Arrival::V4(i.ipi_spec_dst.s_addr.to_ne_bytes()));
+                }
+                ControlMessageOwned::Ipv6PacketInfo(i) => {
+                    let a = Ipv6Addr::from(i.ipi6_addr.s6_addr);
+                    let link = a.is_unicast_link_local();
+                    arrival = Some(Arrival::V6(a, if link { i.ipi6_ifindex } else { 0 }));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((msg.bytes, msg.address, arrival))
+}
+
+/// Send `data` to `peer` from the local address `from` (`IP_PKTINFO` /
+/// `IPV6_PKTINFO` in the message; nix's `sendmsg` would allocate its
+/// control buffer per call). An arrival the kernel will not send from (a
+/// multicast or broadcast address: `EINVAL`) is answered from the address
+/// routing picks.
+pub fn send_from(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    peer: SocketAddr,
+    from: Arrival,
+) -> io::Result<usize> {
+    let to = socket2::SockAddr::from(peer);
+    let mut space = CmsgSpace([0; 64]);
+    let (level, kind, len) = match from {
+        Arrival::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            std::mem::size_of::<libc::in_pktinfo>(),
+        ),
+        Arrival::V6(..) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            std::mem::size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space_len = unsafe { libc::CMSG_SPACE(len as u32) } as usize;
+    if space_len > space.0.len() {
+        // Not on any Linux ABI (48 bytes at most); checked for the writes below.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut iov = [io::IoSlice::new(data)];
+    // SAFETY: msghdr is plain data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = to.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = to.len();
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.0.as_mut_ptr().cast();
+    msg.msg_controllen = space_len as _;
+    // SAFETY: `msg` points at `space`, 8-aligned and at least
+    // CMSG_SPACE(len) bytes long (checked above), so the first header and
+    // its data lie inside it; the writes are unaligned-safe copies.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(len as u32) as _;
+        let data = libc::CMSG_DATA(c);
+        match from {
+            Arrival::V4(a) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(data.cast(), info);
+            }
+            Arrival::V6(a, ifindex) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    ipi6_ifindex: ifindex,
+                };
+                std::ptr::write_unaligned(data.cast(), info);
+            }
+        }
+    }
+    // SAFETY: `msg` and everything it points at (the peer's address, the
+    // iovec over `data`, the control message) live for the call.
+    let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if rc >= 0 {
+        return Ok(rc as usize);
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EINVAL) => nix::sys::socket::sendto(
+            fd.as_raw_fd(),
+            data,
+            &SockaddrStorage::from(peer),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from),
+        e => Err(e),
+    }
+}
+
+/// A received sender as a std address (IP families only).
+pub fn ip_of(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 #[cfg(test)]

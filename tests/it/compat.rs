@@ -325,6 +325,12 @@ fn xinetd_tree_runs_unchanged() {
     crate::require_root!();
     let dir = fixture("xinetd");
     let config = dir.path().join("xinetd.conf");
+    // flags = NODELAY KEEPALIVE (rsync) are socket options now.
+    let listed = services(&config, None).join("\n");
+    assert!(
+        listed.contains("keepalive = true\nnodelay = true\n"),
+        "{listed}"
+    );
     original_then_import(&dir, &config, |ns, s| {
         assert_eq!(socat(ns, "TCP:127.0.0.1:7", b"x\n"), b"x\n");
         assert_eq!(socat(ns, "UDP:127.0.0.1:7", b"u"), b"u");

@@ -1,7 +1,7 @@
 //! UDP services: nowait (a handler per datagram, stdout is the reply) and
 //! wait (the handler gets the socket).
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 
 use crate::harness::{udp_ask, user_line, Server, PATIENCE};
 
@@ -125,4 +125,71 @@ fn nowait_over_ipv6() {
     );
     let s = Server::start(&config);
     assert_eq!(udp_ask(s.addr("u6"), b"x").unwrap(), b"::1\n");
+}
+
+/// Send `request` from 127.0.0.1 to `to`: the reply and where it came from.
+fn ask_from_loopback(to: SocketAddr, request: &[u8]) -> (String, SocketAddr) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    sock.send_to(request, to).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = sock.recv_from(&mut buf).expect("a reply");
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+}
+
+#[test]
+fn a_wildcard_listener_answers_from_the_address_the_request_came_to() {
+    // Before IP_PKTINFO the replies left from 127.0.0.1 (the address the
+    // route to the client picks), and a client that sent to 127.0.0.2
+    // would drop them. Each of the three ways a wildcard is bound: the
+    // dual-stack `*`, an IPv4-only and an IPv6-only socket.
+    let config = format!(
+        r#"
+[[service]]
+name = "echo"
+listen = "*:0"
+protocol = "udp"
+server = "internal:echo"
+
+[[service]]
+name = "relay"
+listen = "*:0"
+protocol = "udp"
+server = "/bin/sh"
+args = ["-c", "cat; echo \" $UDPLOCALIP\""]
+{user}
+
+[[service]]
+name = "relay4"
+listen = ["0.0.0.0:0", "[::]:0"]
+protocol = "udp"
+server = "/bin/cat"
+{user}
+"#,
+        user = user_line()
+    );
+    let s = Server::start(&config);
+    let on = |service: &str, ip: &str| -> SocketAddr {
+        let port = s.addr(service).port();
+        SocketAddr::new(ip.parse().unwrap(), port)
+    };
+    for ip in ["127.0.0.2", "127.0.0.1"] {
+        let to = on("echo", ip);
+        assert_eq!(ask_from_loopback(to, b"ping"), ("ping".into(), to));
+        let to = on("relay", ip);
+        assert_eq!(ask_from_loopback(to, b"ping"), (format!("ping {ip}\n"), to));
+        let to = on("relay4", ip);
+        assert_eq!(ask_from_loopback(to, b"ping"), ("ping".into(), to));
+    }
+    // IPv6, on the dual-stack and on the IPv6-only socket.
+    for service in ["echo", "relay4"] {
+        let port = s.addrs(service).last().unwrap().port();
+        let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let sock = UdpSocket::bind("[::1]:0").unwrap();
+        sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        sock.send_to(b"six", to).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = sock.recv_from(&mut buf).expect("a reply over IPv6");
+        assert_eq!((&buf[..n], from), (&b"six"[..], to));
+    }
 }

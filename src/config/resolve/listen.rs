@@ -2,7 +2,7 @@
 //! what may not be asked of it and its file's `socket_mode` and
 //! `socket_owner`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
 use super::field::Field;
@@ -113,7 +113,11 @@ impl Resolver<'_> {
                     parse_listen(s, t.kind, &self.ctx.etc_services)
                 };
                 svc.ok(addr
-                    .map(|addr| ListenKey { addr, kind: t.kind })
+                    .map(|addr| ListenKey {
+                        addr,
+                        kind: t.kind,
+                        opts: Default::default(),
+                    })
                     .map_err(|m| ConfigError::new(at, m)))
             })
             .collect()
@@ -254,6 +258,11 @@ fn parse_listen(text: &str, kind: SocketKind, etc_services: &Path) -> Result<Bin
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
+    // `[fe80::1%eth0]`: a link-local address names its interface.
+    let (ip_text, scope) = match ip_text.split_once('%') {
+        Some((ip, zone)) => (ip, Some(zone)),
+        None => (ip_text, None),
+    };
     let ip: IpAddr = ip_text.parse().map_err(|_| {
         format!(
             "listen \"{text}\": \"{host}\" is not an IP address (use *:{port} for all addresses)"
@@ -264,7 +273,38 @@ fn parse_listen(text: &str, kind: SocketKind, etc_services: &Path) -> Result<Bin
             "listen \"{text}\": write IPv6 addresses in brackets, [{ip}]:{port}"
         ));
     }
-    Ok(BindAddr::Ip(SocketAddr::new(ip, port)))
+    match (ip, scope) {
+        (_, None) => Ok(BindAddr::Ip(SocketAddr::new(ip, port))),
+        (IpAddr::V6(v6), Some(zone)) => {
+            let index = scope_index(zone).ok_or_else(|| {
+                format!(
+                    "listen \"{text}\": no network interface \"{zone}\"",
+                    text = quote(text),
+                    zone = quote(zone)
+                )
+            })?;
+            Ok(BindAddr::Ip(SocketAddr::V6(SocketAddrV6::new(
+                v6, port, 0, index,
+            ))))
+        }
+        (IpAddr::V4(_), Some(_)) => Err(format!(
+            "listen \"{text}\": only IPv6 addresses have a scope (%INTERFACE)",
+            text = quote(text)
+        )),
+    }
+}
+
+/// The index of the interface a scope names, by name or number, resolved
+/// once at load (as `getaddrinfo` does): renaming the interface later does
+/// not move the listener.
+fn scope_index(zone: &str) -> Option<u32> {
+    if !zone.is_empty() && zone.bytes().all(|b| b.is_ascii_digit()) {
+        return zone.parse().ok().filter(|&n| n != 0);
+    }
+    if zone.is_empty() || zone.len() > 15 || zone.contains('\0') {
+        return None;
+    }
+    nix::net::if_::if_nametoindex(zone).ok()
 }
 
 /// A `listen` path of a UNIX-domain service.
@@ -320,6 +360,15 @@ mod tests {
         assert!(parse_listen("localhost:7", SocketKind::Stream, db).is_err());
         assert!(parse_listen("127.0.0.1:99999", SocketKind::Stream, db).is_err());
         assert!(parse_listen("2001", SocketKind::Stream, db).is_err());
+        let scoped = parse_listen("[fe80::1%lo]:22", SocketKind::Stream, db);
+        let lo = nix::net::if_::if_nametoindex("lo").unwrap();
+        match scoped {
+            Ok(BindAddr::Ip(SocketAddr::V6(a))) => assert_eq!(a.scope_id(), lo),
+            other => panic!("{other:?}"),
+        }
+        let e = parse_listen("[fe80::1%nosuchif0]:22", SocketKind::Stream, db).unwrap_err();
+        assert!(e.contains("no network interface \"nosuchif0\""), "{e}");
+        assert!(parse_listen("127.0.0.1%lo:22", SocketKind::Stream, db).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! One file per concern: `global`, `listen` (socket, protocol, addresses,
 //! the socket file), `server` (program or internal service, argv),
-//! `identity`, `environment` (env, passenv, stderr), `access`, `limits`
+//! `sockopts` (the listening sockets' options), `identity`, `environment` (env, passenv, stderr), `access`, `limits`
 //! (with `timeout`), `confine` (rlimits, nice, umask, privileges),
 //! `sandbox` (chroot, namespaces; before `server`, which is a path inside
 //! the chroot), `logging`, `proxy` (`proxy_protocol` and its keys); `conflicts` (names and listeners two services may not share)
@@ -25,6 +25,7 @@ mod proxy;
 mod reach;
 mod sandbox;
 mod server;
+mod sockopts;
 
 pub(crate) use reach::inside;
 
@@ -163,7 +164,8 @@ impl Resolver<'_> {
     fn service(&mut self, svc: &Svc<'_>) -> Option<Service> {
         let name = name(svc);
         let transport = listen::transport(svc);
-        let listen = self.listen(svc, &transport);
+        let mut listen = self.listen(svc, &transport);
+        sockopts::resolve(svc, transport.kind, &mut listen);
         let unix = listen
             .first()
             .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));

@@ -100,8 +100,15 @@ impl Supervisor {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
-        c.active = true;
-        let interest = c.conn.advance(self.stream_buf.as_mut_slice());
+        // A metrics request must come whole within idle_timeout.
+        c.active = !c.conn.awaiting_request();
+        let mut interest = c.conn.advance(self.stream_buf.as_mut_slice());
+        if interest == Interest::Render {
+            interest = self.render_metrics(cid);
+        }
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {
                 // Closing the only descriptor of the socket removes it from
@@ -118,6 +125,18 @@ impl Supervisor {
             let mut ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
             let _ = self.epoll.modify(c.conn.sock.as_fd(), &mut ev);
         }
+    }
+
+    /// A metrics request asked for the page: render the snapshot and let
+    /// the connection write it. Rare (a scrape), so plain formatting.
+    fn render_metrics(&mut self, cid: u64) -> Interest {
+        let page = crate::metrics::render(&self.snapshot_of(None, false));
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return Interest::Close;
+        };
+        c.active = true;
+        c.conn.respond(page.as_bytes());
+        c.conn.advance(self.stream_buf.as_mut_slice())
     }
 
     pub(super) fn close_conn(&mut self, mut c: InternalConn) {

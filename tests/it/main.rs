@@ -26,6 +26,7 @@ mod internal;
 mod lifecycle;
 mod limits;
 mod logging;
+mod metrics;
 mod packaging;
 mod reload;
 mod stream;

@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4) of a
 //! [`Snapshot`]: what `internal:metrics` serves. The same figures as
 //! `oxinetd status`, read from the same snapshot; the list, with each
-//! metric's type, is in oxinetd(8), METRICS.
+//! metric's type, is in oxinetd(8), CONTROL, Metrics.
 //!
 //! Counters are the counts since oxinetd started (a reload does not reset
 //! them; a service removed and added back once its handlers are gone

@@ -24,8 +24,8 @@ pub const HEAD_MAX: usize = 8 << 10;
 /// The most bytes read and dropped after the response.
 pub const LINGER_MAX: u64 = 64 << 10;
 
-/// The largest page served (some 10 KiB per service with a few listeners
-/// make this many thousand services); beyond it the answer is 500.
+/// The largest page served (about 2 KiB per service: some eight thousand
+/// services); beyond it the answer is 500.
 pub const PAGE_MAX: usize = 16 << 20;
 
 /// The exposition format's media type (version 0.0.4).

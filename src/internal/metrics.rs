@@ -44,6 +44,8 @@ pub struct Exchange {
     head_only: bool,
     /// Bytes dropped after the response.
     lingered: u64,
+    /// The status answered (0 until there is an answer), for the log.
+    status: u16,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -168,20 +170,26 @@ impl Exchange {
     /// The page, rendered by the supervisor after [`Interest::Render`].
     pub fn respond(&mut self, page: &[u8]) {
         if page.len() > PAGE_MAX {
-            self.status(500);
+            self.error(500);
             return;
         }
         self.answer(200, CONTENT_TYPE, page);
     }
 
     /// An answer without the page.
-    fn status(&mut self, status: u16) {
+    fn error(&mut self, status: u16) {
         let text = format!("{status} {}\n", reason(status));
         self.answer(status, "text/plain; charset=utf-8", text.as_bytes());
     }
 
+    /// The status answered, once there is an answer.
+    pub fn answered(&self) -> Option<u16> {
+        (self.status != 0).then_some(self.status)
+    }
+
     fn answer(&mut self, status: u16, ctype: &str, body: &[u8]) {
         use std::fmt::Write as _;
+        self.status = status;
         let mut head = String::with_capacity(160);
         let _ = write!(
             head,
@@ -221,7 +229,7 @@ impl Exchange {
                     let n = match sock.read(&mut scratch[..room]) {
                         Ok(0) if self.head.is_empty() => return Ok(Interest::Close),
                         Ok(0) => {
-                            self.status(400);
+                            self.error(400);
                             continue;
                         }
                         Ok(n) => n,
@@ -241,9 +249,9 @@ impl Exchange {
                                 self.stage = Stage::Render;
                                 return Ok(Interest::Render);
                             }
-                            Request::Status(s) => self.status(s),
+                            Request::Status(s) => self.error(s),
                         },
-                        _ if self.head.len() > HEAD_MAX => self.status(431),
+                        _ if self.head.len() > HEAD_MAX => self.error(431),
                         _ => {}
                     }
                 }

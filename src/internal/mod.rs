@@ -220,6 +220,11 @@ impl Conn {
         self.http.as_ref().is_some_and(|x| x.awaiting_request())
     }
 
+    /// Metrics: the HTTP status answered, once there is an answer.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http.as_ref().and_then(|x| x.answered())
+    }
+
     /// Metrics: the page asked for ([`Interest::Render`]).
     pub fn respond(&mut self, page: &[u8]) {
         if let Some(x) = self.http.as_mut() {

@@ -167,6 +167,7 @@ impl Supervisor {
             bytes_in: traffic.map(|t| t.bytes_in),
             bytes_out: traffic.map(|t| t.bytes_out),
             idle: c.idle,
+            status: c.conn.http_status(),
         });
     }
 

@@ -243,9 +243,20 @@ fn metrics_answers_bad_requests_with_their_status_and_closes() {
     big.resize(64 << 10, b'a');
     let r = raw(addr, &big);
     assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
-    // Each ended as a `done` line, and the service still answers.
+    // Each ended as a `done` line with the peer and the status answered,
+    // and the service still answers.
     assert!(eventually(|| s.count(&["done service=metrics"]) >= 7));
+    for (status, n) in [("404", 1), ("405", 2), ("400", 2), ("505", 1), ("431", 1)] {
+        let line = format!("status={status}");
+        assert_eq!(
+            s.count(&["done service=metrics", "peer=127.0.0.1:", &line]),
+            n,
+            "{status}\n{}",
+            s.log()
+        );
+    }
     assert_eq!(scrape_with(addr, "/metrics", "GET").status, 200);
+    s.expect_line(&["done service=metrics", "status=200"]);
 }
 
 #[test]

@@ -67,24 +67,16 @@ pub enum Request {
     Status(u16),
 }
 
-/// The end of the head in `buf` (after its blank line), if it is there.
-/// Bare LF line ends are taken too (RFC 9112, 2.2).
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.iter().position(|&b| b == b'\n')?;
-    // The first line ends at `lf`; the head at the first empty line after.
-    let mut line_start = lf + 1;
-    let mut i = line_start;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            let line = &buf[line_start..i];
-            if line.is_empty() || line == b"\r" {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
-        }
-        i += 1;
-    }
-    None
+/// The end of the head in `buf` (after its blank line), if it is there,
+/// looking at line ends from `from` on: a head that arrives a byte at a
+/// time is scanned once, not once per byte. Bare LF line ends are taken
+/// too (RFC 9112, 2.2).
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|i| match &buf[i..] {
+        [b'\n', b'\n', ..] => Some(i + 2),
+        [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -240,10 +232,13 @@ impl Exchange {
                         Err(e) => return Err(e),
                     };
                     *bytes_in += n as u64;
+                    // A blank line ending in what was read begins at most
+                    // two bytes before it.
+                    let from = self.head.len().saturating_sub(2);
                     self.head.extend_from_slice(&scratch[..n]);
                     // An answer to HEAD, even an error, has no body.
                     self.head_only = self.head.starts_with(b"HEAD ");
-                    match head_end(&self.head) {
+                    match head_end(&self.head, from) {
                         Some(end) if end <= HEAD_MAX => match parse(&self.head[..end]) {
                             Request::Metrics { .. } => {
                                 self.stage = Stage::Render;
@@ -335,11 +330,18 @@ mod tests {
 
     #[test]
     fn head_ends_at_the_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nxyz"), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\n\nxyz"), Some(21));
-        assert_eq!(head_end(b"\r\n\r\n"), Some(4));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n", 0), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nxyz", 0), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\n\nxyz", 0), Some(21));
+        assert_eq!(head_end(b"\r\n\r\n", 0), Some(4));
+        // Read a byte at a time: found where it ends, whatever came before.
+        let head = b"GET / HTTP/1.1\r\nA: b\r\n\r\n";
+        let mut seen = None;
+        for len in 1..=head.len() {
+            seen = seen.or(head_end(&head[..len], (len - 1).saturating_sub(2)));
+        }
+        assert_eq!(seen, Some(head.len()));
     }
 
     #[test]

@@ -102,12 +102,16 @@ impl Supervisor {
         };
         // A metrics request must come whole within idle_timeout.
         c.active = !c.conn.awaiting_request();
-        let mut interest = c.conn.advance(self.stream_buf.as_mut_slice());
-        if interest == Interest::Render {
-            interest = self.render_metrics(cid);
-        }
-        let Some(c) = self.conns.get_mut(&cid) else {
-            return;
+        let interest = c.conn.advance(self.stream_buf.as_mut_slice());
+        // Only a metrics request looks the connection up again.
+        let (interest, c) = if interest == Interest::Render {
+            let interest = self.render_metrics(cid);
+            match self.conns.get_mut(&cid) {
+                Some(c) => (interest, c),
+                None => return,
+            }
+        } else {
+            (interest, c)
         };
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {

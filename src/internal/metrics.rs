@@ -28,6 +28,11 @@ pub const LINGER_MAX: u64 = 64 << 10;
 /// services); beyond it the answer is 500.
 pub const PAGE_MAX: usize = 16 << 20;
 
+/// The most bytes of answers all metrics connections together hold
+/// (written to none of their sockets yet: clients that do not read);
+/// past it a request is answered 503 until they are sent or swept.
+pub const HELD_MAX: usize = 64 << 20;
+
 /// The exposition format's media type (version 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -147,6 +152,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Internal Server Error",
     }
@@ -159,13 +165,19 @@ impl Exchange {
         self.stage == Stage::Reading
     }
 
-    /// The page, rendered by the supervisor after [`Interest::Render`].
-    pub fn respond(&mut self, page: &[u8]) {
-        if page.len() > PAGE_MAX {
-            self.error(500);
-            return;
+    /// The page, rendered by the supervisor after [`Interest::Render`];
+    /// `None` when the answers held are over [`HELD_MAX`].
+    pub fn respond(&mut self, page: Option<&[u8]>) {
+        match page {
+            None => self.error(503),
+            Some(p) if p.len() > PAGE_MAX => self.error(500),
+            Some(p) => self.answer(200, CONTENT_TYPE, p),
         }
-        self.answer(200, CONTENT_TYPE, page);
+    }
+
+    /// Bytes of the answer not written yet.
+    pub fn held(&self) -> usize {
+        self.out.len() - self.at
     }
 
     /// An answer without the page.
@@ -255,6 +267,7 @@ impl Exchange {
                 Stage::Writing => {
                     if self.at == self.out.len() {
                         self.out = Vec::new();
+                        self.at = 0;
                         // The client sees the end; a failure here (it is
                         // gone already) ends the connection.
                         sock.shutdown(Shutdown::Write)?;
@@ -345,12 +358,28 @@ mod tests {
     }
 
     #[test]
+    fn over_the_bound_the_answer_is_503_and_what_is_unwritten_is_held() {
+        let mut x = Exchange::default();
+        x.respond(None);
+        assert_eq!(x.answered(), Some(503));
+        let mut x = Exchange::default();
+        x.respond(Some(&vec![b'#'; PAGE_MAX + 1]));
+        assert_eq!(x.answered(), Some(500));
+        let mut x = Exchange::default();
+        x.respond(Some(b"abc\n"));
+        assert_eq!(x.answered(), Some(200));
+        assert_eq!(x.held(), x.out.len());
+        x.at = x.out.len();
+        assert_eq!(x.held(), 0);
+    }
+
+    #[test]
     fn head_answer_has_the_length_but_no_body() {
         let mut x = Exchange {
             head_only: true,
             ..Exchange::default()
         };
-        x.respond(b"abc\n");
+        x.respond(Some(b"abc\n"));
         let out = String::from_utf8(x.out).unwrap();
         assert!(out.contains("Content-Length: 4\r\n"), "{out}");
         assert!(out.ends_with("\r\n\r\n"), "{out}");

@@ -225,11 +225,17 @@ impl Conn {
         self.http.as_ref().and_then(|x| x.answered())
     }
 
-    /// Metrics: the page asked for ([`Interest::Render`]).
-    pub fn respond(&mut self, page: &[u8]) {
+    /// Metrics: the page asked for ([`Interest::Render`]), or `None` for
+    /// 503 ([`metrics::HELD_MAX`]).
+    pub fn respond(&mut self, page: Option<&[u8]>) {
         if let Some(x) = self.http.as_mut() {
             x.respond(page);
         }
+    }
+
+    /// Metrics: bytes of its answer not written yet (0 for the others).
+    pub fn held(&self) -> usize {
+        self.http.as_ref().map_or(0, |x| x.held())
     }
 
     /// Free the pending echo's buffer (what is in it is not sent).

@@ -132,14 +132,18 @@ impl Supervisor {
     }
 
     /// A metrics request asked for the page: render the snapshot and let
-    /// the connection write it. Rare (a scrape), so plain formatting.
+    /// the connection write it; or 503 while the answers that clients have
+    /// not read yet hold more than `HELD_MAX`. Rare (a scrape), so plain
+    /// formatting, and the held bytes are added up here, not kept.
     fn render_metrics(&mut self, cid: u64) -> Interest {
-        let page = crate::metrics::render(&self.snapshot_of(None, false));
+        let held: usize = self.conns.values().map(|c| c.conn.held()).sum();
+        let page = (held <= internal::metrics::HELD_MAX)
+            .then(|| crate::metrics::render(&self.snapshot_of(None, false)));
         let Some(c) = self.conns.get_mut(&cid) else {
             return Interest::Close;
         };
         c.active = true;
-        c.conn.respond(page.as_bytes());
+        c.conn.respond(page.as_ref().map(|p| p.as_bytes()));
         c.conn.advance(self.stream_buf.as_mut_slice())
     }
 

@@ -1,7 +1,8 @@
 //! `internal:metrics`: the Prometheus page scraped with a real HTTP client
 //! (python3's urllib), checked by the real parser (`promtool check
 //! metrics`, Debian's prometheus), its figures against what the test did;
-//! the HTTP errors; clients that hold a connection without a request.
+//! the HTTP errors; clients that hold a connection without a request; and
+//! the Prometheus server itself scraping it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -328,4 +329,84 @@ fn label_values_from_the_config_are_escaped() {
         "oxinetd_listener_state{{service=\"odd\",listen=\"{dir}/q\\\"b\\\\s\\nl.sock\",proto=\"unix\",state=\"armed\"}}"
     );
     assert_eq!(value(&page, &series), 1.0, "{series}\n{page}");
+}
+
+/// The Prometheus server itself (Debian's prometheus) scrapes the service
+/// every second: its target is up with no scrape error, and a query finds
+/// the counters with the values the test made.
+#[test]
+fn prometheus_scrapes_it() {
+    let prometheus = crate::need!("prometheus", "prometheus");
+    let config = format!(
+        "{}{}",
+        svc("guarded", "internal:echo", "only_from = [\"127.0.0.2\"]"),
+        svc("metrics", "internal:metrics", ""),
+    );
+    let s = Server::start(&config);
+    for _ in 0..3 {
+        assert_eq!(talk_from("127.0.0.1", s.addr("guarded"), "x\n"), "");
+    }
+    let yml = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: oxinetd\n    \
+         static_configs:\n      - targets: [\"{}\"]\n",
+        s.addr("metrics")
+    );
+    let yml = s.dir.write("prometheus.yml", &yml);
+    // A free port for its web API (taken back just before it binds it).
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let p = Command::new(prometheus)
+        .arg(format!("--config.file={}", yml.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            s.dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(p);
+    // Its API through python3's urllib: what `expr` gives on the JSON.
+    let api = |path: &str, expr: &str| -> String {
+        // Asked a few times a second, not in a tight loop.
+        std::thread::sleep(Duration::from_millis(200));
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import json,sys,urllib.request\n\
+                 try:\n    j=json.load(urllib.request.urlopen('http://{web}{path}', timeout=5))\n\
+                 except Exception as e:\n    print('unreachable', e); sys.exit(0)\n\
+                 print({expr})"
+            ))
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut health = String::new();
+    let up = crate::harness::eventually(|| {
+        health = api(
+            "/api/v1/targets",
+            "[(t['health'], t['lastError']) for t in j['data']['activeTargets']]",
+        );
+        health.contains("('up', '')")
+    });
+    assert!(up, "the target never came up: {health}\n{}", s.log());
+    let query = "/api/v1/query?query=oxinetd_refused_total%7Bservice%3D%22guarded%22%2Creason%3D%22only_from%22%7D";
+    let mut got = String::new();
+    let found = crate::harness::eventually(|| {
+        got = api(query, "[r['value'][1] for r in j['data']['result']]");
+        got == "['3']"
+    });
+    assert!(found, "query: {got}");
 }

@@ -147,6 +147,12 @@ def summarize(res):
         s["confine"] = confine_summary(res["confine"])
     if "proxy" in res:
         s["proxy"] = proxy_summary(res["proxy"])
+    if "metrics" in res:
+        m = res["metrics"]
+        s["metrics"] = {k: cell_summary(m[k], LAT + CPU + ("scrapes", "scrape_failures", "scrape_max_ms",
+                                                            "page_bytes"))
+                        for k in ("unscraped", "scraped")}
+        s["metrics"]["x_unscraped"] = ratio_rounds(m["scraped"], m["unscraped"], "rate")
     s["targets"] = targets(s)
     return s
 
@@ -270,6 +276,12 @@ def targets(s):
     add("exec'd TCP with proxy_protocol ≥ 0.95× without (c=1/8/64)",
         " / ".join(rt(r) for r in px) + f", {px_errs} errors" if any(r is not None for r in px) else "not measured",
         None if any(r is None for r in px) else (min(px) >= 0.95 and px_errs == 0))
+    r = get(s, "metrics", "x_unscraped")
+    sc = get(s, "metrics", "scraped") or {}
+    add("exec'd TCP c=8 scraped (internal:metrics) at 10/s ≥ 0.97× not scraped",
+        f"{r:.3f}× not scraped, {sc.get('errors')} errors, {sc.get('scrape_failures')} failed scrapes"
+        if r is not None else "not measured",
+        None if r is None else (r >= 0.97 and sc.get("errors") == 0 and sc.get("scrape_failures") == 0))
     i = s.get("idle10k")
     if i and i.get("rounds_ok"):
         add("10,000 idle connections all served, RSS ≤ 64 MiB",
@@ -516,6 +528,20 @@ def markdown(res, s):
                              f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}", n1(d.get("sup_us_per_conn")),
                              d.get("errors", 0)])
         w(table(["variant", "conc", "conn/s", "÷ plain", "p50 / p99 µs", "supervisor µs/conn", "errors"], rows))
+    if "metrics" in s:
+        m = s["metrics"]
+        w("\n## 9. Metrics scraped during exec'd TCP\n")
+        w(f"oxinetd with the exec'd service and an `internal:metrics` service, exec'd TCP at c=8; in one cell "
+          f"a thread of the harness scrapes the page (a new connection, GET /metrics, the page read whole) "
+          f"10 times a second, in the other nobody does; same round, the two alternating first. "
+          f"Scraped ÷ not scraped: **{rt(m.get('x_unscraped'))}**.\n\n")
+        rows = [[k, n0(d.get("rate")) + failed_note(d), f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}",
+                 n1(d.get("sup_us_per_conn")), n1(d.get("sup_cpu_pct")), n0(d.get("scrapes")),
+                 n0(d.get("scrape_failures")), n1(d.get("scrape_max_ms")), n0(d.get("page_bytes")),
+                 d.get("errors", 0)]
+                for k, d in ((k, m[k]) for k in ("unscraped", "scraped"))]
+        w(table(["cell", "conn/s", "p50 / p99 µs", "supervisor µs/conn", "supervisor CPU %", "scrapes",
+                 "failed scrapes", "slowest scrape ms", "page bytes", "errors"], rows))
 
     w("\n## Settings\n")
     w("What the harness changed from each server's defaults (built-in limits raised so they do not "

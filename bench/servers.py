@@ -404,9 +404,12 @@ class Oxinetd(Server):
         "defaults, a share of the fd limit, would refuse the one-source idle10k and c=64 clients)"
     )
 
-    def __init__(self, binary, name="oxinetd", exec_lines=(), settings=None, server=None):
+    def __init__(self, binary, name="oxinetd", exec_lines=(), settings=None, server=None, metrics=False):
         self.binary = binary
         self.name = name
+        # An internal:metrics service beside the others, on a port of its
+        # own (Instance.metrics_addr): the metrics figure scrapes it.
+        self.metrics = metrics
         # The exec'd handler's path, when not ctx.echo1 (the confine figure:
         # private_tmp hides the work directory under /tmp).
         self.server = server
@@ -432,13 +435,21 @@ class Oxinetd(Server):
             elif s.kind == "udp-wait":
                 lines += ['socket = "dgram"', "wait = true", f'server = "{ctx.udpecho1}"']
             lines.append("")
+        metrics_port = None
+        if self.metrics:
+            taken = {s.port for s in services}
+            metrics_port = next(p for p in iter(lambda: ctx.ports.block(1), None) if p not in taken)
+            lines += ["[[service]]", 'name = "metrics"', f'listen = "127.0.0.1:{metrics_port}"',
+                      'server = "internal:metrics"', ""]
         conf = os.path.join(workdir, "oxinetd.toml")
         with open(conf, "w") as f:
             f.write("\n".join(lines))
         log = os.path.join(workdir, "log")
         t0 = time.monotonic()
         p = spawn([self.binary, "-f", conf, "--log", "stderr"], log)
-        return Instance(self, workdir, services, [p], log, t0, ready_word=b" ready listeners=")
+        inst = Instance(self, workdir, services, [p], log, t0, ready_word=b" ready listeners=")
+        inst.metrics_addr = ("127.0.0.1", metrics_port) if metrics_port else None
+        return inst
 
 
 class Floor(Server):

@@ -21,7 +21,9 @@
 //! - [`sys`] — the only `unsafe`, by concept (spawn, process, signal, memory,
 //!   socket, epoll, resource, time): the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
-//! - [`internal`] — echo, discard, chargen, daytime, time, in-process.
+//! - [`internal`] — echo, discard, chargen, daytime, time, in-process; and
+//!   metrics, the Prometheus exporter's HTTP exchange.
+//! - [`metrics`] — the Prometheus text format of `status`'s snapshot.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
 //! - [`supervisor`] — the single-threaded event loop and its states; one
 //!   file per kind of event (listeners, admission, accept, internal
@@ -50,6 +52,7 @@ pub mod internal;
 pub mod limits;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod notify;
 pub mod privilege;
 pub mod proxy;

@@ -518,10 +518,14 @@ impl LineDraft<'_> {
     /// run inside oxinetd.
     fn builtin(&mut self, port: &str, f: &Fields) -> Result<(), Diagnostic> {
         let pos = self.pos;
-        let named = Internal::from_name(port)
-            .or_else(|| f.argv.first().and_then(|a| Internal::from_name(a)));
+        let classic = |n: &str| Internal::from_name(n).filter(|i| i.classic());
+        let named = classic(port).or_else(|| f.argv.first().and_then(|a| classic(a)));
         let Some(named) = named else {
-            let names: Vec<&str> = Internal::ALL.iter().map(|i| i.name()).collect();
+            let names: Vec<&str> = Internal::ALL
+                .iter()
+                .filter(|i| i.classic())
+                .map(|i| i.name())
+                .collect();
             return Err(pos.invalid(
                 SERVER,
                 format!(

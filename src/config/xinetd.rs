@@ -870,7 +870,9 @@ impl ServiceDraft<'_> {
             return Ok(());
         }
         // xinetd finds its built-ins by name with strcasecmp.
-        let builtin = Internal::from_name(&a.name.to_ascii_lowercase()).ok_or_else(|| {
+        let builtin = Internal::from_name(&a.name.to_ascii_lowercase())
+            .filter(|i| i.classic())
+            .ok_or_else(|| {
             a.refuse(
                 at,
                 format!(

@@ -1,13 +1,15 @@
 //! Internal services, served in-process on the event loop: no fork, no
 //! exec, no process per connection (`server = "internal:NAME"`).
 //!
-//! One file per RFC. Each service says what it does with a stream
+//! One file per RFC (and `metrics.rs`, the Prometheus exporter's HTTP
+//! exchange). Each service says what it does with a stream
 //! connection and with a datagram; [`Conn`] drives a TCP connection as a
 //! small state machine on non-blocking I/O, so thousands of them cost one
 //! buffer-less record each and backpressure comes from the socket itself.
 
 mod chargen;
 mod daytime;
+pub mod metrics;
 mod time;
 
 use std::io::{self, Read, Write};
@@ -53,15 +55,19 @@ pub enum Internal {
     Daytime,
     /// RFC 868: seconds since 1900 as a 32-bit number.
     Time,
+    /// oxinetd's own figures in the Prometheus text format, over HTTP/1.x
+    /// (TCP only).
+    Metrics,
 }
 
 impl Internal {
-    pub const ALL: [Internal; 5] = [
+    pub const ALL: [Internal; 6] = [
         Internal::Echo,
         Internal::Discard,
         Internal::Chargen,
         Internal::Daytime,
         Internal::Time,
+        Internal::Metrics,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,21 +77,34 @@ impl Internal {
             Internal::Chargen => "chargen",
             Internal::Daytime => "daytime",
             Internal::Time => "time",
+            Internal::Metrics => "metrics",
         }
+    }
+
+    /// Whether inetd and xinetd have it built in (the RFC services): the
+    /// only ones their configs can name.
+    pub fn classic(self) -> bool {
+        self != Internal::Metrics
+    }
+
+    /// Whether it answers datagrams (all but metrics, an HTTP service).
+    pub fn serves_datagrams(self) -> bool {
+        self != Internal::Metrics
     }
 
     pub fn from_name(name: &str) -> Option<Internal> {
         Internal::ALL.into_iter().find(|i| i.name() == name)
     }
 
-    /// The service's port in /etc/services.
-    pub fn well_known_port(self) -> u16 {
+    /// The service's port in /etc/services (metrics has none).
+    pub fn well_known_port(self) -> Option<u16> {
         match self {
-            Internal::Echo => 7,
-            Internal::Discard => 9,
-            Internal::Daytime => 13,
-            Internal::Chargen => 19,
-            Internal::Time => 37,
+            Internal::Echo => Some(7),
+            Internal::Discard => Some(9),
+            Internal::Daytime => Some(13),
+            Internal::Chargen => Some(19),
+            Internal::Time => Some(37),
+            Internal::Metrics => None,
         }
     }
 
@@ -94,7 +113,7 @@ impl Internal {
         out.clear();
         match self {
             Internal::Echo => out.extend_from_slice(request),
-            Internal::Discard => return None,
+            Internal::Discard | Internal::Metrics => return None,
             Internal::Chargen => chargen::datagram(out),
             Internal::Daytime => daytime::now(out),
             Internal::Time => out.extend_from_slice(&time::now()),
@@ -108,6 +127,9 @@ impl Internal {
 pub enum Interest {
     Read,
     Write,
+    /// A metrics request asks for the page: the supervisor renders it,
+    /// hands it to [`Conn::respond`] and advances the connection again.
+    Render,
     /// Done: close the connection.
     Close,
 }
@@ -137,6 +159,8 @@ pub struct Conn {
     slow: bool,
     /// Echo: bytes sent back since the last short write.
     streak: u64,
+    /// Metrics: the HTTP exchange (`None` for the other services).
+    http: Option<Box<metrics::Exchange>>,
 }
 
 impl Conn {
@@ -157,10 +181,16 @@ impl Conn {
             bulk: false,
             slow: false,
             streak: 0,
+            http: None,
         };
         let first = match kind {
             Internal::Echo | Internal::Discard => c.advance(scratch),
             Internal::Chargen => c.advance(&mut []),
+            // The request rarely comes with the handshake; wait for it.
+            Internal::Metrics => {
+                c.http = Some(Box::default());
+                Interest::Read
+            }
             Internal::Daytime | Internal::Time => {
                 let mut msg = Vec::with_capacity(64);
                 match kind {
@@ -182,6 +212,30 @@ impl Conn {
     /// when it ends.
     pub fn used_bulk_memory(&self) -> bool {
         self.bulk
+    }
+
+    /// Metrics: the request head is still awaited (so reading it is not
+    /// activity for the idle sweep: it must come whole in `idle_timeout`).
+    pub fn awaiting_request(&self) -> bool {
+        self.http.as_ref().is_some_and(|x| x.awaiting_request())
+    }
+
+    /// Metrics: the HTTP status answered, once there is an answer.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http.as_ref().and_then(|x| x.answered())
+    }
+
+    /// Metrics: the page asked for ([`Interest::Render`]), or `None` for
+    /// 503 ([`metrics::HELD_MAX`]).
+    pub fn respond(&mut self, page: Option<&[u8]>) {
+        if let Some(x) = self.http.as_mut() {
+            x.respond(page);
+        }
+    }
+
+    /// Metrics: bytes of its answer not written yet (0 for the others).
+    pub fn held(&self) -> usize {
+        self.http.as_ref().map_or(0, |x| x.held())
     }
 
     /// Free the pending echo's buffer (what is in it is not sent).
@@ -237,6 +291,15 @@ impl Conn {
                 }
             },
             Internal::Daytime | Internal::Time => Ok(Interest::Close),
+            Internal::Metrics => match self.http.as_mut() {
+                Some(x) => x.step(
+                    &mut self.sock,
+                    scratch,
+                    &mut self.bytes_in,
+                    &mut self.bytes_out,
+                ),
+                None => Ok(Interest::Close),
+            },
         }
     }
 

@@ -128,6 +128,8 @@ pub enum Event<'a> {
         bytes_out: Option<u64>,
         /// Closed by `idle_timeout`.
         idle: bool,
+        /// `internal:metrics`: the HTTP status answered, if any.
+        status: Option<u16>,
     },
     /// A line a handler wrote on stderr.
     Stderr {
@@ -478,6 +480,7 @@ impl Event<'_> {
                 bytes_in,
                 bytes_out,
                 idle,
+                status,
             } => {
                 let mut l = Line::start(out, "done");
                 l.word("service", service);
@@ -486,6 +489,7 @@ impl Event<'_> {
                 l.opt("duration_ms", duration_ms);
                 l.opt("bytes_in", bytes_in);
                 l.opt("bytes_out", bytes_out);
+                l.opt("status", status);
                 l.opt_word("reason", idle.then_some("idle"));
             }
             Event::Stderr { service, pid, line } => {

@@ -123,8 +123,19 @@ impl Supervisor {
         let Some(c) = self.conns.get_mut(&cid) else {
             return;
         };
-        c.active = true;
+        // A metrics request must come whole within idle_timeout.
+        c.active = !c.conn.awaiting_request();
         let interest = c.conn.advance(self.stream_buf.as_mut_slice());
+        // Only a metrics request looks the connection up again.
+        let (interest, c) = if interest == Interest::Render {
+            let interest = self.render_metrics(cid);
+            match self.conns.get_mut(&cid) {
+                Some(c) => (interest, c),
+                None => return,
+            }
+        } else {
+            (interest, c)
+        };
         if interest == Interest::Close {
             if let Some(c) = self.conns.remove(&cid) {
                 // Closing the only descriptor of the socket removes it from
@@ -141,6 +152,22 @@ impl Supervisor {
             let mut ev = EpollEvent::new(epoll_flags(interest), Token::Conn(cid).encode());
             let _ = self.epoll.modify(c.conn.sock.as_fd(), &mut ev);
         }
+    }
+
+    /// A metrics request asked for the page: render the snapshot and let
+    /// the connection write it; or 503 while the answers that clients have
+    /// not read yet hold more than `HELD_MAX`. Rare (a scrape), so plain
+    /// formatting, and the held bytes are added up here, not kept.
+    fn render_metrics(&mut self, cid: u64) -> Interest {
+        let held: usize = self.conns.values().map(|c| c.conn.held()).sum();
+        let page = (held <= internal::metrics::HELD_MAX)
+            .then(|| crate::metrics::render(&self.snapshot_of(None, false)));
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return Interest::Close;
+        };
+        c.active = true;
+        c.conn.respond(page.as_ref().map(|p| p.as_bytes()));
+        c.conn.advance(self.stream_buf.as_mut_slice())
     }
 
     pub(super) fn close_conn(&mut self, mut c: InternalConn) {
@@ -172,6 +199,7 @@ impl Supervisor {
             bytes_in: traffic.map(|t| t.bytes_in),
             bytes_out: traffic.map(|t| t.bytes_out),
             idle: c.idle,
+            status: c.conn.http_status(),
         });
     }
 

@@ -75,12 +75,18 @@ impl Supervisor {
 
     /// Everything `status` reports; only `service` when given.
     pub(super) fn snapshot(&self, service: Option<&str>) -> Snapshot {
+        self.snapshot_of(service, true)
+    }
+
+    /// The snapshot; without the running handlers' list unless `handlers`
+    /// (metrics has no use for it: peers are not labels).
+    pub(super) fn snapshot_of(&self, service: Option<&str>, handlers: bool) -> Snapshot {
         let now = Instant::now();
         let mut services: Vec<ServiceView> = self
             .running
             .iter()
             .filter(|r| service.is_none_or(|s| *r.name == *s))
-            .map(|r| self.service_view(r, now))
+            .map(|r| self.service_view(r, now, handlers))
             .collect();
         services.sort_by(|a, b| a.name.cmp(&b.name));
         let fds = std::fs::read_dir("/proc/self/fd")
@@ -103,7 +109,7 @@ impl Supervisor {
         }
     }
 
-    fn service_view(&self, r: &Rc<Running>, now: Instant) -> ServiceView {
+    fn service_view(&self, r: &Rc<Running>, now: Instant, with_handlers: bool) -> ServiceView {
         let load = r.load.borrow();
         let max = r.svc.limits.max_instances(r.spawns());
         let mut listeners = Vec::new();
@@ -173,6 +179,7 @@ impl Supervisor {
         let mut handlers: Vec<HandlerView> = self
             .children
             .iter()
+            .filter(|_| with_handlers)
             .filter(|(_, c)| c.service == r.name)
             .map(|(pid, c)| HandlerView {
                 pid: Some(pid),
@@ -183,6 +190,7 @@ impl Supervisor {
         handlers.extend(
             self.conns
                 .values()
+                .filter(|_| with_handlers)
                 .filter(|c| Rc::ptr_eq(&c.service, r))
                 .map(|c| HandlerView {
                     pid: None,

@@ -26,6 +26,7 @@ mod internal;
 mod lifecycle;
 mod limits;
 mod logging;
+mod metrics;
 mod migrate;
 mod packaging;
 mod proxy;

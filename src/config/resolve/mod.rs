@@ -185,6 +185,9 @@ impl Resolver<'_> {
         if let Some(Server::Exec(path)) = &server {
             sandbox::check_server(svc, &sandboxed, path);
         }
+        if let Some(Server::Internal(i)) = &server {
+            server::check_kind(svc, *i, transport.kind);
+        }
         let internal = matches!(server, Some(Server::Internal(_)));
         if internal {
             refuse_program_keys(svc);

@@ -122,6 +122,19 @@ pub fn check_args(svc: &Svc<'_>, args: &[String]) {
     }
 }
 
+/// An internal service that only speaks over a stream (metrics: HTTP)
+/// cannot be given a datagram socket.
+pub fn check_kind(svc: &Svc<'_>, internal: Internal, kind: crate::config::SocketKind) {
+    if kind == crate::config::SocketKind::Dgram && !internal.serves_datagrams() {
+        if let Some(f) = svc.get("server") {
+            svc.report(f.err(format!(
+                "server: internal:{} is served over TCP only (socket = \"stream\")",
+                internal.name()
+            )));
+        }
+    }
+}
+
 /// Whether `server` names an internal service (read before the rest).
 pub fn names_internal(svc: &Svc<'_>) -> bool {
     svc.get("server")

@@ -21,6 +21,8 @@
 //!   socket, epoll, resource, time): the `CLONE_VM` spawn, the child until exec.
 //! - [`children`] — running handlers by pid; reaping and exit reports.
 //! - [`internal`] — echo, discard, chargen, daytime, time, in-process.
+//! - [`forward`] — `forward`: a stream relayed upstream in-process (splice),
+//!   and the PROXY header it may send first.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
 //! - [`supervisor`] — the single-threaded event loop and its states; one
 //!   file per kind of event (listeners, admission, accept, internal
@@ -42,6 +44,7 @@ pub mod confine;
 pub mod control;
 pub mod fds;
 pub mod flood;
+pub mod forward;
 pub mod handover;
 pub mod idle;
 pub mod internal;

@@ -1,5 +1,6 @@
 //! Internal services over TCP: their connections served on the loop, and
-//! the idle sweep that closes the silent ones (`idle_timeout`).
+//! the idle sweep that closes the silent ones (`idle_timeout`; forwards'
+//! too, `forwards::sweep_forwards`).
 
 use std::cmp::Reverse;
 use std::net::{IpAddr, SocketAddr};
@@ -144,10 +145,11 @@ impl Supervisor {
         self.log.event(Event::Done {
             service: &c.service.name,
             peer: log.host.then_some(c.peer),
+            upstream: None,
             duration_ms: log.duration.then(|| c.started.elapsed().as_millis()),
             bytes_in: traffic.map(|t| t.bytes_in),
             bytes_out: traffic.map(|t| t.bytes_out),
-            idle: c.idle,
+            reason: c.idle.then_some("idle"),
         });
     }
 
@@ -196,6 +198,7 @@ impl Supervisor {
                 self.close_conn(c);
             }
         }
+        self.sweep_forwards(now, &mut next);
         if let Some(period) = next {
             self.sweep_at = Some(now + period);
             self.timers.push(Reverse((now + period, Resume::IdleSweep)));

@@ -16,6 +16,7 @@
 //! - `admission` — access rules and limits for a new peer; refusals.
 //! - `accept` — stream `nowait`: accept, a handler per connection.
 //! - `conns` — internal services over TCP, served on the loop; idle sweep.
+//! - `forwards` — `forward` services: connections relayed upstream.
 //! - `datagrams` — internal UDP answers, dgram `nowait` relays.
 //! - `wait` — `wait` services: the socket handed over, loops detected.
 //! - `handlers` — spawning and recording a handler, its stderr, its
@@ -34,6 +35,7 @@ mod apply;
 mod conns;
 mod control;
 mod datagrams;
+mod forwards;
 mod handlers;
 mod handover;
 mod listeners;
@@ -68,6 +70,7 @@ use crate::sys::Pages;
 
 use apply::log_problems;
 use conns::InternalConn;
+use forwards::ForwardConn;
 use listeners::{ListenState, Listener};
 
 /// Exit codes (sysexits), so a service manager can tell a bad config
@@ -88,6 +91,9 @@ enum Token {
     Conn(u64),
     /// The control socket (0) or one of its clients.
     Control(u64),
+    /// A forward's socket: its id shifted left once, the low bit set for
+    /// the upstream side.
+    Forward(u64),
 }
 
 impl Token {
@@ -98,6 +104,7 @@ impl Token {
             Token::Reply(pid) => 3 << 56 | pid as u32 as u64,
             Token::Conn(id) => 4 << 56 | id,
             Token::Control(id) => 5 << 56 | id,
+            Token::Forward(v) => 6 << 56 | v,
         }
     }
 
@@ -109,6 +116,7 @@ impl Token {
             3 => Some(Token::Reply(low as i32)),
             4 => Some(Token::Conn(low)),
             5 => Some(Token::Control(low)),
+            6 => Some(Token::Forward(low)),
             _ => None,
         }
     }
@@ -140,6 +148,8 @@ enum Mode {
     InternalStream(Internal),
     /// An internal service over UDP, answered on the loop.
     InternalDgram(Internal),
+    /// A `forward`: each connection relayed upstream on the loop.
+    Forward,
 }
 
 /// A service as the supervisor runs it: the config and its prepared exec.
@@ -166,12 +176,13 @@ impl Running {
         fds: &FdBudget,
     ) -> Running {
         let connected = svc.kind.is_connected();
-        if matches!(svc.handler, Handler::Internal(_)) && connected {
+        if svc.handler.in_process() && connected {
             svc.limits = svc.limits.with_internal_defaults(fds);
         }
         let mode = match (&svc.handler, svc.wait) {
             (Handler::Internal(i), _) if connected => Mode::InternalStream(*i),
             (Handler::Internal(i), _) => Mode::InternalDgram(*i),
+            (Handler::Forward(_), _) => Mode::Forward,
             (_, WaitMode::Wait) => Mode::HandOver,
             (_, WaitMode::Nowait) if connected => Mode::Accept,
             (_, WaitMode::Nowait) => Mode::Relay,
@@ -240,6 +251,8 @@ enum Resume {
     },
     /// A control client's time is up (`control::DEADLINE`).
     Control(u64),
+    /// A forward's connect upstream is due (`forward_timeout`).
+    Connect(u64),
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and
@@ -271,6 +284,11 @@ pub struct Supervisor {
     spawner: Spawner,
     /// Internal services' TCP connections, by id.
     conns: HashMap<u64, InternalConn>,
+    /// Forwarded connections, by id.
+    forwards: HashMap<u64, ForwardConn>,
+    /// Entries `Resume::Connect` in `timers` whose connect has ended
+    /// (`forwards::forget_connect`).
+    stale_connects: usize,
     /// Receives datagrams.
     dgram_buf: Vec<u8>,
     /// What internal TCP connections read into (`internal::SCRATCH`).
@@ -464,6 +482,8 @@ impl Supervisor {
             children: Children::default(),
             spawner,
             conns: HashMap::new(),
+            forwards: HashMap::new(),
+            stale_connects: 0,
             dgram_buf: vec![0; 65536],
             stream_buf,
             reply_buf: Vec::with_capacity(65536),
@@ -526,6 +546,7 @@ impl Supervisor {
                     Some(Token::Reply(pid)) => self.on_reply(pid),
                     Some(Token::Conn(id)) => self.on_conn(id),
                     Some(Token::Control(id)) => self.on_control(id),
+                    Some(Token::Forward(v)) => self.on_forward(v, ev.events()),
                     None => {}
                 }
             }
@@ -598,6 +619,7 @@ impl Supervisor {
             Mode::HandOver => self.hand_over_socket(id),
             Mode::InternalStream(kind) => self.accept_internal(id, kind),
             Mode::InternalDgram(kind) => self.answer_datagrams(id, kind),
+            Mode::Forward => self.accept_forward(id),
         }
     }
 }
@@ -613,6 +635,7 @@ mod tests {
             Token::Stderr(123456),
             Token::Reply(7),
             Token::Conn(9),
+            Token::Forward(9 << 1 | 1),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

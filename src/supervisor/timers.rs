@@ -129,6 +129,7 @@ impl Supervisor {
                 Resume::IdleSweep => self.sweep_idle(now),
                 Resume::Stderr(pid) => self.resume_stderr(pid),
                 Resume::Control(id) => self.control_deadline(id),
+                Resume::Connect(cid) => self.connect_overdue(cid),
                 Resume::Deadline { pid, serial } => self.on_deadline(pid, serial, at),
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {

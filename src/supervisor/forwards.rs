@@ -129,6 +129,7 @@ impl Supervisor {
             return;
         };
         let (target, timeout) = (fwd.target, fwd.connect_timeout);
+        let idle = service.svc.limits.idle_timeout;
         let now = Instant::now();
         let (upstream, connected) = match connect(target) {
             Ok(c) => c,
@@ -154,6 +155,7 @@ impl Supervisor {
             quiet_since: now,
         };
         self.forwards.insert(cid, f);
+        self.schedule_sweep(now, idle);
         if connected {
             self.connected(cid);
             return;

@@ -352,3 +352,97 @@ fn forward_config_errors_name_their_place() {
         assert!(stderr.contains(&expected), "{expected}\n{stderr}");
     }
 }
+
+/// A real `sshd` behind a forward, and the real `ssh` client through it:
+/// key authentication, a command, and stdin carried to it.
+#[test]
+fn ssh_through_a_forward() {
+    crate::require_root!();
+    let sshd = crate::need!("sshd", "openssh-server");
+    let ssh = crate::need!("ssh", "openssh-client");
+    let keygen = crate::need!("ssh-keygen", "openssh-client");
+    let dir = Dir::new();
+    let at = |name: &str| dir.path().join(name);
+    for key in ["host_key", "id"] {
+        run_ok(
+            Command::new(&keygen)
+                .args(["-q", "-t", "ed25519", "-N", ""])
+                .arg("-f")
+                .arg(at(key)),
+        );
+    }
+    std::fs::copy(at("id.pub"), at("authorized_keys")).unwrap();
+    // sshd's privilege separation directory, as its package makes it.
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = closed_port();
+    let config = dir.write(
+        "sshd_config",
+        &format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {{dir}}/host_key\n\
+             AuthorizedKeysFile {{dir}}/authorized_keys\nPidFile {{dir}}/sshd.pid\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             PermitRootLogin prohibit-password\nStrictModes no\n"
+        ),
+    );
+    let mut daemon = Command::new(&sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sshd");
+    let up: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listening = eventually(|| TcpStream::connect(up).is_ok());
+    let s = Server::start_in(
+        dir.clone(),
+        &service("ssh", &up.to_string(), ""),
+        &[],
+        |_| {},
+    );
+    let via = s.addr("ssh");
+    let result = std::panic::catch_unwind(|| {
+        assert!(listening, "sshd did not listen on {up}");
+        let mut child = Command::new(&ssh)
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .arg("-i")
+            .arg(at("id"))
+            .args(["-p", &via.port().to_string(), "root@127.0.0.1"])
+            .arg("echo through the forward; wc -c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&pattern(300_000)));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ssh: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout, "through the forward\n300000\n");
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    let done = s.expect_line(&["done service=ssh", &format!("upstream={up}")]);
+    assert!(!done.contains("reason="), "{done}");
+}

@@ -228,7 +228,14 @@ impl Supervisor {
         };
         f.active = true;
         if f.connecting {
-            match f.relay.upstream.take_error() {
+            // Writable without an error: connected (no SO_ERROR to read).
+            let failed = events.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP);
+            let error = if failed {
+                f.relay.upstream.take_error()
+            } else {
+                Ok(None)
+            };
+            match error {
                 Ok(None) => self.connected(cid),
                 Ok(Some(e)) | Err(e) => {
                     let msg = match &f.service.svc.handler {

@@ -186,6 +186,29 @@ fn proxy_headers_name_the_client() {
     }
 }
 
+/// A UNIX-domain listener forwards too; its clients have no address, so
+/// the PROXY header says so (v1 `UNKNOWN`, v2 no address).
+#[test]
+fn a_unix_listener_forwards_with_an_addressless_header() {
+    crate::require_root!();
+    let dir = Dir::new();
+    let up = Upstreams::start(&dir);
+    let target = format!("127.0.0.1:{}", up.proxy);
+    let mut config = String::new();
+    for v in ["v1", "v2"] {
+        config.push_str(&format!(
+            "[[service]]\nname = \"unix-{v}\"\nlisten = \"{{dir}}/{v}.sock\"\n\
+             forward = \"{target}\"\nforward_proxy_protocol = \"{v}\"\n\n"
+        ));
+    }
+    let s = Server::start_in(dir.clone(), &config, &[], |_| {});
+    for (v, line) in [("v1", "v1 unknown"), ("v2", "v2 unspec cmd=21")] {
+        let reply = crate::harness::talk_unix(&dir.path().join(format!("{v}.sock")), "local\n");
+        assert_eq!(reply, format!("{line}\nlocal\n"));
+        s.expect_line(&[&format!("done service=unix-{v} "), "bytes_in=6 bytes_out="]);
+    }
+}
+
 /// The upstream refuses: the client is closed at once, and the failure is
 /// logged with the client and the target. An upstream that never
 /// answers (its accept queue full) is given up after `forward_timeout`.

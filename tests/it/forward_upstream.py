@@ -100,6 +100,9 @@ def proxy(c):
                 c.sendall(b"bad header\n")
                 return
         words = line.decode().split()
+        if words[1:2] == ["UNKNOWN"]:
+            c.sendall(b"v1 unknown\n")
+            return echo(c)
         # PROXY TCP4 SRC DST SPORT DPORT
         c.sendall(("v1 %s %s %s %s\n" % (words[2], words[4], words[3], words[5])).encode())
     echo(c)

@@ -27,7 +27,9 @@
 //!
 //! Half-close: a source's EOF, once everything before it is delivered,
 //! becomes `shutdown(SHUT_WR)` on the destination; the relay ends when
-//! both flows are done (or either side fails).
+//! both flows are done (or either side fails), and the last EOF is passed
+//! on by closing both sockets (each has nothing left unread, so the close
+//! sends a FIN, not a reset).
 
 pub mod header;
 
@@ -131,8 +133,16 @@ impl Flow {
 
     /// Move what can be moved from `src` to `dst` now; what the flow
     /// waits for next. `scratch` is the supervisor's shared buffer. An
-    /// error of either socket ends the relay.
-    pub fn pump(&mut self, src: &Socket, dst: &Socket, scratch: &mut [u8]) -> io::Result<Wait> {
+    /// error of either socket ends the relay. `last`: the other flow is
+    /// done, so this one's EOF ends the relay, whose close sends the FIN
+    /// (no `shutdown` first: one system call fewer per connection).
+    pub fn pump(
+        &mut self,
+        src: &Socket,
+        dst: &Socket,
+        scratch: &mut [u8],
+        last: bool,
+    ) -> io::Result<Wait> {
         let start = self.bytes;
         // A read that returned less than it asked for has emptied the
         // source for now: waiting (level-triggered) beats another read
@@ -161,13 +171,14 @@ impl Flow {
                 }
             }
             if self.eof {
-                if !self.done {
+                if !self.done && !last {
                     self.done = true;
                     match dst.shutdown(Shutdown::Write) {
                         Err(e) if e.raw_os_error() != Some(libc::ENOTCONN) => return Err(e),
                         _ => {}
                     }
                 }
+                self.done = true;
                 return Ok(Wait::Done);
             }
             if drained || self.bytes - start >= TURN_BYTES {
@@ -338,13 +349,17 @@ impl Relay {
 
     /// Move client → upstream.
     pub fn pump_up(&mut self, scratch: &mut [u8]) -> io::Result<()> {
-        self.up_wait = self.up.pump(&self.client, &self.upstream, scratch)?;
+        let last = self.down_wait == Wait::Done;
+        self.up_wait = self.up.pump(&self.client, &self.upstream, scratch, last)?;
         Ok(())
     }
 
     /// Move upstream → client.
     pub fn pump_down(&mut self, scratch: &mut [u8]) -> io::Result<()> {
-        self.down_wait = self.down.pump(&self.upstream, &self.client, scratch)?;
+        let last = self.up_wait == Wait::Done;
+        self.down_wait = self
+            .down
+            .pump(&self.upstream, &self.client, scratch, last)?;
         Ok(())
     }
 
@@ -425,6 +440,9 @@ mod tests {
         }
         assert_eq!(relay.down_wait, Wait::Done);
         assert!(relay.finished());
+        // The last EOF is passed on by the relay's close.
+        drop(relay);
+        client_far.set_nonblocking(false).unwrap();
         let mut reply = Vec::new();
         (&client_far).read_to_end(&mut reply).unwrap();
         assert_eq!(reply, b"reply");

@@ -153,8 +153,39 @@ def summarize(res):
                                                             "page_bytes"))
                         for k in ("unscraped", "scraped")}
         s["metrics"]["x_unscraped"] = ratio_rounds(m["scraped"], m["unscraped"], "rate")
+    if "forward" in res:
+        s["forward"] = forward_summary(res["forward"])
     s["targets"] = targets(s)
     return s
+
+
+def forward_summary(fw):
+    """Rates per forwarder with oxinetd's ratio to each (same round), and
+    the idle-connection memory rounds."""
+    rates = fw.get("rates", {})
+    out = {"rates": {}}
+    for name, by in rates.items():
+        out["rates"][name] = {
+            "c8": cell_summary(by["c8"], LAT + CPU),
+            "c64": cell_summary(by["c64"], LAT + CPU),
+            "bulk": cell_summary(by["bulk"], ("mbps",)),
+        }
+        if OX in rates:
+            for key in ("c8", "c64"):
+                out["rates"][name][key]["ox_rate"] = ratio_rounds(rates[OX][key], by[key], "rate")
+            out["rates"][name]["bulk"]["ox_mbps"] = ratio_rounds(rates[OX]["bulk"], by["bulk"], "mbps")
+    good = [x for x in fw.get("idle", []) if ok(x) and "served" in x]
+    out["idle"] = {
+        "rounds": len(fw.get("idle", [])),
+        "rounds_ok": len(good),
+        "wanted": med([x.get("wanted") for x in good]),
+        "served_min": min((x.get("served", 0) for x in good), default=None),
+        "rss_idle_kib": med([x.get("rss_idle_kib") for x in good]),
+        "rss_open_kib": med([x.get("rss_open_kib") for x in good]),
+        "bytes_per_conn": med([x.get("bytes_per_conn") for x in good]),
+        "fds_open": med([x.get("fds_open") for x in good]),
+    }
+    return out
 
 
 BARE = "oxinetd-bare"
@@ -282,6 +313,15 @@ def targets(s):
         f"{r:.3f}× not scraped, {sc.get('errors')} errors, {sc.get('scrape_failures')} failed scrapes"
         if r is not None else "not measured",
         None if r is None else (r >= 0.97 and sc.get("errors") == 0 and sc.get("scrape_failures") == 0))
+    for key, what in (("c8", "conn/s c=8"), ("c64", "conn/s c=64"), ("bulk", "bulk MB/s")):
+        for peer, lim in (("haproxy", 1.0), ("xinetd", 3.0)):
+            k = "ox_mbps" if key == "bulk" else "ox_rate"
+            r = get(s, "forward", "rates", peer, key, k)
+            errs = get(s, "forward", "rates", OX, key, "errors") or 0
+            theirs = get(s, "forward", "rates", peer, key, "errors") or 0
+            add(f"forward {what} ≥ {lim:.1f}× {peer}, 0 errors (oxinetd's)",
+                f"{r:.2f}×, {errs} errors ({peer}: {theirs})" if r is not None else "not measured",
+                None if r is None else (r >= lim and errs == 0))
     i = s.get("idle10k")
     if i and i.get("rounds_ok"):
         add("10,000 idle connections all served, RSS ≤ 64 MiB",
@@ -542,6 +582,28 @@ def markdown(res, s):
                 for k, d in ((k, m[k]) for k in ("unscraped", "scraped"))]
         w(table(["cell", "conn/s", "p50 / p99 µs", "supervisor µs/conn", "supervisor CPU %", "scrapes",
                  "failed scrapes", "slowest scrape ms", "page bytes", "errors"], rows))
+    if "forward" in s:
+        fw = s["forward"]
+        w("\n## 10. Forwarding: oxinetd `forward` against HAProxy, socat and xinetd `redirect`\n")
+        w("Each forwarder relays to the same upstream, an oxinetd internal TCP echo started once for the "
+          "figure. Connect, send one line, read the echo, close (c=8, c=64); bulk: one connection, 64 KiB "
+          "writes echoed through the forwarder both ways, MB/s.\n\n")
+        rows = []
+        for name, d in fw["rates"].items():
+            rows.append([name, n0(d["c8"].get("rate")) + failed_note(d["c8"]), rt(d["c8"].get("ox_rate")),
+                         f"{n0(d['c8'].get('p50_us'))} / {n0(d['c8'].get('p99_us'))}",
+                         n0(d["c64"].get("rate")) + failed_note(d["c64"]), rt(d["c64"].get("ox_rate")),
+                         d["c8"]["errors"] + d["c64"]["errors"], n1(d["c8"].get("sup_cpu_pct")),
+                         n1(d["bulk"].get("mbps")) + failed_note(d["bulk"]), rt(d["bulk"].get("ox_mbps")),
+                         d["bulk"]["errors"]])
+        w(table(["server", "c=8 conn/s", "c=8 ox÷", "c=8 p50 / p99 µs", "c=64 conn/s", "c=64 ox÷",
+                 "errors", "c=8 server %", "bulk MB/s", "bulk ox÷", "bulk errors"], rows))
+        i = fw["idle"]
+        if i.get("rounds_ok"):
+            w(f"\noxinetd with {n0(i.get('wanted'))} idle forwarded connections (each checked to echo after "
+              f"2 s): RSS {n0(i.get('rss_idle_kib'))} KiB before, {n0(i.get('rss_open_kib'))} KiB with them "
+              f"open, {n0(i.get('bytes_per_conn'))} bytes per connection; {i.get('fds_open')} descriptors; "
+              f"served {i.get('served_min')} (worst round).\n")
 
     w("\n## Settings\n")
     w("What the harness changed from each server's defaults (built-in limits raised so they do not "

@@ -6,6 +6,8 @@ is one of four kinds:
 
     tcp-exec   stream nowait, the handler echo1 exec'd per connection
     tcp-echo   the server's own (internal) TCP echo
+    tcp-fwd    a TCP forward (xinetd's redirect, oxinetd's forward, HAProxy
+               in TCP mode, socat) to the upstream echo at ctx.fwd_upstream
     udp-echo   the server's own UDP echo
     udp-wait   dgram wait, the handler udpecho1 exec'd with the bound socket
 
@@ -30,16 +32,27 @@ from collections import namedtuple
 
 Svc = namedtuple("Svc", "kind port")
 
-TCP_KINDS = ("tcp-exec", "tcp-echo")
+TCP_KINDS = ("tcp-exec", "tcp-echo", "tcp-fwd")
 UDP_KINDS = ("udp-echo", "udp-wait")
 
 # Every process this harness started and has not yet seen exit: pid -> Popen.
 PROCS = {}
 
 
+# When set, servers started get at least this many descriptors (the
+# forward figure's 10,000 idle connections hold two each).
+NOFILE_MIN = None
+
+
 def _preexec():
     # Same fd allowance for every server (1,000 listeners, 10,000 connections).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if NOFILE_MIN and hard < NOFILE_MIN:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE_MIN, NOFILE_MIN))
+            return
+        except (ValueError, OSError):
+            pass  # no CAP_SYS_RESOURCE (a container): the hard limit stays
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -395,7 +408,7 @@ class Server:
 
 class Oxinetd(Server):
     name = "oxinetd"
-    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait")
+    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait", "tcp-fwd")
     settings = (
         '`--log stderr` to a file (default log fields: `start`/`exit` lines per handler, `done` per internal '
         'TCP connection); `user = "nobody"`, `stderr = "null"`; internal UDP `reply_rate` raised from '
@@ -429,6 +442,9 @@ class Oxinetd(Server):
                 lines += self.exec_lines
             elif s.kind == "tcp-echo":
                 lines += ['server = "internal:echo"', "instances = 100000", "per_source = 100000"]
+            elif s.kind == "tcp-fwd":
+                lines += [f'forward = "127.0.0.1:{ctx.fwd_upstream}"', "instances = 100000",
+                          "per_source = 100000"]
             elif s.kind == "udp-echo":
                 lines += ['socket = "dgram"', 'server = "internal:echo"', "reply_rate = 100000000",
                           "peer_reply_rate = 100000000"]
@@ -474,7 +490,7 @@ class Floor(Server):
 
 class Xinetd(Server):
     name = "xinetd"
-    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait")
+    kinds = ("tcp-exec", "tcp-echo", "udp-echo", "udp-wait", "tcp-fwd")
     settings = (
         "`-dontfork`; `instances = UNLIMITED`, `per_source = UNLIMITED`, `cps = 1000000 1` "
         "(default `cps = 50 10`); `log_type = FILE` (nothing is logged per connection by default); "
@@ -509,6 +525,10 @@ class Xinetd(Server):
                 name = "echo"
                 attrs.update(type="INTERNAL UNLISTED", id=f"echo-dgram-{i}", socket_type="dgram",
                              protocol="udp", wait="yes")
+            elif s.kind == "tcp-fwd":
+                name = f"s{i}"
+                attrs.update(type="UNLISTED", socket_type="stream", protocol="tcp", wait="no",
+                             user="nobody", redirect=f"127.0.0.1 {ctx.fwd_upstream}")
             else:
                 name = f"s{i}"
                 attrs.update(type="UNLISTED", socket_type="dgram", protocol="udp", wait="yes",
@@ -605,6 +625,52 @@ class SocketActivate(Server):
         log = os.path.join(workdir, "log")
         t0 = time.monotonic()
         p = spawn(argv + [ctx.echo1], log)
+        return Instance(self, workdir, services, [p], log, t0)
+
+
+class Haproxy(Server):
+    """HAProxy in TCP mode, one thread: the forward figure's reference."""
+
+    name = "haproxy"
+    kinds = ("tcp-fwd",)
+    many = False
+    settings = ("`mode tcp`, `nbthread 1`, `maxconn 4096` (its fds follow from it), timeouts connect 5 s, "
+                "client and server 300 s; no log; `-db` (foreground)")
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        (s,) = services
+        conf = os.path.join(workdir, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write("global\n\tnbthread 1\n\tmaxconn 4096\n"
+                    "defaults\n\tmode tcp\n\tmaxconn 4096\n\ttimeout connect 5s\n"
+                    "\ttimeout client 300s\n\ttimeout server 300s\n"
+                    f"listen fwd\n\tbind 127.0.0.1:{s.port}\n\tserver up 127.0.0.1:{ctx.fwd_upstream}\n")
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn([self.binary, "-db", "-f", conf], log)
+        return Instance(self, workdir, services, [p], log, t0)
+
+
+class SocatFwd(Server):
+    """socat, a process per connection (TCP-LISTEN with fork)."""
+
+    name = "socat"
+    kinds = ("tcp-fwd",)
+    many = False
+    settings = "`TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr,backlog=1024 TCP:127.0.0.1:UPSTREAM`"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        (s,) = services
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn([self.binary, f"TCP-LISTEN:{s.port},bind=127.0.0.1,fork,reuseaddr,backlog=1024",
+                   f"TCP:127.0.0.1:{ctx.fwd_upstream}"], log)
         return Instance(self, workdir, services, [p], log, t0)
 
 

@@ -24,6 +24,8 @@
 //! - [`internal`] — echo, discard, chargen, daytime, time, in-process; and
 //!   metrics, the Prometheus exporter's HTTP exchange.
 //! - [`metrics`] — the Prometheus text format of `status`'s snapshot.
+//! - [`forward`] — `forward`: a stream relayed upstream in-process (splice),
+//!   and the PROXY header it may send first.
 //! - [`relay`] — datagram `nowait` services: request in, reply out, per datagram.
 //! - [`supervisor`] — the single-threaded event loop and its states; one
 //!   file per kind of event (listeners, admission, accept, internal
@@ -45,6 +47,7 @@ pub mod confine;
 pub mod control;
 pub mod fds;
 pub mod flood;
+pub mod forward;
 pub mod handover;
 pub mod idle;
 pub mod idmap;

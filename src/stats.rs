@@ -62,7 +62,8 @@ pub struct Counts {
     /// Handlers started.
     pub spawned: u64,
     /// Handlers that could not be started: no pipe or clone, or a step
-    /// before exec failed (the child's `unable to ...`).
+    /// before exec failed (the child's `unable to ...`); for a `forward`,
+    /// connections whose upstream could not be reached.
     pub spawn_failed: u64,
     /// Handlers reaped with exit status 0.
     pub exit_ok: u64,
@@ -73,7 +74,8 @@ pub struct Counts {
     /// Handlers that ran past their `timeout`.
     pub timeouts: u64,
     /// Bytes received and sent by internal services (TCP: counted when a
-    /// connection ends; UDP: per datagram answered).
+    /// connection ends; UDP: per datagram answered), and by a `forward`:
+    /// in from its clients (sent upstream), out to them.
     pub bytes_in: u64,
     pub bytes_out: u64,
 }

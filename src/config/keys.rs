@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 52] = [
+pub const SERVICE: [Key; 55] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -71,6 +71,9 @@ pub const SERVICE: [Key; 52] = [
     key("group", Str, true, false, "the group handlers run as"),
     key("groups", Bool, true, false, "give handlers the user's supplementary groups"),
     key("server", Str, true, true, "the program to run, or internal:NAME"),
+    key("forward", Str, false, false, "HOST:PORT: relay each connection there instead of running a server"),
+    key("forward_proxy_protocol", Str, true, false, "v1 or v2: send a PROXY header upstream first"),
+    key("forward_timeout", Seconds, true, false, "how long connecting upstream may take"),
     key("args", List, true, false, "the arguments after argv[0]"),
     key("argv0", Str, true, false, "argv[0]"),
     key("env", Table, true, false, "environment variables of handlers"),
@@ -90,7 +93,7 @@ pub const SERVICE: [Key; 52] = [
     key("cps", Numbers, true, true, "[COUNT, PAUSE]: connections per second that pause the service"),
     key("rate", Numbers, true, true, "[COUNT, WINDOW, PAUSE]: connections per window that pause the service"),
     key("reply_rate", Int, true, true, "replies per second of an internal UDP service"),
-    key("idle_timeout", Seconds, true, true, "an internal TCP connection closes after this idle time"),
+    key("idle_timeout", Seconds, true, true, "an internal or forwarded TCP connection closes after this idle time"),
     key("peer_reply_rate", Int, true, true, "replies per second of an internal UDP service to one peer"),
     key("log_on_success", Strs, true, true, "fields of the per-connection log lines"),
     key("log_on_failure", Strs, true, true, "fields of the refusal log lines"),
@@ -180,10 +183,14 @@ pub fn service_key(name: &str) -> Option<&'static Key> {
 }
 
 /// The service keys that only concern a program, refused on an internal
-/// service.
+/// service (and, but for the `forward` keys, on a forward).
 pub fn program_only() -> impl Iterator<Item = &'static str> {
     SERVICE.iter().filter(|k| !k.for_internal).map(|k| k.name)
 }
+
+/// The keys of `forward`, refused on a service that runs a program or an
+/// internal service.
+pub const FORWARD_KEYS: [&str; 3] = ["forward", "forward_proxy_protocol", "forward_timeout"];
 
 #[cfg(test)]
 mod tests {
@@ -198,6 +205,7 @@ mod tests {
         assert_eq!(all.len(), n, "a key is in the table twice");
         assert!(SERVICE.iter().chain(&GLOBAL).all(|k| !k.doc.is_empty()));
         assert!(!DEFAULTS_KEYS.contains(&"name") && !DEFAULTS_KEYS.contains(&"listen"));
-        assert_eq!(DEFAULTS_KEYS.len(), SERVICE_KEYS.len() - 2);
+        assert_eq!(DEFAULTS_KEYS.len(), SERVICE_KEYS.len() - 3);
+        assert!(!DEFAULTS_KEYS.contains(&"forward"));
     }
 }

@@ -22,6 +22,17 @@ pub fn describe(svc: &Service, budget: &FdBudget) -> String {
     transport(svc, &mut out);
     match &svc.handler {
         Handler::Internal(i) => out.set("server", Value::Str(format!("internal:{}", i.name()))),
+        Handler::Forward(f) => {
+            out.set("forward", Value::Str(f.written.clone()));
+            if f.written.parse::<std::net::SocketAddr>().is_err() {
+                out.comment(&format!("forward: resolved to {} at load", f.target));
+            }
+            match f.proxy {
+                Some(v) => out.set("forward_proxy_protocol", Value::Str(v.name().to_owned())),
+                None => out.comment("forward_proxy_protocol: not set (no PROXY header)"),
+            }
+            out.set("forward_timeout", seconds(f.connect_timeout));
+        }
         Handler::Exec { server, argv } => {
             out.set("server", Value::Str(server.display().to_string()));
             let (argv0, args) = argv.split_first().map_or(("", &[][..]), |(a, r)| (a, r));
@@ -178,7 +189,7 @@ fn is_unix(svc: &Service) -> bool {
 /// The limits in force: unset ones at their defaults, an internal stream
 /// service's from the descriptor budget.
 fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
-    let internal = matches!(svc.handler, Handler::Internal(_));
+    let internal = svc.handler.in_process();
     let limits = if internal && svc.kind.is_connected() {
         svc.limits.with_internal_defaults(budget)
     } else {
@@ -217,11 +228,13 @@ fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
         None => out.comment("rate: not set (no limit)"),
     }
     if internal {
-        out.set("reply_rate", Value::Int(i64::from(limits.reply_rate)));
-        out.set(
-            "peer_reply_rate",
-            Value::Int(i64::from(limits.peer_reply_rate)),
-        );
+        if matches!(svc.handler, Handler::Internal(_)) {
+            out.set("reply_rate", Value::Int(i64::from(limits.reply_rate)));
+            out.set(
+                "peer_reply_rate",
+                Value::Int(i64::from(limits.peer_reply_rate)),
+            );
+        }
         out.set("idle_timeout", seconds(limits.idle_timeout));
     } else {
         match limits.timeout {

@@ -305,6 +305,15 @@ pub enum Handler {
     },
     /// A built-in service, served in-process (`internal:NAME`).
     Internal(Internal),
+    /// A relay to another address, served in-process (`forward`).
+    Forward(crate::forward::Forward),
+}
+
+impl Handler {
+    /// Served by oxinetd itself, on its loop: no handler process.
+    pub fn in_process(&self) -> bool {
+        !matches!(self, Handler::Exec { .. })
+    }
 }
 
 /// One service, resolved.

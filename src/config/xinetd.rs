@@ -6,8 +6,9 @@
 //! no instance limit, no supplementary groups, IPv4 unless `flags = IPv6`),
 //! so a migrated service behaves as it did. An attribute oxinetd does not
 //! support is a warning and the service still runs, unless ignoring it would
-//! weaken security (an address restriction, an identity check, a sensor, a
-//! redirect): then that service is refused, loudly, and the others run.
+//! weaken security (an address restriction, an identity check, a sensor):
+//! then that service is refused, loudly, and the others run. `redirect`
+//! becomes `forward` (oxinetd relays the connection itself).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -507,7 +508,6 @@ const WARN_ONLY: &[(&str, &str)] = &[
 
 /// Attributes whose absence would weaken security: the service is refused.
 const REFUSE: &[(&str, &str)] = &[
-    ("redirect", "redirect (a TCP forwarder) is not supported"),
     ("rpc_version", "RPC services are not supported"),
     ("rpc_number", "RPC services are not supported"),
 ];
@@ -537,7 +537,10 @@ fn service(
     s.socket()?;
     s.listen(kind.unlisted)?;
     s.socket_options();
-    if kind.internal {
+    let redirect = s.attrs.map.contains_key("redirect");
+    if redirect {
+        s.redirect()?;
+    } else if kind.internal {
         s.builtin()?;
     } else {
         s.server_and_wait()?;
@@ -548,12 +551,14 @@ fn service(
     }
     s.access()?;
     s.limits()?;
-    if !kind.internal {
+    if !kind.internal && !redirect {
         s.confinement()?;
     }
     s.logging();
-    if kind.internal {
-        s.not_needed_by_internal();
+    if redirect {
+        s.not_needed(FORWARD_NOTE);
+    } else if kind.internal {
+        s.not_needed(INTERNAL_NOTE);
     }
     Ok(s.d)
 }
@@ -1215,21 +1220,48 @@ impl ServiceDraft<'_> {
 
     /// Internal services run inside oxinetd: their identity, argv and
     /// `wait` settings are noted as not needed.
-    fn not_needed_by_internal(&mut self) {
+    fn not_needed(&mut self, why: &str) {
         let confinement = ["nice", "umask"].into_iter().chain(RLIMITS.map(|(a, _)| a));
-        for key in ["user", "group", "server", "server_args", "wait"]
+        for key in ["user", "group", "groups", "server", "server_args", "wait"]
             .into_iter()
             .chain(confinement)
         {
             if let Some((_, at)) = self.attrs.map.get(key) {
-                self.d.note(
-                    at,
-                    format!("{key}: not needed, internal services run inside oxinetd"),
-                );
+                self.d.note(at, format!("{key}: not needed, {why}"));
             }
         }
     }
+
+    /// `redirect = HOST PORT`: `forward = "HOST:PORT"`, relayed by oxinetd
+    /// itself, as xinetd did in a process of its own; stream only, as in
+    /// xinetd. A host name is resolved when the config is loaded.
+    fn redirect(&mut self) -> Result<(), Diagnostic> {
+        let a = &self.attrs;
+        let (values, at) = match a.map.get("redirect") {
+            Some((v, at)) => (v, at),
+            None => return Ok(()),
+        };
+        let [host, port] = &values[..] else {
+            return Err(a.invalid(
+                at,
+                format!("redirect = {}: expected HOST PORT", values.join(" ")),
+            ));
+        };
+        if matches!(a.one("socket_type"), Some(("dgram", _))) {
+            return Err(a.refuse(at, "redirect is for stream services only (as in xinetd)"));
+        }
+        let target = match host.parse::<IpAddr>() {
+            Ok(ip) => listen_entry(ip, port),
+            Err(_) => format!("{host}:{port}"),
+        };
+        self.d.set("forward", Value::Str(target), at);
+        Ok(())
+    }
 }
+
+/// Why a translated service's program settings are left out.
+const INTERNAL_NOTE: &str = "internal services run inside oxinetd";
+const FORWARD_NOTE: &str = "oxinetd relays a redirect itself (forward)";
 
 /// xinetd's resource limits and the `rlimits` entries they become
 /// (`rlimit_files` is a patch of Debian's and SUSE's xinetd).
@@ -1301,6 +1333,7 @@ const KNOWN: &[&str] = &[
     "log_on_success",
     "log_on_failure",
     "banner_fail",
+    "redirect",
     "env",
     "passenv",
     "disable",
@@ -1556,7 +1589,7 @@ mod tests {
     #[test]
     fn security_attributes_refuse_only_their_service() {
         let t = translate_str(
-            "service a\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  redirect = 10.0.0.1 25\n}\n\
+            "service a\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  rpc_number = 100005\n}\n\
              service b\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  only_from = example.com\n}\n\
              service c\n{\n  socket_type = stream\n  wait = no\n  server = /bin/cat\n  banner = /etc/issue\n}\n",
         );
@@ -1596,10 +1629,43 @@ mod tests {
         assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
         assert_eq!(t.services.len(), 3);
         assert!(t.services.iter().all(|d| d.disabled.is_some()));
-        assert!(t.services[0]
+        assert_eq!(
+            t.services[0].get("forward"),
+            Some(&Value::Str("10.0.0.1:25".into()))
+        );
+    }
+
+    /// Issue 20: `redirect = HOST PORT` is `forward`; the program's
+    /// settings are notes, not keys (a forward runs no program); a
+    /// datagram redirect is refused, as xinetd refuses it.
+    #[test]
+    fn redirect_becomes_forward() {
+        let t = translate_str(
+            "service smtp\n{\n  socket_type = stream\n  wait = no\n  user = root\n  server = /bin/cat\n  redirect = 2001:db8::25 2525\n  only_from = 10.0.0.0/8\n}\n\
+             service name\n{\n  socket_type = stream\n  wait = no\n  redirect = mail.example 25\n  port = 2526\n}\n\
+             service u\n{\n  socket_type = dgram\n  wait = yes\n  port = 9\n  redirect = 10.0.0.1 9\n}\n",
+        );
+        assert!(of(&t, Severity::Error).is_empty(), "{:?}", t.diagnostics);
+        let skipped = of(&t, Severity::Skipped);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].at.line, 22);
+        let d = &t.services[0];
+        assert_eq!(
+            d.get("forward"),
+            Some(&Value::Str("[2001:db8::25]:2525".into()))
+        );
+        assert_eq!(d.get("server"), None);
+        assert_eq!(d.get("user"), None);
+        assert_eq!(d.get("wait"), None);
+        assert!(d.get("only_from").is_some());
+        assert!(d
             .notes
             .iter()
-            .any(|(_, n)| n.contains("redirect")));
+            .any(|(_, n)| n.starts_with("server: not needed")));
+        assert_eq!(
+            t.services[1].get("forward"),
+            Some(&Value::Str("mail.example:25".into()))
+        );
     }
 
     /// xinetd's `servers` and `services` built-ins: a warning with their

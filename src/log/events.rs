@@ -117,19 +117,24 @@ pub enum Event<'a> {
         after_ms: u128,
         signal: Signal,
     },
-    /// An internal service's TCP connection ended.
+    /// An internal service's or a forward's TCP connection ended.
     Done {
         service: &'a str,
         peer: Option<SocketAddr>,
         /// The balancer the peer came through (`proxy_protocol`).
         via: Option<SocketAddr>,
+        /// A forward's upstream address.
+        upstream: Option<SocketAddr>,
         duration_ms: Option<u128>,
+        /// From the client (a forward: relayed upstream).
         bytes_in: Option<u64>,
+        /// To the client.
         bytes_out: Option<u64>,
-        /// Closed by `idle_timeout`.
-        idle: bool,
         /// `internal:metrics`: the HTTP status answered, if any.
         status: Option<u16>,
+        /// Why it ended, when not by both sides closing: `idle`
+        /// (`idle_timeout`), or a socket's error.
+        reason: Option<&'a str>,
     },
     /// A line a handler wrote on stderr.
     Stderr {
@@ -476,21 +481,25 @@ impl Event<'_> {
                 service,
                 peer,
                 via,
+                upstream,
                 duration_ms,
                 bytes_in,
                 bytes_out,
-                idle,
                 status,
+                reason,
             } => {
                 let mut l = Line::start(out, "done");
                 l.word("service", service);
                 l.opt("peer", peer);
                 l.opt("via", via);
+                l.opt("upstream", upstream);
                 l.opt("duration_ms", duration_ms);
                 l.opt("bytes_in", bytes_in);
                 l.opt("bytes_out", bytes_out);
                 l.opt("status", status);
-                l.opt_word("reason", idle.then_some("idle"));
+                if let Some(r) = reason {
+                    l.text("reason", r);
+                }
             }
             Event::Stderr { service, pid, line } => {
                 let mut l = Line::start(out, "stderr");

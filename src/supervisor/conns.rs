@@ -1,5 +1,6 @@
 //! Internal services over TCP: their connections served on the loop, and
-//! the idle sweep that closes the silent ones (`idle_timeout`).
+//! the idle sweep that closes the silent ones (`idle_timeout`; forwards'
+//! too, `forwards::sweep_forwards`).
 
 use std::cmp::Reverse;
 use std::net::{IpAddr, SocketAddr};
@@ -49,11 +50,10 @@ impl Supervisor {
             let Some(running) = self.listeners.get(&id).map(|l| Rc::clone(&l.service)) else {
                 return;
             };
-            let held = self.conns.len()
-                + self.proxied.len()
-                + self.listeners.len()
-                + 2 * self.children.len();
-            if !self.fd_budget.leaves_reserve(sock.as_raw_fd(), held) {
+            if !self
+                .fd_budget
+                .leaves_reserve(sock.as_raw_fd(), self.fds_held())
+            {
                 let why = Refusal::FdReserve(self.fd_budget.reserve);
                 self.refuse_stream(&running, sock, Some(peer), &why);
                 continue;
@@ -64,6 +64,18 @@ impl Supervisor {
             }
             self.start_internal(running, kind, sock, peer, None);
         }
+    }
+
+    /// Descriptors the supervisor holds for what it serves itself, besides
+    /// the one just accepted: internal connections, connections waiting
+    /// for their PROXY header, forwards (client and upstream), listeners,
+    /// and the pipes of handlers (stderr, replies).
+    pub(super) fn fds_held(&self) -> usize {
+        self.conns.len()
+            + self.proxied.len()
+            + 2 * self.forwards.len()
+            + self.listeners.len()
+            + 2 * self.children.len()
     }
 
     /// An internal service's connection from `peer` (through balancer
@@ -195,11 +207,12 @@ impl Supervisor {
             service: &c.service.name,
             peer: log.host.then_some(c.peer),
             via: c.via.filter(|_| log.host),
+            upstream: None,
             duration_ms: log.duration.then(|| c.started.elapsed().as_millis()),
             bytes_in: traffic.map(|t| t.bytes_in),
             bytes_out: traffic.map(|t| t.bytes_out),
-            idle: c.idle,
             status: c.conn.http_status(),
+            reason: c.idle.then_some("idle"),
         });
     }
 
@@ -248,6 +261,7 @@ impl Supervisor {
                 self.close_conn(c);
             }
         }
+        self.sweep_forwards(now, &mut next);
         if let Some(period) = next {
             self.sweep_at = Some(now + period);
             self.timers.push(Reverse((now + period, Resume::IdleSweep)));

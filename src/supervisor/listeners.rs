@@ -205,7 +205,8 @@ impl Supervisor {
             let _ = crate::sys::refuse_syn(l.socket.as_fd());
         }
         let (id, mode) = (l.id, l.service.mode);
-        if l.state != ListenState::Armed || !matches!(mode, Mode::Accept | Mode::InternalStream(_))
+        if l.state != ListenState::Armed
+            || !matches!(mode, Mode::Accept | Mode::InternalStream(_) | Mode::Forward)
         {
             return;
         }
@@ -218,6 +219,7 @@ impl Supervisor {
             }
             match mode {
                 Mode::InternalStream(kind) => self.accept_internal(id, kind),
+                Mode::Forward => self.accept_forward(id),
                 _ => self.accept_connections(id),
             }
         }

@@ -16,6 +16,7 @@
 //! - `admission` — access rules and limits for a new peer; refusals.
 //! - `accept` — stream `nowait`: accept, a handler per connection.
 //! - `conns` — internal services over TCP, served on the loop; idle sweep.
+//! - `forwards` — `forward` services: connections relayed upstream.
 //! - `datagrams` — internal UDP answers, dgram `nowait` relays.
 //! - `wait` — `wait` services: the socket handed over, loops detected.
 //! - `handlers` — spawning and recording a handler, its stderr, its
@@ -36,6 +37,7 @@ mod apply;
 mod conns;
 mod control;
 mod datagrams;
+mod forwards;
 mod handlers;
 mod handover;
 mod listeners;
@@ -72,6 +74,7 @@ use crate::sys::Pages;
 
 use apply::log_problems;
 use conns::InternalConn;
+use forwards::ForwardConn;
 use listeners::{ListenState, Listener};
 
 /// Exit codes (sysexits), so a service manager can tell a bad config
@@ -94,6 +97,9 @@ enum Token {
     Control(u64),
     /// A connection waiting for its PROXY header (`proxied`).
     Proxied(u64),
+    /// A forward's socket: its id shifted left once, the low bit set for
+    /// the upstream side.
+    Forward(u64),
 }
 
 impl Token {
@@ -105,6 +111,7 @@ impl Token {
             Token::Conn(id) => 4 << 56 | id,
             Token::Control(id) => 5 << 56 | id,
             Token::Proxied(id) => 6 << 56 | id,
+            Token::Forward(v) => 7 << 56 | v,
         }
     }
 
@@ -117,6 +124,7 @@ impl Token {
             4 => Some(Token::Conn(low)),
             5 => Some(Token::Control(low)),
             6 => Some(Token::Proxied(low)),
+            7 => Some(Token::Forward(low)),
             _ => None,
         }
     }
@@ -148,6 +156,8 @@ enum Mode {
     InternalStream(Internal),
     /// An internal service over UDP, answered on the loop.
     InternalDgram(Internal),
+    /// A `forward`: each connection relayed upstream on the loop.
+    Forward,
 }
 
 /// A service as the supervisor runs it: the config and its prepared exec.
@@ -176,12 +186,13 @@ impl Running {
         fds: &FdBudget,
     ) -> Running {
         let connected = svc.kind.is_connected();
-        if matches!(svc.handler, Handler::Internal(_)) && connected {
+        if svc.handler.in_process() && connected {
             svc.limits = svc.limits.with_internal_defaults(fds);
         }
         let mode = match (&svc.handler, svc.wait) {
             (Handler::Internal(i), _) if connected => Mode::InternalStream(*i),
             (Handler::Internal(i), _) => Mode::InternalDgram(*i),
+            (Handler::Forward(_), _) => Mode::Forward,
             (_, WaitMode::Wait) => Mode::HandOver,
             (_, WaitMode::Nowait) if connected => Mode::Accept,
             (_, WaitMode::Nowait) => Mode::Relay,
@@ -253,6 +264,8 @@ enum Resume {
     Control(u64),
     /// A connection's `proxy_timeout` for its PROXY header is over.
     Proxied(u64),
+    /// A forward's connect upstream is due (`forward_timeout`).
+    Connect(u64),
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and
@@ -286,6 +299,11 @@ pub struct Supervisor {
     conns: IdMap<u64, InternalConn>,
     /// Connections waiting for their PROXY header, by id (`proxied`).
     proxied: IdMap<u64, proxied::Pending>,
+    /// Forwarded connections, by id.
+    forwards: IdMap<u64, ForwardConn>,
+    /// Entries `Resume::Connect` in `timers` whose connect has ended
+    /// (`forwards::forget_connect`).
+    stale_connects: usize,
     /// Receives datagrams.
     dgram_buf: Vec<u8>,
     /// What internal TCP connections read into (`internal::SCRATCH`).
@@ -481,6 +499,8 @@ impl Supervisor {
             spawner,
             conns: IdMap::default(),
             proxied: IdMap::default(),
+            forwards: IdMap::default(),
+            stale_connects: 0,
             dgram_buf: vec![0; 65536],
             stream_buf,
             reply_buf: Vec::with_capacity(65536),
@@ -547,6 +567,7 @@ impl Supervisor {
                         let hup = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP;
                         self.on_proxied(id, ev.events().intersects(hup));
                     }
+                    Some(Token::Forward(v)) => self.on_forward(v, ev.events()),
                     None => {}
                 }
             }
@@ -621,6 +642,7 @@ impl Supervisor {
             Mode::HandOver => self.hand_over_socket(id),
             Mode::InternalStream(kind) => self.accept_internal(id, kind),
             Mode::InternalDgram(kind) => self.answer_datagrams(id, kind),
+            Mode::Forward => self.accept_forward(id),
         }
     }
 }
@@ -638,6 +660,7 @@ mod tests {
             Token::Conn(9),
             Token::Control(3),
             Token::Proxied(11),
+            Token::Forward(9 << 1 | 1),
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

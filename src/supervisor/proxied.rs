@@ -203,6 +203,9 @@ impl Supervisor {
             Mode::InternalStream(kind) => {
                 self.start_internal(running, kind, p.sock, peer, Some(p.balancer));
             }
+            Mode::Forward => {
+                self.start_forward(running, p.sock, Some(peer), Some(local), Some(p.balancer));
+            }
             _ => {
                 let via = Some((p.balancer, header.authority));
                 self.start_peer(p.listener, &running, p.sock, peer, local, via);

@@ -17,6 +17,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Relay => "dgram-nowait",
         Mode::HandOver => "wait",
         Mode::InternalStream(_) | Mode::InternalDgram(_) => "internal",
+        Mode::Forward => "forward",
     }
 }
 
@@ -67,7 +68,7 @@ impl Supervisor {
             services: self.by_service.len(),
             listeners: self.listeners.len(),
             handlers: self.children.len(),
-            connections: self.conns.len(),
+            connections: self.conns.len() + self.forwards.len(),
             max_processes: self.global.max_processes,
             draining: self.draining.is_some(),
         });
@@ -103,7 +104,7 @@ impl Supervisor {
             max_processes: self.global.max_processes,
             fds,
             fd_limit: self.fd_budget.limit as u64,
-            connections: self.conns.len(),
+            connections: self.conns.len() + self.forwards.len(),
             draining: self.draining.is_some(),
             services,
         }
@@ -198,6 +199,16 @@ impl Supervisor {
                     age: now.saturating_duration_since(c.started),
                 }),
         );
+        handlers.extend(
+            self.forwards
+                .values()
+                .filter(|f| Rc::ptr_eq(&f.service, r))
+                .map(|f| HandlerView {
+                    pid: None,
+                    peer: f.peer.map(|p| p.to_string()),
+                    age: now.saturating_duration_since(f.started),
+                }),
+        );
         handlers.sort_by_key(|h| std::cmp::Reverse(h.age));
         ServiceView {
             name: r.name.to_string(),
@@ -205,6 +216,7 @@ impl Supervisor {
             server: match &r.svc.handler {
                 Handler::Exec { server, .. } => server.display().to_string(),
                 Handler::Internal(i) => format!("internal:{}", i.name()),
+                Handler::Forward(f) => format!("forward:{}", f.target),
             },
             running: load.running,
             instances: (max != usize::MAX).then_some(max),

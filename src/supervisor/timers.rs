@@ -130,6 +130,7 @@ impl Supervisor {
                 Resume::Stderr(pid) => self.resume_stderr(pid),
                 Resume::Control(id) => self.control_deadline(id),
                 Resume::Proxied(id) => self.proxied_deadline(id),
+                Resume::Connect(cid) => self.connect_overdue(cid),
                 Resume::Deadline { pid, serial } => self.on_deadline(pid, serial, at),
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {

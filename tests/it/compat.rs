@@ -204,7 +204,7 @@ fn import_gives_the_same_listeners_users_and_argv() {
         ("openbsd", "inetd.conf", 0),
         ("freebsd", "inetd.conf", 1),
         ("inetutils", "inetd.conf", 0),
-        ("xinetd", "xinetd.conf", 1),
+        ("xinetd", "xinetd.conf", 0),
     ] {
         let dir = fixture(name);
         let config = dir.path().join(file);
@@ -351,11 +351,17 @@ fn xinetd_tree_runs_unchanged() {
         assert_eq!(s.count(&["listen service=chargen-dgram"]), 0);
         assert_eq!(s.count(&["listen service=chargen-stream"]), 1);
         s.expect_line(&["start service=tftp "]);
+        // redirect (issue 20): port 25 relayed to the echo service.
+        assert_eq!(
+            socat(ns, "TCP:127.0.0.1:25", b"through redirect\n"),
+            b"through redirect\n"
+        );
+        s.expect_line(&["done service=smtp", "upstream=127.0.0.1:7"]);
     });
     let ns = Netns::new();
     let s = ns.serve(dir.clone(), &config, &[]);
-    // The forwarder cannot be run: refused with its line, the rest serves.
-    s.expect_line(&["config-skipped", "smtp-relay:9:", "redirect"]);
+    // The forwarder runs (issue 20): nothing of the tree is refused.
+    assert_eq!(s.count(&["config-skipped"]), 0, "{}", s.log());
     // nice and umask are applied now (issue 19), not warned about.
     assert_eq!(s.count(&["config-warning", "nice"]), 0, "{}", s.log());
     assert_eq!(s.count(&["config-warning", "umask"]), 0, "{}", s.log());
@@ -756,8 +762,9 @@ fn an_import_written_elsewhere_runs_the_same_relative_server() {
     }
 }
 
-/// Disabled services that use what oxinetd refuses (`redirect`, `SENSOR`,
-/// a built-in it does not have) are no problem: `check` is clean.
+/// Disabled services that use what oxinetd refuses (`SENSOR`, a built-in
+/// it does not have) or forwards (`redirect`) are no problem: `check` is
+/// clean.
 #[test]
 fn disabled_refused_services_check_clean() {
     let dir = fixture("xinetd-disabled");

@@ -15,6 +15,7 @@ mod control;
 mod demo;
 mod dgram;
 mod fail2ban;
+mod forward;
 mod handover;
 mod harden_flood;
 mod harden_include;

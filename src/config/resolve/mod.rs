@@ -16,6 +16,7 @@ mod confine;
 mod conflicts;
 mod environment;
 mod field;
+mod forward;
 mod global;
 mod identity;
 mod limits;
@@ -176,20 +177,28 @@ impl Resolver<'_> {
         } else {
             Default::default()
         };
+        // A forward has no server: oxinetd relays its connections.
+        let forwards = forward::names_forward(svc);
         // The sandbox first: `server` is a path inside the chroot.
         let mut sandboxed = crate::confine::Confine::default();
-        if !server::names_internal(svc) {
+        if !server::names_internal(svc) && !forwards {
             sandbox::resolve(svc, self.ctx.euid, &mut sandboxed);
         }
-        let server = self.server(svc, sandboxed.chroot.as_deref());
+        let (server, forward) = if forwards {
+            (None, forward::resolve(svc, &transport))
+        } else {
+            (self.server(svc, sandboxed.chroot.as_deref()), None)
+        };
         if let Some(Server::Exec(path)) = &server {
             sandbox::check_server(svc, &sandboxed, path);
+            forward::refuse_keys(svc);
         }
         if let Some(Server::Internal(i)) = &server {
             server::check_kind(svc, *i, transport.kind);
         }
-        let internal = matches!(server, Some(Server::Internal(_)));
-        if internal {
+        // Served in-process: no handler, so no identity or confinement.
+        let internal = matches!(server, Some(Server::Internal(_))) || forwards;
+        if matches!(server, Some(Server::Internal(_))) {
             refuse_program_keys(svc);
         }
         let identity = self.identity(svc, internal);
@@ -214,12 +223,14 @@ impl Resolver<'_> {
         if svc.failed() {
             return None;
         }
-        let handler = match server? {
-            Server::Internal(i) => Handler::Internal(i),
-            Server::Exec(server) => Handler::Exec {
+        let handler = match (server, forward) {
+            (_, Some(f)) => Handler::Forward(f),
+            (Some(Server::Internal(i)), _) => Handler::Internal(i),
+            (Some(Server::Exec(server)), _) => Handler::Exec {
                 server,
                 argv: std::iter::once(argv0?).chain(args).collect(),
             },
+            (None, None) => return None,
         };
         Some(Service {
             name: name?.to_owned(),

@@ -91,9 +91,9 @@ fn control(cli: &Cli, req: Request) -> ExitCode {
     };
     match ctl::ask(&path, &req, patience) {
         Ok(answer) if answer.ok => {
-            print!("{}", answer.body);
+            out(&answer.body);
             if let Request::Stop { .. } = req {
-                println!("stopped");
+                out("stopped\n");
             }
             ExitCode::SUCCESS
         }
@@ -135,12 +135,12 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
         let budget = oxinetd::fds::FdBudget::current();
         for (i, svc) in loaded.config.services.iter().enumerate() {
             if i > 0 {
-                println!();
+                out("\n");
             }
-            print!("{}", svc.settings(&budget));
+            out(&svc.settings(&budget));
         }
         if !loaded.config.services.is_empty() {
-            println!();
+            out("\n");
         }
     }
     let mut errors: Vec<config::ConfigError> = loaded.problems(Severity::Error).cloned().collect();
@@ -151,11 +151,11 @@ fn check(cli: &Cli, list: bool) -> ExitCode {
     );
     if errors.is_empty() {
         let n = loaded.config.services.len();
-        println!(
-            "{}: OK, {n} service{}",
+        out(&format!(
+            "{}: OK, {n} service{}\n",
             path.display(),
             if n == 1 { "" } else { "s" }
-        );
+        ));
         return ExitCode::SUCCESS;
     }
     verdict(path, &errors, loaded.config.services.len())
@@ -205,9 +205,9 @@ fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
         };
         let imported = config::import(src, format);
         if i > 0 {
-            println!();
+            out("\n");
         }
-        print!("{}", imported.text);
+        out(&imported.text);
         let (warnings, errors): (Vec<_>, Vec<_>) = imported
             .diagnostics
             .iter()
@@ -225,4 +225,11 @@ fn import(sources: &[std::path::PathBuf], format: Option<Format>) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Write to stdout, and stop quietly when it is gone (`check --list |
+/// head`): `print!` panics on a closed pipe, as Rust ignores SIGPIPE.
+fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

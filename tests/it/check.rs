@@ -312,3 +312,26 @@ fn list_prints_each_service_as_toml_that_loads_back_the_same() {
         without_banner(strip(&listed))
     );
 }
+
+/// `check --list | head`: the reader gone before oxinetd writes, the
+/// output stops there, quietly (Rust ignores SIGPIPE, and `print!` used
+/// to panic on the closed pipe).
+#[test]
+fn list_to_a_closed_pipe_stops_without_a_panic() {
+    let dir = Dir::new();
+    let config = dir.write(
+        "oxinetd.toml",
+        "[[service]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:echo\"\n",
+    );
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let out = Command::new(bin())
+        .args(["check", "--list", "-f"])
+        .arg(&config)
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .expect("run oxinetd check --list");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -30,5 +30,6 @@ mod packaging;
 mod proxy;
 mod reload;
 mod stream;
+mod tls;
 mod unix;
 mod update_inetd;

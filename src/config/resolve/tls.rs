@@ -1,0 +1,234 @@
+//! `tls = { cert, key, client_ca, client_auth, alpn, min_version,
+//! handshake_timeout }`: TLS in front of an exec'd stream `nowait`
+//! handler (`crate::tls`).
+//!
+//! The files are read here, at load, as oxinetd (root), so a key only
+//! root can read works: the relay gets their contents through a memfd,
+//! never the paths. Everything rustls would refuse later is refused now,
+//! at the key's line: a chain or key that does not parse, a key that is
+//! not the certificate's, unusable client CAs. A leaf certificate that
+//! expires within 14 days is a warning.
+//!
+//! Not (yet) for: datagram services (DTLS is another protocol), `wait`
+//! services (the handler accepts the connections itself), internal
+//! services (they run in the root supervisor, which parses no TLS),
+//! `chroot` (the relay is oxinetd's own binary, exec'd before the
+//! handler: inside the root it and its libraries would have to exist),
+//! and `stderr = "socket"` (the handler's stderr would be plaintext in
+//! the TLS stream).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::field::Field;
+use super::listen::Transport;
+use super::{io_problem, Svc};
+use crate::config::error::{did_you_mean, quote};
+use crate::config::raw::Value;
+use crate::config::{ConfigError, Location, SocketKind, StderrMode, WaitMode};
+use crate::tls::{ClientAuth, MinVersion, Problem, Settings};
+
+/// The keys of the `tls` table.
+const KEYS: &[&str] = &[
+    "cert",
+    "key",
+    "client_ca",
+    "client_auth",
+    "alpn",
+    "min_version",
+    "handshake_timeout",
+];
+
+/// A certificate that expires sooner than this is warned about.
+const EXPIRY_WARNING: i64 = 14 * 86400;
+
+/// The largest PEM file read.
+const MAX_FILE: u64 = 1 << 20;
+
+/// What else of the service `tls` depends on.
+pub struct Context {
+    pub internal: bool,
+    pub chroot: bool,
+    pub stderr: StderrMode,
+}
+
+/// The service's `tls`, if it has one.
+pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context) -> Option<Settings> {
+    let f = svc.get("tls")?;
+    if cx.internal {
+        // Refused with the other program-only keys (`refuse_program_keys`).
+        return None;
+    }
+    let why_not = if t.kind != SocketKind::Stream {
+        Some("only for stream services (DTLS is not supported)")
+    } else if t.wait == WaitMode::Wait {
+        Some("not for a wait service (its handler accepts the connections itself)")
+    } else if cx.chroot {
+        Some("not yet with chroot (the relay, oxinetd itself, runs before the handler, outside any root it could exec in)")
+    } else if cx.stderr == StderrMode::Socket {
+        Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        // Inherited from [defaults]: it applies to the services that can
+        // have it.
+        if svc.own("tls").is_some() {
+            svc.report(f.err(format!("tls: {why}")));
+        }
+        return None;
+    }
+    let entries = svc.ok(f.entries())?;
+    let get = |name: &str| -> Option<(&Value, &Location)> {
+        entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, v, at)| (*v, *at))
+    };
+    for (k, _, at) in &entries {
+        if !KEYS.contains(k) {
+            let hint = did_you_mean(k, KEYS)
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            svc.report(ConfigError::new(
+                (*at).clone(),
+                format!("tls: unknown key \"{}\"{hint}", quote(k)),
+            ));
+        }
+    }
+    // A key of the table, as a field of its own (for its messages).
+    let sub = |name: &'static str, (value, at)| f.entry(name, value, at);
+    let cert = get("cert").map(|v| sub("tls.cert", v));
+    let key = get("key").map(|v| sub("tls.key", v));
+    let (Some(cert), Some(key)) = (cert, key) else {
+        svc.report(f.err("tls: needs cert and key (PEM files)"));
+        return None;
+    };
+    let (cert_path, chain) = read(svc, &cert)?;
+    let (key_path, key_pem) = read(svc, &key)?;
+    let client_ca = get("client_ca").map(|v| sub("tls.client_ca", v));
+    let (client_ca_path, client_ca_pem) = match &client_ca {
+        Some(ca) => {
+            let (p, pem) = read(svc, ca)?;
+            (Some(p), pem)
+        }
+        None => (None, Vec::new()),
+    };
+    let client_auth = match get("client_auth").map(|v| sub("tls.client_auth", v)) {
+        None if client_ca.is_some() => ClientAuth::Required,
+        None => ClientAuth::None,
+        Some(a) => {
+            let auth = svc.ok(a.choice(&[
+                ("required", ClientAuth::Required),
+                ("optional", ClientAuth::Optional),
+            ]))?;
+            if client_ca.is_none() {
+                svc.report(a.err("tls.client_auth: only with client_ca"));
+                return None;
+            }
+            auth
+        }
+    };
+    let alpn = match get("alpn").map(|v| sub("tls.alpn", v)) {
+        None => Vec::new(),
+        Some(a) => {
+            let list = svc.ok(a.list())?;
+            let mut out = Vec::new();
+            for (p, at) in list {
+                if p.is_empty() || p.len() > 255 {
+                    svc.report(ConfigError::new(
+                        at,
+                        "tls.alpn: each protocol name is 1 to 255 bytes",
+                    ));
+                    return None;
+                }
+                out.push(p.as_bytes().to_vec());
+            }
+            out
+        }
+    };
+    let min_version = match get("min_version").map(|v| sub("tls.min_version", v)) {
+        None => MinVersion::Tls12,
+        Some(m) => svc.ok(m.choice(&[("1.2", MinVersion::Tls12), ("1.3", MinVersion::Tls13)]))?,
+    };
+    let handshake_timeout = match get("handshake_timeout").map(|v| sub("tls.handshake_timeout", v))
+    {
+        None => crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        Some(h) => {
+            let d = svc.ok(h.seconds())?;
+            if d < Duration::from_millis(1) {
+                svc.report(h.err("tls.handshake_timeout: expected more than 0 seconds"));
+                return None;
+            }
+            d
+        }
+    };
+    let settings = Settings {
+        cert_path,
+        key_path,
+        client_ca_path,
+        chain,
+        key: key_pem,
+        client_ca: client_ca_pem,
+        client_auth,
+        alpn,
+        min_version,
+        handshake_timeout,
+    };
+    match settings.server_config() {
+        Ok(_) => {}
+        Err(p) => {
+            let (field, m) = match p {
+                Problem::Cert(m) => (&cert, m),
+                Problem::Key(m) => (&key, m),
+                Problem::ClientCa(m) => (client_ca.as_ref().unwrap_or(&cert), m),
+            };
+            let path = field.str().unwrap_or_default();
+            svc.report(field.err(format!("{} \"{}\": {m}", field.name, quote(path))));
+            return None;
+        }
+    }
+    if let Ok(chain) = crate::tls::certificates(&settings.chain) {
+        if let Some(left) = chain.first().and_then(crate::tls::expires_in) {
+            let path = cert.str().unwrap_or_default();
+            if left < 0 {
+                svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
+            } else if left < EXPIRY_WARNING {
+                svc.warn(cert.err(format!(
+                    "tls.cert \"{}\": expires in {} days {} hours",
+                    quote(path),
+                    left / 86400,
+                    left % 86400 / 3600
+                )));
+            }
+        }
+    }
+    Some(settings)
+}
+
+/// The file `f` names (relative to the config's directory), read whole.
+fn read(svc: &Svc<'_>, f: &Field<'_>) -> Option<(PathBuf, Vec<u8>)> {
+    let s = svc.ok(f.str())?;
+    let path = f.dir().join(Path::new(s));
+    let fail = |m: String| svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) => {
+            fail(io_problem(&e));
+            return None;
+        }
+    };
+    let mut pem = Vec::new();
+    use std::io::Read as _;
+    match file.take(MAX_FILE + 1).read_to_end(&mut pem) {
+        Ok(n) if n as u64 > MAX_FILE => {
+            fail("larger than 1 MiB".to_owned());
+            None
+        }
+        Ok(_) => Some((path, pem)),
+        Err(e) => {
+            fail(io_problem(&e));
+            None
+        }
+    }
+}

@@ -159,6 +159,16 @@ fn tls(svc: &Service, out: &mut Block) {
     };
     table.push(("min_version".to_owned(), Value::Str(min.to_owned())));
     table.push(("handshake_timeout".to_owned(), seconds(t.handshake_timeout)));
+    if !t.sni.is_empty() {
+        let by_name = t.sni.iter().map(|e| {
+            let files = vec![
+                ("cert".to_owned(), path(&e.cert_path)),
+                ("key".to_owned(), path(&e.key_path)),
+            ];
+            (e.name.clone(), Value::Table(files))
+        });
+        table.push(("sni".to_owned(), Value::Table(by_name.collect())));
+    }
     out.set("tls", Value::Table(table));
 }
 

@@ -47,6 +47,17 @@ pub enum MinVersion {
     Tls13,
 }
 
+/// One `sni` entry: the certificate served to clients asking for `name`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SniCert {
+    /// Lowercase; `*.example.com` matches one label.
+    pub name: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub chain: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
 /// A service's `tls`, with the PEM text of its files as read at load.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -63,6 +74,9 @@ pub struct Settings {
     pub min_version: MinVersion,
     /// How long the client may take to complete the handshake.
     pub handshake_timeout: Duration,
+    /// `sni`: other certificates by server name; `cert`/`key` serve the
+    /// clients that ask for none of them (or for no name).
+    pub sni: Vec<SniCert>,
 }
 
 /// The key stays out of any `{:?}` (`Service` is printed in tests).
@@ -76,6 +90,7 @@ impl fmt::Debug for Settings {
             .field("alpn", &self.alpn)
             .field("min_version", &self.min_version)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("sni", &self.sni.iter().map(|s| &s.name).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +145,61 @@ pub enum Problem {
     Cert(String),
     Key(String),
     ClientCa(String),
+    /// Of `sni` entry N.
+    SniCert(usize, String),
+    SniKey(usize, String),
+}
+
+/// The certificate for a client: by its server name among `sni`, else
+/// the default.
+#[derive(Debug)]
+struct BySni {
+    default: Arc<rustls::sign::CertifiedKey>,
+    names: Vec<(String, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl BySni {
+    fn lookup(&self, name: &str) -> Option<&Arc<rustls::sign::CertifiedKey>> {
+        let name = name.to_ascii_lowercase();
+        let exact = self.names.iter().find(|(n, _)| *n == name);
+        let wild = || {
+            let (_, parent) = name.split_once('.')?;
+            self.names
+                .iter()
+                .find(|(n, _)| n.strip_prefix("*.") == Some(parent))
+        };
+        exact.or_else(wild).map(|(_, k)| k)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let by_name = hello.server_name().and_then(|n| self.lookup(n));
+        Some(Arc::clone(by_name.unwrap_or(&self.default)))
+    }
+}
+
+/// A certificate and its key, checked to match.
+fn certified(
+    chain: &[u8],
+    key: &[u8],
+    provider: &rustls::crypto::CryptoProvider,
+    cert_problem: impl Fn(String) -> Problem,
+    key_problem: impl Fn(String) -> Problem,
+) -> Result<Arc<rustls::sign::CertifiedKey>, Problem> {
+    let chain = certificates(chain).map_err(&cert_problem)?;
+    let key = private_key(key).map_err(&key_problem)?;
+    rustls::sign::CertifiedKey::from_der(chain, key, provider)
+        .map(Arc::new)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                key_problem("does not match the certificate's public key".to_owned())
+            }
+            e => key_problem(e.to_string()),
+        })
 }
 
 impl Settings {
@@ -139,8 +209,24 @@ impl Settings {
     /// network input) and by each relay on what the bundle carries.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, Problem> {
         let provider = provider();
-        let chain = certificates(&self.chain).map_err(Problem::Cert)?;
-        let key = private_key(&self.key).map_err(Problem::Key)?;
+        let default = certified(
+            &self.chain,
+            &self.key,
+            &provider,
+            Problem::Cert,
+            Problem::Key,
+        )?;
+        let mut names = Vec::with_capacity(self.sni.len());
+        for (i, s) in self.sni.iter().enumerate() {
+            let k = certified(
+                &s.chain,
+                &s.key,
+                &provider,
+                |m| Problem::SniCert(i, m),
+                |m| Problem::SniKey(i, m),
+            )?;
+            names.push((s.name.clone(), k));
+        }
         let versions: &[&rustls::SupportedProtocolVersion] = match self.min_version {
             MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             MinVersion::Tls13 => &[&rustls::version::TLS13],
@@ -169,12 +255,7 @@ impl Settings {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                Problem::Key("does not match the certificate's public key".to_owned())
-            }
-            e => Problem::Key(e.to_string()),
-        })?;
+        let mut config = builder.with_cert_resolver(Arc::new(BySni { default, names }));
         config.alpn_protocols = self.alpn.clone();
         // Each connection is a process of its own: a session cache would
         // never be hit, and tickets would need a key shared by them all.
@@ -210,6 +291,11 @@ impl Settings {
         record("min_version", min);
         let ms = self.handshake_timeout.as_millis().to_string();
         record("handshake_ms", ms.as_bytes());
+        for sni in &self.sni {
+            record("sni_name", sni.name.as_bytes());
+            record("sni_cert", &sni.chain);
+            record("sni_key", &sni.key);
+        }
         out
     }
 
@@ -229,6 +315,7 @@ impl Settings {
             alpn: Vec::new(),
             min_version: MinVersion::Tls12,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            sni: Vec::new(),
         };
         while !b.is_empty() {
             let nl = b.iter().position(|c| *c == b'\n').ok_or("truncated")?;
@@ -265,6 +352,15 @@ impl Settings {
                         .ok_or("bad handshake_ms")?;
                     s.handshake_timeout = Duration::from_millis(ms);
                 }
+                "sni_name" => s.sni.push(SniCert {
+                    name: String::from_utf8_lossy(value).into_owned(),
+                    cert_path: PathBuf::new(),
+                    key_path: PathBuf::new(),
+                    chain: Vec::new(),
+                    key: Vec::new(),
+                }),
+                "sni_cert" => s.sni.last_mut().ok_or("sni_cert first")?.chain = value.to_vec(),
+                "sni_key" => s.sni.last_mut().ok_or("sni_key first")?.key = value.to_vec(),
                 _ => return Err(format!("unknown record {name}")),
             }
         }
@@ -289,6 +385,13 @@ mod tests {
             alpn: vec![b"h2".to_vec(), b"imap".to_vec()],
             min_version: MinVersion::Tls13,
             handshake_timeout: Duration::from_millis(2500),
+            sni: vec![SniCert {
+                name: "*.example.org".into(),
+                cert_path: PathBuf::new(),
+                key_path: PathBuf::new(),
+                chain: b"c".to_vec(),
+                key: b"k".to_vec(),
+            }],
         };
         assert_eq!(Settings::decode(&s.encode()).unwrap(), s);
         let enc = s.encode();

@@ -76,6 +76,10 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, String> {
         .try_clone_to_owned()
         .map_err(|e| format!("unable to take the connection: {e}"))?;
     let client = Socket::from(client);
+    // rustls hands over whole records in one write: Nagle would only hold
+    // the last of a flight (a close_notify after the handler's output)
+    // for the client's delayed ACK. A UNIX-domain client has no Nagle.
+    let _ = client.set_tcp_nodelay(true);
     client
         .set_nonblocking(true)
         .map_err(|e| format!("unable to set the connection non-blocking: {e}"))?;

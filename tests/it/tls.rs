@@ -123,9 +123,24 @@ fn pki() -> Dir {
     authority(d, "other", "another CA");
     issue(d, "server", "server-one", "ca", SERVER_EXT);
     issue(d, "server2", "server-two", "ca", SERVER_EXT);
+    issue(
+        d,
+        "other-name",
+        "other-name",
+        "ca",
+        "subjectAltName=DNS:other.example,DNS:www.wild.example\nextendedKeyUsage=serverAuth\n",
+    );
     issue(d, "client", "alice", "ca", CLIENT_EXT);
     issue(d, "stranger", "mallory", "other", CLIENT_EXT);
-    for key in ["ca", "other", "server", "server2", "client", "stranger"] {
+    for key in [
+        "ca",
+        "other",
+        "server",
+        "server2",
+        "other-name",
+        "client",
+        "stranger",
+    ] {
         let p = d.join(format!("{key}.key"));
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod key");
@@ -601,4 +616,76 @@ fn a_reload_serves_the_new_certificate_while_an_open_connection_goes_on() {
     // The connection opened before the reload finishes on its own.
     old.send("still old\n");
     old.expect("STILL OLD");
+}
+
+#[test]
+fn sni_picks_the_certificate_by_server_name() {
+    let dir = pki();
+    let s = start(
+        &dir,
+        &service(
+            "sni",
+            r#"cert = "server.pem", key = "server.key", sni = { "other.example" = { cert = "other-name.pem", key = "other-name.key" }, "*.wild.example" = { cert = "other-name.pem", key = "other-name.key" } }"#,
+            "",
+        ),
+    );
+    let addr = s.addr("sni");
+    let ask = |name: &str| {
+        let (ok, out) = s_client(
+            dir.path(),
+            addr,
+            &["-servername", name, "-verify_hostname", name],
+            "which\n",
+        );
+        assert!(
+            ok && out.contains("WHICH\n"),
+            "{name}: {out}\nlog:\n{}",
+            s.log()
+        );
+        out
+    };
+    let out = ask("other.example");
+    assert!(
+        out.contains("other-name") && out.contains("SSL_TLS_SNI=other.example\n"),
+        "{out}"
+    );
+    let out = ask("www.wild.example");
+    assert!(out.contains("other-name"), "{out}");
+    // Any other name (or none) gets the default certificate.
+    let (ok, out) = s_client(dir.path(), addr, &[], "default\n");
+    assert!(
+        ok && out.contains("server-one") && !out.contains("other-name"),
+        "{out}"
+    );
+
+    // An sni key that is not its certificate's: at the sni entry.
+    let text = service(
+        "bad",
+        r#"cert = "server.pem", key = "server.key", sni = { "other.example" = { cert = "other-name.pem", key = "server.key" } }"#,
+        "",
+    );
+    let path = dir.write("bad.toml", &text);
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("tls"))
+        .expect("tls line");
+    let col = 1 + text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.find("{ \"other"))
+        .expect("sni");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:{col}: tls.sni \"other.example\":",
+            path.display()
+        )) && stderr.contains("does not match the certificate's public key"),
+        "{stderr}"
+    );
 }

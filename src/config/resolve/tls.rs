@@ -1,5 +1,5 @@
 //! `tls = { cert, key, client_ca, client_auth, alpn, min_version,
-//! handshake_timeout }`: TLS in front of an exec'd stream `nowait`
+//! handshake_timeout, sni }`: TLS in front of an exec'd stream `nowait`
 //! handler (`crate::tls`).
 //!
 //! The files are read here, at load, as oxinetd (root), so a key only
@@ -26,7 +26,7 @@ use super::{io_problem, Svc};
 use crate::config::error::{did_you_mean, quote};
 use crate::config::raw::Value;
 use crate::config::{ConfigError, Location, SocketKind, StderrMode, WaitMode};
-use crate::tls::{ClientAuth, MinVersion, Problem, Settings};
+use crate::tls::{ClientAuth, MinVersion, Problem, Settings, SniCert};
 
 /// The keys of the `tls` table.
 const KEYS: &[&str] = &[
@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "alpn",
     "min_version",
     "handshake_timeout",
+    "sni",
 ];
 
 /// A certificate that expires sooner than this is warned about.
@@ -163,6 +164,10 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context) -> Option<Setting
             d
         }
     };
+    let sni = match get("sni") {
+        None => Vec::new(),
+        Some((value, at)) => sni(svc, &f.entry("tls.sni", value, at))?,
+    };
     let settings = Settings {
         cert_path,
         key_path,
@@ -174,14 +179,33 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context) -> Option<Setting
         alpn,
         min_version,
         handshake_timeout,
+        sni,
     };
     match settings.server_config() {
         Ok(_) => {}
         Err(p) => {
+            let p_is_key = matches!(p, Problem::SniKey(..));
             let (field, m) = match p {
                 Problem::Cert(m) => (&cert, m),
                 Problem::Key(m) => (&key, m),
                 Problem::ClientCa(m) => (client_ca.as_ref().unwrap_or(&cert), m),
+                Problem::SniCert(i, m) | Problem::SniKey(i, m) => {
+                    let e = &settings.sni[i];
+                    let file = match p_is_key {
+                        true => &e.key_path,
+                        false => &e.cert_path,
+                    };
+                    let at = get("sni").map_or(f.at, |(_, at)| at);
+                    svc.report(ConfigError::new(
+                        at.clone(),
+                        format!(
+                            "tls.sni \"{}\": \"{}\": {m}",
+                            quote(&e.name),
+                            file.display()
+                        ),
+                    ));
+                    return None;
+                }
             };
             let path = field.str().unwrap_or_default();
             svc.report(field.err(format!("{} \"{}\": {m}", field.name, quote(path))));
@@ -206,28 +230,88 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context) -> Option<Setting
     Some(settings)
 }
 
+/// `sni = { "NAME" = { cert = "...", key = "..." }, ... }`: each file
+/// read (errors at the `sni` entry, where its table was written).
+fn sni(svc: &Svc<'_>, f: &Field<'_>) -> Option<Vec<SniCert>> {
+    let entries = svc.ok(f.entries())?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, value, _) in entries {
+        let lower = name.to_ascii_lowercase();
+        let label = |m: String| f.err(format!("tls.sni \"{}\": {m}", quote(name)));
+        let host = lower.strip_prefix("*.").unwrap_or(&lower);
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            svc.report(label(
+                "expected a DNS name such as \"a.example\" or \"*.example\"".into(),
+            ));
+            return None;
+        }
+        let Value::Table(t) = value else {
+            svc.report(label(
+                "expected a table { cert = \"...\", key = \"...\" }".into(),
+            ));
+            return None;
+        };
+        let file = |key: &str| -> Option<(PathBuf, Vec<u8>)> {
+            let Some((_, Value::Str(p))) = t.iter().find(|(k, _)| k == key) else {
+                svc.report(label(format!("needs {key} (a PEM file)")));
+                return None;
+            };
+            if let Some((k, _)) = t.iter().find(|(k, _)| k != "cert" && k != "key") {
+                svc.report(label(format!(
+                    "unknown key \"{}\" (cert and key only)",
+                    quote(k)
+                )));
+                return None;
+            }
+            let path = f.dir().join(p);
+            match read_bounded(&path) {
+                Ok(pem) => Some((path, pem)),
+                Err(m) => {
+                    svc.report(label(format!("{key} \"{}\": {m}", quote(p))));
+                    None
+                }
+            }
+        };
+        let (cert_path, chain) = file("cert")?;
+        let (key_path, key) = file("key")?;
+        out.push(SniCert {
+            name: lower,
+            cert_path,
+            key_path,
+            chain,
+            key,
+        });
+    }
+    Some(out)
+}
+
+/// A file read whole, at most `MAX_FILE` bytes.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| io_problem(&e))?;
+    let mut pem = Vec::new();
+    match file.take(MAX_FILE + 1).read_to_end(&mut pem) {
+        Ok(n) if n as u64 > MAX_FILE => Err("larger than 1 MiB".to_owned()),
+        Ok(_) => Ok(pem),
+        Err(e) => Err(io_problem(&e)),
+    }
+}
+
 /// The file `f` names (relative to the config's directory), read whole.
 fn read(svc: &Svc<'_>, f: &Field<'_>) -> Option<(PathBuf, Vec<u8>)> {
     let s = svc.ok(f.str())?;
     let path = f.dir().join(Path::new(s));
-    let fail = |m: String| svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) => {
-            fail(io_problem(&e));
-            return None;
-        }
-    };
-    let mut pem = Vec::new();
-    use std::io::Read as _;
-    match file.take(MAX_FILE + 1).read_to_end(&mut pem) {
-        Ok(n) if n as u64 > MAX_FILE => {
-            fail("larger than 1 MiB".to_owned());
-            None
-        }
-        Ok(_) => Some((path, pem)),
-        Err(e) => {
-            fail(io_problem(&e));
+    match read_bounded(&path) {
+        Ok(pem) => Some((path, pem)),
+        Err(m) => {
+            svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
             None
         }
     }

@@ -147,6 +147,8 @@ def summarize(res):
         s["confine"] = confine_summary(res["confine"])
     if "proxy" in res:
         s["proxy"] = proxy_summary(res["proxy"])
+    if "tls" in res:
+        s["tls"] = tls_summary(res["tls"])
     s["targets"] = targets(s)
     return s
 
@@ -192,6 +194,21 @@ def proxy_summary(px):
             if c in plain:
                 d["x_plain"] = ratio_rounds(rounds, plain[c], "rate")
             out[name][c] = d
+    return out
+
+
+def tls_summary(tl):
+    """oxinetd's tls ÷ stunnel4, same round: conn/s at each c, bulk MB/s."""
+    out = {}
+    ref = tl.get("stunnel4", {})
+    for name, by in tl.items():
+        out[name] = {}
+        for key, rounds in by.items():
+            metric = "mbps" if key == "bulk" else "rate"
+            d = cell_summary(rounds, (["mbps"] if key == "bulk" else LAT + CPU))
+            if key in ref:
+                d["x_stunnel"] = ratio_rounds(rounds, ref[key], metric)
+            out[name][key] = d
     return out
 
 
@@ -516,6 +533,22 @@ def markdown(res, s):
                              f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}", n1(d.get("sup_us_per_conn")),
                              d.get("errors", 0)])
         w(table(["variant", "conc", "conn/s", "÷ plain", "p50 / p99 µs", "supervisor µs/conn", "errors"], rows))
+
+    if "tls" in s:
+        w("\n## 9. TLS: oxinetd's `tls` against stunnel4, the same handlers\n")
+        w("Full handshakes (TLS 1.3, P-256 certificate, the client keeps no session) + one line echoed "
+          "by the exec'd handler + close, and bulk MB/s through `cat` on one connection; ÷ stunnel4, "
+          "same round.\n\n")
+        rows = []
+        for name, by in s["tls"].items():
+            for key in by:
+                d = by[key]
+                val = n1(d.get("mbps")) + " MB/s" if key == "bulk" else n0(d.get("rate")) + " conn/s"
+                rows.append([name, key, val + failed_note(d), rt(d.get("x_stunnel")),
+                             f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}", n1(d.get("sup_us_per_conn")),
+                             d.get("errors", 0)])
+        w(table(["server", "c / bulk", "rate", "÷ stunnel4", "p50 / p99 µs", "supervisor µs/conn", "errors"],
+                rows))
 
     w("\n## Settings\n")
     w("What the harness changed from each server's defaults (built-in limits raised so they do not "

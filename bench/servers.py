@@ -30,7 +30,7 @@ from collections import namedtuple
 
 Svc = namedtuple("Svc", "kind port")
 
-TCP_KINDS = ("tcp-exec", "tcp-echo")
+TCP_KINDS = ("tcp-exec", "tcp-echo", "tls-exec", "tls-cat")
 UDP_KINDS = ("udp-echo", "udp-wait")
 
 # Every process this harness started and has not yet seen exit: pid -> Popen.
@@ -431,6 +431,11 @@ class Oxinetd(Server):
                           "peer_reply_rate = 100000000"]
             elif s.kind == "udp-wait":
                 lines += ['socket = "dgram"', "wait = true", f'server = "{ctx.udpecho1}"']
+            elif s.kind in ("tls-exec", "tls-cat"):
+                # The tls figure: the key 0600 root's, as in production.
+                handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+                lines += [f'server = "{handler}"',
+                          f'tls = {{ cert = "{ctx.tls_dir}/server.pem", key = "{ctx.tls_dir}/server.key" }}']
             lines.append("")
         conf = os.path.join(workdir, "oxinetd.toml")
         with open(conf, "w") as f:
@@ -439,6 +444,35 @@ class Oxinetd(Server):
         t0 = time.monotonic()
         p = spawn([self.binary, "-f", conf, "--log", "stderr"], log)
         return Instance(self, workdir, services, [p], log, t0, ready_word=b" ready listeners=")
+
+
+class Stunnel(Server):
+    """Debian's stunnel4 (the tls figure): one daemon, `exec` of the same
+    handler per connection over a socketpair, as oxinetd's relay does."""
+
+    name = "stunnel4"
+    kinds = ("tls-exec", "tls-cat")
+    settings = ("`foreground = yes`, `setuid/setgid = nobody/nogroup` (its TLS runs unprivileged too), "
+                "one `[service]` per port with `exec` = the handler; the same certificate and key; "
+                "otherwise Debian's defaults (session cache and tickets on)")
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        lines = ["foreground = yes", "pid =", "setuid = nobody", "setgid = nogroup", ""]
+        for i, s in enumerate(services):
+            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+            lines += [f"[s{i}]", f"accept = 127.0.0.1:{s.port}", f"cert = {ctx.tls_dir}/server.pem",
+                      f"key = {ctx.tls_dir}/server.key", f"exec = {handler}",
+                      f"execArgs = {os.path.basename(handler)}", ""]
+        conf = os.path.join(workdir, "stunnel.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(lines))
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn([self.binary, conf], log)
+        return Instance(self, workdir, services, [p], log, t0)
 
 
 class Floor(Server):

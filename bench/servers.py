@@ -475,6 +475,61 @@ class Stunnel(Server):
         return Instance(self, workdir, services, [p], log, t0)
 
 
+class HaproxyTls(Server):
+    """HAProxy terminating TLS (one thread) in front of oxinetd's plain
+    services (the tls figure): HAProxy on 127.0.0.1:PORT, oxinetd on
+    127.0.0.2:PORT, the same handlers."""
+
+    name = "haproxy+oxinetd"
+    kinds = ("tls-exec", "tls-cat")
+    settings = ("HAProxy `nbthread 1`, `mode tcp`, `bind ... ssl crt` (the same certificate and key), "
+                "`user/group nobody/nogroup`, in front of oxinetd's plain services on 127.0.0.2 "
+                "(the same handlers, as oxinetd's own rows)")
+
+    def __init__(self, haproxy, oxinetd):
+        self.haproxy = haproxy
+        self.oxinetd = oxinetd
+
+    def launch(self, ctx, services, workdir):
+        pem = os.path.join(workdir, "combined.pem")
+        with open(pem, "w") as f:
+            for part in ("server.pem", "server.key"):
+                with open(os.path.join(ctx.tls_dir, part)) as g:
+                    f.write(g.read())
+        os.chmod(pem, 0o600)
+        lines = ["global", "    nbthread 1", "    maxconn 4000", "    user nobody", "    group nogroup",
+                 "defaults", "    mode tcp", "    timeout connect 5s", "    timeout client 60s",
+                 "    timeout server 60s"]
+        ox = ["[defaults]", 'user = "nobody"', 'stderr = "null"', ""]
+        for i, s in enumerate(services):
+            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+            lines += [f"frontend f{i}", f"    bind 127.0.0.1:{s.port} ssl crt {pem}", f"    default_backend b{i}",
+                      f"backend b{i}", f"    server s{i} 127.0.0.2:{s.port}"]
+            ox += ["[[service]]", f'name = "s{i}"', f'listen = "127.0.0.2:{s.port}"', f'server = "{handler}"', ""]
+        cfg = os.path.join(workdir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        conf = os.path.join(workdir, "oxinetd.toml")
+        with open(conf, "w") as f:
+            f.write("\n".join(ox))
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        o = spawn([self.oxinetd, "-f", conf, "--log", "stderr"], os.path.join(workdir, "oxinetd.log"))
+        h = spawn([self.haproxy, "-db", "-f", cfg], log)
+        # Readiness looks at the port numbers, which oxinetd's 127.0.0.2
+        # sockets share: wait for HAProxy's own (bounded; a failure shows
+        # as refused connections in the cell).
+        deadline = time.monotonic() + 10
+        for s in services:
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.01)
+        return Instance(self, workdir, services, [h, o], log, t0)
+
+
 class Floor(Server):
     kinds = ("tcp-exec",)
     many = False

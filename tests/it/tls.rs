@@ -594,18 +594,22 @@ fn the_process_parsing_tls_runs_as_the_services_user() {
 #[test]
 fn a_reload_serves_the_new_certificate_while_an_open_connection_goes_on() {
     let dir = pki();
-    let s = start(
-        &dir,
-        &service("up", r#"cert = "server.pem", key = "server.key""#, ""),
-    );
+    let live = |name: &str| {
+        for ext in ["pem", "key"] {
+            let to = dir.path().join(format!("live.{ext}"));
+            std::fs::copy(dir.path().join(format!("{name}.{ext}")), &to).expect("copy");
+        }
+    };
+    // A renewal as certbot does it: the files replaced, the config as it
+    // was, SIGHUP.
+    live("server");
+    let config = service("up", r#"cert = "live.pem", key = "live.key""#, "");
+    let s = start(&dir, &config);
     let addr = s.addr("up");
     let mut old = Open::new(dir.path(), addr);
     old.expect("server-one");
-    let line = s.reload(&service(
-        "up",
-        r#"cert = "server2.pem", key = "server2.key""#,
-        "",
-    ));
+    live("server2");
+    let line = s.reload(&config);
     assert!(line.contains(" reload "), "{line}");
     let (ok, out) = s_client(dir.path(), addr, &[], "next\n");
     assert!(
@@ -686,6 +690,43 @@ fn sni_picks_the_certificate_by_server_name() {
             "{}:{line}:{col}: tls.sni \"other.example\":",
             path.display()
         )) && stderr.contains("does not match the certificate's public key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
+    crate::require_root!();
+    let dir = pki();
+    dir.write("upper-tls.sh", UPPER);
+    // A copy of oxinetd only root may execute: the relay could not start.
+    let private = dir.path().join("oxinetd-0700");
+    std::fs::copy(bin(), &private).expect("copy oxinetd");
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let text = service("up", r#"cert = "server.pem", key = "server.key""#, "");
+    let path = dir.write("oxinetd.toml", &text);
+    let out = Command::new(&private)
+        .arg("check")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("tls"))
+        .expect("tls line");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:7: tls: user nobody may not execute {} (mode 700)",
+            path.display(),
+            private.display()
+        )),
         "{stderr}"
     );
 }

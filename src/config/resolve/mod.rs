@@ -222,6 +222,7 @@ impl Resolver<'_> {
                 internal,
                 chroot: chrooted,
                 stderr,
+                identity: identity.as_ref(),
             },
         );
         server::check_args(svc, &args);

@@ -22,11 +22,13 @@ use std::time::Duration;
 
 use super::field::Field;
 use super::listen::Transport;
-use super::{io_problem, Svc};
+use super::{io_problem, reach, Svc};
 use crate::config::error::{did_you_mean, quote};
 use crate::config::raw::Value;
 use crate::config::{ConfigError, Location, SocketKind, StderrMode, WaitMode};
+use crate::privilege::Identity;
 use crate::tls::{ClientAuth, MinVersion, Problem, Settings, SniCert};
+use std::os::unix::fs::MetadataExt as _;
 
 /// The keys of the `tls` table.
 const KEYS: &[&str] = &[
@@ -47,14 +49,16 @@ const EXPIRY_WARNING: i64 = 14 * 86400;
 const MAX_FILE: u64 = 1 << 20;
 
 /// What else of the service `tls` depends on.
-pub struct Context {
+pub struct Context<'a> {
     pub internal: bool,
     pub chroot: bool,
     pub stderr: StderrMode,
+    /// Who the relay and the handler run as.
+    pub identity: Option<&'a Identity>,
 }
 
 /// The service's `tls`, if it has one.
-pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context) -> Option<Settings> {
+pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Settings> {
     let f = svc.get("tls")?;
     if cx.internal {
         // Refused with the other program-only keys (`refuse_program_keys`).
@@ -78,6 +82,35 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context) -> Option<Setting
             svc.report(f.err(format!("tls: {why}")));
         }
         return None;
+    }
+    if let Some(Identity::Switch {
+        user,
+        uid,
+        gid,
+        groups,
+    }) = cx.identity
+    {
+        // The relay is this binary, exec'd through /proc/self/exe (no
+        // directory on its path is searched): only the file's own mode
+        // matters.
+        let who = reach::Who {
+            user,
+            uid: *uid,
+            gid: *gid,
+            groups,
+        };
+        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+            if !who.may_exec(&m) {
+                let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+                svc.report(f.err(format!(
+                    "tls: user {user} may not execute {} (mode {:o}), which each connection's \
+                     TLS relay runs as",
+                    exe.display(),
+                    m.mode() & 0o7777
+                )));
+                return None;
+            }
+        }
     }
     let entries = svc.ok(f.entries())?;
     let get = |name: &str| -> Option<(&Value, &Location)> {

@@ -311,13 +311,13 @@ fn a_client_certificate_is_required_and_its_subject_given_to_the_handler() {
         let skip = s.lines().len();
         let (_, out) = s_client(dir.path(), addr, extra, "let me in\n");
         assert!(!out.contains("LET ME IN"), "served with {extra:?}: {out}");
-        let line = s.wait_for_after(skip, |l| l.contains("handshake failed"));
-        assert!(
-            line.is_some(),
-            "refusal not logged ({extra:?}):\n{}",
-            s.log()
-        );
-        let exit = s.expect_line_after(skip, &["exit ", "service=mtls"]);
+        let Some(line) = s.wait_for_after(skip, |l| l.contains("handshake failed")) else {
+            panic!("refusal not logged ({extra:?}):\n{}", s.log());
+        };
+        // That relay's own exit (an earlier connection's may come after
+        // `skip` too).
+        let pid = format!("pid={} ", field(&line, "pid").expect("pid"));
+        let exit = s.expect_line_after(skip, &["exit ", "service=mtls", &pid]);
         assert_eq!(field(&exit, "status"), Some("1"), "{exit}");
     }
     // Optional: asked for, not required.
@@ -567,8 +567,14 @@ fn the_process_parsing_tls_runs_as_the_services_user() {
     // The key material's memfd is closed once read: neither the relay
     // nor the handler (its child) holds it.
     let mut pids = vec![pid.clone()];
+    // The handler is forked right after the handshake the client saw.
+    let relay: i32 = pid.parse().expect("pid");
+    assert!(crate::harness::eventually(|| !crate::harness::children_of(
+        relay
+    )
+    .is_empty()));
     pids.extend(
-        crate::harness::children_of(pid.parse().expect("pid"))
+        crate::harness::children_of(relay)
             .iter()
             .map(|(p, _)| p.to_string()),
     );

@@ -69,7 +69,7 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
     } else if t.wait == WaitMode::Wait {
         Some("not for a wait service (its handler accepts the connections itself)")
     } else if cx.chroot {
-        Some("not yet with chroot (the relay, oxinetd itself, runs before the handler, outside any root it could exec in)")
+        Some("not yet with chroot (the relay is oxinetd's own binary, exec'd inside the root, where neither it nor its libraries are)")
     } else if cx.stderr == StderrMode::Socket {
         Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
     } else {

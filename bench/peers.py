@@ -108,6 +108,16 @@ def ensure(cache, log):
     if tcpserver:
         info["_paths"]["tcpserver"] = tcpserver
 
+    # The tls figure's peer (its init script kept from starting).
+    stunnel = shutil.which("stunnel4")
+    if not stunnel:
+        try:
+            apt_install(["stunnel4"], log)
+        except subprocess.CalledProcessError as e:
+            log(f"stunnel4 unavailable: {e}")
+        stunnel = shutil.which("stunnel4")
+    info["stunnel4"] = dpkg_version("stunnel4") if stunnel else "missing"
+
     sd = shutil.which("systemd-socket-activate")
     for alt in ("/usr/lib/systemd/systemd-socket-activate", "/lib/systemd/systemd-socket-activate"):
         if not sd and os.access(alt, os.X_OK):

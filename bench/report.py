@@ -155,6 +155,8 @@ def summarize(res):
         s["metrics"]["x_unscraped"] = ratio_rounds(m["scraped"], m["unscraped"], "rate")
     if "forward" in res:
         s["forward"] = forward_summary(res["forward"])
+    if "tls" in res:
+        s["tls"] = tls_summary(res["tls"])
     s["targets"] = targets(s)
     return s
 
@@ -229,6 +231,21 @@ def proxy_summary(px):
             if c in plain:
                 d["x_plain"] = ratio_rounds(rounds, plain[c], "rate")
             out[name][c] = d
+    return out
+
+
+def tls_summary(tl):
+    """oxinetd's tls ÷ stunnel4, same round: conn/s at each c, bulk MB/s."""
+    out = {}
+    ref = tl.get("stunnel4", {})
+    for name, by in tl.items():
+        out[name] = {}
+        for key, rounds in by.items():
+            metric = "mbps" if key == "bulk" else "rate"
+            d = cell_summary(rounds, (["mbps"] if key == "bulk" else LAT + CPU))
+            if key in ref:
+                d["x_stunnel"] = ratio_rounds(rounds, ref[key], metric)
+            out[name][key] = d
     return out
 
 
@@ -322,6 +339,12 @@ def targets(s):
             add(f"forward {what} ≥ {lim:.1f}× {peer}, 0 errors (oxinetd's)",
                 f"{r:.2f}×, {errs} errors ({peer}: {theirs})" if r is not None else "not measured",
                 None if r is None else (r >= lim and errs == 0))
+    for key, what in ((8, "handshakes/s c=8"), (64, "handshakes/s c=64"), ("bulk", "bulk MB/s")):
+        d = get(s, "tls", "oxinetd-tls", key) or get(s, "tls", "oxinetd-tls", str(key)) or {}
+        r = d.get("x_stunnel")
+        add(f"tls {what} ≥ 1.0× stunnel4, 0 errors",
+            f"{r:.2f}×, {d.get('errors', 0)} errors" if r is not None else "not measured",
+            None if r is None else (r >= 1.0 and not d.get("errors")))
     i = s.get("idle10k")
     if i and i.get("rounds_ok"):
         add("10,000 idle connections all served, RSS ≤ 64 MiB",
@@ -604,6 +627,22 @@ def markdown(res, s):
               f"2 s): RSS {n0(i.get('rss_idle_kib'))} KiB before, {n0(i.get('rss_open_kib'))} KiB with them "
               f"open, {n0(i.get('bytes_per_conn'))} bytes per connection; {i.get('fds_open')} descriptors; "
               f"served {i.get('served_min')} (worst round).\n")
+
+    if "tls" in s:
+        w("\n## 11. TLS: oxinetd's `tls` against stunnel4, the same handlers\n")
+        w("Full handshakes (TLS 1.3, P-256 certificate, the client keeps no session) + one line echoed "
+          "by the exec'd handler + close, and bulk MB/s through `cat` on one connection; ÷ stunnel4, "
+          "same round.\n\n")
+        rows = []
+        for name, by in s["tls"].items():
+            for key in by:
+                d = by[key]
+                val = n1(d.get("mbps")) + " MB/s" if key == "bulk" else n0(d.get("rate")) + " conn/s"
+                rows.append([name, key, val + failed_note(d), rt(d.get("x_stunnel")),
+                             f"{n0(d.get('p50_us'))} / {n0(d.get('p99_us'))}", n1(d.get("sup_us_per_conn")),
+                             d.get("errors", 0)])
+        w(table(["server", "c / bulk", "rate", "÷ stunnel4", "p50 / p99 µs", "supervisor µs/conn", "errors"],
+                rows))
 
     w("\n## Settings\n")
     w("What the harness changed from each server's defaults (built-in limits raised so they do not "

@@ -32,7 +32,7 @@ from collections import namedtuple
 
 Svc = namedtuple("Svc", "kind port")
 
-TCP_KINDS = ("tcp-exec", "tcp-echo", "tcp-fwd")
+TCP_KINDS = ("tcp-exec", "tcp-echo", "tcp-fwd", "tls-exec", "tls-cat")
 UDP_KINDS = ("udp-echo", "udp-wait")
 
 # Every process this harness started and has not yet seen exit: pid -> Popen.
@@ -450,6 +450,11 @@ class Oxinetd(Server):
                           "peer_reply_rate = 100000000"]
             elif s.kind == "udp-wait":
                 lines += ['socket = "dgram"', "wait = true", f'server = "{ctx.udpecho1}"']
+            elif s.kind in ("tls-exec", "tls-cat"):
+                # The tls figure: the key 0600 root's, as in production.
+                handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+                lines += [f'server = "{handler}"',
+                          f'tls = {{ cert = "{ctx.tls_dir}/server.pem", key = "{ctx.tls_dir}/server.key" }}']
             lines.append("")
         metrics_port = None
         if self.metrics:
@@ -466,6 +471,90 @@ class Oxinetd(Server):
         inst = Instance(self, workdir, services, [p], log, t0, ready_word=b" ready listeners=")
         inst.metrics_addr = ("127.0.0.1", metrics_port) if metrics_port else None
         return inst
+
+
+class Stunnel(Server):
+    """Debian's stunnel4 (the tls figure): one daemon, `exec` of the same
+    handler per connection over a socketpair, as oxinetd's relay does."""
+
+    name = "stunnel4"
+    kinds = ("tls-exec", "tls-cat")
+    settings = ("`foreground = yes`, `setuid/setgid = nobody/nogroup` (its TLS runs unprivileged too), "
+                "one `[service]` per port with `exec` = the handler; the same certificate and key; "
+                "otherwise Debian's defaults (session cache and tickets on)")
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def launch(self, ctx, services, workdir):
+        lines = ["foreground = yes", "pid =", "setuid = nobody", "setgid = nogroup", ""]
+        for i, s in enumerate(services):
+            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+            lines += [f"[s{i}]", f"accept = 127.0.0.1:{s.port}", f"cert = {ctx.tls_dir}/server.pem",
+                      f"key = {ctx.tls_dir}/server.key", f"exec = {handler}",
+                      f"execArgs = {os.path.basename(handler)}", ""]
+        conf = os.path.join(workdir, "stunnel.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(lines))
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        p = spawn([self.binary, conf], log)
+        return Instance(self, workdir, services, [p], log, t0)
+
+
+class HaproxyTls(Server):
+    """HAProxy terminating TLS (one thread) in front of oxinetd's plain
+    services (the tls figure): HAProxy on 127.0.0.1:PORT, oxinetd on
+    127.0.0.2:PORT, the same handlers."""
+
+    name = "haproxy+oxinetd"
+    kinds = ("tls-exec", "tls-cat")
+    settings = ("HAProxy `nbthread 1`, `mode tcp`, `bind ... ssl crt` (the same certificate and key), "
+                "`user/group nobody/nogroup`, in front of oxinetd's plain services on 127.0.0.2 "
+                "(the same handlers, as oxinetd's own rows)")
+
+    def __init__(self, haproxy, oxinetd):
+        self.haproxy = haproxy
+        self.oxinetd = oxinetd
+
+    def launch(self, ctx, services, workdir):
+        pem = os.path.join(workdir, "combined.pem")
+        with open(pem, "w") as f:
+            for part in ("server.pem", "server.key"):
+                with open(os.path.join(ctx.tls_dir, part)) as g:
+                    f.write(g.read())
+        os.chmod(pem, 0o600)
+        lines = ["global", "    nbthread 1", "    maxconn 4000", "    user nobody", "    group nogroup",
+                 "defaults", "    mode tcp", "    timeout connect 5s", "    timeout client 60s",
+                 "    timeout server 60s"]
+        ox = ["[defaults]", 'user = "nobody"', 'stderr = "null"', ""]
+        for i, s in enumerate(services):
+            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+            lines += [f"frontend f{i}", f"    bind 127.0.0.1:{s.port} ssl crt {pem}", f"    default_backend b{i}",
+                      f"backend b{i}", f"    server s{i} 127.0.0.2:{s.port}"]
+            ox += ["[[service]]", f'name = "s{i}"', f'listen = "127.0.0.2:{s.port}"', f'server = "{handler}"', ""]
+        cfg = os.path.join(workdir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        conf = os.path.join(workdir, "oxinetd.toml")
+        with open(conf, "w") as f:
+            f.write("\n".join(ox))
+        log = os.path.join(workdir, "log")
+        t0 = time.monotonic()
+        o = spawn([self.oxinetd, "-f", conf, "--log", "stderr"], os.path.join(workdir, "oxinetd.log"))
+        h = spawn([self.haproxy, "-db", "-f", cfg], log)
+        # Readiness looks at the port numbers, which oxinetd's 127.0.0.2
+        # sockets share: wait for HAProxy's own (bounded; a failure shows
+        # as refused connections in the cell).
+        deadline = time.monotonic() + 10
+        for s in services:
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.01)
+        return Instance(self, workdir, services, [h, o], log, t0)
 
 
 class Floor(Server):

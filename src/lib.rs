@@ -38,6 +38,8 @@
 //!   the fd store, a re-exec) matched with the config's listeners.
 //! - [`log`] — syslog or stderr; every line an `Event`, one `key=value` grammar.
 //! - [`render`] — numbers and addresses as text without `core::fmt`.
+//! - [`tls`] — a service's certificate and key, checked at load and sealed
+//!   in a memfd; `oxinetd tls-relay`, the per-connection TLS process.
 
 pub mod access;
 pub mod children;
@@ -72,3 +74,4 @@ pub mod stats;
 pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod tls;

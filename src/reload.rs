@@ -138,6 +138,7 @@ mod tests {
             socket_file: Default::default(),
             confine: Default::default(),
             proxy: None,
+            tls: None,
         }
     }
 

@@ -49,6 +49,10 @@ pub struct Plan {
     /// Namespaces, private /tmp, chroot, when any is asked (boxed: most
     /// services have none, and a plan is kept per service).
     sandbox: Option<Box<SandboxPlan>>,
+    /// `tls`: the sealed memfd holding the service's certificate, key and
+    /// options, given to each connection's relay as fd 3 (`path` and
+    /// `argv` are then oxinetd's own `tls-relay`, the handler's after).
+    tls: Option<OwnedFd>,
 }
 
 /// The paths and flags behind a `sys::Sandbox`, owned by the plan.
@@ -123,12 +127,26 @@ impl Plan {
             return Ok(None);
         };
         let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in \"{s}\""));
-        let path = CString::new(server.as_os_str().as_encoded_bytes())
+        let mut path = CString::new(server.as_os_str().as_encoded_bytes())
             .map_err(|_| "NUL byte in server path".to_string())?;
-        let argv = argv
+        let mut argv = argv
             .iter()
             .map(|a| cstr(a))
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = match &svc.tls {
+            None => None,
+            Some(settings) => {
+                // The relay first: `oxinetd tls-relay SERVER ARGV...`,
+                // from the image this supervisor runs (the same version,
+                // even after the file was replaced by an upgrade).
+                argv.splice(0..0, [c"oxinetd".to_owned(), c"tls-relay".to_owned(), path]);
+                path = c"/proc/self/exe".to_owned();
+                Some(
+                    sealed_bundle(settings)
+                        .map_err(|e| format!("unable to make the TLS key material's memfd: {e}"))?,
+                )
+            }
+        };
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let static_env = svc
@@ -167,8 +185,34 @@ impl Plan {
             rlimits: rlimits(&svc.confine),
             sets_nofile: svc.confine.rlimit(Resource::Nofile).is_some(),
             sandbox: SandboxPlan::new(&svc.confine)?,
+            tls,
         }))
     }
+}
+
+/// A memfd holding `settings`' bundle (`tls::Settings::encode`), sealed
+/// against any change: every relay of the service reads the same bytes.
+fn sealed_bundle(settings: &crate::tls::Settings) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    use std::io::Write as _;
+    let fd = memfd_create(
+        c"oxinetd-tls",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&settings.encode())?;
+    let fd = OwnedFd::from(file);
+    fcntl(
+        &fd,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_WRITE
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_SEAL,
+        ),
+    )?;
+    Ok(fd)
 }
 
 /// `confine`'s resource limits as `(RLIMIT_*, value)`, in the order
@@ -336,7 +380,8 @@ impl Spawner {
                 ends,
             } => {
                 self.connection_env(ends);
-                (*input, *output, None)
+                // A TLS relay's key material on fd 3 (no LISTEN_PID).
+                (*input, *output, plan.tls.as_ref().map(|t| t.as_raw_fd()))
             }
             Invocation::Socket {
                 socket,
@@ -360,7 +405,8 @@ impl Spawner {
         for off in &self.env_offsets {
             self.envp.push(base.wrapping_add(*off) as *const c_char);
         }
-        if listen.is_some() {
+        let activation = listen.is_some() && plan.tls.is_none();
+        if activation {
             self.envp.push(plan.fdnames.as_ptr());
         }
         self.envp.extend(plan.static_env.iter().map(|e| e.as_ptr()));
@@ -382,7 +428,7 @@ impl Spawner {
             }),
             stdio: [stdin, stdout, stderr_src],
             listen,
-            listen_pid: listen.is_some(),
+            listen_pid: activation,
             nofile: if plan.sets_nofile { None } else { self.nofile },
             limits: &plan.limits,
             rlimits: &plan.rlimits,

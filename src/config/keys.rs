@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 55] = [
+pub const SERVICE: [Key; 56] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -86,6 +86,7 @@ pub const SERVICE: [Key; 55] = [
     key("proxy_protocol", Bool, true, true, "read a PROXY protocol v1/v2 header first: the client's address replaces the balancer's"),
     key("proxy_from", Strs, true, true, "the load balancers allowed to send a PROXY header (required with proxy_protocol)"),
     key("proxy_timeout", Seconds, true, true, "how long the PROXY header may take to arrive (3 s)"),
+    key("tls", Table, true, false, "TLS in front of the handler: { cert, key, client_ca, client_auth, alpn, min_version, handshake_timeout, sni }"),
     key("instances", Int, true, true, "most concurrent handlers"),
     key("per_source", Int, true, true, "most concurrent handlers per client address"),
     key("per_source_prefix", Int, true, true, "the IPv6 prefix length per_source counts by"),

@@ -158,6 +158,51 @@ fn access(svc: &Service, out: &mut Block) {
         Some(b) => out.comment(&format!("banner_fail: {} bytes, read at load", b.len())),
         None => out.comment("banner_fail: not set"),
     }
+    tls(svc, out);
+}
+
+/// `tls`, its files as named at load (their contents were read then).
+fn tls(svc: &Service, out: &mut Block) {
+    let Some(t) = &svc.tls else {
+        return;
+    };
+    let path = |p: &std::path::Path| Value::Str(p.display().to_string());
+    let mut table = vec![
+        ("cert".to_owned(), path(&t.cert_path)),
+        ("key".to_owned(), path(&t.key_path)),
+    ];
+    if let Some(ca) = &t.client_ca_path {
+        table.push(("client_ca".to_owned(), path(ca)));
+        let auth = match t.client_auth {
+            crate::tls::ClientAuth::Optional => "optional",
+            _ => "required",
+        };
+        table.push(("client_auth".to_owned(), Value::Str(auth.to_owned())));
+    }
+    if !t.alpn.is_empty() {
+        let alpn = t
+            .alpn
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        table.push(("alpn".to_owned(), Value::strs(alpn.collect())));
+    }
+    let min = match t.min_version {
+        crate::tls::MinVersion::Tls12 => "1.2",
+        crate::tls::MinVersion::Tls13 => "1.3",
+    };
+    table.push(("min_version".to_owned(), Value::Str(min.to_owned())));
+    table.push(("handshake_timeout".to_owned(), seconds(t.handshake_timeout)));
+    if !t.sni.is_empty() {
+        let by_name = t.sni.iter().map(|e| {
+            let files = vec![
+                ("cert".to_owned(), path(&e.cert_path)),
+                ("key".to_owned(), path(&e.key_path)),
+            ];
+            (e.name.clone(), Value::Table(files))
+        });
+        table.push(("sni".to_owned(), Value::Table(by_name.collect())));
+    }
+    out.set("tls", Value::Table(table));
 }
 
 fn ip_access(svc: &Service, out: &mut Block) {

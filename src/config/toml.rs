@@ -29,10 +29,11 @@ use super::{ConfigError, Diagnostic, Format, Location};
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// How deep a value is copied into the raw form: a key, its items, and
-/// theirs (`rate`'s numbers, a wrong item's type). Deeper lists and tables
-/// are kept empty, with their type: no check looks further, and a hostile
-/// nesting costs no recursion.
-const MAX_VALUE_DEPTH: usize = 3;
+/// theirs (`rate`'s numbers, a wrong item's type), and one level more for
+/// `tls.sni`'s tables of files. Deeper lists and tables are kept empty,
+/// with their type: no check looks further, and a hostile nesting costs
+/// no recursion.
+const MAX_VALUE_DEPTH: usize = 4;
 
 /// A file of the configuration and its text.
 struct SourceFile {

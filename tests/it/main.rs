@@ -34,5 +34,6 @@ mod proxy;
 mod reload;
 mod sockopt;
 mod stream;
+mod tls;
 mod unix;
 mod update_inetd;

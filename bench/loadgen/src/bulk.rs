@@ -69,7 +69,7 @@ fn nonblocking(r: io::Result<usize>) -> io::Result<Option<usize>> {
 }
 
 /// Wait until `s` is readable (or writable, with `write`), at most `timeout`.
-fn wait(s: &TcpStream, write: bool, timeout: Duration) -> io::Result<()> {
+pub fn wait(s: &TcpStream, write: bool, timeout: Duration) -> io::Result<()> {
     let mut p = libc::pollfd {
         fd: s.as_raw_fd(),
         events: libc::POLLIN | if write { libc::POLLOUT } else { 0 },

@@ -22,6 +22,8 @@
 //! * `bulk`: one connection; 64 KiB chunks of a known pattern written,
 //!   the echo read back (up to 1 MiB per read) and checked, both by one
 //!   thread on a non-blocking socket. Echoed MB/s.
+//! * `tls`, `tlsbulk` (`--ca PEM`): `tcp` and `bulk` through TLS, a full
+//!   handshake per connection (bench/loadgen/src/tls.rs).
 //! * `idle`: opens N connections one after another and keeps them all open
 //!   (the fd limit is raised to the hard limit), prints a `phase=opened`
 //!   line, waits, then checks that every one of them echoes.
@@ -30,6 +32,7 @@ mod bulk;
 mod idle;
 mod stats;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::collections::HashMap;
@@ -50,6 +53,8 @@ pub struct Opts {
     pub hold_secs: f64,
     /// `--proxy`: the PROXY protocol version to send first (tcp).
     pub proxy: Option<u8>,
+    /// `--ca`: the CA file of the `tls` and `tlsbulk` modes.
+    pub ca: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -58,7 +63,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("oxinetd-loadgen: {msg}");
-            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S] [--proxy v1|v2]");
+            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle|tls|tlsbulk ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S] [--proxy v1|v2] [--ca PEM]");
             ExitCode::from(2)
         }
     }
@@ -84,6 +89,18 @@ fn run(args: &[String]) -> Result<(), String> {
         "udp" => udp::run(&opts),
         "bulk" => bulk::run(&opts),
         "idle" => idle::run(&opts),
+        "tls" | "tlsbulk" => {
+            let ca = opts
+                .ca
+                .as_deref()
+                .ok_or("--ca is required with tls, tlsbulk")?;
+            let cfg = tls::config(ca)?;
+            if mode == "tls" {
+                tls::run(&opts, cfg);
+            } else {
+                tls::bulk(&opts, cfg);
+            }
+        }
         _ => return Err(format!("unknown mode {mode}")),
     }
     Ok(())
@@ -119,6 +136,7 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
         "--conns",
         "--hold-secs",
         "--proxy",
+        "--ca",
     ];
     if let Some(k) = kv.keys().find(|k| !known.contains(k)) {
         return Err(format!("unknown option {k}"));
@@ -140,6 +158,7 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
         conns: num("--conns", 10_000.0)? as usize,
         hold_secs: num("--hold-secs", 1.0)?,
         proxy,
+        ca: kv.get("--ca").map(|s| s.to_string()),
     };
     if opts.conc == 0 || opts.conc > 4096 {
         return Err("--conc must be 1..4096".into());

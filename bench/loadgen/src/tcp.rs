@@ -73,7 +73,7 @@ pub fn run(o: &Opts) {
 }
 
 /// The source address of worker `i`, for an IPv4 loopback server.
-fn source_for(addr: SocketAddr, i: usize) -> Option<Ipv4Addr> {
+pub fn source_for(addr: SocketAddr, i: usize) -> Option<Ipv4Addr> {
     match addr {
         SocketAddr::V4(a) if a.ip().is_loopback() => Some(Ipv4Addr::new(
             127,
@@ -87,7 +87,11 @@ fn source_for(addr: SocketAddr, i: usize) -> Option<Ipv4Addr> {
 
 /// Connect to `addr` from `source` (port chosen at connect), within
 /// `timeout` (SO_SNDTIMEO bounds a blocking connect on Linux).
-fn connect_from(addr: SocketAddr, source: Ipv4Addr, timeout: Duration) -> io::Result<TcpStream> {
+pub fn connect_from(
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let check = |r: libc::c_int| {
         if r < 0 {
             Err(io::Error::last_os_error())

@@ -40,6 +40,18 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// An entry of this table as a field of its own (`tls.cert`), its
+    /// messages at the entry.
+    pub fn entry(&self, name: &'static str, value: &'a Value, at: &'a Location) -> Field<'a> {
+        Field {
+            name,
+            value,
+            at,
+            items: &[],
+            file: self.file,
+        }
+    }
+
     /// Where item `i` was written.
     fn item_at(&self, i: usize) -> &'a Location {
         self.items.get(i).unwrap_or(self.at)

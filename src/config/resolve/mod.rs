@@ -7,7 +7,7 @@
 //! `sockopts` (the listening sockets' options), `identity`, `environment` (env, passenv, stderr), `access`, `limits`
 //! (with `timeout`), `confine` (rlimits, nice, umask, privileges),
 //! `sandbox` (chroot, namespaces; before `server`, which is a path inside
-//! the chroot), `logging`, `proxy` (`proxy_protocol` and its keys); `conflicts` (names and listeners two services may not share)
+//! the chroot), `logging`, `proxy` (`proxy_protocol` and its keys), `tls`; `conflicts` (names and listeners two services may not share)
 //! runs last, over the whole load. A service's keys are looked up with
 //! `[defaults]` under them.
 
@@ -27,6 +27,7 @@ mod reach;
 mod sandbox;
 mod server;
 mod sockopts;
+mod tls;
 
 pub(crate) use reach::inside;
 
@@ -66,6 +67,7 @@ pub fn resolve(raw: Raw, ctx: &Context) -> Loaded {
         let svc = Svc::new(draft, &defaults, base);
         diagnostics.extend(draft.problems.iter().cloned().map(Diagnostic::error));
         let resolved = resolver.service(&svc);
+        diagnostics.extend(svc.warnings.take().into_iter().map(Diagnostic::warning));
         let errors = svc.errors.into_inner();
         if errors.is_empty() && draft.problems.is_empty() {
             services.extend(resolved);
@@ -106,6 +108,8 @@ struct Svc<'a> {
     /// ` "NAME"` for messages about the whole service, once the name is known.
     label: RefCell<String>,
     errors: RefCell<Vec<ConfigError>>,
+    /// Valid but worth saying (a certificate about to expire).
+    warnings: RefCell<Vec<ConfigError>>,
 }
 
 impl<'a> Svc<'a> {
@@ -116,6 +120,7 @@ impl<'a> Svc<'a> {
             origin: &draft.origin,
             label: RefCell::new(String::new()),
             errors: RefCell::new(Vec::new()),
+            warnings: RefCell::new(Vec::new()),
         }
     }
 
@@ -136,6 +141,10 @@ impl<'a> Svc<'a> {
 
     fn report(&self, e: ConfigError) {
         self.errors.borrow_mut().push(e);
+    }
+
+    fn warn(&self, e: ConfigError) {
+        self.warnings.borrow_mut().push(e);
     }
 
     /// An error about the whole service, at its start.
@@ -212,6 +221,7 @@ impl Resolver<'_> {
         let stderr = environment::stderr(svc);
         let (access, banner_fail) = (access::rules(svc), access::banner(svc));
         let limits = limits::resolve(svc, internal);
+        let chrooted = sandboxed.chroot.is_some();
         let mut confine = confine::resolve(svc, internal);
         if !internal {
             confine.chroot = sandboxed.chroot;
@@ -219,6 +229,16 @@ impl Resolver<'_> {
             confine.private_network = sandboxed.private_network;
         }
         let log = logging::fields(svc);
+        let tls = tls::resolve(
+            svc,
+            &transport,
+            &tls::Context {
+                internal,
+                chroot: chrooted,
+                stderr,
+                identity: identity.as_ref(),
+            },
+        );
         server::check_args(svc, &args);
         if svc.failed() {
             return None;
@@ -249,6 +269,7 @@ impl Resolver<'_> {
             socket_file,
             confine,
             proxy,
+            tls,
         })
     }
 }

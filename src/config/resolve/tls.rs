@@ -1,0 +1,351 @@
+//! `tls = { cert, key, client_ca, client_auth, alpn, min_version,
+//! handshake_timeout, sni }`: TLS in front of an exec'd stream `nowait`
+//! handler (`crate::tls`).
+//!
+//! The files are read here, at load, as oxinetd (root), so a key only
+//! root can read works: the relay gets their contents through a memfd,
+//! never the paths. Everything rustls would refuse later is refused now,
+//! at the key's line: a chain or key that does not parse, a key that is
+//! not the certificate's, unusable client CAs. A leaf certificate that
+//! expires within 14 days is a warning.
+//!
+//! Not (yet) for: datagram services (DTLS is another protocol), `wait`
+//! services (the handler accepts the connections itself), internal
+//! services (they run in the root supervisor, which parses no TLS),
+//! `chroot` (the relay is oxinetd's own binary, exec'd before the
+//! handler: inside the root it and its libraries would have to exist),
+//! and `stderr = "socket"` (the handler's stderr would be plaintext in
+//! the TLS stream).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::field::Field;
+use super::listen::Transport;
+use super::{io_problem, reach, Svc};
+use crate::config::error::{did_you_mean, quote};
+use crate::config::raw::Value;
+use crate::config::{ConfigError, Location, SocketKind, StderrMode, WaitMode};
+use crate::privilege::Identity;
+use crate::tls::{ClientAuth, MinVersion, Problem, Settings, SniCert};
+use std::os::unix::fs::MetadataExt as _;
+
+/// The keys of the `tls` table.
+const KEYS: &[&str] = &[
+    "cert",
+    "key",
+    "client_ca",
+    "client_auth",
+    "alpn",
+    "min_version",
+    "handshake_timeout",
+    "sni",
+];
+
+/// A certificate that expires sooner than this is warned about.
+const EXPIRY_WARNING: i64 = 14 * 86400;
+
+/// The largest PEM file read.
+const MAX_FILE: u64 = 1 << 20;
+
+/// What else of the service `tls` depends on.
+pub struct Context<'a> {
+    pub internal: bool,
+    pub chroot: bool,
+    pub stderr: StderrMode,
+    /// Who the relay and the handler run as.
+    pub identity: Option<&'a Identity>,
+}
+
+/// The service's `tls`, if it has one.
+pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Settings> {
+    let f = svc.get("tls")?;
+    if cx.internal {
+        // Refused with the other program-only keys (`refuse_program_keys`).
+        return None;
+    }
+    let why_not = if t.kind != SocketKind::Stream {
+        Some("only for stream services (DTLS is not supported)")
+    } else if t.wait == WaitMode::Wait {
+        Some("not for a wait service (its handler accepts the connections itself)")
+    } else if cx.chroot {
+        Some("not yet with chroot (the relay is oxinetd's own binary, exec'd inside the root, where neither it nor its libraries are)")
+    } else if cx.stderr == StderrMode::Socket {
+        Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        // Inherited from [defaults]: it applies to the services that can
+        // have it.
+        if svc.own("tls").is_some() {
+            svc.report(f.err(format!("tls: {why}")));
+        }
+        return None;
+    }
+    if let Some(Identity::Switch {
+        user,
+        uid,
+        gid,
+        groups,
+    }) = cx.identity
+    {
+        // The relay is this binary, exec'd through /proc/self/exe (no
+        // directory on its path is searched): only the file's own mode
+        // matters.
+        let who = reach::Who {
+            user,
+            uid: *uid,
+            gid: *gid,
+            groups,
+        };
+        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+            if !who.may_exec(&m) {
+                let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+                svc.report(f.err(format!(
+                    "tls: user {user} may not execute {} (mode {:o}), which each connection's \
+                     TLS relay runs as",
+                    exe.display(),
+                    m.mode() & 0o7777
+                )));
+                return None;
+            }
+        }
+    }
+    let entries = svc.ok(f.entries())?;
+    let get = |name: &str| -> Option<(&Value, &Location)> {
+        entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, v, at)| (*v, *at))
+    };
+    for (k, _, at) in &entries {
+        if !KEYS.contains(k) {
+            let hint = did_you_mean(k, KEYS)
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            svc.report(ConfigError::new(
+                (*at).clone(),
+                format!("tls: unknown key \"{}\"{hint}", quote(k)),
+            ));
+        }
+    }
+    // A key of the table, as a field of its own (for its messages).
+    let sub = |name: &'static str, (value, at)| f.entry(name, value, at);
+    let cert = get("cert").map(|v| sub("tls.cert", v));
+    let key = get("key").map(|v| sub("tls.key", v));
+    let (Some(cert), Some(key)) = (cert, key) else {
+        svc.report(f.err("tls: needs cert and key (PEM files)"));
+        return None;
+    };
+    let (cert_path, chain) = read(svc, &cert)?;
+    let (key_path, key_pem) = read(svc, &key)?;
+    let client_ca = get("client_ca").map(|v| sub("tls.client_ca", v));
+    let (client_ca_path, client_ca_pem) = match &client_ca {
+        Some(ca) => {
+            let (p, pem) = read(svc, ca)?;
+            (Some(p), pem)
+        }
+        None => (None, Vec::new()),
+    };
+    let client_auth = match get("client_auth").map(|v| sub("tls.client_auth", v)) {
+        None if client_ca.is_some() => ClientAuth::Required,
+        None => ClientAuth::None,
+        Some(a) => {
+            let auth = svc.ok(a.choice(&[
+                ("required", ClientAuth::Required),
+                ("optional", ClientAuth::Optional),
+            ]))?;
+            if client_ca.is_none() {
+                svc.report(a.err("tls.client_auth: only with client_ca"));
+                return None;
+            }
+            auth
+        }
+    };
+    let alpn = match get("alpn").map(|v| sub("tls.alpn", v)) {
+        None => Vec::new(),
+        Some(a) => {
+            let list = svc.ok(a.list())?;
+            let mut out = Vec::new();
+            for (p, at) in list {
+                if p.is_empty() || p.len() > 255 {
+                    svc.report(ConfigError::new(
+                        at,
+                        "tls.alpn: each protocol name is 1 to 255 bytes",
+                    ));
+                    return None;
+                }
+                out.push(p.as_bytes().to_vec());
+            }
+            out
+        }
+    };
+    let min_version = match get("min_version").map(|v| sub("tls.min_version", v)) {
+        None => MinVersion::Tls12,
+        Some(m) => svc.ok(m.choice(&[("1.2", MinVersion::Tls12), ("1.3", MinVersion::Tls13)]))?,
+    };
+    let handshake_timeout = match get("handshake_timeout").map(|v| sub("tls.handshake_timeout", v))
+    {
+        None => crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        Some(h) => {
+            let d = svc.ok(h.seconds())?;
+            if d < Duration::from_millis(1) {
+                svc.report(h.err("tls.handshake_timeout: expected more than 0 seconds"));
+                return None;
+            }
+            d
+        }
+    };
+    let sni = match get("sni") {
+        None => Vec::new(),
+        Some((value, at)) => sni(svc, &f.entry("tls.sni", value, at))?,
+    };
+    let settings = Settings {
+        cert_path,
+        key_path,
+        client_ca_path,
+        chain,
+        key: key_pem,
+        client_ca: client_ca_pem,
+        client_auth,
+        alpn,
+        min_version,
+        handshake_timeout,
+        sni,
+    };
+    match settings.server_config() {
+        Ok(_) => {}
+        Err(p) => {
+            let p_is_key = matches!(p, Problem::SniKey(..));
+            let (field, m) = match p {
+                Problem::Cert(m) => (&cert, m),
+                Problem::Key(m) => (&key, m),
+                Problem::ClientCa(m) => (client_ca.as_ref().unwrap_or(&cert), m),
+                Problem::SniCert(i, m) | Problem::SniKey(i, m) => {
+                    let e = &settings.sni[i];
+                    let file = match p_is_key {
+                        true => &e.key_path,
+                        false => &e.cert_path,
+                    };
+                    let at = get("sni").map_or(f.at, |(_, at)| at);
+                    svc.report(ConfigError::new(
+                        at.clone(),
+                        format!(
+                            "tls.sni \"{}\": \"{}\": {m}",
+                            quote(&e.name),
+                            file.display()
+                        ),
+                    ));
+                    return None;
+                }
+            };
+            let path = field.str().unwrap_or_default();
+            svc.report(field.err(format!("{} \"{}\": {m}", field.name, quote(path))));
+            return None;
+        }
+    }
+    if let Ok(chain) = crate::tls::certificates(&settings.chain) {
+        if let Some(left) = chain.first().and_then(crate::tls::expires_in) {
+            let path = cert.str().unwrap_or_default();
+            if left < 0 {
+                svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
+            } else if left < EXPIRY_WARNING {
+                svc.warn(cert.err(format!(
+                    "tls.cert \"{}\": expires in {} days {} hours",
+                    quote(path),
+                    left / 86400,
+                    left % 86400 / 3600
+                )));
+            }
+        }
+    }
+    Some(settings)
+}
+
+/// `sni = { "NAME" = { cert = "...", key = "..." }, ... }`: each file
+/// read (errors at the `sni` entry, where its table was written).
+fn sni(svc: &Svc<'_>, f: &Field<'_>) -> Option<Vec<SniCert>> {
+    let entries = svc.ok(f.entries())?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, value, _) in entries {
+        let lower = name.to_ascii_lowercase();
+        let label = |m: String| f.err(format!("tls.sni \"{}\": {m}", quote(name)));
+        let host = lower.strip_prefix("*.").unwrap_or(&lower);
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            svc.report(label(
+                "expected a DNS name such as \"a.example\" or \"*.example\"".into(),
+            ));
+            return None;
+        }
+        let Value::Table(t) = value else {
+            svc.report(label(
+                "expected a table { cert = \"...\", key = \"...\" }".into(),
+            ));
+            return None;
+        };
+        let file = |key: &str| -> Option<(PathBuf, Vec<u8>)> {
+            let Some((_, Value::Str(p))) = t.iter().find(|(k, _)| k == key) else {
+                svc.report(label(format!("needs {key} (a PEM file)")));
+                return None;
+            };
+            if let Some((k, _)) = t.iter().find(|(k, _)| k != "cert" && k != "key") {
+                svc.report(label(format!(
+                    "unknown key \"{}\" (cert and key only)",
+                    quote(k)
+                )));
+                return None;
+            }
+            let path = f.dir().join(p);
+            match read_bounded(&path) {
+                Ok(pem) => Some((path, pem)),
+                Err(m) => {
+                    svc.report(label(format!("{key} \"{}\": {m}", quote(p))));
+                    None
+                }
+            }
+        };
+        let (cert_path, chain) = file("cert")?;
+        let (key_path, key) = file("key")?;
+        out.push(SniCert {
+            name: lower,
+            cert_path,
+            key_path,
+            chain,
+            key,
+        });
+    }
+    Some(out)
+}
+
+/// A file read whole, at most `MAX_FILE` bytes.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| io_problem(&e))?;
+    let mut pem = Vec::new();
+    match file.take(MAX_FILE + 1).read_to_end(&mut pem) {
+        Ok(n) if n as u64 > MAX_FILE => Err("larger than 1 MiB".to_owned()),
+        Ok(_) => Ok(pem),
+        Err(e) => Err(io_problem(&e)),
+    }
+}
+
+/// The file `f` names (relative to the config's directory), read whole.
+fn read(svc: &Svc<'_>, f: &Field<'_>) -> Option<(PathBuf, Vec<u8>)> {
+    let s = svc.ok(f.str())?;
+    let path = f.dir().join(Path::new(s));
+    match read_bounded(&path) {
+        Ok(pem) => Some((path, pem)),
+        Err(m) => {
+            svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
+            None
+        }
+    }
+}

@@ -346,7 +346,7 @@ pub struct Service {
     pub proxy: Option<crate::proxy::Trust>,
     /// `tls`: each connection's TLS is done by an `oxinetd tls-relay`
     /// process of the service's user, in front of the handler.
-    pub tls: Option<crate::tls::Settings>,
+    pub tls: Option<Box<crate::tls::Settings>>,
 }
 
 impl Service {

@@ -282,7 +282,9 @@ pub struct Supervisor {
     signals: Signals,
     notifier: Notifier,
     /// Bound listeners by id (their epoll token).
-    listeners: IdMap<u64, Listener>,
+    /// Boxed: the map keeps spare slots (a power of two), each the size of
+    /// its value.
+    listeners: IdMap<u64, Box<Listener>>,
     /// Listener ids by service name, for `Stale::services`.
     by_service: HashMap<Rc<str>, Vec<u64>>,
     /// What `sync` has to look at.

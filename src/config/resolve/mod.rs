@@ -176,6 +176,9 @@ impl Resolver<'_> {
         let transport = listen::transport(svc);
         let mut listen = self.listen(svc, &transport);
         sockopts::resolve(svc, transport.kind, &mut listen);
+        // Kept for the service's life: no spare capacity (idle RSS with
+        // hundreds of services).
+        listen.shrink_to_fit();
         let unix = listen
             .first()
             .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
@@ -238,7 +241,8 @@ impl Resolver<'_> {
                 stderr,
                 identity: identity.as_ref(),
             },
-        );
+        )
+        .map(Box::new);
         server::check_args(svc, &args);
         if svc.failed() {
             return None;

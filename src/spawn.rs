@@ -51,7 +51,7 @@ pub struct Plan {
     sandbox: Option<Box<SandboxPlan>>,
     /// `tls`: the sealed memfd holding the service's certificate, key and
     /// options, given to each connection's relay as fd 3 (`path` and
-    /// `argv` are then oxinetd's own `tls-relay`, the handler's after).
+    /// `argv` are then `oxinetd-tls relay`'s, the handler's after).
     tls: Option<OwnedFd>,
 }
 
@@ -136,11 +136,12 @@ impl Plan {
         let tls = match &svc.tls {
             None => None,
             Some(settings) => {
-                // The relay first: `oxinetd tls-relay SERVER ARGV...`,
-                // from the image this supervisor runs (the same version,
-                // even after the file was replaced by an upgrade).
-                argv.splice(0..0, [c"oxinetd".to_owned(), c"tls-relay".to_owned(), path]);
-                path = c"/proc/self/exe".to_owned();
+                // The relay first: `oxinetd-tls relay SERVER ARGV...`,
+                // found at load beside this binary (`tls::program`).
+                let relay = crate::tls::program()?;
+                argv.splice(0..0, [c"oxinetd-tls".to_owned(), c"relay".to_owned(), path]);
+                path = CString::new(relay.into_os_string().into_encoded_bytes())
+                    .map_err(|_| "NUL byte in oxinetd-tls' path".to_string())?;
                 Some(
                     sealed_bundle(settings)
                         .map_err(|e| format!("unable to make the TLS key material's memfd: {e}"))?,

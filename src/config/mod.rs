@@ -344,7 +344,7 @@ pub struct Service {
     /// `proxy_protocol`: a PROXY header is read from each connection
     /// first, from the balancers it trusts.
     pub proxy: Option<crate::proxy::Trust>,
-    /// `tls`: each connection's TLS is done by an `oxinetd tls-relay`
+    /// `tls`: each connection's TLS is done by an `oxinetd-tls relay`
     /// process of the service's user, in front of the handler.
     pub tls: Option<Box<crate::tls::Settings>>,
 }

@@ -114,6 +114,7 @@ fn files_under(root: &Path) -> BTreeSet<String> {
 /// differs between Debian and the others.
 const UNDER_PREFIX: &[&str] = &[
     "/sbin/oxinetd",
+    "/libexec/oxinetd/oxinetd-tls",
     "/lib/systemd/system/oxinetd.service",
     "/share/man/man8/oxinetd.8.gz",
     "/share/man/man5/oxinetd.toml.5.gz",

@@ -560,7 +560,7 @@ fn the_process_parsing_tls_runs_as_the_services_user() {
     );
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(
-        cmdline.starts_with(b"oxinetd\0tls-relay\0"),
+        cmdline.starts_with(b"oxinetd-tls\0relay\0"),
         "{}",
         String::from_utf8_lossy(&cmdline)
     );
@@ -701,26 +701,31 @@ fn sni_picks_the_certificate_by_server_name() {
 }
 
 #[test]
-fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
+fn check_refuses_tls_when_the_user_may_not_run_the_relay() {
     crate::require_root!();
     let dir = pki();
     dir.write("upper-tls.sh", UPPER);
-    // A copy of oxinetd only root may execute: the relay could not start.
-    let private = dir.path().join("oxinetd-0700");
-    std::fs::copy(bin(), &private).expect("copy oxinetd");
-    std::fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .expect("chmod");
+    // oxinetd and an oxinetd-tls beside it that only root may execute:
+    // the relay could not start as nobody.
+    let copy = dir.path().join("sbin");
+    std::fs::create_dir(&copy).expect("mkdir");
+    let oxinetd = copy.join("oxinetd");
+    std::fs::copy(bin(), &oxinetd).expect("copy oxinetd");
+    let relay = copy.join("oxinetd-tls");
+    std::fs::copy(env!("CARGO_BIN_EXE_oxinetd-tls"), &relay).expect("copy oxinetd-tls");
+    std::fs::set_permissions(&relay, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
     let text = service("up", r#"cert = "server.pem", key = "server.key""#, "");
     let path = dir.write("oxinetd.toml", &text);
-    let out = Command::new(&private)
-        .arg("check")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .expect("check");
+    let check = || {
+        Command::new(&oxinetd)
+            .arg("check")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("check")
+    };
+    let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = 1 + text
         .lines()
@@ -729,9 +734,22 @@ fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}:{line}:7: tls: user nobody may not execute {} (mode 700)",
+            "{}:{line}:7: tls: {} is not executable by nobody (mode 0700, owner root)",
             path.display(),
-            private.display()
+            relay.display()
+        )),
+        "{stderr}"
+    );
+    // And without it at all: named, with where it was looked for.
+    std::fs::remove_file(&relay).expect("rm");
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:7: tls: oxinetd-tls not found (looked for {} and ",
+            path.display(),
+            relay.display()
         )),
         "{stderr}"
     );

@@ -28,7 +28,6 @@ use crate::config::raw::Value;
 use crate::config::{ConfigError, Location, SocketKind, StderrMode, WaitMode};
 use crate::privilege::Identity;
 use crate::tls::{ClientAuth, MinVersion, Problem, Settings, SniCert};
-use std::os::unix::fs::MetadataExt as _;
 
 /// The keys of the `tls` table.
 const KEYS: &[&str] = &[
@@ -83,6 +82,14 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         }
         return None;
     }
+    // Every connection execs `oxinetd-tls` as the service's user.
+    let relay = match crate::tls::program() {
+        Ok(p) => p,
+        Err(m) => {
+            svc.report(f.err(format!("tls: {m}")));
+            return None;
+        }
+    };
     if let Some(Identity::Switch {
         user,
         uid,
@@ -90,26 +97,18 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         groups,
     }) = cx.identity
     {
-        // The relay is this binary, exec'd through /proc/self/exe (no
-        // directory on its path is searched): only the file's own mode
-        // matters.
         let who = reach::Who {
             user,
             uid: *uid,
             gid: *gid,
             groups,
         };
-        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
-            if !who.may_exec(&m) {
-                let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-                svc.report(f.err(format!(
-                    "tls: user {user} may not execute {} (mode {:o}), which each connection's \
-                     TLS relay runs as",
-                    exe.display(),
-                    m.mode() & 0o7777
-                )));
-                return None;
-            }
+        if let Some(why) = reach::blocker(Path::new("/"), &relay, &who) {
+            svc.report(f.err(format!(
+                "tls: {why}; each connection's TLS relay is {} run as {user}",
+                relay.display()
+            )));
+            return None;
         }
     }
     let entries = svc.ok(f.entries())?;
@@ -214,12 +213,16 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         handshake_timeout,
         sni,
     };
-    match settings.server_config() {
-        Ok(_) => {}
+    let left = match crate::tls::validate(&settings) {
+        Ok(left) => left,
         Err(p) => {
             let p_is_key = matches!(p, Problem::SniKey(..));
             let (field, m) = match p {
                 Problem::Cert(m) => (&cert, m),
+                Problem::Program(m) => {
+                    svc.report(f.err(format!("tls: {m}")));
+                    return None;
+                }
                 Problem::Key(m) => (&key, m),
                 Problem::ClientCa(m) => (client_ca.as_ref().unwrap_or(&cert), m),
                 Problem::SniCert(i, m) | Problem::SniKey(i, m) => {
@@ -244,20 +247,18 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
             svc.report(field.err(format!("{} \"{}\": {m}", field.name, quote(path))));
             return None;
         }
-    }
-    if let Ok(chain) = crate::tls::certificates(&settings.chain) {
-        if let Some(left) = chain.first().and_then(crate::tls::expires_in) {
-            let path = cert.str().unwrap_or_default();
-            if left < 0 {
-                svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
-            } else if left < EXPIRY_WARNING {
-                svc.warn(cert.err(format!(
-                    "tls.cert \"{}\": expires in {} days {} hours",
-                    quote(path),
-                    left / 86400,
-                    left % 86400 / 3600
-                )));
-            }
+    };
+    if let Some(left) = left {
+        let path = cert.str().unwrap_or_default();
+        if left < 0 {
+            svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
+        } else if left < EXPIRY_WARNING {
+            svc.warn(cert.err(format!(
+                "tls.cert \"{}\": expires in {} days {} hours",
+                quote(path),
+                left / 86400,
+                left % 86400 / 3600
+            )));
         }
     }
     Some(settings)

@@ -99,20 +99,25 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// No limit set: each at its default.
+    pub const DEFAULT: Limits = Limits {
+        instances: None,
+        per_source: None,
+        per_source_prefix: 64,
+        rate: None,
+        source_rate: None,
+        reply_rate: 50_000,
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
+        timeout: None,
+        kill_grace: DEFAULT_KILL_GRACE,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            instances: None,
-            per_source: None,
-            per_source_prefix: 64,
-            rate: None,
-            source_rate: None,
-            reply_rate: 50_000,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
-            timeout: None,
-            kill_grace: DEFAULT_KILL_GRACE,
-        }
+        Limits::DEFAULT
     }
 }
 

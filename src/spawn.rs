@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::socket::UnixCredentials;
 
-use crate::config::{Handler, Service, SocketKind, StderrMode};
+use crate::config::{Handler, Service, SocketKind, StderrMode, WaitMode};
 use crate::confine::{Caps, Confine, Resource};
 use crate::privilege::Identity;
 use crate::render::Render;
@@ -34,8 +34,9 @@ pub struct Plan {
     static_env: Vec<CString>,
     ids: Option<(u32, u32, Vec<libc::gid_t>)>,
     stderr: StderrMode,
-    /// `LISTEN_FDNAMES=<service name>` for socket activation.
-    fdnames: CString,
+    /// `LISTEN_FDNAMES=<service name>` for socket activation (`wait`
+    /// services only: the others are given no listening socket).
+    fdnames: Option<CString>,
     /// `server PATH, user NAME`: what a failure in the child is about,
     /// for its log line (shared with each running handler's record).
     pub program: std::rc::Rc<str>,
@@ -180,7 +181,10 @@ impl Plan {
             static_env,
             ids,
             stderr: svc.stderr,
-            fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
+            fdnames: match svc.wait {
+                WaitMode::Wait => Some(cstr(&format!("LISTEN_FDNAMES={}", svc.name))?),
+                WaitMode::Nowait => None,
+            },
             program: std::rc::Rc::from(program),
             limits,
             rlimits: rlimits(&svc.confine),
@@ -407,8 +411,8 @@ impl Spawner {
             self.envp.push(base.wrapping_add(*off) as *const c_char);
         }
         let activation = listen.is_some() && plan.tls.is_none();
-        if activation {
-            self.envp.push(plan.fdnames.as_ptr());
+        if let (true, Some(names)) = (activation, &plan.fdnames) {
+            self.envp.push(names.as_ptr());
         }
         self.envp.extend(plan.static_env.iter().map(|e| e.as_ptr()));
         self.envp.push(std::ptr::null());

@@ -25,7 +25,7 @@ impl Supervisor {
     ) -> Result<Option<IpAddr>, Refusal> {
         let ip = peer.ip();
         let svc = &running.svc;
-        if !svc.access.is_open() {
+        if !svc.access.is_common() {
             svc.access.check(ip, crate::sys::local_minute_of_day)?;
         }
         self.admit_load(running, Some(Load::source(&svc.limits, ip)))

@@ -187,7 +187,7 @@ impl Running {
     ) -> Running {
         let connected = svc.kind.is_connected();
         if svc.handler.in_process() && connected {
-            svc.limits = svc.limits.with_internal_defaults(fds);
+            svc.limits = crate::config::Rare::new(svc.limits.with_internal_defaults(fds));
         }
         let mode = match (&svc.handler, svc.wait) {
             (Handler::Internal(i), _) if connected => Mode::InternalStream(*i),

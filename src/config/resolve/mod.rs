@@ -266,13 +266,13 @@ impl Resolver<'_> {
             handler,
             env,
             stderr,
-            access,
+            access: crate::config::Rare::new(access),
             banner_fail,
-            limits,
+            limits: crate::config::Rare::new(limits),
             log,
             socket_file,
-            confine,
-            proxy,
+            confine: crate::config::Rare::new(confine),
+            proxy: proxy.map(Box::new),
             tls,
         })
     }

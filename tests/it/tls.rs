@@ -754,3 +754,68 @@ fn check_refuses_tls_when_the_user_may_not_run_the_relay() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_warns_about_a_certificate_that_expires_within_14_days() {
+    let dir = pki();
+    let h = dir.write("upper-tls.sh", UPPER);
+    std::fs::set_permissions(&h, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod handler");
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "soon.key",
+            "-out",
+            "soon.pem",
+            "-days",
+            "5",
+            "-subj",
+            "/CN=soon",
+        ],
+    );
+    let run = |cert: &str, key: &str| {
+        let text = service("up", &format!(r#"cert = "{cert}", key = "{key}""#), "");
+        let path = dir.write("oxinetd.toml", &text);
+        let out = Command::new(bin())
+            .arg("check")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("check");
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("tls"))
+            .expect("tls line");
+        let col = 1 + text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.find(&format!("\"{cert}\"")))
+            .expect("cert");
+        (out, format!("{}:{line}:{col}", path.display()))
+    };
+    // A warning: the config is valid, and says so.
+    let (out, at) = run("soon.pem", "soon.key");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Five days from openssl's "now", to the second: 4 days 23 hours, or
+    // 5 days 0 hours when both fell within the same second.
+    let warned = ["4 days 23 hours", "5 days 0 hours"].iter().any(|left| {
+        stderr.contains(&format!(
+            "{at}: warning: tls.cert \"soon.pem\": expires in {left}\n"
+        ))
+    });
+    assert!(warned, "{stderr}");
+    // The 30-day certificate gets none.
+    let (out, _) = run("server.pem", "server.key");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("expires in"), "{stderr}");
+}

@@ -698,3 +698,18 @@ fn rpm_package_builds_with_the_same_layout_and_systemd_scriptlets() {
         &expected("/usr", "site-functions"),
     );
 }
+
+/// README's `cargo run --release -- ...` runs the supervisor: with two
+/// binaries in the package (oxinetd-tls beside it), cargo must be told
+/// which one (`default-run`), or the demo command fails.
+#[test]
+fn cargo_run_runs_the_supervisor() {
+    release_binary();
+    let out = run_ok(
+        Command::new(cargo())
+            .args(["run", "--release", "--locked", "--quiet", "--", "--version"])
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(repo()),
+    );
+    assert!(out.starts_with("oxinetd "), "{out}");
+}

@@ -216,6 +216,7 @@ impl Load {
                 *n -= 1;
                 if *n == 0 {
                     self.by_source.remove(&s);
+                    crate::idmap::shrink_after_burst(&mut self.by_source);
                 }
             }
         }

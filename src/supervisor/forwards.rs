@@ -374,6 +374,7 @@ impl Supervisor {
         let Some(f) = self.forwards.remove(&cid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.forwards);
         if f.timer {
             // Failed before its deadline: that entry is out of date.
             self.forget_connect();
@@ -430,6 +431,7 @@ impl Supervisor {
         let Some(f) = self.forwards.remove(&cid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.forwards);
         self.unwatch(&f);
         let (up, down) = (f.relay.bytes_up(), f.relay.down.bytes);
         {

@@ -132,6 +132,10 @@ pub struct Load {
     sources: Option<Box<SourceTable>>,
     /// What `status` and metrics count (`stats`), carried with the load.
     pub stats: crate::stats::Stats,
+    /// Limits how often refusals and spawn errors of this service are
+    /// logged; here, not in the service's config, so that a reload does not
+    /// forget the lines it held back (`suppressed` reports them).
+    pub refusals: crate::log::Throttle,
 }
 
 impl Load {

@@ -400,7 +400,7 @@ impl Supervisor {
             load.stats.total.spawn_failed += 1;
         }
         self.touch(&service.name);
-        let Some(suppressed) = service.refusals.borrow_mut().admit(Instant::now()) else {
+        let Some(suppressed) = self.throttled(&service.name, &service.load) else {
             return;
         };
         self.log.event(Event::Error {

@@ -137,6 +137,10 @@ pub struct Load {
     sources: Option<Box<SourceTable>>,
     /// What `status` and metrics count (`stats`), carried with the load.
     pub stats: crate::stats::Stats,
+    /// Limits how often refusals and spawn errors of this service are
+    /// logged; here, not in the service's config, so that a reload does not
+    /// forget the lines it held back (`suppressed` reports them).
+    pub refusals: crate::log::Throttle,
 }
 
 impl Load {
@@ -221,6 +225,7 @@ impl Load {
                 *n -= 1;
                 if *n == 0 {
                     self.by_source.remove(&s);
+                    crate::idmap::shrink_after_burst(&mut self.by_source);
                 }
             }
         }

@@ -183,6 +183,7 @@ impl Supervisor {
     }
 
     pub(super) fn close_conn(&mut self, mut c: InternalConn) {
+        crate::idmap::shrink_after_burst(&mut self.conns);
         // A bulk transfer touched up to a MiB of scratch buffer, and maybe
         // a MiB of pending echo on the heap: give both back before the
         // close is seen, so an idle supervisor stays small.

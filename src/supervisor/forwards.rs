@@ -374,6 +374,7 @@ impl Supervisor {
         let Some(f) = self.forwards.remove(&cid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.forwards);
         if f.timer {
             // Failed before its deadline: that entry is out of date.
             self.forget_connect();
@@ -399,7 +400,7 @@ impl Supervisor {
             load.stats.total.spawn_failed += 1;
         }
         self.touch(&service.name);
-        let Some(suppressed) = service.refusals.borrow_mut().admit(Instant::now()) else {
+        let Some(suppressed) = self.throttled(&service.name, &service.load) else {
             return;
         };
         self.log.event(Event::Error {
@@ -430,6 +431,7 @@ impl Supervisor {
         let Some(f) = self.forwards.remove(&cid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.forwards);
         self.unwatch(&f);
         let (up, down) = (f.relay.bytes_up(), f.relay.down.bytes);
         {

@@ -65,7 +65,7 @@ use crate::handover::{Assigned, Intake};
 use crate::idmap::IdMap;
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
-use crate::log::{Event, Log, Throttle};
+use crate::log::{Event, Log};
 use crate::notify::Notifier;
 use crate::shutdown::{Drain, Next};
 use crate::signals::Signals;
@@ -169,8 +169,6 @@ struct Running {
     plan: Option<Plan>,
     /// Start of the current second and replies sent in it (UDP internal).
     replies: std::cell::Cell<(Instant, u32)>,
-    /// Limits how often refusals and spawn errors of this service are logged.
-    refusals: std::cell::RefCell<Throttle>,
     /// Handlers running and recent connections; shared with the service's
     /// running handlers and carried to its next config on reload.
     load: Rc<RefCell<Load>>,
@@ -204,7 +202,6 @@ impl Running {
             mode,
             plan,
             replies: std::cell::Cell::new((Instant::now(), 0)),
-            refusals: std::cell::RefCell::new(Throttle::default()),
             load,
             pending: std::cell::Cell::new(0),
         }
@@ -266,6 +263,9 @@ enum Resume {
     Proxied(u64),
     /// A forward's connect upstream is due (`forward_timeout`).
     Connect(u64),
+    /// The window in which a service's refusal (or spawn error) lines
+    /// were held back is over: report how many, unless a line has.
+    Suppressed(Rc<str>),
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and

@@ -16,6 +16,7 @@
 //! always the supervisor's own image): `oxinetd-tls 1\n`, then records
 //! `NAME LEN\n` followed by LEN bytes and `\n`.
 
+pub mod pipe;
 pub mod relay;
 
 use std::fmt;

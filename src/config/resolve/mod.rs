@@ -210,7 +210,9 @@ impl Resolver<'_> {
         if matches!(server, Some(Server::Internal(_))) {
             refuse_program_keys(svc);
         }
-        let identity = self.identity(svc, internal);
+        // A TLS relay (`tls` on an internal service or a forward,
+        // `forward_tls`) runs as `user`, as a handler would.
+        let identity = self.identity(svc, internal && !relayed(svc));
         // Inside a chroot, from its root: the directories above it are
         // crossed by the chroot, as root, before the switch of ids.
         if let (Some(Server::Exec(path)), Some(id)) = (&server, &identity) {
@@ -233,7 +235,6 @@ impl Resolver<'_> {
             svc,
             &transport,
             &tls::Context {
-                internal,
                 chroot: chrooted,
                 stderr,
                 identity: identity.as_ref(),
@@ -306,13 +307,24 @@ fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
 /// Keys that only mean something for a program, set on an internal
 /// service itself (`[defaults]` may well hold them for others).
 fn refuse_program_keys(svc: &Svc<'_>) {
-    for key in keys::program_only() {
+    let relay = relayed(svc);
+    for key in keys::program_only().filter(|k| !(relay && keys::RELAY_KEYS.contains(k))) {
         if let Some(f) = svc.own(key) {
             svc.report(f.err(format!(
                 "{key}: has no meaning for an internal service (it runs inside oxinetd)"
             )));
         }
     }
+}
+
+/// Whether an internal service or a forward has a TLS relay process
+/// (`tls`, `forward_tls`), whose user `user` names.
+fn relayed(svc: &Svc<'_>) -> bool {
+    let on = |k: &str| {
+        svc.get(k)
+            .is_some_and(|f| !matches!(f.value, crate::config::raw::Value::Bool(false)))
+    };
+    on("tls") || on("forward_tls")
 }
 
 /// An I/O error as its plain description ("No such file or directory").

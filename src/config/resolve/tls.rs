@@ -9,10 +9,12 @@
 //! not the certificate's, unusable client CAs. A leaf certificate that
 //! expires within 14 days is a warning.
 //!
+//! For an internal service or a forward too: their relay (`tls::pipe`)
+//! runs as the service's `user` like a handler's, never in the root
+//! supervisor.
+//!
 //! Not (yet) for: datagram services (DTLS is another protocol), `wait`
-//! services (the handler accepts the connections itself), internal
-//! services (they run in the root supervisor, which parses no TLS),
-//! `chroot` (the relay is oxinetd's own binary, exec'd before the
+//! services (the handler accepts the connections itself), `chroot` (the relay is oxinetd's own binary, exec'd before the
 //! handler: inside the root it and its libraries would have to exist),
 //! and `stderr = "socket"` (the handler's stderr would be plaintext in
 //! the TLS stream).
@@ -50,7 +52,6 @@ const MAX_FILE: u64 = 1 << 20;
 
 /// What else of the service `tls` depends on.
 pub struct Context<'a> {
-    pub internal: bool,
     pub chroot: bool,
     pub stderr: StderrMode,
     /// Who the relay and the handler run as.
@@ -60,10 +61,6 @@ pub struct Context<'a> {
 /// The service's `tls`, if it has one.
 pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Settings> {
     let f = svc.get("tls")?;
-    if cx.internal {
-        // Refused with the other program-only keys (`refuse_program_keys`).
-        return None;
-    }
     let why_not = if t.kind != SocketKind::Stream {
         Some("only for stream services (DTLS is not supported)")
     } else if t.wait == WaitMode::Wait {
@@ -326,7 +323,7 @@ fn sni(svc: &Svc<'_>, f: &Field<'_>) -> Option<Vec<SniCert>> {
 }
 
 /// A file read whole, at most `MAX_FILE` bytes.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+pub(super) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let file = std::fs::File::open(path).map_err(|e| io_problem(&e))?;
     let mut pem = Vec::new();

@@ -5,7 +5,11 @@
 //! checked; bad handshakes end only their own connection; `check` finds a
 //! key that is not the certificate's; the process that parses TLS runs as
 //! the service's user; a reload's new certificate is served to the next
-//! client while an open connection goes on.
+//! client while an open connection goes on. For internal services and
+//! forwards (`socat` and `curl` as clients, `forward_upstream.py` as a
+//! plain upstream, another oxinetd as a TLS one): TLS in, TLS out
+//! (verified: a wrong CA or name is refused and logged), both, and TLS
+//! behind HAProxy's PROXY header.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -735,4 +739,326 @@ fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
         )),
         "{stderr}"
     );
+}
+
+/// `socat` as a TLS client of `addr` from `from` (verifying the test CA
+/// for "localhost"): `input`, then its half-close; what came back before
+/// the server's close.
+fn socat_tls(dir: &Path, from: &str, addr: SocketAddr, input: &str) -> String {
+    let socat = crate::harness::need("socat", "socat");
+    let mut child = Command::new("timeout")
+        .arg(PATIENCE.as_secs().to_string())
+        .arg(socat)
+        .args(["-t", "10", "-"])
+        .arg(format!(
+            "OPENSSL:{addr},bind={from},cafile=ca.pem,commonname=localhost"
+        ))
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("socat");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes());
+    let out = child.wait_with_output().expect("socat output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A plain client of `addr`: `input`, half-close, all of the answer.
+fn plain(addr: SocketAddr, input: &str) -> String {
+    String::from_utf8_lossy(&crate::harness::exchange(addr, input.as_bytes()).unwrap_or_default())
+        .into_owned()
+}
+
+fn internal_tls(name: &str, server: &str, extra: &str) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:{server}\"\n{}\n\
+         tls = {{ cert = \"server.pem\", key = \"server.key\" }}\n{extra}\n",
+        user_line()
+    )
+}
+
+#[test]
+fn internal_echo_and_metrics_over_tls() {
+    let dir = pki();
+    let config = format!(
+        "{}{}",
+        internal_tls(
+            "echo-tls",
+            "echo",
+            "log_on_success = [\"HOST\", \"PID\", \"EXIT\", \"TRAFFIC\"]"
+        ),
+        internal_tls("metrics-tls", "metrics", "")
+    );
+    let s = start(&dir, &config);
+    let out = socat_tls(dir.path(), "127.0.0.1", s.addr("echo-tls"), "echo me\n");
+    assert_eq!(out, "echo me\n", "log:\n{}", s.log());
+    // The relay is the connection's process; the echo itself is served
+    // by the supervisor on its side of the socketpair, the client as peer.
+    let start = s.expect_line(&["start service=echo-tls", "peer=127.0.0.1:"]);
+    let pid = field(&start, "pid").expect("pid").to_owned();
+    s.expect_line(&["exit service=echo-tls", &format!("pid={pid}"), "status=0"]);
+    s.expect_line(&["done service=echo-tls", "peer=127.0.0.1:", "bytes_in=8"]);
+    // Nothing in clear on the wire: a plain client gets no echo.
+    let raw = plain(s.addr("echo-tls"), "clear\n");
+    assert!(!raw.contains("clear"), "{raw:?}");
+
+    let web = s.addr("metrics-tls");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert", "ca.pem"])
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", web.port()))
+        .arg(format!("https://localhost:{}/metrics", web.port()))
+        .current_dir(dir.path())
+        .output()
+        .expect("curl (apt-get install curl)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body.contains("oxinetd_build_info"),
+        "curl: {}\n{body}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+}
+
+/// `forward_upstream.py`'s PROXY upstream: its port, the child killed
+/// when the guard drops.
+struct ProxyUpstream(Child, u16);
+
+impl ProxyUpstream {
+    fn start(dir: &Dir) -> ProxyUpstream {
+        let python = crate::harness::need("python3", "python3");
+        let mut child = Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/it/forward_upstream.py"
+            ))
+            .arg(dir.path().join("early.count"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start forward_upstream.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        let port = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|p| p.parse().ok())
+            .expect("PROXY port");
+        ProxyUpstream(child, port)
+    }
+}
+
+impl Drop for ProxyUpstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_in_forward_to_a_plain_upstream_with_the_clients_proxy_header() {
+    let dir = pki();
+    let up = ProxyUpstream::start(&dir);
+    let config = format!(
+        "[[service]]\nname = \"fwd\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{}\"\n\
+         forward_proxy_protocol = \"v2\"\n{}\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n",
+        up.1,
+        user_line()
+    );
+    let s = start(&dir, &config);
+    let addr = s.addr("fwd");
+    let out = socat_tls(dir.path(), "127.0.0.2", addr, "through\n");
+    // The upstream saw the client (127.0.0.2) and where it connected,
+    // then the plaintext.
+    assert!(
+        out.starts_with("v2 tcp4 127.0.0.2 "),
+        "{out:?}\nlog:\n{}",
+        s.log()
+    );
+    assert!(
+        out.contains(&format!(" 127.0.0.1 {} ", addr.port())) && out.ends_with("\nthrough\n"),
+        "{out:?}"
+    );
+    s.expect_line(&["start service=fwd", "peer=127.0.0.2:"]);
+    s.expect_line(&["exit service=fwd", "status=0"]);
+}
+
+#[test]
+fn forward_tls_verifies_the_upstream_and_refuses_a_wrong_one() {
+    let dir = pki();
+    let upstream = start(&dir, &internal_tls("echo-tls", "echo", ""));
+    let target = upstream.addr("echo-tls");
+    let fwd = |name: &str, extra: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nforward = \"{target}\"\n{}\n{extra}\n",
+            user_line()
+        )
+    };
+    let config = format!(
+        "{}{}{}{}",
+        fwd(
+            "good",
+            "forward_tls = { ca = \"ca.pem\", server_name = \"localhost\" }"
+        ),
+        fwd(
+            "wrong-ca",
+            "forward_tls = { ca = \"other.pem\", server_name = \"localhost\" }"
+        ),
+        fwd(
+            "wrong-name",
+            "forward_tls = { ca = \"ca.pem\", server_name = \"elsewhere.example\" }"
+        ),
+        fwd(
+            "both",
+            "forward_tls = { ca = \"ca.pem\", server_name = \"localhost\" }\n\
+             tls = { cert = \"server2.pem\", key = \"server2.key\" }"
+        ),
+    );
+    let dir2 = pki_copy(&dir);
+    let s = Server::start_in(dir2.clone(), &config, &[], |_| {});
+    assert_eq!(
+        plain(s.addr("good"), "plain in\n"),
+        "plain in\n",
+        "{}",
+        s.log()
+    );
+    s.expect_line(&["exit service=good", "status=0"]);
+    // TLS both ways: the client's TLS ends in one relay, which is the
+    // upstream's TLS client.
+    let out = socat_tls(dir2.path(), "127.0.0.1", s.addr("both"), "both ways\n");
+    assert_eq!(out, "both ways\n", "{}", s.log());
+
+    assert_eq!(plain(s.addr("wrong-ca"), "x\n"), "");
+    s.expect_line(&[
+        "stderr service=wrong-ca",
+        "upstream handshake failed: invalid peer certificate: UnknownIssuer",
+    ]);
+    s.expect_line(&["exit service=wrong-ca", "status=1"]);
+    assert_eq!(plain(s.addr("wrong-name"), "x\n"), "");
+    s.expect_line(&[
+        "stderr service=wrong-name",
+        "upstream handshake failed: invalid peer certificate",
+    ]);
+}
+
+/// A second directory with `dir`'s certificates (a second oxinetd needs
+/// its own oxinetd.toml).
+fn pki_copy(dir: &Dir) -> Dir {
+    let to = Dir::new();
+    for entry in std::fs::read_dir(dir.path()).expect("pki dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".pem") || n.ends_with(".key") {
+            let dest = to.path().join(&name);
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+    to
+}
+
+#[test]
+fn check_places_forward_tls_errors() {
+    let dir = pki();
+    let svc = |name: &str, tls: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n\
+             forward_tls = {{ {tls} }}\n{}\n",
+            user_line()
+        )
+    };
+    let text = format!(
+        "{}{}{}",
+        svc("f", r#"ca = "ca.pem", cafile = "x""#),
+        svc("g", r#"ca = "missing.pem""#),
+        svc(
+            "h",
+            r#"ca = "ca.pem", cert = "client.pem", key = "stranger.key""#
+        )
+    );
+    let path = dir.write("oxinetd.toml", &text);
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Where `needle` is, on the nth forward_tls line.
+    let at = |nth: usize, needle: &str| {
+        let (line, text) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("forward_tls"))
+            .nth(nth)
+            .expect("forward_tls line");
+        format!("{}:{}", line + 1, 1 + text.find(needle).expect("needle"))
+    };
+    let p = path.display();
+    for want in [
+        format!(
+            "{p}:{}: forward_tls: unknown key \"cafile\"",
+            at(0, "\"x\"")
+        ),
+        format!(
+            "{p}:{}: forward_tls.ca \"missing.pem\": No such file or directory",
+            at(1, "\"missing.pem\"")
+        ),
+        format!(
+            "{p}:{}: forward_tls.key \"stranger.key\": does not match the certificate's public key",
+            at(2, "\"stranger.key\"")
+        ),
+    ] {
+        assert!(stderr.contains(&want), "want {want}\ngot {stderr}");
+    }
+}
+
+#[test]
+fn proxy_protocol_in_front_of_tls_gives_the_real_client() {
+    let dir = pki();
+    let env = dir.write(
+        "env-tls.sh",
+        "#!/bin/sh\nIFS= read -r line\necho \"got=$line remote=$REMOTE_ADDR peer=$PROXY_PEER $SSL_PROTOCOL\"\n",
+    );
+    std::fs::set_permissions(&env, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let proxied = "proxy_protocol = true\nproxy_from = \"127.0.0.1\"";
+    let config = format!(
+        "[[service]]\nname = \"env\"\nlisten = \"127.0.0.1:0\"\nserver = \"{{dir}}/env-tls.sh\"\n{}\n\
+         tls = {{ cert = \"server.pem\", key = \"server.key\" }}\n{proxied}\n{}",
+        user_line(),
+        internal_tls("echo-tls", "echo", &format!("{proxied}\nlog_on_success = [\"HOST\"]"))
+    );
+    let s = start(&dir, &config);
+    let h = crate::proxy::Haproxy::start(
+        &dir,
+        &[
+            (s.addr("env"), "send-proxy-v2"),
+            (s.addr("echo-tls"), "send-proxy-v2"),
+        ],
+    );
+    // The TLS is the client's, through HAProxy in TCP mode; the header
+    // before it is HAProxy's.
+    let out = socat_tls(dir.path(), "127.0.0.2", h.fronts[0], "hi\n");
+    assert_eq!(
+        out,
+        "got=hi remote=127.0.0.2 peer=127.0.0.1 TLSv1.3\n",
+        "log:\n{}",
+        s.log()
+    );
+    s.expect_line(&["start service=env", "peer=127.0.0.2:", "via=127.0.0.1:"]);
+    let out = socat_tls(dir.path(), "127.0.0.2", h.fronts[1], "echoed\n");
+    assert_eq!(out, "echoed\n", "log:\n{}", s.log());
+    s.expect_line(&["done service=echo-tls", "peer=127.0.0.2:", "via=127.0.0.1:"]);
 }

@@ -352,6 +352,10 @@ struct End {
     closing: bool,
     /// shutdown(SHUT_WR) done on the socket.
     shut: bool,
+    /// Its peer is gone entirely (`POLLHUP` once its input ended): an
+    /// internal service that closed its socketpair end, or both
+    /// directions of an upstream over.
+    gone: bool,
 }
 
 impl End {
@@ -363,6 +367,7 @@ impl End {
             read_done: false,
             closing: false,
             shut: false,
+            gone: false,
         }
     }
 
@@ -454,6 +459,15 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
     loop {
         for i in 0..2 {
             let j = 1 - i;
+            if ends[i].gone && !ends[j].read_done {
+                // Nothing sent from j could be taken any more: stop
+                // reading it, so the relay ends without waiting for it.
+                ends[j].read_done = true;
+                held[j].clear();
+            }
+        }
+        for i in 0..2 {
+            let j = 1 - i;
             if held[i].is_empty() && !ends[i].read_done {
                 match ends[i].read_plain(&mut buf).map_err(|e| e.to_string())? {
                     Some(0) => ends[i].read_done = true,
@@ -484,6 +498,7 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
             return Ok(());
         }
         let mut fds = Vec::with_capacity(2);
+        let mut which = Vec::with_capacity(2);
         for i in 0..2 {
             let mut ev = PollFlags::empty();
             if held[i].is_empty() && !ends[i].read_done {
@@ -493,11 +508,18 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
             if ends[i].wants_write() || plain_out {
                 ev |= PollFlags::POLLOUT;
             }
-            // A side with nothing to wait for stays out: its hang-up
-            // would wake the loop for nothing.
-            if !ev.is_empty() {
+            // A side with nothing to wait for stays out (its hang-up
+            // would wake the loop for nothing), unless its hang-up is
+            // what is waited for: its input ended, its peer may go.
+            let watch_hup = ends[i].read_done && !ends[i].gone && !ends[1 - i].read_done;
+            if !ev.is_empty() || watch_hup {
                 fds.push(PollFd::new(ends[i].sock.as_fd(), ev));
+                which.push(i);
             }
+        }
+        if fds.is_empty() {
+            // Nothing left to wait for (not reached: the end is above).
+            return Ok(());
         }
         let timeout = idle.map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(i32::try_from(d.as_millis()).unwrap_or(i32::MAX))
@@ -507,6 +529,18 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
             Ok(0) if idle.is_some() => return Err("idle_timeout: closed".into()),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
+        }
+        let hung: Vec<usize> = which
+            .iter()
+            .zip(&fds)
+            .filter(|(_, p)| p.revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)))
+            .map(|(i, _)| *i)
+            .collect();
+        drop(fds);
+        for i in hung {
+            if ends[i].read_done {
+                ends[i].gone = true;
+            }
         }
     }
 }

@@ -1062,3 +1062,71 @@ fn proxy_protocol_in_front_of_tls_gives_the_real_client() {
     assert_eq!(out, "echoed\n", "log:\n{}", s.log());
     s.expect_line(&["done service=echo-tls", "peer=127.0.0.2:", "via=127.0.0.1:"]);
 }
+
+#[test]
+fn an_internal_tls_connection_counts_once_against_instances() {
+    let dir = pki();
+    let s = start(
+        &dir,
+        &internal_tls(
+            "echo-tls",
+            "echo",
+            "instances = 1\nlog_on_success = [\"HOST\", \"PID\"]",
+        ),
+    );
+    let addr = s.addr("echo-tls");
+    let mut first = Open::new(dir.path(), addr);
+    first.send("one\n");
+    first.expect("one");
+    // The relay holds the one place: the listener is closed, a second
+    // client waits in the backlog, unserved.
+    let (tx, rx) = mpsc::channel();
+    let d = dir.path().to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(socat_tls(&d, "127.0.0.1", addr, "two\n"));
+    });
+    assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err());
+    assert_eq!(s.count(&["start service=echo-tls"]), 1, "{}", s.log());
+    // The first leaves: the second is served.
+    drop(first);
+    let out = rx
+        .recv_timeout(PATIENCE)
+        .expect("the second client's answer");
+    assert_eq!(out, "two\n", "{}", s.log());
+    assert_eq!(s.count(&["start service=echo-tls"]), 2);
+}
+
+#[test]
+fn an_internal_service_that_closes_ends_its_relay_while_the_client_stays() {
+    let dir = pki();
+    let s = start(
+        &dir,
+        &internal_tls("day", "daytime", "log_on_success = [\"PID\", \"EXIT\"]"),
+    );
+    // socat keeps its side open after the server's close_notify (its
+    // stdin stays open, -t 600): the relay must end anyway once daytime
+    // has answered and closed its side, not wait for the client.
+    let socat = crate::harness::need("socat", "socat");
+    let mut client = Command::new(socat)
+        .args(["-t", "600", "-"])
+        .arg(format!(
+            "OPENSSL:{},cafile=ca.pem,commonname=localhost",
+            s.addr("day")
+        ))
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat");
+    let mut line = String::new();
+    let out = client.stdout.take().expect("stdout");
+    let _ = BufReader::new(out).read_line(&mut line);
+    assert!(line.contains(':'), "{line:?}\n{}", s.log());
+    s.expect_line(&["exit service=day", "status=0"]);
+    let still = client.try_wait().ok().flatten().is_none();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(still, "the client was to stay connected");
+    assert_eq!(s.count(&["stderr service=day"]), 0, "{}", s.log());
+}

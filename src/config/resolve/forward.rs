@@ -50,7 +50,7 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>) -> Option<Forward> {
     }
     for key in keys::program_only()
         .filter(|k| !FORWARD_KEYS.contains(k))
-        .filter(|k| !(super::relayed(svc) && keys::RELAY_KEYS.contains(k)))
+        .filter(|k| !(super::relayed(svc, t) && keys::RELAY_KEYS.contains(k)))
     {
         if let Some(k) = svc.own(key) {
             svc.report(k.err(format!(

@@ -80,34 +80,8 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         }
         return None;
     }
-    if let Some(Identity::Switch {
-        user,
-        uid,
-        gid,
-        groups,
-    }) = cx.identity
-    {
-        // The relay is this binary, exec'd through /proc/self/exe (no
-        // directory on its path is searched): only the file's own mode
-        // matters.
-        let who = reach::Who {
-            user,
-            uid: *uid,
-            gid: *gid,
-            groups,
-        };
-        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
-            if !who.may_exec(&m) {
-                let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-                svc.report(f.err(format!(
-                    "tls: user {user} may not execute {} (mode {:o}), which each connection's \
-                     TLS relay runs as",
-                    exe.display(),
-                    m.mode() & 0o7777
-                )));
-                return None;
-            }
-        }
+    if !relay_executable(svc, &f, cx.identity) {
+        return None;
     }
     let entries = svc.ok(f.entries())?;
     let get = |name: &str| -> Option<(&Value, &Location)> {
@@ -258,6 +232,45 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         }
     }
     Some(settings)
+}
+
+/// Whether `identity` may execute oxinetd's own binary, which each
+/// connection's TLS relay is (`f`: `tls` or `forward_tls`); if not, an
+/// error at `f`.
+pub(super) fn relay_executable(svc: &Svc<'_>, f: &Field<'_>, identity: Option<&Identity>) -> bool {
+    let Some(Identity::Switch {
+        user,
+        uid,
+        gid,
+        groups,
+    }) = identity
+    else {
+        return true;
+    };
+    // The relay is this binary, exec'd through /proc/self/exe (no
+    // directory on its path is searched): only the file's own mode
+    // matters.
+    let who = reach::Who {
+        user,
+        uid: *uid,
+        gid: *gid,
+        groups,
+    };
+    let Ok(m) = std::fs::metadata("/proc/self/exe") else {
+        return true;
+    };
+    if who.may_exec(&m) {
+        return true;
+    }
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    svc.report(f.err(format!(
+        "{}: user {user} may not execute {} (mode {:o}), which each connection's \
+         TLS relay runs as",
+        f.name,
+        exe.display(),
+        m.mode() & 0o7777
+    )));
+    false
 }
 
 /// `sni = { "NAME" = { cert = "...", key = "..." }, ... }`: each file

@@ -75,6 +75,7 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>) -> Option<Forward> {
     let (target, written) = target?;
     let tls = match svc.get("forward_tls") {
         None => None,
+        Some(t) if matches!(t.value, Value::Bool(false)) => None,
         Some(t) => Some(outbound(svc, &t, &written)?),
     };
     Some(Forward {
@@ -109,8 +110,7 @@ fn outbound(svc: &Svc<'_>, f: &Field<'_>, written: &str) -> Option<Outbound> {
         key: Vec::new(),
     };
     let entries = match f.value {
-        Value::Bool(true) => Vec::new(),
-        Value::Bool(false) => return None,
+        Value::Bool(_) => Vec::new(),
         _ => svc.ok(f.entries())?,
     };
     let mut fields: Vec<(&str, Field<'_>)> = Vec::new();

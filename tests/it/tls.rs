@@ -1130,3 +1130,68 @@ fn an_internal_service_that_closes_ends_its_relay_while_the_client_stays() {
     assert!(still, "the client was to stay connected");
     assert_eq!(s.count(&["stderr service=day"]), 0, "{}", s.log());
 }
+
+#[test]
+fn the_relay_of_an_internal_service_runs_as_its_user_without_the_key() {
+    crate::require_root!();
+    let dir = pki();
+    let s = start(&dir, &internal_tls("echo-tls", "echo", ""));
+    let mut c = Open::new(dir.path(), s.addr("echo-tls"));
+    c.send("still here\n");
+    c.expect("still here");
+    let start = s.expect_line(&["start ", "service=echo-tls"]);
+    let pid = field(&start, "pid").expect("pid").to_owned();
+    assert_eq!(
+        uid_line(&pid),
+        "Uid:\t65534\t65534\t65534\t65534",
+        "relay {pid}"
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert_eq!(cmdline, b"oxinetd\0tls-relay\0--pipe\0");
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+    {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        assert!(!target.to_string_lossy().contains("memfd"), "{target:?}");
+    }
+}
+
+#[test]
+fn forward_tls_presents_a_client_certificate() {
+    let dir = pki();
+    let upstream = start(
+        &dir,
+        &service(
+            "need-cert",
+            r#"cert = "server.pem", key = "server.key", client_ca = "ca.pem""#,
+            "",
+        ),
+    );
+    let target = upstream.addr("need-cert");
+    let fwd = |name: &str, extra: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nforward = \"{target}\"\n{}\n\
+             forward_tls = {{ ca = \"ca.pem\", server_name = \"localhost\"{extra} }}\n",
+            user_line()
+        )
+    };
+    let config = format!(
+        "{}{}",
+        fwd("with", r#", cert = "client.pem", key = "client.key""#),
+        fwd("without", "")
+    );
+    let dir2 = pki_copy(&dir);
+    let s = Server::start_in(dir2, &config, &[], |_| {});
+    let out = plain(s.addr("with"), "from alice\n");
+    assert!(
+        out.starts_with("FROM ALICE\n") && out.contains("SSL_CLIENT_S_DN=CN=alice\n"),
+        "{out}\nlog:\n{}\nupstream:\n{}",
+        s.log(),
+        upstream.log()
+    );
+    // No certificate: the upstream refuses the handshake.
+    let out = plain(s.addr("without"), "anonymous\n");
+    assert!(!out.contains("ANONYMOUS"), "{out}");
+    s.expect_line(&["exit service=without", "status=1"]);
+}

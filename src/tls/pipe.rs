@@ -457,6 +457,10 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
     let mut held: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        // Something read, taken or closed this round: round again before
+        // polling, since rustls may hold what the socket no longer shows
+        // (a close_notify read together with the last data).
+        let mut moved = false;
         for i in 0..2 {
             let j = 1 - i;
             if ends[i].gone && !ends[j].read_done {
@@ -470,14 +474,23 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
             let j = 1 - i;
             if held[i].is_empty() && !ends[i].read_done {
                 match ends[i].read_plain(&mut buf).map_err(|e| e.to_string())? {
-                    Some(0) => ends[i].read_done = true,
-                    Some(n) => held[i].extend_from_slice(&buf[..n]),
+                    Some(0) => {
+                        ends[i].read_done = true;
+                        moved = true;
+                    }
+                    Some(n) => {
+                        held[i].extend_from_slice(&buf[..n]);
+                        moved = true;
+                    }
                     None => {}
                 }
             }
             if !held[i].is_empty() && !ends[j].closing {
                 match ends[j].write_plain(&held[i]) {
-                    Ok(n) => drop(held[i].drain(..n)),
+                    Ok(n) => {
+                        held[i].drain(..n);
+                        moved |= n > 0;
+                    }
                     // That side stopped reading (closed): what it missed
                     // is dropped, and this side is not read any more.
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
@@ -496,6 +509,9 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
         }
         if ends.iter().all(|e| e.shut && !e.wants_write()) {
             return Ok(());
+        }
+        if moved {
+            continue;
         }
         let mut fds = Vec::with_capacity(2);
         let mut which = Vec::with_capacity(2);

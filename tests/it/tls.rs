@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -745,6 +745,16 @@ fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
 /// for "localhost"): `input`, then its half-close; what came back before
 /// the server's close.
 fn socat_tls(dir: &Path, from: &str, addr: SocketAddr, input: &str) -> String {
+    let out = socat_tls_output(dir, from, addr, input);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `socat_tls`'s client, its stdout and stderr apart and as bytes.
+fn socat_tls_output(dir: &Path, from: &str, addr: SocketAddr, input: &str) -> Output {
     let socat = crate::harness::need("socat", "socat");
     let mut child = Command::new("timeout")
         .arg(PATIENCE.as_secs().to_string())
@@ -764,12 +774,7 @@ fn socat_tls(dir: &Path, from: &str, addr: SocketAddr, input: &str) -> String {
         .take()
         .expect("stdin")
         .write_all(input.as_bytes());
-    let out = child.wait_with_output().expect("socat output");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    child.wait_with_output().expect("socat output")
 }
 
 /// A plain client of `addr`: `input`, half-close, all of the answer.
@@ -829,9 +834,9 @@ fn internal_echo_and_metrics_over_tls() {
     );
 }
 
-/// `forward_upstream.py`'s PROXY upstream: its port, the child killed
-/// when the guard drops.
-struct ProxyUpstream(Child, u16);
+/// `forward_upstream.py`'s upstreams: the child (killed when the guard
+/// drops), the PROXY one's port and the COUNT one's.
+struct ProxyUpstream(Child, u16, u16);
 
 impl ProxyUpstream {
     fn start(dir: &Dir) -> ProxyUpstream {
@@ -849,12 +854,13 @@ impl ProxyUpstream {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("ready line");
-        let port = line
-            .split_whitespace()
-            .nth(3)
-            .and_then(|p| p.parse().ok())
-            .expect("PROXY port");
-        ProxyUpstream(child, port)
+        let port = |n| {
+            line.split_whitespace()
+                .nth(n)
+                .and_then(|p| p.parse().ok())
+                .expect("a port")
+        };
+        ProxyUpstream(child, port(3), port(1))
     }
 }
 
@@ -891,6 +897,40 @@ fn tls_in_forward_to_a_plain_upstream_with_the_clients_proxy_header() {
     );
     s.expect_line(&["start service=fwd", "peer=127.0.0.2:"]);
     s.expect_line(&["exit service=fwd", "status=0"]);
+}
+
+#[test]
+fn a_tls_forward_passes_the_clients_end_on_and_carries_bulk_back() {
+    let dir = pki();
+    let up = ProxyUpstream::start(&dir);
+    let config = format!(
+        "[[service]]\nname = \"count\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{}\"\n{}\n\
+         tls = {{ cert = \"server.pem\", key = \"server.key\" }}\n",
+        up.2,
+        user_line()
+    );
+    let s = start(&dir, &config);
+    // The upstream answers only after the client's end of input (its
+    // close_notify, passed on as a half-close; socat sends it in the
+    // same segment as the data), then sends 5 MiB of a pattern.
+    let out = socat_tls_output(dir.path(), "127.0.0.1", s.addr("count"), "hello\n");
+    let head = b"6 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03\n";
+    let body = out.stdout.strip_prefix(&head[..]).unwrap_or_else(|| {
+        panic!(
+            "{} bytes: {:?}\n{}\nlog:\n{}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(200)]),
+            String::from_utf8_lossy(&out.stderr),
+            s.log()
+        )
+    });
+    assert_eq!(body.len(), 5 * 1024 * 1024, "log:\n{}", s.log());
+    let wrong = body
+        .iter()
+        .enumerate()
+        .position(|(k, b)| usize::from(*b) != k % 251);
+    assert_eq!(wrong, None, "the pattern differs there");
+    s.expect_line(&["exit service=count", "status=0"]);
 }
 
 #[test]

@@ -10,6 +10,9 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 SBINDIR ?= $(PREFIX)/sbin
+# oxinetd looks for oxinetd-tls beside itself, else in ../libexec/oxinetd
+# from its own directory: keep LIBEXECDIR and SBINDIR siblings.
+LIBEXECDIR ?= $(PREFIX)/libexec
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
 DOCDIR ?= $(DATADIR)/doc/oxinetd
@@ -28,6 +31,8 @@ CARGO_TARGET_DIR ?= target
 # The binary to install: the release build, or any other (BIN=path, e.g.
 # the static musl build).
 BIN ?= $(CARGO_TARGET_DIR)/release/oxinetd
+# The TLS relay, built beside it (TLS_BIN=path for another build).
+TLS_BIN ?= $(dir $(BIN))oxinetd-tls
 
 INSTALL ?= install
 CONFIG := $(DESTDIR)$(SYSCONFDIR)/oxinetd/oxinetd.toml
@@ -41,11 +46,13 @@ all:
 # checkout. An existing config is kept, as a package manager would.
 install:
 	@test -x '$(BIN)' || { echo "make install: $(BIN) is missing: run 'make' first, or give BIN=path" >&2; exit 1; }
-	$(INSTALL) -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(MANDIR)/man8' '$(DESTDIR)$(MANDIR)/man5' \
+	@test -x '$(TLS_BIN)' || { echo "make install: $(TLS_BIN) is missing: run 'make' first, or give TLS_BIN=path" >&2; exit 1; }
+	$(INSTALL) -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(LIBEXECDIR)/oxinetd' '$(DESTDIR)$(MANDIR)/man8' '$(DESTDIR)$(MANDIR)/man5' \
 		'$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/oxinetd/conf.d' '$(DESTDIR)$(DOCDIR)/examples' \
 		'$(DESTDIR)$(SYSCONFDIR)/fail2ban/filter.d' '$(DESTDIR)$(SYSCONFDIR)/fail2ban/jail.d' \
 		'$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)' '$(DESTDIR)$(FISHCOMPDIR)'
 	$(INSTALL) -m 755 '$(BIN)' '$(DESTDIR)$(SBINDIR)/oxinetd'
+	$(INSTALL) -m 755 '$(TLS_BIN)' '$(DESTDIR)$(LIBEXECDIR)/oxinetd/oxinetd-tls'
 	gzip -9nc packaging/man/oxinetd.8 > '$(DESTDIR)$(MANDIR)/man8/oxinetd.8.gz'
 	gzip -9nc packaging/man/oxinetd.toml.5 > '$(DESTDIR)$(MANDIR)/man5/oxinetd.toml.5.gz'
 	sed -e 's|/usr/sbin/oxinetd|$(SBINDIR)/oxinetd|g' -e 's|/etc/oxinetd/|$(SYSCONFDIR)/oxinetd/|g' \
@@ -65,11 +72,12 @@ install:
 # Leaves the config in $(SYSCONFDIR)/oxinetd and the fail2ban filter and
 # jail, as a package's remove does.
 uninstall:
-	rm -f '$(DESTDIR)$(SBINDIR)/oxinetd' '$(DESTDIR)$(MANDIR)/man8/oxinetd.8.gz' \
+	rm -f '$(DESTDIR)$(SBINDIR)/oxinetd' '$(DESTDIR)$(LIBEXECDIR)/oxinetd/oxinetd-tls' '$(DESTDIR)$(MANDIR)/man8/oxinetd.8.gz' \
 		'$(DESTDIR)$(MANDIR)/man5/oxinetd.toml.5.gz' '$(DESTDIR)$(UNITDIR)/oxinetd.service' \
 		'$(DESTDIR)$(BASHCOMPDIR)/oxinetd' '$(DESTDIR)$(ZSHCOMPDIR)/_oxinetd' \
 		'$(DESTDIR)$(FISHCOMPDIR)/oxinetd.fish'
 	rm -rf '$(DESTDIR)$(DOCDIR)'
+	-rmdir '$(DESTDIR)$(LIBEXECDIR)/oxinetd' 2>/dev/null
 
 # After a change to the command line (src/cli.rs); a test compares them.
 completions: all

@@ -146,6 +146,7 @@ pub enum Verdict {
 /// So two echo-like services aimed at each other (a spoofed datagram starts
 /// it) lose the datagram after the burst and the loop ends, logged.
 pub struct PeerLimit {
+    /// Empty until the first datagram: only internal UDP services use it.
     slots: Box<[Entry]>,
     hasher: RandomState,
 }
@@ -153,7 +154,7 @@ pub struct PeerLimit {
 impl Default for PeerLimit {
     fn default() -> PeerLimit {
         PeerLimit {
-            slots: vec![Entry::default(); SLOTS].into_boxed_slice(),
+            slots: Box::default(),
             hasher: RandomState::new(),
         }
     }
@@ -162,6 +163,9 @@ impl Default for PeerLimit {
 impl PeerLimit {
     /// Count one reply to `peer` against `rate` a second (burst twice it).
     pub fn check(&mut self, peer: SocketAddr, rate: u32, now: Instant) -> Verdict {
+        if self.slots.is_empty() {
+            self.slots = vec![Entry::default(); SLOTS].into_boxed_slice();
+        }
         let i = (self.hasher.hash_one(peer) as usize) % SLOTS;
         let j = i ^ 1;
         let slot = if self.slots[i].peer == Some(peer) {

@@ -39,7 +39,8 @@
 //! - [`log`] — syslog or stderr; every line an `Event`, one `key=value` grammar.
 //! - [`render`] — numbers and addresses as text without `core::fmt`.
 //! - [`tls`] — a service's certificate and key, checked at load and sealed
-//!   in a memfd; `oxinetd tls-relay`, the per-connection TLS process.
+//!   in a memfd; `oxinetd-tls relay`, the per-connection TLS process, a
+//!   program of its own (src/bin/oxinetd-tls.rs).
 
 pub mod access;
 pub mod children;

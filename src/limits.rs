@@ -99,20 +99,25 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// No limit set: each at its default.
+    pub const DEFAULT: Limits = Limits {
+        instances: None,
+        per_source: None,
+        per_source_prefix: 64,
+        rate: None,
+        source_rate: None,
+        reply_rate: 50_000,
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
+        timeout: None,
+        kill_grace: DEFAULT_KILL_GRACE,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            instances: None,
-            per_source: None,
-            per_source_prefix: 64,
-            rate: None,
-            source_rate: None,
-            reply_rate: 50_000,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            peer_reply_rate: crate::flood::DEFAULT_PEER_REPLY_RATE,
-            timeout: None,
-            kill_grace: DEFAULT_KILL_GRACE,
-        }
+        Limits::DEFAULT
     }
 }
 
@@ -132,6 +137,10 @@ pub struct Load {
     sources: Option<Box<SourceTable>>,
     /// What `status` and metrics count (`stats`), carried with the load.
     pub stats: crate::stats::Stats,
+    /// Limits how often refusals and spawn errors of this service are
+    /// logged; here, not in the service's config, so that a reload does not
+    /// forget the lines it held back (`suppressed` reports them).
+    pub refusals: crate::log::Throttle,
 }
 
 impl Load {
@@ -216,6 +225,7 @@ impl Load {
                 *n -= 1;
                 if *n == 0 {
                     self.by_source.remove(&s);
+                    crate::idmap::shrink_after_burst(&mut self.by_source);
                 }
             }
         }

@@ -11,12 +11,6 @@ use oxinetd::control::{self as ctl, Request};
 use oxinetd::supervisor::{self, Options};
 
 fn main() -> ExitCode {
-    // A hidden mode, not a subcommand of the interface: the TLS relay the
-    // supervisor execs per connection (oxinetd::tls::relay).
-    let mut args = std::env::args_os().skip(1);
-    if oxinetd::tls::relay::is_relay(args.next().as_deref()) {
-        return oxinetd::tls::relay::main(args.collect());
-    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { list, .. }) => check(&cli, list),

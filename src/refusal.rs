@@ -25,7 +25,9 @@ pub enum Refusal {
     /// exec'd services (`fds::FdBudget::reserve`, given here).
     FdReserve(usize),
     /// A datagram from a privileged port or an internal service's port:
-    /// answering could start a loop between two such services.
+    /// answering could start a loop between two such services. For a
+    /// datagram handler: from port 0, or from this host at the service's
+    /// own port or an internal service's (`datagrams::reflected`).
     SourcePort,
     /// The internal UDP service's `reply_rate` was reached.
     ReplyRate,

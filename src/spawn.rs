@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::socket::UnixCredentials;
 
-use crate::config::{Handler, Service, SocketKind, StderrMode};
+use crate::config::{Handler, Service, SocketKind, StderrMode, WaitMode};
 use crate::confine::{Caps, Confine, Resource};
 use crate::privilege::Identity;
 use crate::render::Render;
@@ -34,8 +34,9 @@ pub struct Plan {
     static_env: Vec<CString>,
     ids: Option<(u32, u32, Vec<libc::gid_t>)>,
     stderr: StderrMode,
-    /// `LISTEN_FDNAMES=<service name>` for socket activation.
-    fdnames: CString,
+    /// `LISTEN_FDNAMES=<service name>` for socket activation (`wait`
+    /// services only: the others are given no listening socket).
+    fdnames: Option<CString>,
     /// `server PATH, user NAME`: what a failure in the child is about,
     /// for its log line (shared with each running handler's record).
     pub program: std::rc::Rc<str>,
@@ -51,7 +52,7 @@ pub struct Plan {
     sandbox: Option<Box<SandboxPlan>>,
     /// `tls`: the sealed memfd holding the service's certificate, key and
     /// options, given to each connection's relay as fd 3 (`path` and
-    /// `argv` are then oxinetd's own `tls-relay`, the handler's after).
+    /// `argv` are then `oxinetd-tls relay`'s, the handler's after).
     tls: Option<OwnedFd>,
 }
 
@@ -137,11 +138,12 @@ impl Plan {
         let tls = match &svc.tls {
             None => None,
             Some(settings) => {
-                // The relay first: `oxinetd tls-relay SERVER ARGV...`,
-                // from the image this supervisor runs (the same version,
-                // even after the file was replaced by an upgrade).
-                argv.splice(0..0, [c"oxinetd".to_owned(), c"tls-relay".to_owned(), path]);
-                path = c"/proc/self/exe".to_owned();
+                // The relay first: `oxinetd-tls relay SERVER ARGV...`,
+                // found at load beside this binary (`tls::program`).
+                let relay = crate::tls::program()?;
+                argv.splice(0..0, [c"oxinetd-tls".to_owned(), c"relay".to_owned(), path]);
+                path = CString::new(relay.into_os_string().into_encoded_bytes())
+                    .map_err(|_| "NUL byte in oxinetd-tls' path".to_string())?;
                 Some(
                     sealed_bundle(settings)
                         .map_err(|e| format!("unable to make the TLS key material's memfd: {e}"))?,
@@ -180,7 +182,10 @@ impl Plan {
             static_env,
             ids,
             stderr: svc.stderr,
-            fdnames: cstr(&format!("LISTEN_FDNAMES={}", svc.name))?,
+            fdnames: match svc.wait {
+                WaitMode::Wait => Some(cstr(&format!("LISTEN_FDNAMES={}", svc.name))?),
+                WaitMode::Nowait => None,
+            },
             program: std::rc::Rc::from(program),
             limits,
             rlimits: rlimits(&svc.confine),
@@ -191,19 +196,19 @@ impl Plan {
     }
 
     /// The plan of an internal service's or a forward's TLS relay
-    /// (`oxinetd tls-relay --pipe`, `tls::pipe`): `None` when it has
+    /// (`oxinetd-tls relay --pipe`, `tls::pipe`): `None` when it has
     /// neither `tls` nor `forward_tls` (it is served in the supervisor).
     fn pipe(svc: &Service, handler: &Handler) -> Result<Option<Plan>, String> {
         let forward = match handler {
             Handler::Forward(f) => Some(f),
             _ => None,
         };
-        let client = forward.and_then(|f| f.tls.clone());
+        let client = forward.and_then(|f| f.tls.as_deref().cloned());
         if svc.tls.is_none() && client.is_none() {
             return Ok(None);
         }
         let bundle = crate::tls::pipe::Pipe {
-            server: svc.tls.clone(),
+            server: svc.tls.as_deref().cloned(),
             client,
             client_timeout: forward
                 .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |f| f.connect_timeout),
@@ -214,11 +219,16 @@ impl Plan {
                 .map(|_| svc.limits.idle_timeout)
                 .filter(|d| !d.is_zero()),
         };
+        // `oxinetd-tls relay --pipe`, found at load beside this binary
+        // (`tls::program`).
+        let relay = crate::tls::program()?;
+        let path = CString::new(relay.into_os_string().into_encoded_bytes())
+            .map_err(|_| "NUL byte in oxinetd-tls' path".to_string())?;
         let fd = sealed(&bundle.encode())
             .map_err(|e| format!("unable to make the TLS key material's memfd: {e}"))?;
         let argv = vec![
-            c"oxinetd".to_owned(),
-            c"tls-relay".to_owned(),
+            c"oxinetd-tls".to_owned(),
+            c"relay".to_owned(),
             c"--pipe".to_owned(),
         ];
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -244,14 +254,15 @@ impl Plan {
             ..Confine::default()
         };
         Ok(Some(Plan {
-            path: c"/proc/self/exe".to_owned(),
+            path,
             _argv: argv,
             argv_ptrs,
             static_env: Vec::new(),
             ids,
             // Its one line on a failed handshake goes to the log.
             stderr: StderrMode::Log,
-            fdnames: cstr_lossy(&svc.name),
+            // It never gets `LISTEN_FDS`.
+            fdnames: None,
             program: std::rc::Rc::from(program),
             limits: limits(&confine, uid, crate::confine::caps()),
             rlimits: Vec::new(),
@@ -260,11 +271,6 @@ impl Plan {
             tls: Some(fd),
         }))
     }
-}
-
-/// `LISTEN_FDNAMES=NAME` (unused by a relay: it never gets `LISTEN_FDS`).
-fn cstr_lossy(name: &str) -> CString {
-    CString::new(format!("LISTEN_FDNAMES={name}")).unwrap_or_default()
 }
 
 /// A memfd holding `settings`' bundle (`tls::Settings::encode`), sealed
@@ -488,8 +494,8 @@ impl Spawner {
             self.envp.push(base.wrapping_add(*off) as *const c_char);
         }
         let activation = listen.is_some() && plan.tls.is_none();
-        if activation {
-            self.envp.push(plan.fdnames.as_ptr());
+        if let (true, Some(names)) = (activation, &plan.fdnames) {
+            self.envp.push(names.as_ptr());
         }
         self.envp.extend(plan.static_env.iter().map(|e| e.as_ptr()));
         self.envp.push(std::ptr::null());

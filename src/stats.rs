@@ -108,21 +108,30 @@ impl Counts {
 }
 
 /// A service's counters since oxinetd started, and where they stood at the
-/// last reload.
+/// last reload (kept only once there was one: most services of a big
+/// config never see a reload, and each copy is 168 bytes).
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub total: Counts,
-    at_reload: Counts,
+    at_reload: Option<Box<Counts>>,
 }
 
 impl Stats {
     /// A reload made a new config the running one.
     pub fn mark_reload(&mut self) {
-        self.at_reload = self.total;
+        match &mut self.at_reload {
+            // Nothing counted yet (the first config): "since" is "total".
+            None if self.total == Counts::default() => {}
+            Some(at) => **at = self.total,
+            None => self.at_reload = Some(Box::new(self.total)),
+        }
     }
 
     pub fn since_reload(&self) -> Counts {
-        self.total.since(&self.at_reload)
+        match &self.at_reload {
+            Some(at) => self.total.since(at),
+            None => self.total,
+        }
     }
 
     pub fn refused(&mut self, r: &Refusal) {

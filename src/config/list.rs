@@ -256,7 +256,7 @@ fn limits(svc: &Service, budget: &FdBudget, out: &mut Block) {
     let limits = if internal && svc.kind.is_connected() {
         svc.limits.with_internal_defaults(budget)
     } else {
-        svc.limits
+        *svc.limits
     };
     match limits.max_instances(!internal) {
         usize::MAX => out.comment("instances: not set (no limit)"),

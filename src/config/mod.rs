@@ -18,6 +18,7 @@ mod import;
 mod inetd;
 pub mod keys;
 mod list;
+mod rare;
 mod raw;
 mod resolve;
 mod source;
@@ -27,6 +28,7 @@ mod xinetd;
 
 pub use self::error::{ConfigError, Diagnostic, Location, Severity};
 pub use self::keys::{GLOBAL_KEYS, ROOT_KEYS, SERVICE_KEYS};
+pub use self::rare::Rare;
 /// A path as a process whose root is the given directory finds it.
 pub(crate) use self::resolve::inside as lookup_in_root;
 
@@ -331,22 +333,22 @@ pub struct Service {
     pub env: Vec<(String, String)>,
     pub stderr: StderrMode,
     /// Who may connect, and when.
-    pub access: Access,
+    pub access: Rare<Access>,
     /// Sent to a refused TCP client before closing (`banner_fail`).
     pub banner_fail: Option<Vec<u8>>,
-    pub limits: Limits,
+    pub limits: Rare<Limits>,
     /// Which fields the per-connection log lines carry.
     pub log: LogFields,
     /// Owner and mode of its UNIX-domain sockets' files.
     pub socket_file: SocketFile,
     /// What its handlers may do: limits, privileges, filesystem, network.
-    pub confine: crate::confine::Confine,
+    pub confine: Rare<crate::confine::Confine>,
     /// `proxy_protocol`: a PROXY header is read from each connection
     /// first, from the balancers it trusts.
-    pub proxy: Option<crate::proxy::Trust>,
-    /// `tls`: each connection's TLS is done by an `oxinetd tls-relay`
+    pub proxy: Option<Box<crate::proxy::Trust>>,
+    /// `tls`: each connection's TLS is done by an `oxinetd-tls relay`
     /// process of the service's user, in front of the handler.
-    pub tls: Option<crate::tls::Settings>,
+    pub tls: Option<Box<crate::tls::Settings>>,
 }
 
 impl Service {

@@ -148,6 +148,9 @@ pub enum Event<'a> {
         pid: i32,
         lines: u64,
     },
+    /// Refusal (or spawn error) lines of a service held back in a window
+    /// that has ended with no later line to carry their count.
+    Suppressed { service: &'a str, lines: u64 },
     /// `wait` handlers keep exiting without taking their work: paused.
     Looping {
         service: &'a str,
@@ -271,6 +274,7 @@ impl<'a> Event<'a> {
             Event::RatePause { .. }
             | Event::ReplyDropped { .. }
             | Event::StderrDropped { .. }
+            | Event::Suppressed { .. }
             | Event::Looping { .. }
             | Event::Timeout { .. }
             | Event::Idle { .. }
@@ -515,6 +519,11 @@ impl Event<'_> {
                 let mut l = Line::start(out, "stderr-dropped");
                 l.word("service", service);
                 l.value("pid", pid);
+                l.value("lines", lines);
+            }
+            Event::Suppressed { service, lines } => {
+                let mut l = Line::start(out, "suppressed");
+                l.word("service", service);
                 l.value("lines", lines);
             }
             Event::Refuse {

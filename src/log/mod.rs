@@ -319,6 +319,23 @@ impl Throttle {
     /// Lines let through per second.
     const PER_SECOND: u32 = 5;
 
+    /// When a line was held back and it is the first of its window: the
+    /// end of the window, when `flush` should report the held-back lines if
+    /// no later line has by then.
+    pub fn first_held(&self) -> Option<std::time::Instant> {
+        (self.suppressed == 1)
+            .then(|| self.window.map(|w| w + std::time::Duration::from_secs(1)))?
+    }
+
+    /// The lines held back, once their window is over (`Some(n)`, n > 0),
+    /// and not reported since by a line's `suppressed=`.
+    pub fn flush(&mut self, now: std::time::Instant) -> Option<u64> {
+        let over = self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= std::time::Duration::from_secs(1));
+        (over && self.suppressed > 0).then(|| std::mem::take(&mut self.suppressed))
+    }
+
     /// `Some(n)` to log now, `n` being how many were suppressed before it;
     /// `None` to stay quiet.
     pub fn admit(&mut self, now: std::time::Instant) -> Option<u64> {

@@ -1,6 +1,7 @@
 //! Admission: a new peer checked against the service's access rules and
 //! limits, and a refused one turned away and logged.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -25,7 +26,7 @@ impl Supervisor {
     ) -> Result<Option<IpAddr>, Refusal> {
         let ip = peer.ip();
         let svc = &running.svc;
-        if !svc.access.is_open() {
+        if !svc.access.is_common() {
             svc.access.check(ip, crate::sys::local_minute_of_day)?;
         }
         self.admit_load(running, Some(Load::source(&svc.limits, ip)))
@@ -98,6 +99,19 @@ impl Supervisor {
         self.refused_via(running, peer.map(spawn::unmap), via.map(spawn::unmap), why);
     }
 
+    /// Whether a refusal or spawn error line of a service may be logged now
+    /// (`Some(lines held back before it)`); when the first line of a window
+    /// is held back, a timer reports them at its end (`Event::Suppressed`).
+    pub(super) fn throttled(&mut self, name: &Rc<str>, load: &RefCell<Load>) -> Option<u64> {
+        let mut load = load.borrow_mut();
+        let admitted = load.refusals.admit(Instant::now());
+        if let Some(at) = load.refusals.first_held() {
+            self.timers
+                .push(Reverse((at, Resume::Suppressed(Rc::clone(name)))));
+        }
+        admitted
+    }
+
     /// Log a refusal, at most a few lines a second per service, as
     /// `log_on_failure` asks.
     pub(super) fn refused(&mut self, running: &Running, peer: Option<SocketAddr>, why: &Refusal) {
@@ -117,7 +131,7 @@ impl Supervisor {
         if !log.attempt {
             return;
         }
-        let Some(suppressed) = running.refusals.borrow_mut().admit(Instant::now()) else {
+        let Some(suppressed) = self.throttled(&running.name, &running.load) else {
             return;
         };
         self.log.event(Event::Refuse {

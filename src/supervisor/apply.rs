@@ -70,7 +70,7 @@ impl Supervisor {
             self.running.push(Rc::clone(&running));
             for listen in listens {
                 match listen {
-                    Listen::Keep(l) => self.keep_listener(l, &running),
+                    Listen::Keep(l) => self.keep_listener(*l, &running),
                     Listen::Bind(key) => {
                         self.bind_listener(&running, key, &close, closing, &mut binds)
                     }
@@ -80,7 +80,7 @@ impl Supervisor {
         let closed = close.len();
         for l in close {
             let handed = binds.handed.contains(&l.id);
-            self.close_listener(l, handed);
+            self.close_listener(*l, handed);
         }
         // The new sockets: no other socket may share them now.
         for id in &binds.shared {
@@ -130,7 +130,7 @@ impl Supervisor {
                 self.bind_failed(&running.name, &l.key, &e);
             }
         }
-        self.listeners.insert(l.id, l);
+        self.listeners.insert(l.id, Box::new(l));
     }
 
     /// A listener the new config adds. A port moving to another address
@@ -140,7 +140,7 @@ impl Supervisor {
         &mut self,
         running: &Rc<Running>,
         key: ListenKey,
-        close: &[Listener],
+        close: &[Box<Listener>],
         closing: bool,
         binds: &mut Binds,
     ) {

@@ -151,7 +151,7 @@ impl Supervisor {
     }
 
     /// An internal service with `tls`: start the connection's relay
-    /// (`oxinetd tls-relay --pipe`, the service's user) with the client on
+    /// (`oxinetd-tls relay --pipe`, the service's user) with the client on
     /// its fd 0 and one end of a socketpair on its fd 1; the other end,
     /// returned, is served as the connection. The relay is recorded as a
     /// handler: it holds the connection's place in `instances` and
@@ -256,6 +256,7 @@ impl Supervisor {
     }
 
     pub(super) fn close_conn(&mut self, mut c: InternalConn) {
+        crate::idmap::shrink_after_burst(&mut self.conns);
         // A bulk transfer touched up to a MiB of scratch buffer, and maybe
         // a MiB of pending echo on the heap: give both back before the
         // close is seen, so an idle supervisor stays small.

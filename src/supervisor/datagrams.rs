@@ -104,6 +104,10 @@ impl Supervisor {
             if let Some(a) = arrival {
                 local.set_ip(a.ip()); // the handler's TCPLOCALIP
             }
+            if reflected(peer, local, &self.internal_ports) {
+                self.refused(&running, Some(spawn::unmap(peer)), &Refusal::SourcePort);
+                continue;
+            }
             let source = match self.admit(&running, peer) {
                 Ok(source) => source,
                 Err(why) => {
@@ -180,6 +184,21 @@ enum Received {
 }
 
 /// Receive the next datagram on `l` into `buf`.
+/// Whether a reply to a datagram from `peer`, which came to `local`, would
+/// come back into oxinetd: from port 0 (no reply can go there), or from
+/// this host at the listener's own port (the handler's reply would arrive
+/// as the next request, and so on forever: found by `bench/soak`) or at an
+/// internal UDP service's port (the two would answer each other). Such a
+/// datagram is refused with `reason=source-port` and no handler runs.
+pub(super) fn reflected(peer: SocketAddr, local: SocketAddr, internal_ports: &[u16]) -> bool {
+    let (peer, local) = (spawn::unmap(peer), spawn::unmap(local));
+    if peer.port() == 0 {
+        return true;
+    }
+    let here = peer.ip().is_loopback() || peer.ip() == local.ip();
+    here && (peer.port() == local.port() || internal_ports.contains(&peer.port()))
+}
+
 fn receive(l: &Listener, buf: &mut [u8], log: &mut Log) -> Received {
     let got = if l.arrival {
         crate::sys::recv_arrival(l.socket.as_fd(), buf)

@@ -235,7 +235,7 @@ impl Supervisor {
 
     /// A forward with a TLS relay (`tls`, `forward_tls`), now connected:
     /// the PROXY header written, both sockets go to the relay process of
-    /// the service's user (`oxinetd tls-relay --pipe`: the client on its
+    /// the service's user (`oxinetd-tls relay --pipe`: the client on its
     /// fd 0, the upstream on fd 1), which holds the connection's place in
     /// `instances` and `per_source` from here on, as a handler.
     fn hand_over(&mut self, cid: u64) {
@@ -449,6 +449,7 @@ impl Supervisor {
         let Some(f) = self.forwards.remove(&cid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.forwards);
         if f.timer {
             // Failed before its deadline: that entry is out of date.
             self.forget_connect();
@@ -474,7 +475,7 @@ impl Supervisor {
             load.stats.total.spawn_failed += 1;
         }
         self.touch(&service.name);
-        let Some(suppressed) = service.refusals.borrow_mut().admit(Instant::now()) else {
+        let Some(suppressed) = self.throttled(&service.name, &service.load) else {
             return;
         };
         self.log.event(Event::Error {
@@ -505,6 +506,7 @@ impl Supervisor {
         let Some(f) = self.forwards.remove(&cid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.forwards);
         self.unwatch(&f);
         let (up, down) = (f.relay.bytes_up(), f.relay.down.bytes);
         {

@@ -50,7 +50,7 @@ impl Supervisor {
             Ok(s) => s,
             Err(e) => {
                 running.load.borrow_mut().stats.total.spawn_failed += 1;
-                let admitted = running.refusals.borrow_mut().admit(Instant::now());
+                let admitted = self.throttled(&running.name, &running.load);
                 if let Some(suppressed) = admitted {
                     self.log.event(Event::Error {
                         service: Some(&running.name),

@@ -151,7 +151,7 @@ impl Supervisor {
             wait: running.svc.wait == WaitMode::Wait,
             inherited,
         });
-        self.listeners.insert(id, l);
+        self.listeners.insert(id, Box::new(l));
         Ok(id)
     }
 
@@ -210,7 +210,7 @@ impl Supervisor {
         {
             return;
         }
-        self.listeners.insert(id, l);
+        self.listeners.insert(id, Box::new(l));
         // Bounded: the backlog holds at most BACKLOG connections.
         for _ in 0..=listener::BACKLOG as usize / BATCH {
             let queued = self.listeners.get(&id).is_some_and(|l| pending(&l.socket));

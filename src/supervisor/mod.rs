@@ -65,7 +65,7 @@ use crate::handover::{Assigned, Intake};
 use crate::idmap::IdMap;
 use crate::internal::{self, Internal};
 use crate::limits::{Load, Retired};
-use crate::log::{Event, Log, Throttle};
+use crate::log::{Event, Log};
 use crate::notify::Notifier;
 use crate::shutdown::{Drain, Next};
 use crate::signals::Signals;
@@ -170,8 +170,6 @@ struct Running {
     plan: Option<Plan>,
     /// Start of the current second and replies sent in it (UDP internal).
     replies: std::cell::Cell<(Instant, u32)>,
-    /// Limits how often refusals and spawn errors of this service are logged.
-    refusals: std::cell::RefCell<Throttle>,
     /// Handlers running and recent connections; shared with the service's
     /// running handlers and carried to its next config on reload.
     load: Rc<RefCell<Load>>,
@@ -188,7 +186,7 @@ impl Running {
     ) -> Running {
         let connected = svc.kind.is_connected();
         if svc.handler.in_process() && connected {
-            svc.limits = svc.limits.with_internal_defaults(fds);
+            svc.limits = crate::config::Rare::new(svc.limits.with_internal_defaults(fds));
         }
         let mode = match (&svc.handler, svc.wait) {
             (Handler::Internal(i), _) if connected => Mode::InternalStream(*i),
@@ -205,7 +203,6 @@ impl Running {
             mode,
             plan,
             replies: std::cell::Cell::new((Instant::now(), 0)),
-            refusals: std::cell::RefCell::new(Throttle::default()),
             load,
             pending: std::cell::Cell::new(0),
         }
@@ -270,6 +267,9 @@ enum Resume {
     Proxied(u64),
     /// A forward's connect upstream is due (`forward_timeout`).
     Connect(u64),
+    /// The window in which a service's refusal (or spawn error) lines
+    /// were held back is over: report how many, unless a line has.
+    Suppressed(Rc<str>),
 }
 
 /// The running supervisor: what it was asked, its listeners, handlers and
@@ -286,7 +286,9 @@ pub struct Supervisor {
     signals: Signals,
     notifier: Notifier,
     /// Bound listeners by id (their epoll token).
-    listeners: IdMap<u64, Listener>,
+    /// Boxed: the map keeps spare slots (a power of two), each the size of
+    /// its value.
+    listeners: IdMap<u64, Box<Listener>>,
     /// Listener ids by service name, for `Stale::services`.
     by_service: HashMap<Rc<str>, Vec<u64>>,
     /// What `sync` has to look at.

@@ -137,6 +137,7 @@ impl Supervisor {
         let Some(p) = self.proxied.remove(&pid) else {
             return;
         };
+        crate::idmap::shrink_after_burst(&mut self.proxied);
         p.service
             .pending
             .set(p.service.pending.get().saturating_sub(1));

@@ -132,6 +132,18 @@ impl Supervisor {
                 Resume::Proxied(id) => self.proxied_deadline(id),
                 Resume::Connect(cid) => self.connect_overdue(cid),
                 Resume::Deadline { pid, serial } => self.on_deadline(pid, serial, at),
+                Resume::Suppressed(name) => {
+                    let Some(load) = self.loads.get(&*name) else {
+                        continue;
+                    };
+                    let held = load.borrow_mut().refusals.flush(now);
+                    if let Some(lines) = held {
+                        self.log.event(Event::Suppressed {
+                            service: &name,
+                            lines,
+                        });
+                    }
+                }
                 Resume::Service(name) => {
                     let Some(load) = self.loads.get(&*name) else {
                         continue;

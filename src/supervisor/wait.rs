@@ -12,6 +12,7 @@ use socket2::Socket;
 use crate::children::Probe;
 use crate::config::SocketKind;
 use crate::log::Event;
+use crate::refusal::Refusal;
 use crate::spawn::{self, Ends, Invocation};
 
 use super::handlers::Extras;
@@ -68,6 +69,17 @@ impl Supervisor {
                 let _ =
                     nix::sys::socket::recv(l.socket.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT);
                 self.refused(&running, Some(spawn::unmap(p)), &d.into());
+                return;
+            }
+            // The handler would answer it back into this socket (or into
+            // an internal service): taken off the queue as well.
+            if local
+                .is_some_and(|local| super::datagrams::reflected(p, local, &self.internal_ports))
+            {
+                let mut byte = [0u8; 1];
+                let _ =
+                    nix::sys::socket::recv(l.socket.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT);
+                self.refused(&running, Some(spawn::unmap(p)), &Refusal::SourcePort);
                 return;
             }
         }

@@ -1,5 +1,8 @@
-//! `oxinetd tls-relay --pipe`: the relay of an internal service or a
-//! `forward`, between two sockets, TLS on either side or both.
+//! `oxinetd-tls relay --pipe`: the relay of an internal service or a
+//! `forward`, between two sockets, TLS on either side or both; and the
+//! [`Pipe`] bundle it is told what to do by (and [`Outbound`], a
+//! forward's `forward_tls`), which the supervisor writes: plain data, no
+//! TLS code (only [`run`] uses rustls, and only `oxinetd-tls` calls it).
 //!
 //! fd 0 is the client's connection: TLS when the service has `tls` (the
 //! relay is its server). fd 1 is the other end: for an internal service
@@ -16,15 +19,13 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore};
+use rustls::{ClientConnection, Connection};
 use socket2::Socket;
 
-use super::{certificates, private_key, provider, Settings};
+use super::Settings;
 
 /// The CA bundle `forward_tls` verifies against by default (Debian's
 /// ca-certificates).
@@ -68,57 +69,8 @@ pub enum OutProblem {
     ServerName(String),
     Cert(String),
     Key(String),
-}
-
-impl Outbound {
-    /// The rustls client configuration, checking everything: the CAs are
-    /// usable (at least one), the name is one, the client pair matches.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, OutProblem> {
-        let provider = provider();
-        let mut roots = RootCertStore::empty();
-        let cas = certificates(&self.ca).map_err(OutProblem::Ca)?;
-        // A system bundle may hold a few certificates webpki cannot use;
-        // they are skipped, as every TLS client does.
-        let (added, _) = roots.add_parsable_certificates(cas);
-        if added == 0 {
-            return Err(OutProblem::Ca("no usable CA certificate in it".into()));
-        }
-        self.name()?;
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| OutProblem::Ca(e.to_string()))?
-            .with_root_certificates(roots);
-        let mut config = if self.cert.is_empty() {
-            builder.with_no_client_auth()
-        } else {
-            let chain = certificates(&self.cert).map_err(OutProblem::Cert)?;
-            let key = private_key(&self.key).map_err(OutProblem::Key)?;
-            // Checked here: with_client_auth_cert does not compare them.
-            rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider)
-                .map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                        OutProblem::Key("does not match the certificate's public key".into())
-                    }
-                    e => OutProblem::Key(e.to_string()),
-                })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| OutProblem::Key(e.to_string()))?
-        };
-        // One connection per process: nothing to resume with.
-        config.resumption = rustls::client::Resumption::disabled();
-        Ok(Arc::new(config))
-    }
-
-    /// `server_name` as rustls takes it.
-    pub fn name(&self) -> Result<ServerName<'static>, OutProblem> {
-        ServerName::try_from(self.server_name.clone()).map_err(|_| {
-            OutProblem::ServerName(format!(
-                "\"{}\" is neither a DNS name nor an IP address",
-                self.server_name
-            ))
-        })
-    }
+    /// `oxinetd-tls` could not be run, or gave no answer.
+    Program(String),
 }
 
 /// What a `--pipe` relay is told on fd 3.
@@ -134,7 +86,7 @@ pub struct Pipe {
     pub idle: Option<Duration>,
 }
 
-const MAGIC: &[u8] = b"oxinetd-tls-pipe 1\n";
+pub const MAGIC: &[u8] = b"oxinetd-tls-pipe 1\n";
 
 impl Pipe {
     pub fn encode(&self) -> Vec<u8> {

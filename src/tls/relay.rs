@@ -1,4 +1,4 @@
-//! `oxinetd tls-relay SERVER ARGV0 ARGS...`: one TLS connection, in a
+//! `oxinetd-tls relay SERVER ARGV0 ARGS...`: one TLS connection, in a
 //! process of the service's user.
 //!
 //! The supervisor's child execs this instead of the handler, after the
@@ -21,7 +21,7 @@
 //! 5. exits as the handler did (its code, or the same signal), so the
 //!    supervisor's `exit` line is the handler's.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
@@ -39,7 +39,7 @@ use super::Settings;
 /// Most plaintext held for the handler before the client is no longer read.
 const HOLD: usize = 64 * 1024;
 
-/// The relay's entry point; `args` are those after `tls-relay`.
+/// The relay's entry point; `args` are those after `relay`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     match run(args) {
         Ok(code) => code,
@@ -68,7 +68,11 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, String> {
     }
     let mut args = args.into_iter();
     let (Some(server), Some(argv0)) = (args.next(), args.next()) else {
-        return Err("usage: oxinetd tls-relay SERVER ARGV0 [ARGS...] (started by oxinetd)".into());
+        return Err(
+            "usage: oxinetd-tls relay SERVER ARGV0 [ARGS...] | oxinetd-tls relay --pipe \
+             (started by oxinetd)"
+                .into(),
+        );
     };
     let settings = read_bundle()?;
     let config = settings
@@ -392,9 +396,4 @@ fn relay(tls: &mut ServerConnection, mut client: &Socket, mut plain: &Socket) ->
             }
         }
     }
-}
-
-/// Whether `arg` (argv\[1\]) asks for the relay.
-pub fn is_relay(arg: Option<&OsStr>) -> bool {
-    arg == Some(OsStr::new("tls-relay"))
 }

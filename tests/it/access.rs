@@ -133,3 +133,38 @@ fn a_refusal_flood_does_not_flood_the_log() {
     // Other clients were served all along.
     assert_eq!(talk_from("127.0.0.8", addr, "fine\n"), "FINE\n");
 }
+
+/// The sum of `key=N` over the lines that have every part.
+fn sum_of(s: &Server, parts: &[&str], key: &str) -> u64 {
+    s.lines()
+        .iter()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| crate::harness::field(l, key).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Regression (bench/soak): the refusals held back at the end of a burst
+/// were in no line at all (only in `status`'s counters): the count rode on
+/// the next refusal line, and with no next refusal it was never logged.
+/// Now a `suppressed` line reports them when their second is over. Every
+/// refusal is then a line or a count: lines + suppressed= + lines= = 60.
+#[test]
+fn refusals_held_back_at_the_end_of_a_burst_are_logged() {
+    let s = Server::start(&upper("no_access = \"127.0.0.7\""));
+    let addr = s.addr("upper");
+    for _ in 0..60 {
+        talk_from("127.0.0.7", addr, "");
+    }
+    let accounted = || {
+        s.count(&["refuse service=upper"]) as u64
+            + sum_of(&s, &["refuse service=upper"], "suppressed")
+            + sum_of(&s, &["suppressed service=upper"], "lines")
+    };
+    assert!(
+        eventually(|| accounted() == 60),
+        "60 refusals, {} in the log:\n{}",
+        accounted(),
+        s.log()
+    );
+    s.expect_line(&["suppressed service=upper", "lines="]);
+}

@@ -193,3 +193,65 @@ server = "/bin/cat"
         assert_eq!((&buf[..n], from), (&b"six"[..], to));
     }
 }
+
+/// A UDP datagram to `to` from `from_port` on 127.0.0.1, whatever that
+/// port is: 0, or one a socket holds (the service's own). No UDP socket
+/// can send from those, so a raw one (root) with the UDP header written
+/// here; the kernel adds the IP header. Checksum 0: none (IPv4).
+fn raw_udp_from(from_port: u16, to: SocketAddr, payload: &[u8]) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let mut datagram = Vec::new();
+    datagram.extend_from_slice(&from_port.to_be_bytes());
+    datagram.extend_from_slice(&to.port().to_be_bytes());
+    datagram.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    datagram.extend_from_slice(&[0, 0]);
+    datagram.extend_from_slice(payload);
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).expect("raw socket");
+    let dest: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    raw.send_to(&datagram, &SockAddr::from(dest))
+        .expect("send raw datagram");
+}
+
+/// Regression (bench/soak): a datagram `nowait` service answering a
+/// datagram that came from its own address sent the reply to itself,
+/// which came back as the next request: a handler per datagram, forever.
+/// Now refused as `reason=source-port`, as is a datagram from port 0.
+#[test]
+fn udp_nowait_reply_to_its_own_port_is_not_a_loop() {
+    crate::require_root!();
+    let config = format!(
+        "[[service]]\nname = \"u\"\nlisten = \"127.0.0.1:0\"\nsocket = \"dgram\"\nserver = \"/bin/cat\"\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    let addr = s.addr("u");
+    raw_udp_from(addr.port(), addr, b"from my own port\n");
+    s.expect_line(&[
+        "refuse service=u",
+        &format!("peer={addr}"),
+        "reason=source-port",
+    ]);
+    raw_udp_from(0, addr, b"from port 0\n");
+    s.expect_line(&["refuse service=u", "peer=127.0.0.1:0", "reason=source-port"]);
+    // Still serving others, and no handler ran for the two above.
+    assert_eq!(udp_ask(addr, b"ping").unwrap(), b"ping");
+    assert_eq!(s.count(&["start service=u"]), 1, "{}", s.log());
+}
+
+/// The same for a `wait` service: the datagram from its own port is taken
+/// off the queue before a handler could answer it back into the socket.
+#[test]
+fn udp_wait_datagram_from_its_own_port_is_taken_off() {
+    crate::require_root!();
+    let config = format!(
+        "[[service]]\nname = \"w\"\nlisten = \"127.0.0.1:0\"\nsocket = \"dgram\"\nwait = true\nserver = \"udp-once.py\"\n{}\n",
+        user_line()
+    );
+    let s = Server::start(&config);
+    let addr = s.addr("w");
+    raw_udp_from(addr.port(), addr, b"from my own port\n");
+    s.expect_line(&["refuse service=w", "reason=source-port"]);
+    assert_eq!(udp_ask(addr, b"ping").unwrap(), b"got ping");
+    assert_eq!(s.count(&["start service=w"]), 1, "{}", s.log());
+    assert_eq!(s.count(&["looping"]), 0);
+}

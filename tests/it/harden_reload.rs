@@ -131,13 +131,26 @@ fn free_port() -> u16 {
 
 #[test]
 fn listener_moving_between_loopback_and_any_refuses_no_connection() {
-    let port = free_port();
     let echo = |listen: &str| {
         format!("[[service]]\nname = \"echo\"\nlisten = \"{listen}\"\nserver = \"internal:echo\"\n")
     };
+    // A port freed for us may be taken again (another test's listener)
+    // before oxinetd binds it: then its clients would talk to that one.
+    // Start again on another port until oxinetd holds its own.
+    let (s, port) = (0..10)
+        .find_map(|_| {
+            let port = free_port();
+            let s = Server::start(&echo(&format!("127.0.0.1:{port}")));
+            let first = s.wait_for_after(0, |l| {
+                l.contains("listen service=echo") || l.contains("unable to bind")
+            });
+            first
+                .filter(|l| l.contains("listen service=echo"))
+                .map(|_| (s, port))
+        })
+        .expect("a port oxinetd could bind in ten tries");
     let specific = echo(&format!("127.0.0.1:{port}"));
     let any = echo(&format!("*:{port}"));
-    let s = Server::start(&specific);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let stop = Arc::new(AtomicBool::new(false));
     let client = {

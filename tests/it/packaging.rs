@@ -114,6 +114,7 @@ fn files_under(root: &Path) -> BTreeSet<String> {
 /// differs between Debian and the others.
 const UNDER_PREFIX: &[&str] = &[
     "/sbin/oxinetd",
+    "/libexec/oxinetd/oxinetd-tls",
     "/lib/systemd/system/oxinetd.service",
     "/share/man/man8/oxinetd.8.gz",
     "/share/man/man5/oxinetd.toml.5.gz",
@@ -696,4 +697,19 @@ fn rpm_package_builds_with_the_same_layout_and_systemd_scriptlets() {
         &installed,
         &expected("/usr", "site-functions"),
     );
+}
+
+/// README's `cargo run --release -- ...` runs the supervisor: with two
+/// binaries in the package (oxinetd-tls beside it), cargo must be told
+/// which one (`default-run`), or the demo command fails.
+#[test]
+fn cargo_run_runs_the_supervisor() {
+    release_binary();
+    let out = run_ok(
+        Command::new(cargo())
+            .args(["run", "--release", "--locked", "--quiet", "--", "--version"])
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(repo()),
+    );
+    assert!(out.starts_with("oxinetd "), "{out}");
 }

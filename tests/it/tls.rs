@@ -564,7 +564,7 @@ fn the_process_parsing_tls_runs_as_the_services_user() {
     );
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(
-        cmdline.starts_with(b"oxinetd\0tls-relay\0"),
+        cmdline.starts_with(b"oxinetd-tls\0relay\0"),
         "{}",
         String::from_utf8_lossy(&cmdline)
     );
@@ -705,26 +705,41 @@ fn sni_picks_the_certificate_by_server_name() {
 }
 
 #[test]
-fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
+fn check_refuses_tls_when_the_user_may_not_run_the_relay() {
     crate::require_root!();
     let dir = pki();
     dir.write("upper-tls.sh", UPPER);
-    // A copy of oxinetd only root may execute: the relay could not start.
-    let private = dir.path().join("oxinetd-0700");
-    std::fs::copy(bin(), &private).expect("copy oxinetd");
-    std::fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .expect("chmod");
-    let text = service("up", r#"cert = "server.pem", key = "server.key""#, "");
+    // oxinetd and an oxinetd-tls beside it that only root may execute:
+    // the relay could not start as nobody.
+    let copy = dir.path().join("sbin");
+    std::fs::create_dir(&copy).expect("mkdir");
+    let oxinetd = copy.join("oxinetd");
+    std::fs::copy(bin(), &oxinetd).expect("copy oxinetd");
+    let relay = copy.join("oxinetd-tls");
+    std::fs::copy(env!("CARGO_BIN_EXE_oxinetd-tls"), &relay).expect("copy oxinetd-tls");
+    std::fs::set_permissions(&relay, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    // A forward with forward_tls only has the same relay.
+    let text = format!(
+        "{}[[service]]\nname = \"fwd\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n{}\n\
+         forward_tls = {{ ca = \"ca.pem\" }}\n",
+        service("up", r#"cert = "server.pem", key = "server.key""#, ""),
+        user_line()
+    );
     let path = dir.write("oxinetd.toml", &text);
-    let out = Command::new(&private)
-        .arg("check")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .expect("check");
+    let fwd_line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("forward_tls"))
+        .expect("forward_tls line");
+    let check = || {
+        Command::new(&oxinetd)
+            .arg("check")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("check")
+    };
+    let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = 1 + text
         .lines()
@@ -733,9 +748,30 @@ fn check_refuses_tls_when_the_user_may_not_run_oxinetd_itself() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}:{line}:7: tls: user nobody may not execute {} (mode 700)",
+            "{}:{line}:7: tls: {} is not executable by nobody (mode 0700, owner root)",
             path.display(),
-            private.display()
+            relay.display()
+        )) && stderr.contains(&format!(
+            "{}:{fwd_line}:15: forward_tls: {} is not executable by nobody (mode 0700, owner root)",
+            path.display(),
+            relay.display()
+        )),
+        "{stderr}"
+    );
+    // And without it at all: named, with where it was looked for.
+    std::fs::remove_file(&relay).expect("rm");
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:7: tls: oxinetd-tls not found (looked for {} and ",
+            path.display(),
+            relay.display()
+        )) && stderr.contains(&format!(
+            "{}:{fwd_line}:15: forward_tls: oxinetd-tls not found (looked for {} and ",
+            path.display(),
+            relay.display()
         )),
         "{stderr}"
     );
@@ -924,7 +960,14 @@ fn a_tls_forward_passes_the_clients_end_on_and_carries_bulk_back() {
             s.log()
         )
     });
-    assert_eq!(body.len(), 5 * 1024 * 1024, "log:\n{}", s.log());
+    assert_eq!(
+        body.len(),
+        5 * 1024 * 1024,
+        "socat: {:?} {}\nlog:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
     let wrong = body
         .iter()
         .enumerate()
@@ -1187,7 +1230,7 @@ fn the_relay_of_an_internal_service_runs_as_its_user_without_the_key() {
         "relay {pid}"
     );
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    assert_eq!(cmdline, b"oxinetd\0tls-relay\0--pipe\0");
+    assert_eq!(cmdline, b"oxinetd-tls\0relay\0--pipe\0");
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
         .flatten()
@@ -1234,4 +1277,69 @@ fn forward_tls_presents_a_client_certificate() {
     let out = plain(s.addr("without"), "anonymous\n");
     assert!(!out.contains("ANONYMOUS"), "{out}");
     s.expect_line(&["exit service=without", "status=1"]);
+}
+
+#[test]
+fn check_warns_about_a_certificate_that_expires_within_14_days() {
+    let dir = pki();
+    let h = dir.write("upper-tls.sh", UPPER);
+    std::fs::set_permissions(&h, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod handler");
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "soon.key",
+            "-out",
+            "soon.pem",
+            "-days",
+            "5",
+            "-subj",
+            "/CN=soon",
+        ],
+    );
+    let run = |cert: &str, key: &str| {
+        let text = service("up", &format!(r#"cert = "{cert}", key = "{key}""#), "");
+        let path = dir.write("oxinetd.toml", &text);
+        let out = Command::new(bin())
+            .arg("check")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("check");
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("tls"))
+            .expect("tls line");
+        let col = 1 + text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.find(&format!("\"{cert}\"")))
+            .expect("cert");
+        (out, format!("{}:{line}:{col}", path.display()))
+    };
+    // A warning: the config is valid, and says so.
+    let (out, at) = run("soon.pem", "soon.key");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Five days from openssl's "now", to the second: 4 days 23 hours, or
+    // 5 days 0 hours when both fell within the same second.
+    let warned = ["4 days 23 hours", "5 days 0 hours"].iter().any(|left| {
+        stderr.contains(&format!(
+            "{at}: warning: tls.cert \"soon.pem\": expires in {left}\n"
+        ))
+    });
+    assert!(warned, "{stderr}");
+    // The 30-day certificate gets none.
+    let (out, _) = run("server.pem", "server.key");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("expires in"), "{stderr}");
 }

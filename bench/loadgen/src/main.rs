@@ -3,8 +3,8 @@
 //! `key=value` pairs on stdout; diagnostics go to stderr.
 //!
 //! ```text
-//! oxinetd-loadgen tcp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--proxy v1|v2]
-//! oxinetd-loadgen udp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS]
+//! oxinetd-loadgen tcp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--proxy v1|v2] [--rate R]
+//! oxinetd-loadgen udp  ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--rate R]
 //! oxinetd-loadgen bulk ADDR [--secs S] [--chunk BYTES] [--timeout-ms MS]
 //! oxinetd-loadgen idle ADDR [--conns N] [--hold-secs S] [--secs S] [--timeout-ms MS]
 //! oxinetd-loadgen ADDR CONC SECS        (the old form: tcp mode)
@@ -16,6 +16,11 @@
 //!   `--proxy v1|v2`, each connection starts with a PROXY protocol header
 //!   (its own addresses, TCP4) in the same write as the line, as a load
 //!   balancer would put it in front (for a `proxy_protocol` service).
+//! * `--rate R` (tcp, udp): at most R requests a second across the workers,
+//!   each worker pacing its own share (R/N) on a fixed schedule; a worker
+//!   that falls behind starts its schedule again rather than bursting. For
+//!   a steady load below capacity (`bench/soak`); without it, every worker
+//!   goes as fast as the server answers.
 //! * `udp`: N workers, each with its own socket, sending one datagram and
 //!   waiting for its echo (late echoes of earlier requests are ignored).
 //!   A request unanswered within the timeout counts as lost.
@@ -55,6 +60,8 @@ pub struct Opts {
     pub proxy: Option<u8>,
     /// `--ca`: the CA file of the `tls` and `tlsbulk` modes.
     pub ca: Option<String>,
+    /// `--rate`: requests a second across all workers (tcp, udp); 0: no pacing.
+    pub rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +70,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("oxinetd-loadgen: {msg}");
-            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle|tls|tlsbulk ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S] [--proxy v1|v2] [--ca PEM]");
+            eprintln!("usage: oxinetd-loadgen tcp|udp|bulk|idle|tls|tlsbulk ADDR [--conc N] [--secs S] [--max N] [--timeout-ms MS] [--chunk BYTES] [--conns N] [--hold-secs S] [--proxy v1|v2] [--ca PEM] [--rate R]");
             ExitCode::from(2)
         }
     }
@@ -137,6 +144,7 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
         "--hold-secs",
         "--proxy",
         "--ca",
+        "--rate",
     ];
     if let Some(k) = kv.keys().find(|k| !known.contains(k)) {
         return Err(format!("unknown option {k}"));
@@ -159,6 +167,7 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
         hold_secs: num("--hold-secs", 1.0)?,
         proxy,
         ca: kv.get("--ca").map(|s| s.to_string()),
+        rate: num("--rate", 0.0)?,
     };
     if opts.conc == 0 || opts.conc > 4096 {
         return Err("--conc must be 1..4096".into());
@@ -169,5 +178,44 @@ fn parse(mode: &str, addr: &str, rest: &[String]) -> Result<Opts, String> {
     if opts.timeout.is_zero() || opts.chunk == 0 || opts.chunk > 16 << 20 {
         return Err("--timeout-ms must be > 0, --chunk 1..16 MiB".into());
     }
+    if opts.rate > 0.0 && !matches!(mode, "tcp" | "udp") {
+        return Err("--rate: tcp and udp modes only".into());
+    }
     Ok(opts)
+}
+
+/// One worker's schedule under `--rate`: its requests `interval` apart,
+/// the first offset by its index so the workers do not start together.
+pub struct Pace {
+    interval: Option<Duration>,
+    next: std::time::Instant,
+}
+
+impl Pace {
+    pub fn new(o: &Opts, worker: usize) -> Pace {
+        let interval = (o.rate > 0.0).then(|| Duration::from_secs_f64(o.conc as f64 / o.rate));
+        let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(worker as f64 / o.conc as f64));
+        Pace {
+            interval,
+            next: std::time::Instant::now() + offset,
+        }
+    }
+
+    /// Sleep until this worker's next slot (at once without `--rate`).
+    pub fn wait(&mut self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if self.next > now {
+            std::thread::sleep(self.next - now);
+            self.next += interval;
+        } else if now - self.next > interval {
+            // Behind by more than a slot (the server stalled): start again
+            // from now instead of sending the missed requests in a burst.
+            self.next = now + interval;
+        } else {
+            self.next += interval;
+        }
+    }
 }

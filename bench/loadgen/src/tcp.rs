@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::stats::{percentiles, Errors};
-use crate::Opts;
+use crate::{Opts, Pace};
 
 const LINE: &[u8] = b"ping\n";
 
@@ -30,10 +30,16 @@ pub fn run(o: &Opts) {
             let (addr, timeout, max, started) = (o.addr, o.timeout, o.max, Arc::clone(&started));
             let proxy = o.proxy;
             let source = source_for(addr, i);
+            let mut pace = Pace::new(o, i);
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut errors = Errors::default();
-                while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < max {
+                loop {
+                    pace.wait();
+                    if Instant::now() >= deadline || started.fetch_add(1, Ordering::Relaxed) >= max
+                    {
+                        break;
+                    }
                     let t = Instant::now();
                     match one(addr, source, timeout, proxy) {
                         Ok(()) => lat.push(t.elapsed().as_micros() as u64),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::stats::{percentiles, Errors};
-use crate::Opts;
+use crate::{Opts, Pace};
 
 #[derive(Default)]
 struct Tally {
@@ -28,6 +28,7 @@ pub fn run(o: &Opts) {
     let workers: Vec<_> = (0..o.conc)
         .map(|w| {
             let (addr, timeout, max, started) = (o.addr, o.timeout, o.max, Arc::clone(&started));
+            let mut pace = Pace::new(o, w);
             std::thread::spawn(move || -> io::Result<Tally> {
                 let local = if addr.is_ipv6() {
                     "[::1]:0"
@@ -39,7 +40,12 @@ pub fn run(o: &Opts) {
                 let mut t = Tally::default();
                 let mut buf = [0u8; 256];
                 let mut seq = 0u64;
-                while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < max {
+                loop {
+                    pace.wait();
+                    if Instant::now() >= deadline || started.fetch_add(1, Ordering::Relaxed) >= max
+                    {
+                        break;
+                    }
                     seq += 1;
                     let req = format!("w{w} s{seq}\n");
                     let sent_at = Instant::now();

@@ -76,7 +76,7 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>) -> Option<Forward> {
     let tls = match svc.get("forward_tls") {
         None => None,
         Some(t) if matches!(t.value, Value::Bool(false)) => None,
-        Some(t) => Some(outbound(svc, &t, &written)?),
+        Some(t) => Some(Box::new(outbound(svc, &t, &written)?)),
     };
     Some(Forward {
         target,
@@ -173,8 +173,10 @@ fn outbound(svc: &Svc<'_>, f: &Field<'_>, written: &str) -> Option<Outbound> {
             return None;
         }
     }
-    if let Err(p) = out.client_config() {
+    // Checked by `oxinetd-tls check`, as the relay will build it.
+    if let Err(p) = crate::tls::check::validate_out(&out) {
         let (field, m) = match p {
+            OutProblem::Program(m) => (None, m),
             OutProblem::Ca(m) => (get("ca"), m),
             OutProblem::ServerName(m) => (get("server_name"), m),
             OutProblem::Cert(m) => (get("cert"), m),

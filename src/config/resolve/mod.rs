@@ -176,6 +176,9 @@ impl Resolver<'_> {
         let transport = listen::transport(svc);
         let mut listen = self.listen(svc, &transport);
         sockopts::resolve(svc, transport.kind, &mut listen);
+        // Kept for the service's life: no spare capacity (idle RSS with
+        // hundreds of services).
+        listen.shrink_to_fit();
         let unix = listen
             .first()
             .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
@@ -245,7 +248,8 @@ impl Resolver<'_> {
                 stderr,
                 identity: identity.as_ref(),
             },
-        );
+        )
+        .map(Box::new);
         server::check_args(svc, &args);
         if svc.failed() {
             return None;
@@ -269,13 +273,13 @@ impl Resolver<'_> {
             handler,
             env,
             stderr,
-            access,
+            access: crate::config::Rare::new(access),
             banner_fail,
-            limits,
+            limits: crate::config::Rare::new(limits),
             log,
             socket_file,
-            confine,
-            proxy,
+            confine: crate::config::Rare::new(confine),
+            proxy: proxy.map(Box::new),
             tls,
         })
     }

@@ -47,15 +47,6 @@ impl Who<'_> {
         };
         (m.mode() >> shift) & bit != 0
     }
-
-    /// Whether this user may execute the file of `m` (root: any x bit).
-    pub fn may_exec(&self, m: &Metadata) -> bool {
-        if self.uid == 0 {
-            m.mode() & 0o111 != 0
-        } else {
-            self.may(m, 1)
-        }
-    }
 }
 
 /// What keeps `who` from running `path` (absolute, as seen inside `root`:

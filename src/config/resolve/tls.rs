@@ -9,13 +9,14 @@
 //! not the certificate's, unusable client CAs. A leaf certificate that
 //! expires within 14 days is a warning.
 //!
-//! For an internal service or a forward too: their relay (`tls::pipe`)
-//! runs as the service's `user` like a handler's, never in the root
-//! supervisor.
+//! For an internal service or a forward too: their relay
+//! (`oxinetd-tls relay --pipe`, `tls::pipe`) runs as the service's `user`
+//! like a handler's, never in the root supervisor.
 //!
 //! Not (yet) for: datagram services (DTLS is another protocol), `wait`
-//! services (the handler accepts the connections itself), `chroot` (the relay is oxinetd's own binary, exec'd before the
-//! handler: inside the root it and its libraries would have to exist),
+//! services (the handler accepts the connections itself), `chroot` (the
+//! relay is `oxinetd-tls`, exec'd before the handler: inside the root it
+//! and its libraries would have to exist),
 //! and `stderr = "socket"` (the handler's stderr would be plaintext in
 //! the TLS stream).
 
@@ -30,7 +31,6 @@ use crate::config::raw::Value;
 use crate::config::{ConfigError, Location, SocketKind, StderrMode, WaitMode};
 use crate::privilege::Identity;
 use crate::tls::{ClientAuth, MinVersion, Problem, Settings, SniCert};
-use std::os::unix::fs::MetadataExt as _;
 
 /// The keys of the `tls` table.
 const KEYS: &[&str] = &[
@@ -66,7 +66,7 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
     } else if t.wait == WaitMode::Wait {
         Some("not for a wait service (its handler accepts the connections itself)")
     } else if cx.chroot {
-        Some("not yet with chroot (the relay is oxinetd's own binary, exec'd inside the root, where neither it nor its libraries are)")
+        Some("not yet with chroot (the relay is oxinetd-tls, exec'd inside the root, where neither it nor its libraries are)")
     } else if cx.stderr == StderrMode::Socket {
         Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
     } else {
@@ -185,12 +185,16 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         handshake_timeout,
         sni,
     };
-    match settings.server_config() {
-        Ok(_) => {}
+    let left = match crate::tls::validate(&settings) {
+        Ok(left) => left,
         Err(p) => {
             let p_is_key = matches!(p, Problem::SniKey(..));
             let (field, m) = match p {
                 Problem::Cert(m) => (&cert, m),
+                Problem::Program(m) => {
+                    svc.report(f.err(format!("tls: {m}")));
+                    return None;
+                }
                 Problem::Key(m) => (&key, m),
                 Problem::ClientCa(m) => (client_ca.as_ref().unwrap_or(&cert), m),
                 Problem::SniCert(i, m) | Problem::SniKey(i, m) => {
@@ -215,62 +219,57 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
             svc.report(field.err(format!("{} \"{}\": {m}", field.name, quote(path))));
             return None;
         }
-    }
-    if let Ok(chain) = crate::tls::certificates(&settings.chain) {
-        if let Some(left) = chain.first().and_then(crate::tls::expires_in) {
-            let path = cert.str().unwrap_or_default();
-            if left < 0 {
-                svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
-            } else if left < EXPIRY_WARNING {
-                svc.warn(cert.err(format!(
-                    "tls.cert \"{}\": expires in {} days {} hours",
-                    quote(path),
-                    left / 86400,
-                    left % 86400 / 3600
-                )));
-            }
+    };
+    if let Some(left) = left {
+        let path = cert.str().unwrap_or_default();
+        if left < 0 {
+            svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
+        } else if left < EXPIRY_WARNING {
+            svc.warn(cert.err(format!(
+                "tls.cert \"{}\": expires in {} days {} hours",
+                quote(path),
+                left / 86400,
+                left % 86400 / 3600
+            )));
         }
     }
     Some(settings)
 }
 
-/// Whether `identity` may execute oxinetd's own binary, which each
-/// connection's TLS relay is (`f`: `tls` or `forward_tls`); if not, an
-/// error at `f`.
+/// Whether the relay program is there and `identity` may execute it
+/// (`oxinetd-tls`, which every connection of a service with `tls` or
+/// `forward_tls` execs as the service's user); if not, an error at `f`.
 pub(super) fn relay_executable(svc: &Svc<'_>, f: &Field<'_>, identity: Option<&Identity>) -> bool {
-    let Some(Identity::Switch {
+    let relay = match crate::tls::program() {
+        Ok(p) => p,
+        Err(m) => {
+            svc.report(f.err(format!("{}: {m}", f.name)));
+            return false;
+        }
+    };
+    if let Some(Identity::Switch {
         user,
         uid,
         gid,
         groups,
     }) = identity
-    else {
-        return true;
-    };
-    // The relay is this binary, exec'd through /proc/self/exe (no
-    // directory on its path is searched): only the file's own mode
-    // matters.
-    let who = reach::Who {
-        user,
-        uid: *uid,
-        gid: *gid,
-        groups,
-    };
-    let Ok(m) = std::fs::metadata("/proc/self/exe") else {
-        return true;
-    };
-    if who.may_exec(&m) {
-        return true;
+    {
+        let who = reach::Who {
+            user,
+            uid: *uid,
+            gid: *gid,
+            groups,
+        };
+        if let Some(why) = reach::blocker(Path::new("/"), &relay, &who) {
+            svc.report(f.err(format!(
+                "{}: {why}; each connection's TLS relay is {} run as {user}",
+                f.name,
+                relay.display()
+            )));
+            return false;
+        }
     }
-    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-    svc.report(f.err(format!(
-        "{}: user {user} may not execute {} (mode {:o}), which each connection's \
-         TLS relay runs as",
-        f.name,
-        exe.display(),
-        m.mode() & 0o7777
-    )));
-    false
+    true
 }
 
 /// `sni = { "NAME" = { cert = "...", key = "..." }, ... }`: each file

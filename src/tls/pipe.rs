@@ -379,13 +379,15 @@ impl End {
     }
 
     /// Send what rustls holds; the socket's shutdown once all is out.
-    fn flush(&mut self) -> io::Result<()> {
+    /// Whether any of it went out (rustls has room again).
+    fn flush(&mut self) -> io::Result<bool> {
         let mut sock = &self.sock;
+        let mut sent = false;
         if let Some(tls) = self.tls.as_mut() {
             while tls.wants_write() {
                 match tls.write_tls(&mut sock) {
-                    Ok(_) => {}
-                    Err(e) if would_block(&e) => return Ok(()),
+                    Ok(n) => sent |= n > 0,
+                    Err(e) if would_block(&e) => return Ok(sent),
                     Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", self.what))),
                 }
             }
@@ -394,7 +396,7 @@ impl End {
             let _ = self.sock.shutdown(std::net::Shutdown::Write);
             self.shut = true;
         }
-        Ok(())
+        Ok(sent)
     }
 
     fn wants_write(&self) -> bool {
@@ -409,9 +411,10 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
     let mut held: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        // Something read, taken or closed this round: round again before
-        // polling, since rustls may hold what the socket no longer shows
-        // (a close_notify read together with the last data).
+        // Something read, taken, closed or sent this round: round again
+        // before polling, since rustls may hold what the socket no longer
+        // shows (a close_notify read together with the last data), or
+        // have room again for what it refused.
         let mut moved = false;
         for i in 0..2 {
             let j = 1 - i;
@@ -457,7 +460,9 @@ fn pump(ends: &mut [End; 2], idle: Option<Duration>) -> Result<(), String> {
             }
         }
         for e in ends.iter_mut() {
-            e.flush().map_err(|e| e.to_string())?;
+            // What rustls refused this round (its buffer full) it takes
+            // once this has gone out: round again for it.
+            moved |= e.flush().map_err(|e| e.to_string())?;
         }
         if ends.iter().all(|e| e.shut && !e.wants_write()) {
             return Ok(());

@@ -32,7 +32,7 @@ from collections import namedtuple
 
 Svc = namedtuple("Svc", "kind port")
 
-TCP_KINDS = ("tcp-exec", "tcp-echo", "tcp-fwd", "tls-exec", "tls-cat")
+TCP_KINDS = ("tcp-exec", "tcp-echo", "tcp-fwd", "tls-exec", "tls-cat", "tls-echo")
 UDP_KINDS = ("udp-echo", "udp-wait")
 
 # Every process this harness started and has not yet seen exit: pid -> Popen.
@@ -450,11 +450,13 @@ class Oxinetd(Server):
                           "peer_reply_rate = 100000000"]
             elif s.kind == "udp-wait":
                 lines += ['socket = "dgram"', "wait = true", f'server = "{ctx.udpecho1}"']
-            elif s.kind in ("tls-exec", "tls-cat"):
+            elif s.kind in ("tls-exec", "tls-cat", "tls-echo"):
                 # The tls figure: the key 0600 root's, as in production.
-                handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
-                lines += [f'server = "{handler}"',
-                          f'tls = {{ cert = "{ctx.tls_dir}/server.pem", key = "{ctx.tls_dir}/server.key" }}']
+                if s.kind == "tls-echo":
+                    lines += ['server = "internal:echo"', "instances = 100000", "per_source = 100000"]
+                else:
+                    lines.append(f'server = "{ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"}"')
+                lines.append(f'tls = {{ cert = "{ctx.tls_dir}/server.pem", key = "{ctx.tls_dir}/server.key" }}')
             lines.append("")
         metrics_port = None
         if self.metrics:
@@ -475,31 +477,59 @@ class Oxinetd(Server):
 
 class Stunnel(Server):
     """Debian's stunnel4 (the tls figure): one daemon, `exec` of the same
-    handler per connection over a socketpair, as oxinetd's relay does."""
+    handler per connection over a socketpair, as oxinetd's relay does; for
+    the internal echo (`tls-echo`), `connect` to a plain oxinetd internal
+    echo on 127.0.0.2."""
 
     name = "stunnel4"
-    kinds = ("tls-exec", "tls-cat")
+    kinds = ("tls-exec", "tls-cat", "tls-echo")
     settings = ("`foreground = yes`, `setuid/setgid = nobody/nogroup` (its TLS runs unprivileged too), "
-                "one `[service]` per port with `exec` = the handler; the same certificate and key; "
+                "one `[service]` per port with `exec` = the handler (for the internal echo: `connect` to "
+                "oxinetd's plain internal echo on 127.0.0.2); the same certificate and key; "
                 "otherwise Debian's defaults (session cache and tickets on)")
 
-    def __init__(self, binary):
+    def __init__(self, binary, oxinetd=None):
         self.binary = binary
+        self.oxinetd = oxinetd
 
     def launch(self, ctx, services, workdir):
         lines = ["foreground = yes", "pid =", "setuid = nobody", "setgid = nogroup", ""]
+        ox = []
         for i, s in enumerate(services):
-            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
             lines += [f"[s{i}]", f"accept = 127.0.0.1:{s.port}", f"cert = {ctx.tls_dir}/server.pem",
-                      f"key = {ctx.tls_dir}/server.key", f"exec = {handler}",
-                      f"execArgs = {os.path.basename(handler)}", ""]
+                      f"key = {ctx.tls_dir}/server.key"]
+            if s.kind == "tls-echo":
+                lines += [f"connect = 127.0.0.2:{s.port}", ""]
+                ox += ["[[service]]", f'name = "s{i}"', f'listen = "127.0.0.2:{s.port}"',
+                       'server = "internal:echo"', "instances = 100000", "per_source = 100000", ""]
+                continue
+            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+            lines += [f"exec = {handler}", f"execArgs = {os.path.basename(handler)}", ""]
         conf = os.path.join(workdir, "stunnel.conf")
         with open(conf, "w") as f:
             f.write("\n".join(lines))
         log = os.path.join(workdir, "log")
         t0 = time.monotonic()
-        p = spawn([self.binary, conf], log)
-        return Instance(self, workdir, services, [p], log, t0)
+        procs = []
+        if ox and self.oxinetd:
+            oconf = os.path.join(workdir, "oxinetd.toml")
+            with open(oconf, "w") as f:
+                f.write("\n".join(ox))
+            procs.append(spawn([self.oxinetd, "-f", oconf, "--log", "stderr"],
+                               os.path.join(workdir, "oxinetd.log")))
+        procs.insert(0, spawn([self.binary, conf], log))
+        # Readiness looks at port numbers, which the echo's 127.0.0.2
+        # sockets share: wait for both (bounded, as HaproxyTls does).
+        deadline = time.monotonic() + 10
+        for s in (s for s in services if s.kind == "tls-echo"):
+            for host in ("127.0.0.1", "127.0.0.2"):
+                while time.monotonic() < deadline:
+                    try:
+                        socket.create_connection((host, s.port), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.01)
+        return Instance(self, workdir, services, procs, log, t0)
 
 
 class HaproxyTls(Server):
@@ -508,7 +538,7 @@ class HaproxyTls(Server):
     127.0.0.2:PORT, the same handlers."""
 
     name = "haproxy+oxinetd"
-    kinds = ("tls-exec", "tls-cat")
+    kinds = ("tls-exec", "tls-cat", "tls-echo")
     settings = ("HAProxy `nbthread 1`, `mode tcp`, `bind ... ssl crt` (the same certificate and key), "
                 "`user/group nobody/nogroup`, in front of oxinetd's plain services on 127.0.0.2 "
                 "(the same handlers, as oxinetd's own rows)")
@@ -529,7 +559,7 @@ class HaproxyTls(Server):
                  "    timeout server 60s"]
         ox = ["[defaults]", 'user = "nobody"', 'stderr = "null"', ""]
         for i, s in enumerate(services):
-            handler = ctx.echo1 if s.kind == "tls-exec" else "/bin/cat"
+            handler = {"tls-exec": ctx.echo1, "tls-cat": "/bin/cat"}.get(s.kind, "internal:echo")
             lines += [f"frontend f{i}", f"    bind 127.0.0.1:{s.port} ssl crt {pem}", f"    default_backend b{i}",
                       f"backend b{i}", f"    server s{i} 127.0.0.2:{s.port}"]
             ox += ["[[service]]", f'name = "s{i}"', f'listen = "127.0.0.2:{s.port}"', f'server = "{handler}"', ""]

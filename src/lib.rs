@@ -40,7 +40,8 @@
 //! - [`render`] — numbers and addresses as text without `core::fmt`.
 //! - [`tls`] — a service's certificate and key, checked at load and sealed
 //!   in a memfd; `oxinetd-tls relay`, the per-connection TLS process, a
-//!   program of its own (src/bin/oxinetd-tls.rs).
+//!   program of its own (src/bin/oxinetd-tls.rs); `relay --pipe`, the same
+//!   for internal services and forwards (`tls`, `forward_tls`).
 
 pub mod access;
 pub mod children;

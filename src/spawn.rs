@@ -124,10 +124,11 @@ pub fn private_tmp_dirs(c: &Confine) -> Vec<&'static std::path::Path> {
 impl Plan {
     /// The plan of an exec'd service; `None` for internal ones.
     pub fn new(svc: &Service) -> Result<Option<Plan>, String> {
-        let Handler::Exec { server, argv } = &svc.handler else {
-            return Ok(None);
-        };
         let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in \"{s}\""));
+        let (server, argv) = match &svc.handler {
+            Handler::Exec { server, argv } => (server, argv),
+            handler => return Plan::pipe(svc, handler),
+        };
         let mut path = CString::new(server.as_os_str().as_encoded_bytes())
             .map_err(|_| "NUL byte in server path".to_string())?;
         let mut argv = argv
@@ -193,11 +194,93 @@ impl Plan {
             tls,
         }))
     }
+
+    /// The plan of an internal service's or a forward's TLS relay
+    /// (`oxinetd-tls relay --pipe`, `tls::pipe`): `None` when it has
+    /// neither `tls` nor `forward_tls` (it is served in the supervisor).
+    fn pipe(svc: &Service, handler: &Handler) -> Result<Option<Plan>, String> {
+        let forward = match handler {
+            Handler::Forward(f) => Some(f),
+            _ => None,
+        };
+        let client = forward.and_then(|f| f.tls.as_deref().cloned());
+        if svc.tls.is_none() && client.is_none() {
+            return Ok(None);
+        }
+        let bundle = crate::tls::pipe::Pipe {
+            server: svc.tls.as_deref().cloned(),
+            client,
+            client_timeout: forward
+                .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |f| f.connect_timeout),
+            // An internal service's idle_timeout is the supervisor's (its
+            // side of the socketpair); a forward's bytes never pass
+            // through the supervisor, so its relay keeps it.
+            idle: forward
+                .map(|_| svc.limits.idle_timeout)
+                .filter(|d| !d.is_zero()),
+        };
+        // `oxinetd-tls relay --pipe`, found at load beside this binary
+        // (`tls::program`).
+        let relay = crate::tls::program()?;
+        let path = CString::new(relay.into_os_string().into_encoded_bytes())
+            .map_err(|_| "NUL byte in oxinetd-tls' path".to_string())?;
+        let fd = sealed(&bundle.encode())
+            .map_err(|e| format!("unable to make the TLS key material's memfd: {e}"))?;
+        let argv = vec![
+            c"oxinetd-tls".to_owned(),
+            c"relay".to_owned(),
+            c"--pipe".to_owned(),
+        ];
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let (ids, program) = match &svc.identity {
+            Identity::Switch {
+                uid,
+                gid,
+                groups,
+                user,
+            } => (
+                Some((*uid, *gid, groups.clone())),
+                format!("tls relay, user {user}"),
+            ),
+            Identity::Inherit => (None, format!("tls relay, uid {}", nix::unistd::geteuid())),
+        };
+        let uid = ids
+            .as_ref()
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _, _)| *uid);
+        // Nothing to configure for a relay: it cannot gain privileges.
+        let confine = Confine {
+            no_new_privs: true,
+            ..Confine::default()
+        };
+        Ok(Some(Plan {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            static_env: Vec::new(),
+            ids,
+            // Its one line on a failed handshake goes to the log.
+            stderr: StderrMode::Log,
+            // It never gets `LISTEN_FDS`.
+            fdnames: None,
+            program: std::rc::Rc::from(program),
+            limits: limits(&confine, uid, crate::confine::caps()),
+            rlimits: Vec::new(),
+            sets_nofile: false,
+            sandbox: None,
+            tls: Some(fd),
+        }))
+    }
 }
 
 /// A memfd holding `settings`' bundle (`tls::Settings::encode`), sealed
 /// against any change: every relay of the service reads the same bytes.
 fn sealed_bundle(settings: &crate::tls::Settings) -> std::io::Result<OwnedFd> {
+    sealed(&settings.encode())
+}
+
+/// A memfd holding `bytes`, sealed against any change.
+fn sealed(bytes: &[u8]) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     use nix::sys::memfd::{memfd_create, MFdFlags};
     use std::io::Write as _;
@@ -206,7 +289,7 @@ fn sealed_bundle(settings: &crate::tls::Settings) -> std::io::Result<OwnedFd> {
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(&settings.encode())?;
+    file.write_all(bytes)?;
     let fd = OwnedFd::from(file);
     fcntl(
         &fd,

@@ -2,8 +2,11 @@
 //!
 //! - `oxinetd-tls relay SERVER ARGV0 [ARGS...]`: one TLS connection, in a
 //!   process of the service's user (`oxinetd::tls::relay`);
-//! - `oxinetd-tls check`: a service's certificates and key, checked at
-//!   load (`oxinetd::tls::check`).
+//! - `oxinetd-tls relay --pipe`: one connection of an internal service or
+//!   a forward with `tls` or `forward_tls`, between two sockets
+//!   (`oxinetd::tls::pipe`);
+//! - `oxinetd-tls check`: a service's certificates and key, or a
+//!   forward's `forward_tls`, checked at load (`oxinetd::tls::check`).
 
 use std::process::ExitCode;
 
@@ -14,7 +17,7 @@ fn main() -> ExitCode {
         Some("check") => oxinetd::tls::check::serve(),
         _ => {
             eprintln!(
-                "usage: oxinetd-tls relay SERVER ARGV0 [ARGS...] | oxinetd-tls check\n\
+                "usage: oxinetd-tls relay SERVER ARGV0 [ARGS...] | oxinetd-tls relay --pipe | oxinetd-tls check\n\
                  (started by oxinetd for its tls services; see oxinetd(8))"
             );
             ExitCode::from(2)

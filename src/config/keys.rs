@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 56] = [
+pub const SERVICE: [Key; 57] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -74,6 +74,7 @@ pub const SERVICE: [Key; 56] = [
     key("forward", Str, false, false, "HOST:PORT: relay each connection there instead of running a server"),
     key("forward_proxy_protocol", Str, true, false, "v1 or v2: send a PROXY header upstream first"),
     key("forward_timeout", Seconds, true, false, "how long connecting upstream may take"),
+    key("forward_tls", Table, true, false, "true or { ca, server_name, cert, key }: TLS to the upstream, its certificate verified"),
     key("args", List, true, false, "the arguments after argv[0]"),
     key("argv0", Str, true, false, "argv[0]"),
     key("env", Table, true, false, "environment variables of handlers"),
@@ -86,7 +87,7 @@ pub const SERVICE: [Key; 56] = [
     key("proxy_protocol", Bool, true, true, "read a PROXY protocol v1/v2 header first: the client's address replaces the balancer's"),
     key("proxy_from", Strs, true, true, "the load balancers allowed to send a PROXY header (required with proxy_protocol)"),
     key("proxy_timeout", Seconds, true, true, "how long the PROXY header may take to arrive (3 s)"),
-    key("tls", Table, true, false, "TLS in front of the handler: { cert, key, client_ca, client_auth, alpn, min_version, handshake_timeout, sni }"),
+    key("tls", Table, true, true, "TLS in front of the handler, internal service or forward: { cert, key, client_ca, client_auth, alpn, min_version, handshake_timeout, sni }"),
     key("instances", Int, true, true, "most concurrent handlers"),
     key("per_source", Int, true, true, "most concurrent handlers per client address"),
     key("per_source_prefix", Int, true, true, "the IPv6 prefix length per_source counts by"),
@@ -191,7 +192,16 @@ pub fn program_only() -> impl Iterator<Item = &'static str> {
 
 /// The keys of `forward`, refused on a service that runs a program or an
 /// internal service.
-pub const FORWARD_KEYS: [&str; 3] = ["forward", "forward_proxy_protocol", "forward_timeout"];
+pub const FORWARD_KEYS: [&str; 4] = [
+    "forward",
+    "forward_proxy_protocol",
+    "forward_timeout",
+    "forward_tls",
+];
+
+/// The keys that name who runs a TLS relay: allowed on an internal
+/// service or a forward that has one (`tls`, `forward_tls`).
+pub const RELAY_KEYS: [&str; 4] = ["user", "user_if_root", "group", "groups"];
 
 #[cfg(test)]
 mod tests {

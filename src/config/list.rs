@@ -32,6 +32,18 @@ pub fn describe(svc: &Service, budget: &FdBudget) -> String {
                 None => out.comment("forward_proxy_protocol: not set (no PROXY header)"),
             }
             out.set("forward_timeout", seconds(f.connect_timeout));
+            if let Some(t) = &f.tls {
+                let path = |p: &std::path::Path| Value::Str(p.display().to_string());
+                let mut table = vec![
+                    ("ca".to_owned(), path(&t.ca_path)),
+                    ("server_name".to_owned(), Value::Str(t.server_name.clone())),
+                ];
+                if let (Some(c), Some(k)) = (&t.cert_path, &t.key_path) {
+                    table.push(("cert".to_owned(), path(c)));
+                    table.push(("key".to_owned(), path(k)));
+                }
+                out.set("forward_tls", Value::Table(table));
+            }
         }
         Handler::Exec { server, argv } => {
             out.set("server", Value::Str(server.display().to_string()));
@@ -45,6 +57,12 @@ pub fn describe(svc: &Service, budget: &FdBudget) -> String {
             out.set("stderr", Value::Str(stderr(svc.stderr).to_owned()));
             limits_and_privileges(&svc.confine, &mut out);
         }
+    }
+    // Who an internal service's or a forward's TLS relay runs as.
+    let relayed =
+        svc.tls.is_some() || matches!(&svc.handler, Handler::Forward(f) if f.tls.is_some());
+    if relayed && !matches!(svc.handler, Handler::Exec { .. }) {
+        identity(&svc.identity, &mut out);
     }
     access(svc, &mut out);
     limits(svc, budget, &mut out);

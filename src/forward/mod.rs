@@ -73,6 +73,10 @@ pub struct Forward {
     pub proxy: Option<ProxyVersion>,
     /// How long the connection upstream may take to establish.
     pub connect_timeout: Duration,
+    /// `forward_tls`: TLS to the upstream, done by a relay process of the
+    /// service's user (`tls::pipe`). Boxed: a forward's `Handler` is in
+    /// every service, and few have it.
+    pub tls: Option<Box<crate::tls::pipe::Outbound>>,
 }
 
 /// `forward_proxy_protocol`.

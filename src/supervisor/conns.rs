@@ -34,6 +34,10 @@ pub(super) struct InternalConn {
     pub(super) quiet_since: Instant,
     /// Closed by `idle_timeout`.
     pub(super) idle: bool,
+    /// It holds its place in `instances` and `per_source`; not when the
+    /// service has `tls`: then the connection's relay process does (it
+    /// holds the client's socket), as an exec'd TLS service's does.
+    pub(super) counted: bool,
 }
 
 impl Supervisor {
@@ -95,10 +99,25 @@ impl Supervisor {
                 return;
             }
         };
-        running.load.borrow_mut().started(source);
+        let (sock, counted) = if running.plan.is_some() {
+            // `tls`: the relay gets the client, this loop the plaintext.
+            match self.start_tls_relay(&running, sock, peer, via, source) {
+                Some(inner) => (inner, false),
+                None => return,
+            }
+        } else {
+            running.load.borrow_mut().started(source);
+            (sock, true)
+        };
         self.touch(&running.name);
-        let (conn, interest) =
-            internal::Conn::start(sock.into(), kind, self.stream_buf.as_mut_slice());
+        // For `tls` a UNIX-domain socketpair's end as a TcpStream: the
+        // connection only reads, writes, peeks and shuts it down, the
+        // same system calls on either.
+        let (conn, interest) = internal::Conn::start(
+            std::net::TcpStream::from(std::os::fd::OwnedFd::from(sock)),
+            kind,
+            self.stream_buf.as_mut_slice(),
+        );
         let now = Instant::now();
         let c = InternalConn {
             conn,
@@ -111,6 +130,7 @@ impl Supervisor {
             active: false,
             quiet_since: now,
             idle: false,
+            counted,
         };
         if interest == Interest::Close {
             self.close_conn(c);
@@ -128,6 +148,59 @@ impl Supervisor {
         }
         self.schedule_sweep(now, c.service.svc.limits.idle_timeout);
         self.conns.insert(cid, c);
+    }
+
+    /// An internal service with `tls`: start the connection's relay
+    /// (`oxinetd-tls relay --pipe`, the service's user) with the client on
+    /// its fd 0 and one end of a socketpair on its fd 1; the other end,
+    /// returned, is served as the connection. The relay is recorded as a
+    /// handler: it holds the connection's place in `instances` and
+    /// `per_source` until it exits, and its exit is logged.
+    fn start_tls_relay(
+        &mut self,
+        running: &Rc<Running>,
+        client: socket2::Socket,
+        peer: SocketAddr,
+        via: Option<SocketAddr>,
+        source: Option<IpAddr>,
+    ) -> Option<socket2::Socket> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let pair = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        );
+        let (inner, outer) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("unable to create a socketpair: {e}");
+                self.log.event(Event::service_error(&running.name, &msg));
+                return None;
+            }
+        };
+        let inv = spawn::Invocation::Peer {
+            input: client.as_raw_fd(),
+            output: outer.as_raw_fd(),
+            ends: spawn::Ends::Ip {
+                kind: crate::config::SocketKind::Stream,
+                local: client
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .unwrap_or(peer),
+                peer: Some(peer),
+            },
+        };
+        let extras = super::handlers::Extras {
+            via,
+            ..Default::default()
+        };
+        if !self.start(running, &inv, Some(peer), source, extras) {
+            return None;
+        }
+        // `client` and `outer` are closed here: the relay has its copies.
+        Some(socket2::Socket::from(inner))
     }
 
     /// Readiness on an internal connection: let it make progress.
@@ -194,7 +267,9 @@ impl Supervisor {
         }
         {
             let mut load = c.service.load.borrow_mut();
-            load.ended(c.source);
+            if c.counted {
+                load.ended(c.source);
+            }
             load.stats.total.bytes_in += c.conn.bytes_in;
             load.stats.total.bytes_out += c.conn.bytes_out;
         }

@@ -216,6 +216,10 @@ impl Supervisor {
         let Some(f) = self.forwards.get_mut(&cid) else {
             return;
         };
+        if f.service.plan.is_some() {
+            self.hand_over(cid);
+            return;
+        }
         if let Handler::Forward(fwd) = &f.service.svc.handler {
             if let Some(version) = fwd.proxy {
                 let mut h = Vec::with_capacity(header::MAX);
@@ -227,6 +231,77 @@ impl Supervisor {
         // The client's request has usually arrived by now: one turn saved.
         let result = f.relay.pump_up(self.stream_buf.as_mut_slice());
         self.progressed(cid, result);
+    }
+
+    /// A forward with a TLS relay (`tls`, `forward_tls`), now connected:
+    /// the PROXY header written, both sockets go to the relay process of
+    /// the service's user (`oxinetd-tls relay --pipe`: the client on its
+    /// fd 0, the upstream on fd 1), which holds the connection's place in
+    /// `instances` and `per_source` from here on, as a handler.
+    fn hand_over(&mut self, cid: u64) {
+        let Some(f) = self.forwards.remove(&cid) else {
+            return;
+        };
+        // The relay's copies would keep the sockets in the epoll set.
+        for (i, fd) in [f.relay.client.as_fd(), f.relay.upstream.as_fd()]
+            .into_iter()
+            .enumerate()
+        {
+            if !f.watched[i].is_empty() {
+                let _ = self.epoll.delete(fd);
+            }
+        }
+        let running = Rc::clone(&f.service);
+        if let Handler::Forward(fwd) = &running.svc.handler {
+            if let Some(version) = fwd.proxy {
+                // A few hundred bytes on a socket just connected: its
+                // send buffer takes them whole, or the upstream is gone.
+                let mut h = Vec::with_capacity(header::MAX);
+                header::encode(version, f.peer.zip(f.local), &mut h);
+                match f.relay.upstream.send(&h) {
+                    Ok(n) if n == h.len() => {}
+                    Ok(_) => {
+                        let msg = "unable to send the PROXY header: short write";
+                        self.forward_failed(&running, f.peer, f.source, msg);
+                        return;
+                    }
+                    Err(e) => {
+                        let msg = format!("unable to send the PROXY header: {}", errno_text(&e));
+                        self.forward_failed(&running, f.peer, f.source, &msg);
+                        return;
+                    }
+                }
+            }
+        }
+        running.load.borrow_mut().ended(f.source);
+        let (client, upstream) = (f.relay.client.as_raw_fd(), f.relay.upstream.as_raw_fd());
+        let path = std::path::Path::new("");
+        let ends = match (f.peer, f.via) {
+            (Some(peer), Some(via)) => spawn::Ends::Proxied {
+                local: f.local.unwrap_or(peer),
+                peer,
+                via,
+                authority: None,
+            },
+            (Some(peer), None) => spawn::Ends::Ip {
+                kind: crate::config::SocketKind::Stream,
+                local: f.local.unwrap_or(peer),
+                peer: Some(peer),
+            },
+            (None, _) => spawn::Ends::Unix { path, cred: None },
+        };
+        let inv = spawn::Invocation::Peer {
+            input: client,
+            output: upstream,
+            ends,
+        };
+        let extras = super::handlers::Extras {
+            via: f.via,
+            ..Default::default()
+        };
+        // A failure is logged and counted by `start`; the place is free.
+        self.start(&running, &inv, f.peer, f.source, extras);
+        // Both sockets are closed here: the relay has its copies.
     }
 
     /// Readiness of one of a forward's sockets.

@@ -165,7 +165,8 @@ struct Running {
     svc: Service,
     name: Rc<str>,
     mode: Mode,
-    /// The exec plan; `None` for internal services.
+    /// The exec plan; for an internal service or a forward, its TLS
+    /// relay's (`tls`, `forward_tls`), else `None`.
     plan: Option<Plan>,
     /// Start of the current second and replies sent in it (UDP internal).
     replies: std::cell::Cell<(Instant, u32)>,
@@ -209,8 +210,11 @@ impl Running {
 
     /// Whether this service runs handler processes (and so counts against
     /// `max_processes`).
+    /// Whether its connections start processes (handlers, or the TLS
+    /// relays of an internal service or a forward): then it stops
+    /// accepting at `max_processes`.
     fn spawns(&self) -> bool {
-        matches!(self.mode, Mode::Accept | Mode::Relay | Mode::HandOver)
+        matches!(self.mode, Mode::Accept | Mode::Relay | Mode::HandOver) || self.plan.is_some()
     }
 
     /// Count one UDP reply against the per-second cap; false if over it.

@@ -15,6 +15,12 @@
 //! RSS is mostly its own text). ARCHITECTURE.md, "TLS", gives the
 //! reasons.
 //!
+//! An internal service or a forward with `tls`, or a forward with
+//! `forward_tls`, has a relay too: `oxinetd-tls relay --pipe` ([`pipe`])
+//! between two sockets, TLS on either side or both; its client side (the
+//! upstream's certificate verified) is [`client`]'s, checked at load by
+//! the same `oxinetd-tls check` ([`check::validate_out`]).
+//!
 //! The bundle's format, between a supervisor and the `oxinetd-tls` beside
 //! it: `oxinetd-tls 1\n`, then records `NAME LEN\n` followed by LEN bytes
 //! and `\n`. The version changes with the format, so an `oxinetd-tls`
@@ -22,6 +28,8 @@
 //! bundle by name instead of misreading it.
 
 pub mod check;
+pub mod client;
+pub mod pipe;
 pub mod relay;
 pub mod server;
 

@@ -63,9 +63,16 @@ fn peer() -> String {
 }
 
 fn run(args: Vec<OsString>) -> Result<ExitCode, String> {
+    if args.first().is_some_and(|a| a == "--pipe") {
+        return super::pipe::run();
+    }
     let mut args = args.into_iter();
     let (Some(server), Some(argv0)) = (args.next(), args.next()) else {
-        return Err("usage: oxinetd-tls relay SERVER ARGV0 [ARGS...] (started by oxinetd)".into());
+        return Err(
+            "usage: oxinetd-tls relay SERVER ARGV0 [ARGS...] | oxinetd-tls relay --pipe \
+             (started by oxinetd)"
+                .into(),
+        );
     };
     let settings = read_bundle()?;
     let config = settings

@@ -26,17 +26,17 @@ fn env_service(name: &str, extra: &str) -> String {
 
 /// HAProxy in the foreground (`-db`), a child of the test, killed by its
 /// pid when dropped.
-struct Haproxy {
+pub(crate) struct Haproxy {
     child: Child,
     /// Its frontends, one per backend given.
-    fronts: Vec<SocketAddr>,
+    pub(crate) fronts: Vec<SocketAddr>,
     dir: Dir,
 }
 
 impl Haproxy {
     /// One frontend on 127.0.0.1 per `(server, option)`, each relaying to
     /// its server with that option (`send-proxy-v2`, `send-proxy`).
-    fn start(dir: &Dir, backends: &[(SocketAddr, &str)]) -> Haproxy {
+    pub(crate) fn start(dir: &Dir, backends: &[(SocketAddr, &str)]) -> Haproxy {
         let bin = need("haproxy", "haproxy");
         let mut cfg = String::from(
             "global\n    maxconn 200\ndefaults\n    mode tcp\n    timeout connect 5s\n    \

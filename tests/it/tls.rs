@@ -5,12 +5,16 @@
 //! checked; bad handshakes end only their own connection; `check` finds a
 //! key that is not the certificate's; the process that parses TLS runs as
 //! the service's user; a reload's new certificate is served to the next
-//! client while an open connection goes on.
+//! client while an open connection goes on. For internal services and
+//! forwards (`socat` and `curl` as clients, `forward_upstream.py` as a
+//! plain upstream, another oxinetd as a TLS one): TLS in, TLS out
+//! (verified: a wrong CA or name is refused and logged), both, and TLS
+//! behind HAProxy's PROXY header.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -715,8 +719,18 @@ fn check_refuses_tls_when_the_user_may_not_run_the_relay() {
     std::fs::copy(env!("CARGO_BIN_EXE_oxinetd-tls"), &relay).expect("copy oxinetd-tls");
     std::fs::set_permissions(&relay, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .expect("chmod");
-    let text = service("up", r#"cert = "server.pem", key = "server.key""#, "");
+    // A forward with forward_tls only has the same relay.
+    let text = format!(
+        "{}[[service]]\nname = \"fwd\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n{}\n\
+         forward_tls = {{ ca = \"ca.pem\" }}\n",
+        service("up", r#"cert = "server.pem", key = "server.key""#, ""),
+        user_line()
+    );
     let path = dir.write("oxinetd.toml", &text);
+    let fwd_line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("forward_tls"))
+        .expect("forward_tls line");
     let check = || {
         Command::new(&oxinetd)
             .arg("check")
@@ -737,6 +751,10 @@ fn check_refuses_tls_when_the_user_may_not_run_the_relay() {
             "{}:{line}:7: tls: {} is not executable by nobody (mode 0700, owner root)",
             path.display(),
             relay.display()
+        )) && stderr.contains(&format!(
+            "{}:{fwd_line}:15: forward_tls: {} is not executable by nobody (mode 0700, owner root)",
+            path.display(),
+            relay.display()
         )),
         "{stderr}"
     );
@@ -750,9 +768,515 @@ fn check_refuses_tls_when_the_user_may_not_run_the_relay() {
             "{}:{line}:7: tls: oxinetd-tls not found (looked for {} and ",
             path.display(),
             relay.display()
+        )) && stderr.contains(&format!(
+            "{}:{fwd_line}:15: forward_tls: oxinetd-tls not found (looked for {} and ",
+            path.display(),
+            relay.display()
         )),
         "{stderr}"
     );
+}
+
+/// `socat` as a TLS client of `addr` from `from` (verifying the test CA
+/// for "localhost"): `input`, then its half-close; what came back before
+/// the server's close.
+fn socat_tls(dir: &Path, from: &str, addr: SocketAddr, input: &str) -> String {
+    let out = socat_tls_output(dir, from, addr, input);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `socat_tls`'s client, its stdout and stderr apart and as bytes.
+fn socat_tls_output(dir: &Path, from: &str, addr: SocketAddr, input: &str) -> Output {
+    let socat = crate::harness::need("socat", "socat");
+    let mut child = Command::new("timeout")
+        .arg(PATIENCE.as_secs().to_string())
+        .arg(socat)
+        .args(["-t", "10", "-"])
+        .arg(format!(
+            "OPENSSL:{addr},bind={from},cafile=ca.pem,commonname=localhost"
+        ))
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("socat");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes());
+    child.wait_with_output().expect("socat output")
+}
+
+/// A plain client of `addr`: `input`, half-close, all of the answer.
+fn plain(addr: SocketAddr, input: &str) -> String {
+    String::from_utf8_lossy(&crate::harness::exchange(addr, input.as_bytes()).unwrap_or_default())
+        .into_owned()
+}
+
+fn internal_tls(name: &str, server: &str, extra: &str) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nserver = \"internal:{server}\"\n{}\n\
+         tls = {{ cert = \"server.pem\", key = \"server.key\" }}\n{extra}\n",
+        user_line()
+    )
+}
+
+#[test]
+fn internal_echo_and_metrics_over_tls() {
+    let dir = pki();
+    let config = format!(
+        "{}{}",
+        internal_tls(
+            "echo-tls",
+            "echo",
+            "log_on_success = [\"HOST\", \"PID\", \"EXIT\", \"TRAFFIC\"]"
+        ),
+        internal_tls("metrics-tls", "metrics", "")
+    );
+    let s = start(&dir, &config);
+    let out = socat_tls(dir.path(), "127.0.0.1", s.addr("echo-tls"), "echo me\n");
+    assert_eq!(out, "echo me\n", "log:\n{}", s.log());
+    // The relay is the connection's process; the echo itself is served
+    // by the supervisor on its side of the socketpair, the client as peer.
+    let start = s.expect_line(&["start service=echo-tls", "peer=127.0.0.1:"]);
+    let pid = field(&start, "pid").expect("pid").to_owned();
+    s.expect_line(&["exit service=echo-tls", &format!("pid={pid}"), "status=0"]);
+    s.expect_line(&["done service=echo-tls", "peer=127.0.0.1:", "bytes_in=8"]);
+    // Nothing in clear on the wire: a plain client gets no echo.
+    let raw = plain(s.addr("echo-tls"), "clear\n");
+    assert!(!raw.contains("clear"), "{raw:?}");
+
+    let web = s.addr("metrics-tls");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert", "ca.pem"])
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", web.port()))
+        .arg(format!("https://localhost:{}/metrics", web.port()))
+        .current_dir(dir.path())
+        .output()
+        .expect("curl (apt-get install curl)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body.contains("oxinetd_build_info"),
+        "curl: {}\n{body}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+}
+
+/// `forward_upstream.py`'s upstreams: the child (killed when the guard
+/// drops), the PROXY one's port and the COUNT one's.
+struct ProxyUpstream(Child, u16, u16);
+
+impl ProxyUpstream {
+    fn start(dir: &Dir) -> ProxyUpstream {
+        let python = crate::harness::need("python3", "python3");
+        let mut child = Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/it/forward_upstream.py"
+            ))
+            .arg(dir.path().join("early.count"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start forward_upstream.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        let port = |n| {
+            line.split_whitespace()
+                .nth(n)
+                .and_then(|p| p.parse().ok())
+                .expect("a port")
+        };
+        ProxyUpstream(child, port(3), port(1))
+    }
+}
+
+impl Drop for ProxyUpstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_in_forward_to_a_plain_upstream_with_the_clients_proxy_header() {
+    let dir = pki();
+    let up = ProxyUpstream::start(&dir);
+    let config = format!(
+        "[[service]]\nname = \"fwd\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{}\"\n\
+         forward_proxy_protocol = \"v2\"\n{}\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n",
+        up.1,
+        user_line()
+    );
+    let s = start(&dir, &config);
+    let addr = s.addr("fwd");
+    let out = socat_tls(dir.path(), "127.0.0.2", addr, "through\n");
+    // The upstream saw the client (127.0.0.2) and where it connected,
+    // then the plaintext.
+    assert!(
+        out.starts_with("v2 tcp4 127.0.0.2 "),
+        "{out:?}\nlog:\n{}",
+        s.log()
+    );
+    assert!(
+        out.contains(&format!(" 127.0.0.1 {} ", addr.port())) && out.ends_with("\nthrough\n"),
+        "{out:?}"
+    );
+    s.expect_line(&["start service=fwd", "peer=127.0.0.2:"]);
+    s.expect_line(&["exit service=fwd", "status=0"]);
+}
+
+#[test]
+fn a_tls_forward_passes_the_clients_end_on_and_carries_bulk_back() {
+    let dir = pki();
+    let up = ProxyUpstream::start(&dir);
+    let config = format!(
+        "[[service]]\nname = \"count\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{}\"\n{}\n\
+         tls = {{ cert = \"server.pem\", key = \"server.key\" }}\n",
+        up.2,
+        user_line()
+    );
+    let s = start(&dir, &config);
+    // The upstream answers only after the client's end of input (its
+    // close_notify, passed on as a half-close; socat sends it in the
+    // same segment as the data), then sends 5 MiB of a pattern.
+    let out = socat_tls_output(dir.path(), "127.0.0.1", s.addr("count"), "hello\n");
+    let head = b"6 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03\n";
+    let body = out.stdout.strip_prefix(&head[..]).unwrap_or_else(|| {
+        panic!(
+            "{} bytes: {:?}\n{}\nlog:\n{}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(200)]),
+            String::from_utf8_lossy(&out.stderr),
+            s.log()
+        )
+    });
+    assert_eq!(
+        body.len(),
+        5 * 1024 * 1024,
+        "socat: {:?} {}\nlog:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+    let wrong = body
+        .iter()
+        .enumerate()
+        .position(|(k, b)| usize::from(*b) != k % 251);
+    assert_eq!(wrong, None, "the pattern differs there");
+    s.expect_line(&["exit service=count", "status=0"]);
+}
+
+#[test]
+fn forward_tls_verifies_the_upstream_and_refuses_a_wrong_one() {
+    let dir = pki();
+    let upstream = start(&dir, &internal_tls("echo-tls", "echo", ""));
+    let target = upstream.addr("echo-tls");
+    let fwd = |name: &str, extra: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nforward = \"{target}\"\n{}\n{extra}\n",
+            user_line()
+        )
+    };
+    let config = format!(
+        "{}{}{}{}",
+        fwd(
+            "good",
+            "forward_tls = { ca = \"ca.pem\", server_name = \"localhost\" }"
+        ),
+        fwd(
+            "wrong-ca",
+            "forward_tls = { ca = \"other.pem\", server_name = \"localhost\" }"
+        ),
+        fwd(
+            "wrong-name",
+            "forward_tls = { ca = \"ca.pem\", server_name = \"elsewhere.example\" }"
+        ),
+        fwd(
+            "both",
+            "forward_tls = { ca = \"ca.pem\", server_name = \"localhost\" }\n\
+             tls = { cert = \"server2.pem\", key = \"server2.key\" }"
+        ),
+    );
+    let dir2 = pki_copy(&dir);
+    let s = Server::start_in(dir2.clone(), &config, &[], |_| {});
+    assert_eq!(
+        plain(s.addr("good"), "plain in\n"),
+        "plain in\n",
+        "{}",
+        s.log()
+    );
+    s.expect_line(&["exit service=good", "status=0"]);
+    // TLS both ways: the client's TLS ends in one relay, which is the
+    // upstream's TLS client.
+    let out = socat_tls(dir2.path(), "127.0.0.1", s.addr("both"), "both ways\n");
+    assert_eq!(out, "both ways\n", "{}", s.log());
+
+    assert_eq!(plain(s.addr("wrong-ca"), "x\n"), "");
+    s.expect_line(&[
+        "stderr service=wrong-ca",
+        "upstream handshake failed: invalid peer certificate: UnknownIssuer",
+    ]);
+    s.expect_line(&["exit service=wrong-ca", "status=1"]);
+    assert_eq!(plain(s.addr("wrong-name"), "x\n"), "");
+    s.expect_line(&[
+        "stderr service=wrong-name",
+        "upstream handshake failed: invalid peer certificate",
+    ]);
+}
+
+/// A second directory with `dir`'s certificates (a second oxinetd needs
+/// its own oxinetd.toml).
+fn pki_copy(dir: &Dir) -> Dir {
+    let to = Dir::new();
+    for entry in std::fs::read_dir(dir.path()).expect("pki dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".pem") || n.ends_with(".key") {
+            let dest = to.path().join(&name);
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+    to
+}
+
+#[test]
+fn check_places_forward_tls_errors() {
+    let dir = pki();
+    let svc = |name: &str, tls: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:9\"\n\
+             forward_tls = {{ {tls} }}\n{}\n",
+            user_line()
+        )
+    };
+    let text = format!(
+        "{}{}{}",
+        svc("f", r#"ca = "ca.pem", cafile = "x""#),
+        svc("g", r#"ca = "missing.pem""#),
+        svc(
+            "h",
+            r#"ca = "ca.pem", cert = "client.pem", key = "stranger.key""#
+        )
+    );
+    let path = dir.write("oxinetd.toml", &text);
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Where `needle` is, on the nth forward_tls line.
+    let at = |nth: usize, needle: &str| {
+        let (line, text) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("forward_tls"))
+            .nth(nth)
+            .expect("forward_tls line");
+        format!("{}:{}", line + 1, 1 + text.find(needle).expect("needle"))
+    };
+    let p = path.display();
+    for want in [
+        format!(
+            "{p}:{}: forward_tls: unknown key \"cafile\"",
+            at(0, "\"x\"")
+        ),
+        format!(
+            "{p}:{}: forward_tls.ca \"missing.pem\": No such file or directory",
+            at(1, "\"missing.pem\"")
+        ),
+        format!(
+            "{p}:{}: forward_tls.key \"stranger.key\": does not match the certificate's public key",
+            at(2, "\"stranger.key\"")
+        ),
+    ] {
+        assert!(stderr.contains(&want), "want {want}\ngot {stderr}");
+    }
+}
+
+#[test]
+fn proxy_protocol_in_front_of_tls_gives_the_real_client() {
+    let dir = pki();
+    let env = dir.write(
+        "env-tls.sh",
+        "#!/bin/sh\nIFS= read -r line\necho \"got=$line remote=$REMOTE_ADDR peer=$PROXY_PEER $SSL_PROTOCOL\"\n",
+    );
+    std::fs::set_permissions(&env, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let proxied = "proxy_protocol = true\nproxy_from = \"127.0.0.1\"";
+    let config = format!(
+        "[[service]]\nname = \"env\"\nlisten = \"127.0.0.1:0\"\nserver = \"{{dir}}/env-tls.sh\"\n{}\n\
+         tls = {{ cert = \"server.pem\", key = \"server.key\" }}\n{proxied}\n{}",
+        user_line(),
+        internal_tls("echo-tls", "echo", &format!("{proxied}\nlog_on_success = [\"HOST\"]"))
+    );
+    let s = start(&dir, &config);
+    let h = crate::proxy::Haproxy::start(
+        &dir,
+        &[
+            (s.addr("env"), "send-proxy-v2"),
+            (s.addr("echo-tls"), "send-proxy-v2"),
+        ],
+    );
+    // The TLS is the client's, through HAProxy in TCP mode; the header
+    // before it is HAProxy's.
+    let out = socat_tls(dir.path(), "127.0.0.2", h.fronts[0], "hi\n");
+    assert_eq!(
+        out,
+        "got=hi remote=127.0.0.2 peer=127.0.0.1 TLSv1.3\n",
+        "log:\n{}",
+        s.log()
+    );
+    s.expect_line(&["start service=env", "peer=127.0.0.2:", "via=127.0.0.1:"]);
+    let out = socat_tls(dir.path(), "127.0.0.2", h.fronts[1], "echoed\n");
+    assert_eq!(out, "echoed\n", "log:\n{}", s.log());
+    s.expect_line(&["done service=echo-tls", "peer=127.0.0.2:", "via=127.0.0.1:"]);
+}
+
+#[test]
+fn an_internal_tls_connection_counts_once_against_instances() {
+    let dir = pki();
+    let s = start(
+        &dir,
+        &internal_tls(
+            "echo-tls",
+            "echo",
+            "instances = 1\nlog_on_success = [\"HOST\", \"PID\"]",
+        ),
+    );
+    let addr = s.addr("echo-tls");
+    let mut first = Open::new(dir.path(), addr);
+    first.send("one\n");
+    first.expect("one");
+    // The relay holds the one place: the listener is closed, a second
+    // client waits in the backlog, unserved.
+    let (tx, rx) = mpsc::channel();
+    let d = dir.path().to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(socat_tls(&d, "127.0.0.1", addr, "two\n"));
+    });
+    assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err());
+    assert_eq!(s.count(&["start service=echo-tls"]), 1, "{}", s.log());
+    // The first leaves: the second is served.
+    drop(first);
+    let out = rx
+        .recv_timeout(PATIENCE)
+        .expect("the second client's answer");
+    assert_eq!(out, "two\n", "{}", s.log());
+    assert_eq!(s.count(&["start service=echo-tls"]), 2);
+}
+
+#[test]
+fn an_internal_service_that_closes_ends_its_relay_while_the_client_stays() {
+    let dir = pki();
+    let s = start(
+        &dir,
+        &internal_tls("day", "daytime", "log_on_success = [\"PID\", \"EXIT\"]"),
+    );
+    // socat keeps its side open after the server's close_notify (its
+    // stdin stays open, -t 600): the relay must end anyway once daytime
+    // has answered and closed its side, not wait for the client.
+    let socat = crate::harness::need("socat", "socat");
+    let mut client = Command::new(socat)
+        .args(["-t", "600", "-"])
+        .arg(format!(
+            "OPENSSL:{},cafile=ca.pem,commonname=localhost",
+            s.addr("day")
+        ))
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat");
+    let mut line = String::new();
+    let out = client.stdout.take().expect("stdout");
+    let _ = BufReader::new(out).read_line(&mut line);
+    assert!(line.contains(':'), "{line:?}\n{}", s.log());
+    s.expect_line(&["exit service=day", "status=0"]);
+    let still = client.try_wait().ok().flatten().is_none();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(still, "the client was to stay connected");
+    assert_eq!(s.count(&["stderr service=day"]), 0, "{}", s.log());
+}
+
+#[test]
+fn the_relay_of_an_internal_service_runs_as_its_user_without_the_key() {
+    crate::require_root!();
+    let dir = pki();
+    let s = start(&dir, &internal_tls("echo-tls", "echo", ""));
+    let mut c = Open::new(dir.path(), s.addr("echo-tls"));
+    c.send("still here\n");
+    c.expect("still here");
+    let start = s.expect_line(&["start ", "service=echo-tls"]);
+    let pid = field(&start, "pid").expect("pid").to_owned();
+    assert_eq!(
+        uid_line(&pid),
+        "Uid:\t65534\t65534\t65534\t65534",
+        "relay {pid}"
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert_eq!(cmdline, b"oxinetd-tls\0relay\0--pipe\0");
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+    {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        assert!(!target.to_string_lossy().contains("memfd"), "{target:?}");
+    }
+}
+
+#[test]
+fn forward_tls_presents_a_client_certificate() {
+    let dir = pki();
+    let upstream = start(
+        &dir,
+        &service(
+            "need-cert",
+            r#"cert = "server.pem", key = "server.key", client_ca = "ca.pem""#,
+            "",
+        ),
+    );
+    let target = upstream.addr("need-cert");
+    let fwd = |name: &str, extra: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nforward = \"{target}\"\n{}\n\
+             forward_tls = {{ ca = \"ca.pem\", server_name = \"localhost\"{extra} }}\n",
+            user_line()
+        )
+    };
+    let config = format!(
+        "{}{}",
+        fwd("with", r#", cert = "client.pem", key = "client.key""#),
+        fwd("without", "")
+    );
+    let dir2 = pki_copy(&dir);
+    let s = Server::start_in(dir2, &config, &[], |_| {});
+    let out = plain(s.addr("with"), "from alice\n");
+    assert!(
+        out.starts_with("FROM ALICE\n") && out.contains("SSL_CLIENT_S_DN=CN=alice\n"),
+        "{out}\nlog:\n{}\nupstream:\n{}",
+        s.log(),
+        upstream.log()
+    );
+    // No certificate: the upstream refuses the handshake.
+    let out = plain(s.addr("without"), "anonymous\n");
+    assert!(!out.contains("ANONYMOUS"), "{out}");
+    s.expect_line(&["exit service=without", "status=1"]);
 }
 
 #[test]

@@ -7,13 +7,18 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
+use std::path::PathBuf;
+
 use super::field::Field;
 use super::listen::Transport;
-use super::Svc;
-use crate::config::error::quote;
+use super::{tls, Svc};
+use crate::config::error::{did_you_mean, quote};
 use crate::config::keys::{self, FORWARD_KEYS};
+use crate::config::raw::Value;
+use crate::config::ConfigError;
 use crate::config::{SocketKind, WaitMode};
 use crate::forward::{Forward, ProxyVersion, DEFAULT_CONNECT_TIMEOUT};
+use crate::tls::pipe::{OutProblem, Outbound, SYSTEM_CA};
 
 /// Whether the service forwards (read before the rest: it has no server).
 pub fn names_forward(svc: &Svc<'_>) -> bool {
@@ -43,7 +48,10 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>) -> Option<Forward> {
              wait = true hands the socket to a server",
         ));
     }
-    for key in keys::program_only().filter(|k| !FORWARD_KEYS.contains(k)) {
+    for key in keys::program_only()
+        .filter(|k| !FORWARD_KEYS.contains(k))
+        .filter(|k| !(super::relayed(svc, t) && keys::RELAY_KEYS.contains(k)))
+    {
         if let Some(k) = svc.own(key) {
             svc.report(k.err(format!(
                 "{key}: has no meaning for a forward (oxinetd relays the connection itself)"
@@ -65,12 +73,126 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>) -> Option<Forward> {
         None => DEFAULT_CONNECT_TIMEOUT,
     };
     let (target, written) = target?;
+    let tls = match svc.get("forward_tls") {
+        None => None,
+        Some(t) if matches!(t.value, Value::Bool(false)) => None,
+        Some(t) => Some(Box::new(outbound(svc, &t, &written)?)),
+    };
     Some(Forward {
         target,
         written,
         proxy,
         connect_timeout,
+        tls,
     })
+}
+
+/// The keys of the `forward_tls` table.
+const TLS_KEYS: &[&str] = &["ca", "server_name", "cert", "key"];
+
+/// `forward_tls = true` or `{ ca, server_name, cert, key }`: TLS to the
+/// upstream, its certificate verified against `ca` (the system bundle by
+/// default) for `server_name` (the forward's host by default). The files
+/// are read now, as root, like `tls`'s.
+fn outbound(svc: &Svc<'_>, f: &Field<'_>, written: &str) -> Option<Outbound> {
+    let host = written
+        .rsplit_once(':')
+        .map_or(written, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let mut out = Outbound {
+        ca_path: PathBuf::from(SYSTEM_CA),
+        ca: Vec::new(),
+        server_name: host.to_owned(),
+        cert_path: None,
+        key_path: None,
+        cert: Vec::new(),
+        key: Vec::new(),
+    };
+    let entries = match f.value {
+        Value::Bool(_) => Vec::new(),
+        _ => svc.ok(f.entries())?,
+    };
+    let mut fields: Vec<(&str, Field<'_>)> = Vec::new();
+    for (k, v, at) in &entries {
+        let Some(name) = TLS_KEYS.iter().find(|n| *n == k) else {
+            let hint = did_you_mean(k, TLS_KEYS)
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            svc.report(ConfigError::new(
+                (*at).clone(),
+                format!("forward_tls: unknown key \"{}\"{hint}", quote(k)),
+            ));
+            return None;
+        };
+        let label = match *name {
+            "ca" => "forward_tls.ca",
+            "server_name" => "forward_tls.server_name",
+            "cert" => "forward_tls.cert",
+            _ => "forward_tls.key",
+        };
+        fields.push((name, f.entry(label, v, at)));
+    }
+    let get = |n: &str| fields.iter().find(|(k, _)| *k == n).map(|(_, f)| f);
+    let read = |f: &Field<'_>| -> Option<(PathBuf, Vec<u8>)> {
+        let s = svc.ok(f.str())?;
+        let path = f.dir().join(s);
+        match tls::read_bounded(&path) {
+            Ok(pem) => Some((path, pem)),
+            Err(m) => {
+                svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
+                None
+            }
+        }
+    };
+    match get("ca") {
+        Some(ca) => (out.ca_path, out.ca) = read(ca)?,
+        None => match tls::read_bounded(std::path::Path::new(SYSTEM_CA)) {
+            Ok(pem) => out.ca = pem,
+            Err(m) => {
+                svc.report(f.err(format!(
+                    "forward_tls: the system CA bundle \"{SYSTEM_CA}\": {m} \
+                     (install ca-certificates, or set ca)"
+                )));
+                return None;
+            }
+        },
+    }
+    if let Some(n) = get("server_name") {
+        out.server_name = svc.ok(n.str())?.to_owned();
+    }
+    match (get("cert"), get("key")) {
+        (None, None) => {}
+        (Some(c), Some(k)) => {
+            let (cp, cert) = read(c)?;
+            let (kp, key) = read(k)?;
+            (out.cert_path, out.cert, out.key_path, out.key) = (Some(cp), cert, Some(kp), key);
+        }
+        _ => {
+            svc.report(f.err("forward_tls: cert and key go together (a client certificate)"));
+            return None;
+        }
+    }
+    // Checked by `oxinetd-tls check`, as the relay will build it.
+    if let Err(p) = crate::tls::check::validate_out(&out) {
+        let (field, m) = match p {
+            OutProblem::Program(m) => (None, m),
+            OutProblem::Ca(m) => (get("ca"), m),
+            OutProblem::ServerName(m) => (get("server_name"), m),
+            OutProblem::Cert(m) => (get("cert"), m),
+            OutProblem::Key(m) => (get("key"), m),
+        };
+        let e = match field {
+            Some(fl) => {
+                let v = fl.str().unwrap_or_default();
+                fl.err(format!("{} \"{}\": {m}", fl.name, quote(v)))
+            }
+            None => f.err(format!("forward_tls: {m}")),
+        };
+        svc.report(e);
+        return None;
+    }
+    Some(out)
 }
 
 /// `forward_proxy_protocol` or `forward_timeout` set on a service that

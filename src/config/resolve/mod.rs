@@ -210,10 +210,18 @@ impl Resolver<'_> {
         }
         // Served in-process: no handler, so no identity or confinement.
         let internal = matches!(server, Some(Server::Internal(_))) || forwards;
+        let relay = relayed(svc, &transport);
         if matches!(server, Some(Server::Internal(_))) {
-            refuse_program_keys(svc);
+            refuse_program_keys(svc, relay);
         }
-        let identity = self.identity(svc, internal);
+        // A TLS relay (`tls` on an internal service or a forward,
+        // `forward_tls`) runs as `user`, as a handler would.
+        let identity = self.identity(svc, internal && !relay);
+        if let (Some(f), Some(fwd)) = (svc.get("forward_tls"), &forward) {
+            if fwd.tls.is_some() && svc.get("tls").is_none() {
+                tls::relay_executable(svc, &f, identity.as_ref());
+            }
+        }
         // Inside a chroot, from its root: the directories above it are
         // crossed by the chroot, as root, before the switch of ids.
         if let (Some(Server::Exec(path)), Some(id)) = (&server, &identity) {
@@ -236,7 +244,6 @@ impl Resolver<'_> {
             svc,
             &transport,
             &tls::Context {
-                internal,
                 chroot: chrooted,
                 stderr,
                 identity: identity.as_ref(),
@@ -309,14 +316,28 @@ fn valid_name<'a>(f: Field<'_>, s: &'a str) -> Result<&'a str, ConfigError> {
 
 /// Keys that only mean something for a program, set on an internal
 /// service itself (`[defaults]` may well hold them for others).
-fn refuse_program_keys(svc: &Svc<'_>) {
-    for key in keys::program_only() {
+fn refuse_program_keys(svc: &Svc<'_>, relay: bool) {
+    for key in keys::program_only().filter(|k| !(relay && keys::RELAY_KEYS.contains(k))) {
         if let Some(f) = svc.own(key) {
             svc.report(f.err(format!(
                 "{key}: has no meaning for an internal service (it runs inside oxinetd)"
             )));
         }
     }
+}
+
+/// Whether an internal service or a forward has a TLS relay process
+/// (`tls`, `forward_tls`), whose user `user` names.
+/// `tls` from `[defaults]` on a service that cannot have it (datagram,
+/// `wait`) is not one.
+fn relayed(svc: &Svc<'_>, t: &listen::Transport<'_>) -> bool {
+    let on = |k: &str| {
+        svc.get(k)
+            .is_some_and(|f| !matches!(f.value, crate::config::raw::Value::Bool(false)))
+    };
+    let stream =
+        t.kind == crate::config::SocketKind::Stream && t.wait == crate::config::WaitMode::Nowait;
+    (stream && on("tls")) || on("forward_tls")
 }
 
 /// An I/O error as its plain description ("No such file or directory").

@@ -9,11 +9,14 @@
 //! not the certificate's, unusable client CAs. A leaf certificate that
 //! expires within 14 days is a warning.
 //!
+//! For an internal service or a forward too: their relay
+//! (`oxinetd-tls relay --pipe`, `tls::pipe`) runs as the service's `user`
+//! like a handler's, never in the root supervisor.
+//!
 //! Not (yet) for: datagram services (DTLS is another protocol), `wait`
-//! services (the handler accepts the connections itself), internal
-//! services (they run in the root supervisor, which parses no TLS),
-//! `chroot` (the relay is oxinetd's own binary, exec'd before the
-//! handler: inside the root it and its libraries would have to exist),
+//! services (the handler accepts the connections itself), `chroot` (the
+//! relay is `oxinetd-tls`, exec'd before the handler: inside the root it
+//! and its libraries would have to exist),
 //! and `stderr = "socket"` (the handler's stderr would be plaintext in
 //! the TLS stream).
 
@@ -49,7 +52,6 @@ const MAX_FILE: u64 = 1 << 20;
 
 /// What else of the service `tls` depends on.
 pub struct Context<'a> {
-    pub internal: bool,
     pub chroot: bool,
     pub stderr: StderrMode,
     /// Who the relay and the handler run as.
@@ -59,16 +61,12 @@ pub struct Context<'a> {
 /// The service's `tls`, if it has one.
 pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Settings> {
     let f = svc.get("tls")?;
-    if cx.internal {
-        // Refused with the other program-only keys (`refuse_program_keys`).
-        return None;
-    }
     let why_not = if t.kind != SocketKind::Stream {
         Some("only for stream services (DTLS is not supported)")
     } else if t.wait == WaitMode::Wait {
         Some("not for a wait service (its handler accepts the connections itself)")
     } else if cx.chroot {
-        Some("not yet with chroot (the relay is oxinetd's own binary, exec'd inside the root, where neither it nor its libraries are)")
+        Some("not yet with chroot (the relay is oxinetd-tls, exec'd inside the root, where neither it nor its libraries are)")
     } else if cx.stderr == StderrMode::Socket {
         Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
     } else {
@@ -82,34 +80,8 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         }
         return None;
     }
-    // Every connection execs `oxinetd-tls` as the service's user.
-    let relay = match crate::tls::program() {
-        Ok(p) => p,
-        Err(m) => {
-            svc.report(f.err(format!("tls: {m}")));
-            return None;
-        }
-    };
-    if let Some(Identity::Switch {
-        user,
-        uid,
-        gid,
-        groups,
-    }) = cx.identity
-    {
-        let who = reach::Who {
-            user,
-            uid: *uid,
-            gid: *gid,
-            groups,
-        };
-        if let Some(why) = reach::blocker(Path::new("/"), &relay, &who) {
-            svc.report(f.err(format!(
-                "tls: {why}; each connection's TLS relay is {} run as {user}",
-                relay.display()
-            )));
-            return None;
-        }
+    if !relay_executable(svc, &f, cx.identity) {
+        return None;
     }
     let entries = svc.ok(f.entries())?;
     let get = |name: &str| -> Option<(&Value, &Location)> {
@@ -264,6 +236,42 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
     Some(settings)
 }
 
+/// Whether the relay program is there and `identity` may execute it
+/// (`oxinetd-tls`, which every connection of a service with `tls` or
+/// `forward_tls` execs as the service's user); if not, an error at `f`.
+pub(super) fn relay_executable(svc: &Svc<'_>, f: &Field<'_>, identity: Option<&Identity>) -> bool {
+    let relay = match crate::tls::program() {
+        Ok(p) => p,
+        Err(m) => {
+            svc.report(f.err(format!("{}: {m}", f.name)));
+            return false;
+        }
+    };
+    if let Some(Identity::Switch {
+        user,
+        uid,
+        gid,
+        groups,
+    }) = identity
+    {
+        let who = reach::Who {
+            user,
+            uid: *uid,
+            gid: *gid,
+            groups,
+        };
+        if let Some(why) = reach::blocker(Path::new("/"), &relay, &who) {
+            svc.report(f.err(format!(
+                "{}: {why}; each connection's TLS relay is {} run as {user}",
+                f.name,
+                relay.display()
+            )));
+            return false;
+        }
+    }
+    true
+}
+
 /// `sni = { "NAME" = { cert = "...", key = "..." }, ... }`: each file
 /// read (errors at the `sni` entry, where its table was written).
 fn sni(svc: &Svc<'_>, f: &Field<'_>) -> Option<Vec<SniCert>> {
@@ -327,7 +335,7 @@ fn sni(svc: &Svc<'_>, f: &Field<'_>) -> Option<Vec<SniCert>> {
 }
 
 /// A file read whole, at most `MAX_FILE` bytes.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+pub(super) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let file = std::fs::File::open(path).map_err(|e| io_problem(&e))?;
     let mut pem = Vec::new();

@@ -160,7 +160,9 @@ impl Supervisor {
     /// upgraded binary), same pid and arguments, keeping the listeners and
     /// the running handlers (`handover`). Deferred while a handler holds
     /// a socket (`wait`) or a reply (dgram `nowait`), and refused, with
-    /// nothing changed, when the config would not start.
+    /// nothing changed, when the config would not start. Connections
+    /// waiting for their PROXY header hold it too, bounded by
+    /// `proxy_timeout`, as no new ones are accepted meanwhile.
     pub(super) fn upgrade(&mut self) {
         let holding = self
             .children
@@ -178,7 +180,30 @@ impl Supervisor {
             self.upgrade_pending = true;
             return;
         }
+        // Connections waiting for their PROXY header live only in this
+        // image's memory: the exec would close them. Take no new ones
+        // (the listeners of such services leave the poll set, and
+        // connections queue in the kernel, carried over) and go when the
+        // last has its header or its `proxy_timeout`.
+        if !self.proxied.is_empty() {
+            if !self.upgrade_quiet {
+                let msg = format!(
+                    "upgrade deferred: {} connection(s) wait for their PROXY header; \
+                     it happens when they have it",
+                    self.proxied.len()
+                );
+                self.log.event(Event::warning(&msg));
+                self.upgrade_quiet = true;
+                self.stale.all = true;
+            }
+            self.upgrade_pending = true;
+            return;
+        }
         self.upgrade_pending = false;
+        if std::mem::take(&mut self.upgrade_quiet) {
+            // Watched again if this image goes on (refused, exec failed).
+            self.stale.all = true;
+        }
         if let Err(errors) = self.check_config() {
             for e in &errors {
                 self.log.event(Event::Config {

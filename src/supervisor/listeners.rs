@@ -264,7 +264,7 @@ impl Supervisor {
                 self.children.len(),
                 self.global.max_processes,
                 Instant::now(),
-            )
+            ) && !(self.upgrade_quiet && l.service.svc.proxy.is_some())
         })
     }
 
@@ -285,11 +285,13 @@ impl Supervisor {
         }
         let now = Instant::now();
         let processes = self.children.len();
+        let quiet = self.upgrade_quiet;
         for id in ids.drain(..) {
             let Some(l) = self.listeners.get_mut(&id) else {
                 continue;
             };
-            let open = Supervisor::open(l, processes, self.global.max_processes, now);
+            let open = Supervisor::open(l, processes, self.global.max_processes, now)
+                && !(quiet && l.service.svc.proxy.is_some());
             if open == l.watching {
                 continue;
             }

@@ -342,6 +342,9 @@ pub struct Supervisor {
     stored: HashMap<Rc<str>, Vec<u64>>,
     /// SIGUSR2 arrived and waits for handlers that hold a socket.
     upgrade_pending: bool,
+    /// A pending upgrade waits for connections' PROXY headers: the
+    /// listeners of `proxy_protocol` services are not watched meanwhile.
+    upgrade_quiet: bool,
     /// The control socket, when bound, and its clients by id.
     control: Option<control::ControlSocket>,
     control_conns: IdMap<u64, control::ControlConn>,
@@ -522,6 +525,7 @@ impl Supervisor {
             given: Assigned::new(),
             stored: HashMap::new(),
             upgrade_pending: false,
+            upgrade_quiet: false,
             control: None,
             control_conns: IdMap::default(),
             running: Vec::new(),

@@ -315,3 +315,42 @@ fn proxy_keys_are_checked() {
         );
     }
 }
+
+/// Found while building tests/fleet, reading the upgrade path: a connection
+/// accepted whose PROXY header had not come yet lived only in the old
+/// image's memory, and SIGUSR2's exec closed it (the client got a reset
+/// for a request it had every right to make). The upgrade now waits for
+/// such connections (their header, or `proxy_timeout`), taking no new
+/// ones meanwhile: those wait in the kernel's queue, carried over.
+#[test]
+fn upgrade_keeps_a_connection_waiting_for_its_proxy_header() {
+    let s = Server::start(&env_service("env", ""));
+    let addr = s.addr("env");
+    let mut waiting = connect_from("127.0.0.1", addr).expect("connect");
+    // Accepted by oxinetd, which now waits for the header.
+    assert!(eventually(|| crate::harness::accept_queue(addr) == 0));
+    s.signal(nix::sys::signal::Signal::SIGUSR2);
+    let line = s.expect_line(&["upgrade "]);
+    assert!(line.contains("upgrade deferred"), "{line}\n{}", s.log());
+    // A client arriving meanwhile waits in the kernel's queue.
+    let mut queued = connect_from("127.0.0.1", addr).expect("connect");
+    let header = v2(
+        "192.0.2.7:4000".parse().expect("address"),
+        "127.0.0.1:80".parse().expect("address"),
+        &[],
+    );
+    for (conn, text) in [(&mut waiting, "waited"), (&mut queued, "queued")] {
+        let mut bytes = header.clone();
+        bytes.extend_from_slice(format!("{text}\n").as_bytes());
+        conn.write_all(&bytes).expect("write");
+        conn.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut out = String::new();
+        let _ = conn.read_to_string(&mut out);
+        assert_eq!(var(&out, "got"), Some(text), "{out}\n{}", s.log());
+        assert_eq!(var(&out, "TCPREMOTEIP"), Some("192.0.2.7"), "{out}");
+    }
+    let upgraded = s.expect_line(&["upgrade exe="]);
+    assert!(upgraded.contains("listeners=1"), "{upgraded}");
+    let out = send_from("127.0.0.1", addr, &[header, b"after\n".to_vec()].concat());
+    assert_eq!(var(&out, "got"), Some("after"), "{out}\n{}", s.log());
+}

@@ -16,6 +16,9 @@
 //!   `--proxy v1|v2`, each connection starts with a PROXY protocol header
 //!   (its own addresses, TCP4) in the same write as the line, as a load
 //!   balancer would put it in front (for a `proxy_protocol` service).
+//!   The summary also says when the first and last errors fell
+//!   (`first_err_s`, `last_err_s`, seconds into the run; `start_unix`),
+//!   for a run across an event such as a backend killed (tests/fleet).
 //! * `--rate R` (tcp, udp): at most R requests a second across the workers,
 //!   each worker pacing its own share (R/N) on a fixed schedule; a worker
 //!   that falls behind starts its schedule again rather than bursting. For
@@ -23,7 +26,9 @@
 //!   goes as fast as the server answers.
 //! * `udp`: N workers, each with its own socket, sending one datagram and
 //!   waiting for its echo (late echoes of earlier requests are ignored).
-//!   A request unanswered within the timeout counts as lost.
+//!   A request unanswered within the timeout counts as lost. The socket is
+//!   connected, so a reply from another address than ADDR is never read:
+//!   it counts as lost too.
 //! * `bulk`: one connection; 64 KiB chunks of a known pattern written,
 //!   the echo read back (up to 1 MiB per read) and checked, both by one
 //!   thread on a non-blocking socket. Echoed MB/s.

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io;
+use std::time::Instant;
 
 /// Errors by kind, so a summary can tell refusals from timeouts.
 #[derive(Default, Clone, Copy)]
@@ -12,6 +13,10 @@ pub struct Errors {
     /// Wrong or short reply, early EOF.
     pub bad_reply: u64,
     pub other: u64,
+    /// When the first and the last error happened, so that a run across an
+    /// event (a backend killed) can tell how long the failures went on.
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
 }
 
 impl Errors {
@@ -25,6 +30,9 @@ impl Errors {
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => self.bad_reply += 1,
             _ => self.other += 1,
         }
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
     }
 
     pub fn add(&mut self, o: &Errors) {
@@ -33,6 +41,8 @@ impl Errors {
         self.reset += o.reset;
         self.bad_reply += o.bad_reply;
         self.other += o.other;
+        self.first = [self.first, o.first].into_iter().flatten().min();
+        self.last = [self.last, o.last].into_iter().flatten().max();
     }
 
     pub fn total(&self) -> u64 {
@@ -49,6 +59,26 @@ impl Errors {
             self.reset,
             self.bad_reply,
             self.other
+        )
+    }
+
+    /// ` first_err_s=S last_err_s=S` (seconds after `start`, `-` without
+    /// errors) and ` start_unix=S`: where the errors fell in the run, on
+    /// the wall clock a harness can compare with its own events.
+    pub fn times(&self, start: Instant) -> String {
+        let at = |t: Option<Instant>| {
+            t.map_or("-".to_string(), |t| {
+                format!("{:.3}", t.duration_since(start).as_secs_f64())
+            })
+        };
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+            - start.elapsed().as_secs_f64();
+        format!(
+            " first_err_s={} last_err_s={} start_unix={unix:.3}",
+            at(self.first),
+            at(self.last)
         )
     }
 }

@@ -69,12 +69,13 @@ pub fn run(o: &Opts) {
     }
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "mode=tcp conc={} conns={} secs={elapsed:.3} rate={:.1}{}{}",
+        "mode=tcp conc={} conns={} secs={elapsed:.3} rate={:.1}{}{}{}",
         o.conc,
         lat.len(),
         lat.len() as f64 / elapsed,
         errors.fields(),
-        percentiles(&mut lat)
+        percentiles(&mut lat),
+        errors.times(start)
     );
 }
 

@@ -30,10 +30,13 @@ pub fn run(o: &Opts) {
             let (addr, timeout, max, started) = (o.addr, o.timeout, o.max, Arc::clone(&started));
             let mut pace = Pace::new(o, w);
             std::thread::spawn(move || -> io::Result<Tally> {
-                let local = if addr.is_ipv6() {
-                    "[::1]:0"
-                } else {
-                    "127.0.0.1:0"
+                // Loopback servers from loopback; any other (tests/fleet's
+                // floating address across a bridge) from the routed source.
+                let local = match (addr.is_ipv6(), addr.ip().is_loopback()) {
+                    (true, true) => "[::1]:0",
+                    (false, true) => "127.0.0.1:0",
+                    (true, false) => "[::]:0",
+                    (false, false) => "0.0.0.0:0",
                 };
                 let sock = UdpSocket::bind(local)?;
                 sock.connect(addr)?;

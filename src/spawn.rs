@@ -589,12 +589,10 @@ impl Spawner {
     }
 
     /// One `NAME=value` entry from its pieces (rendered, not formatted:
-    /// `render`).
+    /// `render`), and its NUL.
     fn push_env(&mut self, parts: &[&[u8]]) {
         self.env_offsets.push(self.env_buf.len());
-        for part in parts {
-            crate::render::append(&mut self.env_buf, part);
-        }
+        crate::render::append_all(&mut self.env_buf, parts);
         self.env_buf.push(0);
     }
 }

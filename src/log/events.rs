@@ -302,22 +302,23 @@ impl<'b> Line<'b> {
     }
 
     fn key(&mut self, key: &str) {
-        self.0.push(b' ');
-        self.put(key.as_bytes());
-        self.0.push(b'=');
+        crate::render::append_all(self.0, &[b" ", key.as_bytes(), b"="]);
+    }
+
+    /// ` key=value`, in one append.
+    fn pair(&mut self, key: &str, value: &[u8]) {
+        crate::render::append_all(self.0, &[b" ", key.as_bytes(), b"=", value]);
     }
 
     /// A name that is one word as it is (service names are checked at
     /// load).
     fn word(&mut self, key: &str, value: &str) {
-        self.key(key);
-        self.put(value.as_bytes());
+        self.pair(key, value.as_bytes());
     }
 
     /// A number, an address, a flag: rendered on the stack.
     fn value(&mut self, key: &str, value: impl Render) {
-        self.key(key);
-        self.put(value.render().as_bytes());
+        self.pair(key, value.render().as_bytes());
     }
 
     /// A value only `Display` can write.

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use syslog::{Facility, LogFormat, Severity};
 
-use crate::render::{append, Text};
+use crate::render::{append, append_all, Text};
 
 pub mod events;
 
@@ -117,15 +117,18 @@ impl Clock {
                 None => self.head.push_str(Text::decimal(self.second).as_str()),
             }
         }
-        append(buf, self.head.as_bytes());
         let ms = now.subsec_millis();
-        buf.push(b'.');
-        for d in [ms / 100, ms / 10 % 10, ms % 10] {
-            buf.push(b'0' + d as u8);
-        }
-        append(buf, self.zone.as_bytes());
-        buf.push(b' ');
+        let ms = [b'.', digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10)];
+        append_all(
+            buf,
+            &[self.head.as_bytes(), &ms, self.zone.as_bytes(), b" "],
+        );
     }
+}
+
+/// The ASCII digit of `d` (0 to 9).
+fn digit(d: u32) -> u8 {
+    b'0' + (d % 10) as u8
 }
 
 /// Whether fd 2 is the journal's stream: systemd sets `JOURNAL_STREAM` to

@@ -343,6 +343,9 @@ impl Children {
                 Err(_) => return None,
             };
             if let Some(child) = self.map.remove(&pid.as_raw()) {
+                // After a burst of handlers, the table of its busiest
+                // moment goes too (bench/soak, process exhaustion).
+                crate::idmap::shrink_after_burst(&mut self.map);
                 return Some((pid.as_raw(), child, ending));
             }
         }

@@ -10,8 +10,11 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 /// A `HashMap` for supervisor-chosen integer keys.
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
-/// Entries a map keeps room for however empty it gets.
-const SHRINK_FLOOR: usize = 256;
+/// Entries a map keeps room for however empty it gets: a few, so that
+/// after a burst the table held is small (room for 256 internal
+/// connections was 111 KiB, kept for good: bench/soak), while the
+/// hysteresis below, not this floor, is what keeps a map from thrashing.
+const SHRINK_FLOOR: usize = 32;
 
 /// Give back a map's table after a burst: a `HashMap` keeps the table of
 /// its busiest moment, so after a few thousand connections came and went

@@ -5,7 +5,8 @@
 //! `spawn::Plan` turns it into the child's plain data, and the child
 //! applies it between clone and exec (`sys/spawn/child.rs`): a step that
 //! fails stops the child before exec, so a handler never runs less
-//! confined than its config says.
+//! confined than its config says. [`caps`] reads, once, the capabilities
+//! of the kernel and of oxinetd itself.
 
 use std::path::PathBuf;
 

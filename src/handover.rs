@@ -1,6 +1,6 @@
 //! Listening sockets taken from outside instead of bound, and handed on.
 //!
-//! Three ways in, one intake ([`Given::from_env`]):
+//! Three ways in, one intake ([`Intake::from_env`]):
 //!
 //! - **socket activation** (a `.socket` unit, `systemd-socket-activate`):
 //!   `LISTEN_PID` = our pid, `LISTEN_FDS` = N, the sockets on fds
@@ -13,14 +13,23 @@
 //!   `OXINETD_FDS` (`fd=service,...`), with `OXINETD_PID` = our pid (the
 //!   same across `execve`); its running handlers in `OXINETD_HANDLERS`.
 //!
-//! Every variable is removed from the environment when read, so no
-//! handler sees them; every fd taken is close-on-exec.
+//! `supervisor::run` reads the environment once, first thing. Every
+//! variable is removed from the environment when read, so no handler
+//! sees them; every fd taken is close-on-exec. Each socket is described
+//! ([`Shape`]: kind from `SO_TYPE`, `SO_PROTOCOL`, `SO_ACCEPTCONN`;
+//! address from `getsockname`).
 //!
 //! [`assign`] then matches them with the config's listeners: a socket
 //! named after a service goes to that service (its `listen` entry with
 //! the same address, else its first of the same kind); an unnamed one, or
 //! one whose name is no service's, to the listener with its address and
-//! kind. What matches nothing is returned to be logged and closed.
+//! kind. The result is a map `(service, ListenKey) → socket` in
+//! `Supervisor::given`; the first `apply` walks the diff as always, and
+//! `add_listener` takes the socket from that map instead of calling
+//! `listener::bind`. What matches nothing is returned to be logged and
+//! closed. From there a given socket is an ordinary `Listener`: reloads
+//! keep or close it by slot like any other (no file of a given
+//! UNIX-domain socket is removed by oxinetd).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -1,8 +1,11 @@
 //! Maps keyed by numbers the supervisor or the kernel chose: listener and
 //! connection ids, pids. No peer picks these keys, so they need no keyed
 //! hash; SipHash's was a tenth of the supervisor's own instructions per
-//! connection (callgrind, ARCHITECTURE.md "The spawn path"). Maps keyed by
-//! what a peer sends (addresses) keep the standard hasher.
+//! connection (callgrind). Maps keyed by what a peer sends (addresses)
+//! keep the standard hasher. [`shrink_after_burst`] is called as entries
+//! go from the maps of connections, forwards, PROXY waits and per-source
+//! counts, so a burst's table is given back (with the heap) instead of
+//! kept for good.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};

@@ -4,6 +4,14 @@
 //! `*:PORT` is one dual-stack IPv6 socket (`IPV6_V6ONLY` off), falling back
 //! to IPv4 when the host has no IPv6; peers then show as IPv4-mapped
 //! addresses, which `spawn::unmap` turns back into IPv4.
+//!
+//! A service's socket options (`SockOpts`: backlog, reuseport, freebind,
+//! bind_device, v6only, keepalive, nodelay) are set at bind; those that
+//! can still change are set on a socket given at start too
+//! (`adjust_given`). A UNIX-domain path: a stale file is replaced, the
+//! owner and mode set, the file removed on close if it is still ours (its
+//! directories are `sockdir`'s). A listener is blocking or not as its
+//! service's mode needs.
 
 use std::ffi::OsStr;
 use std::io;

@@ -1,9 +1,22 @@
-//! SIGHUP as a diff of listeners, keyed by [`ListenKey`].
+//! SIGHUP as a diff of listeners, keyed by [`ListenSlot`] (the
+//! `ListenKey`, plus the service name for port 0).
 //!
-//! A key present before and after keeps its socket (no moment where its
-//! connections are refused); new keys are bound before removed ones are
-//! closed; running handlers are never touched. A config that fails to load
-//! changes nothing: the supervisor keeps running what it has.
+//! SIGHUP (or `oxinetd reload`) loads the file again, in its format; any
+//! error keeps the running config (services of a classic format that
+//! oxinetd cannot run are reported, not errors): the supervisor keeps
+//! running what it has. Otherwise `diff` gives each bound socket to the
+//! service that still asks for its slot (`Listen::Keep`: no moment where
+//! its connections are refused) or to `close`; the rest is `Listen::Bind`.
+//! `Supervisor::apply` (`supervisor/apply.rs`) walks the `Diff`: kept
+//! sockets move to the new service untouched (`keep_listener`), new ones
+//! are bound (`bind_listener`), then removed ones closed. A TCP port
+//! moving to another address (`takes_over`) is bound with `SO_REUSEPORT`
+//! beside the old socket; a closing stream listener first serves its
+//! accept queue (one that was taken over first drops new SYNs,
+//! `sys::refuse_syn`, so their clients retry to the new socket), and
+//! `SO_REUSEPORT` is then cleared. Running handlers are never touched
+//! (each keeps the `timeout` it started with). The stop (SIGTERM/SIGINT,
+//! `oxinetd stop`) is `shutdown`'s.
 
 use std::collections::HashMap;
 

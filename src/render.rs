@@ -7,6 +7,12 @@
 //! bench/README). `Text` renders the common cases directly and hands
 //! the result to a line or a buffer as one `&str`. IPv6 goes through
 //! `core::fmt` (RFC 5952 compression is not worth repeating here).
+//!
+//! [`append`] and [`append_all`] put the pieces into a line or the
+//! environment with the room made once per entry or `key=value` pair, then
+//! copied in 8/4/2/1-byte moves: no `memcpy` call per piece (musl's is not
+//! inlined and was a quarter of the supervisor's user time), no byte loop.
+//! The figures that made this worth it: `src/sys/spawn/mod.rs`.
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -4,8 +4,11 @@
 //! program path, argv and the fixed part of the environment as C strings,
 //! the ids to switch to. Per connection, [`Spawner`] writes the few
 //! connection variables into a reused buffer, makes the stderr pipe if
-//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn`]. The child
-//! itself allocates nothing.
+//! logged, and hands one [`sys::ExecImage`] to [`sys::spawn()`]. The child
+//! itself allocates nothing. A pipe or clone that fails is a
+//! [`SpawnError`] (`unable to create pipe: …`, `unable to clone: …`),
+//! logged as an `error` of the service; a step of the child that fails
+//! is reported when it is reaped (`sys::spawn`).
 
 use std::ffi::CString;
 use std::net::SocketAddr;

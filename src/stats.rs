@@ -6,8 +6,12 @@
 //! name exactly as the load is (a service removed and added back while a
 //! handler still runs keeps its figures; one whose handlers are all gone
 //! starts again from zero). The counters are plain `u64`s bumped where the
-//! event already happens (admission, spawn, reap, a connection's close): no
-//! allocation and no system call on the per-connection path.
+//! event already happens: `admit_load` (accepted), `refused` (by reason),
+//! `start` (spawned, spawn failed), `reap` (exits, timeouts, a failed
+//! exec), `close_conn`, `end_forward` and `answer_datagrams` (bytes; a
+//! forward's failed connects count as spawn failures): no allocation and
+//! no system call on the per-connection path. `apply` marks where "since
+//! the last reload" starts.
 //!
 //! A [`Snapshot`] is built by the supervisor on request (`status`) and is
 //! the one source of what is reported: [`Snapshot::text`] is the table,

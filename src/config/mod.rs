@@ -1,13 +1,45 @@
-//! The typed, immutable configuration that the supervisor runs, and `load`.
+//! The typed, immutable configuration that the supervisor runs, and
+//! `load`.
 //!
-//! One pipeline for every format: a front-end reads its syntax into the
-//! raw form (`raw`: services as keys with their values and `FILE:LINE:COL`,
-//! plus diagnostics): `toml` for oxinetd.toml and its includes, `inetd` and
-//! `xinetd` (through `classic::Translation`) for the classic formats. The
-//! resolver (`resolve`) turns the raw form into these types once: users
-//! become uids, names become ports, paths are checked; nothing here is
-//! re-derived per connection. `keys` is the one table of keys; `import`
-//! writes a classic format's raw form as TOML.
+//! One pipeline for every format: **front-end → raw → resolve →
+//! `Config`**. A front-end reads its syntax into the raw form (`raw`:
+//! `[global]` and `[defaults]` keys and one `Draft` per service, each key
+//! with its value as written and its `FILE:LINE:COL`, plus diagnostics):
+//! `toml` walks the spanned document of oxinetd.toml and its includes
+//! (syntax, includes, unknown keys with "did you mean", table shapes);
+//! `inetd` and `xinetd` parse their lines and blocks into a
+//! `classic::Translation`, whose drafts also carry notes for settings
+//! without an equivalent. An include named inetd.conf (the shipped
+//! config's /etc/inetd.conf, where Debian's update-inetd registers
+//! services) is translated by `inetd` within the TOML load and its drafts
+//! join the TOML ones (`Translation::include_into`). The resolver
+//! (`resolve`, one file per concern) turns the raw form into these types
+//! once, with `[defaults]` under each service's own keys: users become
+//! uids, names become ports, paths are checked; every error names the
+//! key's original location, whatever the format (no TOML is rendered and
+//! parsed again for the classic formats), and nothing here is re-derived
+//! per connection.
+//!
+//! `keys` is the one table of keys: the key lists, "did you mean", the
+//! keys refused on internal services and the man page test read it. A new
+//! key is a row there, its check in the resolver, and its man page entry.
+//! `import` writes a classic format's raw form as TOML (values through
+//! serde and the `toml` serializer, comments by hand), so an import runs
+//! exactly what the original runs; `list` (`check --list`) writes each
+//! resolved service back as a TOML block.
+//!
+//! Problems are `Diagnostic`s with a severity (`error`): errors
+//! (malformed: a reload with them is refused), skipped (valid but not
+//! supported, e.g. RPC: logged, never run, no reason to refuse a reload),
+//! and warnings (ignored settings).
+//!
+//! The other files: `rare` (`Rare<T>`: a setting most services leave as it
+//! commonly is, `access`, `limits`, `confine`, stored as a null pointer
+//! then: idle memory with hundreds of services); `source` (the files of
+//! one load read once each, cycles and total work bounded); `etc_services`
+//! (port names); `tcpwrappers` (warnings for hosts.allow/deny rules naming
+//! a service that runs); `fuzz` (the parser fuzz property, run by `cargo
+//! test` and by the cargo-fuzz target in `fuzz/`).
 
 mod classic;
 mod error;
@@ -302,7 +334,7 @@ pub enum Handler {
     Exec {
         /// Absolute path of the program.
         server: PathBuf,
-        /// Full argv, argv[0] included.
+        /// Full argv, `argv[0]` included.
         argv: Vec<String>,
     },
     /// A built-in service, served in-process (`internal:NAME`).

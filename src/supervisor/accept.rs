@@ -1,5 +1,15 @@
 //! stream nowait: accepting connections, a handler for each; running out
 //! of descriptors or processes while accepting.
+//!
+//! A readable listener (`on_listener`) → `accept_connections` accepts up
+//! to 64 connections (accept4, CLOEXEC) until EAGAIN or a limit. Each peer
+//! goes through `admit` (`admission.rs`): access rules, then
+//! `per_source_rate`, `per_source` and `cps`/`rate` against the service's
+//! `Load`; a refused one (`Refusal`) gets `banner_fail` and a close
+//! (`refuse_stream`), and `refused` logs `Event::Refuse`. On a UNIX-domain
+//! listener (`Accepted::Unix`, `start_local`) there is no address: only
+//! the service's limits apply, and the peer's `SO_PEERCRED` goes to the
+//! handler's environment and the `start` line.
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,6 +1,19 @@
 //! Internal services over TCP: their connections served on the loop, and
 //! the idle sweep that closes the silent ones (`idle_timeout`; forwards'
 //! too, `forwards::sweep_forwards`).
+//!
+//! `accept_internal` accepts non-blocking (accept4) and makes each
+//! connection an `internal::Conn`, which tries its first read at once (the
+//! request has usually arrived with the handshake), then is registered in
+//! epoll under its own token; `on_conn` lets it progress (read, write, or
+//! wait for room) and `close_conn` logs `done`; closing the socket removes
+//! it from epoll. All of them read into one 1 MiB scratch buffer, a
+//! mapping of its own (`sys::Pages`): a bulk transfer costs a system call
+//! per MiB rather than per 64 KiB, and when a connection that used more
+//! than its first 64 KiB (or held that much of pending echo) ends,
+//! `close_conn` hands those pages back (`madvise`, `malloc_trim`). The
+//! `internal:metrics` page is rendered here when a connection asks for it
+//! (`Interest::Render`, `render_metrics`).
 
 use std::cmp::Reverse;
 use std::net::{IpAddr, SocketAddr};

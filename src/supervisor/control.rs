@@ -1,10 +1,17 @@
 //! The control socket served on the loop: `oxinetd status`, `reload` and
 //! `stop` (the protocol and its bounds: `crate::control`).
 //!
-//! Every client is non-blocking and has a deadline; its request is read
-//! into a buffer of at most `control::MAX_REQUEST` bytes, answered at
-//! once (a reload runs right there, in the loop, so its outcome is the
-//! answer), and the answer written as the socket takes it.
+//! The control socket is one more descriptor in the loop
+//! (`Token::Control`). Every client is non-blocking and has a deadline
+//! (closed `control::DEADLINE`, 5 s, after it connected:
+//! `Resume::Control`), so none can stall the loop; its request is read
+//! into a buffer of at most `control::MAX_REQUEST` (4 KiB) bytes,
+//! answered at once, and the answer written as the socket takes it. `status` builds a
+//! `stats::Snapshot` (`state.rs`) and renders it; `reload` calls the same
+//! `Supervisor::reload` as SIGHUP, right there in the loop, which returns
+//! the outcome, so the answer is the reload's own result; `stop` is
+//! `begin_drain` with an optional grace, its client kept until the
+//! process exits.
 
 use std::cmp::Reverse;
 use std::io::{self, Read, Write};

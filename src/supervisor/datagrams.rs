@@ -1,5 +1,23 @@
 //! Datagram listeners: internal services answered on the loop, and dgram
 //! `nowait` services relayed to a handler per datagram.
+//!
+//! `answer_datagrams` answers an internal service's UDP inline after the
+//! reflection checks and the per-peer reply limit (`flood::PeerLimit`, a
+//! fixed table). `relay_datagrams` (dgram `nowait`) receives each
+//! datagram, writes it to a memfd (the handler's stdin) and gives the
+//! handler a pipe as stdout; `on_reply`/`reap` (`handlers.rs`) collect the
+//! output and send it to the peer from the service's socket
+//! (`crate::relay`).
+//!
+//! The reply's source address: on a UDP listener bound to a wildcard
+//! address whose replies the supervisor sends (the two above), the socket
+//! reports each datagram's local address (`Listener::arrival`, set by
+//! `track_arrival` at bind and when a reload changes the mode); `receive`
+//! reads it with `recvmsg` and the reply goes out with `sys::send_from`
+//! (`sendmsg` with `IP_PKTINFO`/`IPV6_PKTINFO`, the control message on the
+//! stack), so it leaves from the address the client sent to. A listener on
+//! one address keeps `recvfrom`/`sendto`; a `wait` handler gets the socket
+//! without the option.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};

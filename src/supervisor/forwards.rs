@@ -11,6 +11,19 @@
 //! for is taken out, so a half-closed one cannot wake the loop for
 //! nothing. `idle_timeout` is the idle sweep's, shared with internal
 //! connections. The end is one `done` line with the bytes each way.
+//!
+//! In detail: `accept_forward` accepts non-blocking and admits; the
+//! connect's `forward_timeout` is a `Resume::Connect` in the timer heap
+//! (entries of connects that ended first are swept out once they are half
+//! the heap, as handlers' deadlines are). Writable upstream: the PROXY
+//! header, if any, is queued ahead of the client's bytes and the client is
+//! read at once. Each socket is registered under `Token::Forward` (id and
+//! side) only while a flow waits on it (`watch_forward`: add, modify or
+//! delete only on a change). The idle sweep covers forwards
+//! (`sweep_forwards`); `end_forward` adds the bytes to the service's
+//! `Stats` and logs `done` with `upstream`. With `tls` or `forward_tls`
+//! the connection is handed to a relay once connected (`hand_over`,
+//! `tls::pipe`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};

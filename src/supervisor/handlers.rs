@@ -1,5 +1,26 @@
 //! Handlers: spawning and recording one, its stderr lines, a dgram
 //! `nowait` handler's reply, and reaping.
+//!
+//! `start`: the parent closes its copy of the connection, registers the
+//! stderr pipe in epoll, logs `Event::Start`, and keeps a `Child` record
+//! by pid. If the service has a `timeout` (in any mode: `start` is where
+//! every handler is recorded), one entry goes into the timer heap, named
+//! by pid and a serial; when it comes up and the same handler still runs,
+//! its group gets SIGTERM (`Event::Timeout`), and `kill_grace` later
+//! SIGKILL (`Children::overdue`).
+//!
+//! While it runs, stderr lines are logged as they arrive (`on_stderr`), at
+//! most 64 KiB of a pipe per loop turn, through the handler's and the
+//! service's token buckets (`flood`); the excess is counted, not logged.
+//! Past 1 MiB a second the pipe leaves the poll set for 100 ms
+//! (`Resume::Stderr`), so a flooding handler waits on its pipe.
+//!
+//! Exit: SIGCHLD, let in only during the loop's wait, ends it with `EINTR`
+//! and its flag set; `reap` collects every exited child: the last stderr
+//! lines, the failure if any, kept in its slot (`unable to <step> for
+//! handler: <errno> (server PATH, user NAME)`, the program and user from
+//! the `Plan`, shared with the `Child`), then `Event::Exit` with status or
+//! signal and duration.
 
 use std::cmp::Reverse;
 use std::net::{IpAddr, SocketAddr};

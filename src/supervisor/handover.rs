@@ -2,6 +2,28 @@
 //! activation, the fd store, a re-exec) taken instead of bound; the fd
 //! store kept equal to the running listeners; and SIGUSR2, which executes
 //! the supervisor again in place, keeping its listeners and its handlers.
+//!
+//! The fd store: after every `apply`, `sync_store` compares each service's
+//! listener ids with what it last stored and sends the changed ones again
+//! (`FDSTOREREMOVE=1` then `FDSTORE=1` + `FDNAME=<service>` + the fds),
+//! and removes the names of services gone. systemd passes them back at the
+//! next start as `LISTEN_FDS`: the same intake (`crate::handover`). A stop
+//! under the store keeps the UNIX-domain socket files.
+//!
+//! SIGUSR2 (`Supervisor::upgrade`): waits while a handler holds a socket
+//! (`wait`) or a reply (dgram `nowait`) or a child is between clone and
+//! exec, and while accepted connections wait for their PROXY header
+//! (`proxied`; `upgrade_quiet` keeps the `proxy_protocol` listeners out of
+//! the poll set meanwhile, so the wait ends within `proxy_timeout`); loads
+//! the config and refuses (logged) if it has errors; clears close-on-exec
+//! on the listeners and the handlers' stderr pipes and `execve`s the file
+//! at its own path, same argv, environment plus `OXINETD_*`. The pid is
+//! the same, so handlers stay its children; the new image re-creates their
+//! `Child` records (`adopt`; a `timeout` goes on where it was), counted in
+//! their services' loads. The handled signals stay blocked across the
+//! `execve` (`prepare_process(reexec)`), so one that arrives meanwhile
+//! waits for the new image's handlers instead of killing it at its
+//! default. A failed `execve` sets close-on-exec back and goes on.
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};

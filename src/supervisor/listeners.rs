@@ -2,6 +2,23 @@
 //! states (armed, busy, paused), and `sync`, which keeps epoll watching
 //! exactly the listeners that may take work now (backpressure by not
 //! watching: the kernel's backlog is the queue).
+//!
+//! After every loop iteration `sync` recomputes whether a listener should
+//! be watched: its own state (armed, busy with a `wait` handler, paused
+//! after looping or exhaustion), its service's `instances` and rate pause,
+//! and `max_processes`. It looks only at the listeners something happened
+//! to (`Stale`: a state change, a handler of the service started or ended,
+//! a pause began or ended; all of them after a reload or when
+//! `max_processes` is reached or left), so a turn costs the same with 500
+//! services as with one. Pauses end through the heap of timers, checked
+//! against the current state when due. Only a listener whose answer
+//! changed costs an `epoll_ctl`. A listener that is not watched leaves its
+//! connections in the kernel's backlog: nothing is accepted and dropped.
+//!
+//! A service's `Load` is shared with its running handlers and carried to
+//! the next config by name; a removed service's `Load` stays reachable by
+//! name (`limits::Retired`, a weak reference) while its handlers hold it,
+//! so a service removed and added again still counts them.
 
 use std::cmp::Reverse;
 use std::io;

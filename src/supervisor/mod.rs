@@ -24,7 +24,7 @@
 //! - `apply` — a config made the running one, at start and on SIGHUP.
 //! - `timers` — pauses ending, idle sweeps, stderr pipes resumed,
 //!   handlers' `timeout`s.
-//! - `state` — SIGUSR1's `state` lines.
+//! - `state` — SIGUSR1's `state` lines and `status`'s snapshot.
 //! - `handover` — listeners given at start, the fd store, re-exec on
 //!   SIGUSR2.
 //! - `control` — the control socket: `oxinetd status`, `reload`, `stop`.

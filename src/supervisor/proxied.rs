@@ -1,27 +1,34 @@
 //! `proxy_protocol`: a connection's PROXY header read before anything
 //! else, then the connection served as coming from the client it names.
 //!
-//! On accept, the balancer's address is checked against `proxy_from`
-//! (`refuse reason=proxy_from` otherwise). Then the header is peeked
-//! (`MSG_PEEK`, at most `proxy::MAX` bytes, never blocking): it has
-//! usually arrived with the handshake, and the connection goes on at
-//! once. Otherwise it waits, registered in epoll under its own token
-//! (edge-triggered: peeked bytes stay unread, so a level-triggered
-//! registration would wake the loop again and again), with its
-//! `proxy_timeout` on the timer heap. Only a complete header is taken off
-//! the socket (exactly its length: the client's first bytes stay for the
-//! handler); then the usual path runs (`start_peer`, `start_internal`)
-//! with the client's address as the peer: access rules, `per_source`,
-//! `per_source_rate`, `cps`/`rate`, environment and log lines.
+//! `accept_connections` and `accept_internal` test one flag per
+//! connection: a service with `proxy_protocol` hands the connection here
+//! instead (a service without it pays that one test). The balancer's
+//! address is checked against `proxy_from` (`refuse reason=proxy_from`
+//! otherwise). Then the header is peeked (`MSG_PEEK | MSG_DONTWAIT`, at
+//! most `proxy::MAX` = 552 bytes on the stack, never blocking, the socket
+//! left blocking for an exec'd handler) and `proxy::parse` decides. It has
+//! usually arrived with the handshake, and the connection goes on at once.
+//! Otherwise it waits in `Supervisor::proxied` under `Token::Proxied`,
+//! registered edge-triggered (peeked bytes stay unread, so a
+//! level-triggered registration would wake the loop every turn) with
+//! `EPOLLRDHUP` (a balancer that closes mid-header), and its
+//! `proxy_timeout` as `Resume::Proxied` on the timer heap. Only a complete
+//! header is taken off the socket (exactly its length: the client's first
+//! bytes stay for the handler), and the socket leaves the epoll set (a
+//! handler's copy would keep it there); then the usual path runs
+//! (`start_peer`, `start_internal`) with the client's address as the peer:
+//! access rules, `per_source`, `per_source_rate`, `cps`/`rate`, the
+//! environment (`spawn::Ends::Proxied`) and log lines (`via=`:
+//! `Extras::via`, `InternalConn::via`).
 //!
-//! Bounds: a service has at most `instances` connections (and never more
-//! than [`PENDING_MAX`]) waiting for their header; one more is closed.
-//! A malformed header, a close before it is whole, or none within
-//! `proxy_timeout` closes that connection alone. Each of these is a
-//! `refuse ... reason=proxy_header what=WHY` line with the balancer as
-//! the peer, counted as a refusal of the service.
-//!
-//! A service without `proxy_protocol` pays one flag test per connection.
+//! Bounds: a service has at most min(`instances`, [`PENDING_MAX`] = 256)
+//! connections waiting for their header; one more is closed. A malformed
+//! header, a close before it is whole, or none within `proxy_timeout`
+//! closes that connection alone. Each of these is a `refuse ...
+//! reason=proxy_header what=WHY` line with the balancer as the peer,
+//! counted, throttled and logged as a refusal of the service. A SIGUSR2
+//! re-exec waits for these connections (`supervisor/handover.rs`).
 
 use std::cmp::Reverse;
 use std::net::SocketAddr;

@@ -1,6 +1,17 @@
 //! `wait` services: the handler gets the listening socket itself; the
 //! listener is re-armed when it exits, or paused if handlers keep exiting
 //! without taking the work they were started for.
+//!
+//! `hand_over_socket` gives the listening socket itself (also on fd 3 with
+//! `LISTEN_*` for stream), and the listener is taken out of the poll set
+//! (`Busy`) until its handler is reaped; then it is re-armed. For
+//! datagrams, the pending datagram is peeked before and after: three
+//! handlers in a row that leave it unread pause the service (`Paused`,
+//! `loop_pause`) instead of looping. For streams the accept queue's length
+//! is read before and after (`sys::accept_queue`, `TCP_INFO` on the
+//! listener): three handlers in a row that exit within a second and leave
+//! it non-empty and no shorter pause it the same way (UNIX-domain: still
+//! pending after a run of under a second).
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;

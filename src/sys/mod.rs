@@ -1,8 +1,8 @@
 //! The only modules with `unsafe`, one per concept (named as `nix` names
 //! its modules):
 //!
-//! - [`spawn`]: starting a handler, the child's fixed list of raw system
-//!   calls until `execve`;
+//! - [`spawn`](mod@spawn): starting a handler, the child's fixed list of
+//!   raw system calls until `execve`;
 //! - [`process`]: the supervisor's startup hygiene, fds given to it
 //!   (`adopt_fd`, `set_cloexec`), and forked copies of it for lookups
 //!   (`in_child`);

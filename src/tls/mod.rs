@@ -2,30 +2,97 @@
 //! record parsed in a root process, and no TLS code in the supervisor's
 //! image.
 //!
-//! At config load (as root) the certificate chain, the key and the
-//! client CAs are read into [`Settings`] and checked by the `oxinetd-tls`
-//! program ([`check`]: the pair must match, the chain must parse).
-//! `spawn::Plan` then writes them, with the options, into a sealed memfd
-//! per service ([`Settings::encode`]). Per connection, the supervisor's
-//! child execs `oxinetd-tls relay` ([`program`]), confined exactly as
-//! the handler would be, with the client on fds 0/1 and the memfd on fd
-//! 3; that process, running as the service's user, does the handshake
-//! and relays ([`relay`], with rustls: [`server`]). The `oxinetd` binary
-//! calls neither `server` nor `relay`, so it links no TLS code (its idle
-//! RSS is mostly its own text). ARCHITECTURE.md, "TLS", gives the
-//! reasons.
+//! At config load (as root: a key only root may read works) the
+//! certificate chain, the key and the client CAs are read into
+//! [`Settings`] and checked by the `oxinetd-tls` program ([`check`]: the
+//! chain and key parse, the key is the certificate's, the CAs are usable;
+//! a leaf expiring within 14 days is a warning). `spawn::Plan` then writes
+//! them, with the options, into a memfd per service
+//! ([`Settings::encode`]), sealed (`F_SEAL_WRITE | SHRINK | GROW | SEAL`).
+//! Per connection nothing changes in the supervisor but the plan: its path
+//! is `oxinetd-tls` ([`program`]: beside oxinetd, else in
+//! `../libexec/oxinetd/`), its argv `oxinetd-tls relay SERVER ARGV0
+//! ARGS...`, and the memfd goes on fd 3 through the child's existing fd-3
+//! step (the one socket activation uses; no `LISTEN_PID` then). So the
+//! relay is confined by exactly the steps a handler is (ids, rlimits,
+//! nice, umask, capabilities, namespaces, `no_new_privs`), counts as the
+//! service's handler for `instances`, `per_source`, `timeout` (its process
+//! group holds the handler too), and its exit is the handler's. That
+//! process, running as the service's user, does the handshake and relays
+//! ([`relay`], with rustls: [`server`]).
+//!
+//! Why `oxinetd-tls` is a program of its own: the supervisor's idle RSS is
+//! mostly its own text (fault-around maps 64 KiB around every page touched
+//! at start), and rustls, ring and x509-parser are 1.1 MB of text. Linked
+//! into `oxinetd`, they took idle RSS from 1.6 to 2.0 MiB of file pages
+//! with one service, though no TLS code ran. Apart, `oxinetd` calls
+//! neither `server` nor `relay` and links none of it (the checks at load
+//! run in `oxinetd-tls check`, one short process per `tls` or
+//! `forward_tls` service per load), and the root process does not even
+//! contain a TLS stack. The cost: the relay is found by path, not
+//! `/proc/self/exe`.
+//!
+//! Why a relay per connection rather than a long-lived unprivileged TLS
+//! worker that the supervisor passes accepted sockets to (relayd-style):
+//!
+//! - **Isolation is per connection.** A bug in the TLS stack exploited by
+//!   one client gets one process with that service's user, seeing one
+//!   connection; in a worker it would see every connection of the service
+//!   (their plaintext and their keys). A crash ends one connection.
+//! - **Nothing new in the supervisor.** The per-connection path, its
+//!   accounting, limits, timeouts, reload and re-exec handling all stay as
+//!   they are: the relay is "the handler" to them. A worker needs fd
+//!   passing (`SCM_RIGHTS` per connection: a system call per connection in
+//!   the supervisor anyway), its own lifetime across reloads (a new
+//!   certificate means a new worker while the old drains), a socketpair
+//!   per connection back to a handler the supervisor still spawns, and a
+//!   multiplexing loop of its own.
+//! - **Reload is free.** Each connection reads the bundle of the plan it
+//!   was spawned with; the supervisor's copy is replaced with the plan.
+//!   Open connections keep theirs because they are separate processes.
+//! - **The cost** is an exec of oxinetd-tls (and, for the dynamic build,
+//!   its libraries) and a rustls `ServerConfig` built per connection, on
+//!   top of the handshake itself, which dominates (a P-256 ECDHE and
+//!   signature). No session resumption (a cache would never be hit;
+//!   tickets would need a key shared by every relay): `send_tls13_tickets
+//!   = 0`. `bench/run`'s figure `tls` compares it with stunnel4 `exec`ing
+//!   the same handler (a fork and exec per connection too, its TLS in
+//!   threads of one process): a short run gave 585 against 231 full
+//!   handshakes + line + close per second at c=8, 576 against 191 at c=64,
+//!   478 against 264 MB/s in bulk; HAProxy (one thread) terminating TLS in
+//!   front of a plain oxinetd service: 358, 326, 436 MB/s
+//!   (bench/README.md). A worker would save the exec per connection;
+//!   HAProxy, which has none, is not faster here: the handshake's
+//!   cryptography, spread over both cores by separate processes, is the
+//!   cost. The supervisor's own CPU per TLS connection (schedstat of its
+//!   thread, c=8): 53 µs, against 39 µs for a plain exec'd service in the
+//!   same binary and run, at a third of the rate (fewer connections per
+//!   wake-up of the loop); its path per connection is the same code.
 //!
 //! An internal service or a forward with `tls`, or a forward with
-//! `forward_tls`, has a relay too: `oxinetd-tls relay --pipe` ([`pipe`])
-//! between two sockets, TLS on either side or both; its client side (the
-//! upstream's certificate verified) is [`client`]'s, checked at load by
-//! the same `oxinetd-tls check` ([`check::validate_out`]).
+//! `forward_tls`, has a relay too: `oxinetd-tls relay --pipe` ([`pipe`],
+//! which says how it is started and accounted) between two sockets, TLS on
+//! either side or both; its client side (the upstream's certificate
+//! verified) is [`client`]'s, checked at load by the same `oxinetd-tls
+//! check` ([`check::validate_out`]).
 //!
-//! The bundle's format, between a supervisor and the `oxinetd-tls` beside
-//! it: `oxinetd-tls 1\n`, then records `NAME LEN\n` followed by LEN bytes
-//! and `\n`. The version changes with the format, so an `oxinetd-tls`
-//! replaced by an upgrade before the supervisor restarted refuses the
-//! bundle by name instead of misreading it.
+//! **Upgrades.** The relay is `oxinetd-tls` as found by path at each load,
+//! so after a package upgrade replaced both files an old supervisor may
+//! start a new relay until it restarts (or re-execs on SIGUSR2). The
+//! bundle's format, between a supervisor and the `oxinetd-tls` beside it:
+//! `oxinetd-tls 1\n` (`oxinetd-tls-pipe 1\n` for a [`pipe::Pipe`]), then
+//! records `NAME LEN\n` followed by LEN bytes and `\n`. The version
+//! changes with the format, so a relay that does not know it refuses the
+//! bundle by name instead of misreading it. The service's user needs
+//! execute permission on the file and search permission on the directories
+//! of its path (`config/resolve/reach.rs`, checked at load).
+//!
+//! **Chroot** is refused with `tls` for now: the relay is exec'd after the
+//! chroot (the child's steps are fixed), where neither `oxinetd-tls` nor,
+//! for the dynamic build, its libraries are. An `execveat` of an fd opened
+//! before the chroot would solve the first for the static build only; a
+//! relay that chroots itself after the handshake would need it to stay
+//! root until then.
 
 pub mod check;
 pub mod client;

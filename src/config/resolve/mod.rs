@@ -4,6 +4,7 @@
 //!
 //! One file per concern: `global`, `listen` (socket, protocol, addresses,
 //! the socket file), `server` (program or internal service, argv),
+//! `reach` (whether the handler's user can reach and run the server),
 //! `sockopts` (the listening sockets' options), `identity`, `environment` (env, passenv, stderr), `access`, `limits`
 //! (with `timeout`), `confine` (rlimits, nice, umask, privileges),
 //! `sandbox` (chroot, namespaces; before `server`, which is a path inside

@@ -44,21 +44,79 @@
 //! on a fault in the child's own few system calls, and would then kill
 //! it.)
 //!
-//! Two launchers, chosen at build time (ARCHITECTURE.md, "The spawn
-//! path"):
+//! Two launchers, chosen at build time, share the types, this step list
+//! (the hygiene contract: fds 0/1/2 (and 3) only, empty mask, default
+//! dispositions, no allocation, no write to memory the parent uses,
+//! `(step, errno)` reported on failure) and the stack type:
 //!
-//! - on x86_64 and aarch64 (`asm.rs`, the default there),
-//!   `clone(CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD)` in inline
-//!   assembly: the supervisor goes on at once, each child in a slot of
-//!   its own until the kernel clears the slot's `ctid`, and the child's
-//!   system calls are inline instructions that leave `errno` alone;
-//! - elsewhere, or with the `spawn-vfork` feature (`vfork.rs`),
-//!   `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` through libc: the
-//!   supervisor is suspended until the child has exec'd or exited, so one
-//!   stack serves every child, and the child may use libc's `syscall`
-//!   (the `errno` it writes is the suspended parent's, which reads it only
-//!   if the clone itself failed). It costs the supervisor about 3 µs more
-//!   per connection (ARCHITECTURE.md, "The spawn path").
+//! | | `vfork.rs`: other architectures, `--features spawn-vfork` | `asm.rs`: the default on x86_64 and aarch64 |
+//! |---|---|---|
+//! | clone | `clone(CLONE_VM \| CLONE_VFORK \| SIGCHLD)` through libc, an `extern "C"` child function | `clone(CLONE_VM \| CLONE_CHILD_CLEARTID \| SIGCHLD)` in inline assembly (musl's `clone` refuses that flag) |
+//! | the supervisor | suspended until the child has exec'd or exited | goes on at once; the child runs on the other CPU or when scheduled |
+//! | the child's data | read in place | copied into a slot per child in flight; at most 2 in flight (a third waits up to 10 ms on a futex on the slot's `ctid`), 64 slots |
+//! | stacks | one, reused | one per slot (64 KiB and a guard page) |
+//! | the child's system calls | libc's `syscall` (its `errno` writes land in the suspended parent's TLS, read only if the clone failed) | inline `syscall`/`svc` (`errno` untouched: the parent runs) |
+//! | a failure | a word read when `clone` returns, kept by pid until reaped | the slot's word, read at reap; the slot kept until then |
+//! | a hung file system at exec | every service waits for that `execve` | ≤ 10 ms per connection, then new slots; past 64, `unable to clone: EAGAIN` |
+//! | `Launcher::busy` (a child holds copies of the supervisor's fds) | never | while a child is between clone and exec |
+//!
+//! **Decision: the assembly stays, as the default on x86_64 and
+//! aarch64;** `vfork.rs` is the path on other architectures and with
+//! `--features spawn-vfork` (CI runs its spawn and hygiene tests). The
+//! rule was: the simple path by default, the assembly only if it buys a
+//! figure outside the noise on a target (supervisor CPU per connection at
+//! c=8 ≤ 1.1× `floor-duty`; exec'd TCP ≥ 0.95× `floor-fork` at c=1/8/64
+//! with 0 errors; p99 at c=64 ≤ `floor-fork`'s). The noise is measured in
+//! the same run: the same binary twice (`oxinetd-again`); a figure is
+//! outside it when one build does better in every round and the median
+//! of the same-round differences exceeds the largest same-round
+//! difference of the two identical binaries.
+//!
+//! One `bench/run --only exec --rounds 5` (rows interleaved in every
+//! round; `vfork` = `--features spawn-vfork`, `again` = a copy of the
+//! vfork binary, `pre` = the tree before issue 17, `+sfd` = the same
+//! build with every signal read from one signalfd instead of signal-hook
+//! flags), supervisor CPU per connection, medians, and ÷ `floor-duty`
+//! (same round):
+//!
+//! | c | asm | vfork | again | pre | vfork+sfd | asm+sfd | `floor-duty` |
+//! |---|---|---|---|---|---|---|---|
+//! | 8 | 27.9 µs, 1.09× | 31.1, 1.24× | 31.2, 1.20× | 28.3, 1.11× | 30.0, 1.25× | 27.6, 1.14× | 25.0 |
+//! | 64 | 30.0, 1.19× | 31.9, 1.30× | 31.3, 1.21× | 28.9, 1.14× | 29.4, 1.19× | 28.3, 1.12× | 25.3 |
+//!
+//! - vfork − asm at c=8: +2.0, +3.5, +2.3, +4.5, +1.9 µs (median 2.3; asm
+//!   better in every round), against at most 2.0 between the identical
+//!   binaries: outside the noise, and only the assembly meets the 1.1×
+//!   target. At c=64: median +2.1 against an A/A spread of 3.4 (inside).
+//!   Connections/s and p99 do not differ outside the noise (0 errors).
+//! - Why: with `CLONE_VFORK` the supervisor sleeps in `clone` until the
+//!   child's `execve` and is woken for it, a switch per connection; the
+//!   assembly launcher goes on at once.
+//!
+//! Two full runs the same day (`bench/run`, 5 rounds), supervisor CPU at
+//! c=8 ÷ `floor-duty`: asm 1.12× and 1.15×, vfork 1.19× and 1.15×; asm
+//! lower in 5 of 5 and 3 of 5 rounds (at c=64: 1.13× against 1.22×,
+//! 1.18× against 1.24×). So the assembly's edge is about 2 µs (7 %), at
+//! the edge of this machine's noise in some runs and outside it in
+//! others. Neither met 1.1× until the per-connection lines and
+//! environment stopped going through `core::fmt` and a `memcpy` call per
+//! piece (`log/events.rs`, `render::append`; musl's `memcpy` is not
+//! inlined and was a quarter of the supervisor's user time): an A/B in
+//! one run took c=8 from 1.11× to 1.04×, and a full run gave asm 1.03×
+//! (28.5 µs, rounds 1.01–1.10×), glibc 1.04×, vfork 1.19×; the next asm
+//! 1.10× (1.103, a miss by a hair), glibc 1.08×, vfork 1.16×: the same
+//! code, a busier machine (bench/README.md). The latest full run
+//! (`bench/results/latest.md`, on dbb121f, CPU read from the process's
+//! CPU-time clock): asm 44.5 µs, 1.09×; glibc 45.7; vfork 52.5;
+//! `floor-duty` 41.0.
+//! Rerun a variant as an extra row: `bench/run --extra
+//! oxinetd-NAME=PATH`, also named in `--servers`.
+//!
+//! The assembly path is the code to touch least: what may change there is
+//! in `asm.rs`'s module comment, and `child.rs` (the child's steps) is
+//! shared by both, so a change to the child's work is made once and
+//! tested on both. The signal mechanism measured in the same run:
+//! `crate::signals`.
 
 #[cfg(all(
     any(target_arch = "x86_64", target_arch = "aarch64"),

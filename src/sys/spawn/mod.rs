@@ -53,7 +53,7 @@
 //! |---|---|---|
 //! | clone | `clone(CLONE_VM \| CLONE_VFORK \| SIGCHLD)` through libc, an `extern "C"` child function | `clone(CLONE_VM \| CLONE_CHILD_CLEARTID \| SIGCHLD)` in inline assembly (musl's `clone` refuses that flag) |
 //! | the supervisor | suspended until the child has exec'd or exited | goes on at once; the child runs on the other CPU or when scheduled |
-//! | the child's data | read in place | copied into a slot per child in flight; at most 2 in flight (a third waits up to 10 ms on a futex on the slot's `ctid`), 64 slots |
+//! | the child's data | read in place | copied into a slot per child in flight; at most 2 in flight (a third waits up to 10 ms on a futex on the slot's `ctid`), 64 slots; free ones past 4 unmapped at reap (a burst of children failing before exec made them, and their stacks stayed in RSS) |
 //! | stacks | one, reused | one per slot (64 KiB and a guard page) |
 //! | the child's system calls | libc's `syscall` (its `errno` writes land in the suspended parent's TLS, read only if the clone failed) | inline `syscall`/`svc` (`errno` untouched: the parent runs) |
 //! | a failure | a word read when `clone` returns, kept by pid until reaped | the slot's word, read at reap; the slot kept until then |

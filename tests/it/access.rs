@@ -114,22 +114,34 @@ fn access_times_window() {
 fn a_refusal_flood_does_not_flood_the_log() {
     let s = Server::start(&upper("no_access = \"127.0.0.7\""));
     let addr = s.addr("upper");
+    let started = std::time::Instant::now();
     for _ in 0..100 {
         talk_from("127.0.0.7", addr, "");
     }
+    // At most 5 lines a second: the bound follows how long the flood took
+    // on this machine (each second it touched, plus the one it began in).
+    let seconds = started.elapsed().as_secs() as usize + 2;
     // The refusal is logged after the close the client saw, and read from
     // the log by another thread: wait for the first line before counting.
     s.expect_line(&["refuse service=upper"]);
     let refusals = s.count(&["refuse service=upper"]);
     assert!(
-        (1..=15).contains(&refusals),
-        "{refusals} refusal lines for 100 refusals"
+        (1..=(5 * seconds).min(50)).contains(&refusals),
+        "{refusals} refusal lines for 100 refusals in {seconds} s"
     );
-    // The count of what was left out is logged with the next line let through.
-    assert!(eventually(|| {
-        talk_from("127.0.0.7", addr, "");
-        s.count(&["refuse service=upper", "suppressed="]) > 0
-    }));
+    // The count of what was left out is logged: with the next refusal line
+    // let through, or, when the held-back second ends first, on a
+    // `suppressed` line of its own (which of the two is a race between the
+    // timer and the next client; CI saw only the second).
+    assert!(
+        eventually(|| {
+            talk_from("127.0.0.7", addr, "");
+            s.count(&["refuse service=upper", "suppressed="]) > 0
+                || s.count(&["suppressed service=upper", "lines="]) > 0
+        }),
+        "no count of the refusals left out:\n{}",
+        s.log()
+    );
     // Other clients were served all along.
     assert_eq!(talk_from("127.0.0.8", addr, "fine\n"), "FINE\n");
 }

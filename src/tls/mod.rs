@@ -79,9 +79,10 @@
 //! **Upgrades.** The relay is `oxinetd-tls` as found by path at each load,
 //! so after a package upgrade replaced both files an old supervisor may
 //! start a new relay until it restarts (or re-execs on SIGUSR2). The
-//! bundle's format, between a supervisor and the `oxinetd-tls` beside it:
-//! `oxinetd-tls 1\n` (`oxinetd-tls-pipe 1\n` for a [`pipe::Pipe`]), then
-//! records `NAME LEN\n` followed by LEN bytes and `\n`. The version
+//! bundle's format ([`bundle`]), between a supervisor and the
+//! `oxinetd-tls` beside it: `oxinetd-tls 1\n` (`oxinetd-tls-pipe 1\n` for
+//! a [`pipe::Pipe`]), then records `NAME LEN\n` followed by LEN bytes and
+//! `\n`. The version
 //! changes with the format, so a relay that does not know it refuses the
 //! bundle by name instead of misreading it. The service's user needs
 //! execute permission on the file and search permission on the directories
@@ -94,12 +95,15 @@
 //! relay that chroots itself after the handshake would need it to stay
 //! root until then.
 
+mod blocking;
+pub mod bundle;
 pub mod check;
 pub mod client;
 pub mod pipe;
 pub mod relay;
 pub mod server;
 
+pub use bundle::MAX_BUNDLE;
 pub use check::{program, validate};
 pub use server::{certificates, expires_in, private_key, provider};
 
@@ -177,9 +181,6 @@ impl fmt::Debug for Settings {
 /// The handshake's default deadline.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The most a bundle may hold (the relay reads no more).
-pub const MAX_BUNDLE: usize = 4 << 20;
-
 /// A problem of one of the files, for the resolver to place.
 #[derive(Debug)]
 pub enum Problem {
@@ -193,15 +194,14 @@ pub enum Problem {
     Program(String),
 }
 
+/// The first line of a [`Settings`] bundle.
+const MAGIC: &[u8] = b"oxinetd-tls 1\n";
+
 impl Settings {
     /// The bundle the relay reads from its fd 3.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = b"oxinetd-tls 1\n".to_vec();
-        let mut record = |name: &str, value: &[u8]| {
-            out.extend_from_slice(format!("{name} {}\n", value.len()).as_bytes());
-            out.extend_from_slice(value);
-            out.push(b'\n');
-        };
+        let mut w = bundle::Writer::new(MAGIC);
+        let mut record = |name: &str, value: &[u8]| w.record(name, value);
         record("cert", &self.chain);
         record("key", &self.key);
         let auth: &[u8] = match self.client_auth {
@@ -226,14 +226,11 @@ impl Settings {
             record("sni_cert", &sni.chain);
             record("sni_key", &sni.key);
         }
-        out
+        w.finish()
     }
 
     /// The settings a bundle carries (paths left empty).
-    pub fn decode(mut b: &[u8]) -> Result<Settings, String> {
-        b = b
-            .strip_prefix(b"oxinetd-tls 1\n".as_slice())
-            .ok_or("not a bundle of this oxinetd")?;
+    pub fn decode(b: &[u8]) -> Result<Settings, String> {
         let mut s = Settings {
             cert_path: PathBuf::new(),
             key_path: PathBuf::new(),
@@ -247,17 +244,8 @@ impl Settings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             sni: Vec::new(),
         };
-        while !b.is_empty() {
-            let nl = b.iter().position(|c| *c == b'\n').ok_or("truncated")?;
-            let head = std::str::from_utf8(&b[..nl]).map_err(|_| "bad record")?;
-            let (name, len) = head.split_once(' ').ok_or("bad record")?;
-            let len: usize = len.parse().map_err(|_| "bad length")?;
-            let rest = &b[nl + 1..];
-            if rest.len() < len + 1 {
-                return Err("truncated".to_owned());
-            }
-            let value = &rest[..len];
-            b = &rest[len + 1..];
+        for record in bundle::records(b, MAGIC)? {
+            let (name, value) = record?;
             match name {
                 "cert" => s.chain = value.to_vec(),
                 "key" => s.key = value.to_vec(),

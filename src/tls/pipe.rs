@@ -91,15 +91,16 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use rustls::{ClientConnection, Connection};
+use rustls::{ClientConnection, Connection, ServerConnection};
 use socket2::Socket;
 
+use super::blocking::{handshake, would_block};
+use super::bundle::{self, Writer};
 use super::Settings;
 
 /// The CA bundle `forward_tls` verifies against by default (Debian's
@@ -165,12 +166,8 @@ pub const MAGIC: &[u8] = b"oxinetd-tls-pipe 1\n";
 
 impl Pipe {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        let mut record = |name: &str, value: &[u8]| {
-            out.extend_from_slice(format!("{name} {}\n", value.len()).as_bytes());
-            out.extend_from_slice(value);
-            out.push(b'\n');
-        };
+        let mut w = Writer::new(MAGIC);
+        let mut record = |name: &str, value: &[u8]| w.record(name, value);
         if let Some(s) = &self.server {
             record("in", &s.encode());
         }
@@ -187,13 +184,10 @@ impl Pipe {
         if let Some(idle) = self.idle {
             record("idle_ms", idle.as_millis().to_string().as_bytes());
         }
-        out
+        w.finish()
     }
 
-    pub fn decode(mut b: &[u8]) -> Result<Pipe, String> {
-        b = b
-            .strip_prefix(MAGIC)
-            .ok_or("not a pipe bundle of this oxinetd")?;
+    pub fn decode(b: &[u8]) -> Result<Pipe, String> {
         let mut p = Pipe {
             server: None,
             client: None,
@@ -207,17 +201,8 @@ impl Pipe {
                 .map(Duration::from_millis)
                 .ok_or_else(|| "bad milliseconds".to_owned())
         };
-        while !b.is_empty() {
-            let nl = b.iter().position(|c| *c == b'\n').ok_or("truncated")?;
-            let head = std::str::from_utf8(&b[..nl]).map_err(|_| "bad record")?;
-            let (name, len) = head.split_once(' ').ok_or("bad record")?;
-            let len: usize = len.parse().map_err(|_| "bad length")?;
-            let rest = &b[nl + 1..];
-            if rest.len() < len.saturating_add(1) {
-                return Err("truncated".to_owned());
-            }
-            let value = &rest[..len];
-            b = &rest[len + 1..];
+        for record in bundle::records(b, MAGIC)? {
+            let (name, value) = record?;
             let out = || Outbound {
                 ca_path: PathBuf::new(),
                 ca: Vec::new(),
@@ -247,7 +232,8 @@ impl Pipe {
 
 /// The `--pipe` relay; `Err` is its one stderr line.
 pub fn run() -> Result<ExitCode, String> {
-    let pipe = read_bundle()?;
+    let bundle = bundle::read_fd3()?;
+    let pipe = Pipe::decode(&bundle).map_err(|e| format!("key material: {e}"))?;
     let take = |fd: std::os::fd::BorrowedFd<'_>, what: &str| -> Result<Socket, String> {
         let s = Socket::from(
             fd.try_clone_to_owned()
@@ -266,106 +252,25 @@ pub fn run() -> Result<ExitCode, String> {
         let config = s
             .server_config()
             .map_err(|e| format!("unusable key material: {e:?}"))?;
-        let conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
-        let mut conn = Connection::Server(conn);
-        handshake(
-            &mut conn,
-            &ends[0].sock,
-            Instant::now() + s.handshake_timeout,
-        )
-        .map_err(|e| format!("handshake failed: {e}"))?;
-        ends[0].tls = Some(conn);
+        let mut conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + s.handshake_timeout;
+        handshake(&mut conn, &ends[0].sock, "client", deadline)
+            .map_err(|e| format!("handshake failed: {e}"))?;
+        ends[0].tls = Some(Connection::Server(conn));
     }
     if let Some(c) = &pipe.client {
         let config = c
             .client_config()
             .map_err(|e| format!("unusable forward_tls: {e:?}"))?;
         let name = c.name().map_err(|e| format!("{e:?}"))?;
-        let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-        let mut conn = Connection::Client(conn);
-        handshake(
-            &mut conn,
-            &ends[1].sock,
-            Instant::now() + pipe.client_timeout,
-        )
-        .map_err(|e| format!("upstream handshake failed: {e}"))?;
-        ends[1].tls = Some(conn);
+        let mut conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + pipe.client_timeout;
+        handshake(&mut conn, &ends[1].sock, "upstream", deadline)
+            .map_err(|e| format!("upstream handshake failed: {e}"))?;
+        ends[1].tls = Some(Connection::Client(conn));
     }
     pump(&mut ends, pipe.idle)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The bundle on fd 3, read from offset 0, bounded; fd 3 is closed.
-fn read_bundle() -> Result<Pipe, String> {
-    let fd = crate::sys::adopt_fd(3).ok_or("no key material on fd 3")?;
-    let file = std::fs::File::from(fd);
-    let mut buf = vec![0u8; super::MAX_BUNDLE];
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("unable to read the key material: {e}")),
-        }
-    }
-    buf.truncate(n);
-    Pipe::decode(&buf).map_err(|e| format!("key material: {e}"))
-}
-
-fn would_block(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
-
-/// Wait until `fd` is ready for `events` or `deadline` passes.
-fn wait(fd: &Socket, events: PollFlags, deadline: Instant) -> Result<(), String> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("timed out".into());
-        }
-        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), events)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-    }
-}
-
-/// Either side of a handshake on `sock`, by `deadline`.
-fn handshake(tls: &mut Connection, mut sock: &Socket, deadline: Instant) -> Result<(), String> {
-    loop {
-        while tls.wants_write() {
-            match tls.write_tls(&mut sock) {
-                Ok(_) => {}
-                Err(e) if would_block(&e) => wait(sock, PollFlags::POLLOUT, deadline)?,
-                Err(e) => return Err(format!("write: {e}")),
-            }
-        }
-        if !tls.is_handshaking() {
-            return Ok(());
-        }
-        match tls.read_tls(&mut sock) {
-            Ok(0) => return Err("the peer closed the connection".into()),
-            Ok(_) => {
-                if let Err(e) = tls.process_new_packets() {
-                    // The alert rustls queued, best effort.
-                    let _ = tls.write_tls(&mut sock);
-                    return Err(e.to_string());
-                }
-            }
-            Err(e) if would_block(&e) => wait(sock, PollFlags::POLLIN, deadline)?,
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
 }
 
 /// One side of the relay: a socket, TLS on it or not.

@@ -24,16 +24,16 @@
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileExt as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConnection;
 use socket2::Socket;
 
+use super::blocking::{handshake, would_block};
+use super::bundle;
 use super::Settings;
 
 /// Most plaintext held for the handler before the client is no longer read.
@@ -74,7 +74,8 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, String> {
                 .into(),
         );
     };
-    let settings = read_bundle()?;
+    let bundle = bundle::read_fd3()?;
+    let settings = Settings::decode(&bundle).map_err(|e| format!("key material: {e}"))?;
     let config = settings
         .server_config()
         .map_err(|e| format!("unusable key material: {e:?}"))?;
@@ -90,7 +91,9 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, String> {
     client
         .set_nonblocking(true)
         .map_err(|e| format!("unable to set the connection non-blocking: {e}"))?;
-    let mut tls = handshake(config, &client, Instant::now() + settings.handshake_timeout)
+    let mut tls = ServerConnection::new(config).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + settings.handshake_timeout;
+    handshake(&mut tls, &client, "client", deadline)
         .map_err(|e| format!("handshake failed: {e}"))?;
 
     let (mine, theirs) = Socket::pair(socket2::Domain::UNIX, socket2::Type::STREAM, None)
@@ -131,84 +134,6 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(128u8.wrapping_add(sig as u8)));
     }
     Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
-}
-
-/// The bundle on fd 3, read from offset 0, bounded; fd 3 is closed.
-fn read_bundle() -> Result<Settings, String> {
-    let fd = crate::sys::adopt_fd(3).ok_or("no key material on fd 3")?;
-    let file = std::fs::File::from(fd);
-    let mut buf = vec![0u8; super::MAX_BUNDLE];
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("unable to read the key material: {e}")),
-        }
-    }
-    buf.truncate(n);
-    Settings::decode(&buf).map_err(|e| format!("key material: {e}"))
-}
-
-/// Wait until `fd` is ready for `events` or `deadline` passes.
-fn wait(fd: &Socket, events: PollFlags, deadline: Instant) -> Result<(), String> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("timed out".into());
-        }
-        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), events)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-    }
-}
-
-fn would_block(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
-
-/// The server side of the handshake on `sock`, by `deadline`.
-fn handshake(
-    config: Arc<ServerConfig>,
-    mut sock: &Socket,
-    deadline: Instant,
-) -> Result<ServerConnection, String> {
-    let mut tls = ServerConnection::new(config).map_err(|e| e.to_string())?;
-    loop {
-        while tls.wants_write() {
-            match tls.write_tls(&mut sock) {
-                Ok(_) => {}
-                Err(e) if would_block(&e) => wait(sock, PollFlags::POLLOUT, deadline)?,
-                Err(e) => return Err(format!("write: {e}")),
-            }
-        }
-        if !tls.is_handshaking() {
-            return Ok(tls);
-        }
-        match tls.read_tls(&mut sock) {
-            Ok(0) => return Err("the client closed the connection".into()),
-            Ok(_) => {
-                if let Err(e) = tls.process_new_packets() {
-                    // The alert rustls queued, best effort.
-                    let _ = tls.write_tls(&mut sock);
-                    return Err(e.to_string());
-                }
-            }
-            Err(e) if would_block(&e) => wait(sock, PollFlags::POLLIN, deadline)?,
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
 }
 
 /// The `SSL_*` variables of the handler (mod_ssl's names, as stunnel

@@ -2,6 +2,10 @@
 //! `oxinetd import`, and `status`, `reload` and `stop`, which talk to a
 //! running oxinetd over its control socket.
 
+// The doc comments below are `--help` text, where `[global]` is the
+// config's section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;

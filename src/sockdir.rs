@@ -79,7 +79,7 @@ fn split(path: &Path) -> Result<(Vec<&OsStr>, &OsStr), String> {
 }
 
 /// The load-time check of `path`: each directory that exists must pass
-/// [`judge`]; the missing ones oxinetd will make itself. Bind checks again.
+/// `judge`; the missing ones oxinetd will make itself. Bind checks again.
 pub fn check(path: &Path, euid: u32) -> Result<(), String> {
     let (dirs, _) = split(path)?;
     let mut at = PathBuf::from("/");

@@ -34,7 +34,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Slots in a table: 1024 sets of [`WAYS`].
+/// Slots in a table: 1024 sets of `WAYS`.
 pub const SLOTS: usize = 4096;
 /// Slots an address may occupy: the set its hash picks.
 const WAYS: usize = 4;

@@ -245,7 +245,7 @@ struct Fields<'a> {
     wait: &'a str,
     user: &'a str,
     server: &'a str,
-    /// argv[0] and the arguments, if any.
+    /// `argv[0]` and the arguments, if any.
     argv: &'a [&'a str],
 }
 
@@ -603,7 +603,7 @@ impl LineDraft<'_> {
         Ok(())
     }
 
-    /// argv[0], written only when it is not the server's file name, and
+    /// `argv[0]`, written only when it is not the server's file name, and
     /// the arguments.
     fn argv(&mut self, server: &str, argv: &[&str]) {
         let Some((argv0, rest)) = argv.split_first() else {

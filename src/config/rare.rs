@@ -11,7 +11,7 @@ pub trait Common: PartialEq + 'static {
     const COMMON: &'static Self;
 }
 
-/// `T`, boxed only when it is not [`Common::COMMON`].
+/// `T`, boxed only when it is not `Common::COMMON`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Rare<T: Common>(Option<Box<T>>);
 

@@ -933,7 +933,7 @@ impl ServiceDraft<'_> {
         );
     }
 
-    /// `server_args`; under `flags = NAMEINARGS` its first word is argv[0].
+    /// `server_args`; under `flags = NAMEINARGS` its first word is `argv[0]`.
     fn arguments(&mut self) -> Result<(), Diagnostic> {
         let a = &self.attrs;
         let mut args = a.values("server_args").to_vec();

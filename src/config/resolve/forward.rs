@@ -100,55 +100,11 @@ fn outbound(svc: &Svc<'_>, f: &Field<'_>, written: &str) -> Option<Outbound> {
         .map_or(written, |(h, _)| h)
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let mut out = Outbound {
-        ca_path: PathBuf::from(SYSTEM_CA),
-        ca: Vec::new(),
-        server_name: host.to_owned(),
-        cert_path: None,
-        key_path: None,
-        cert: Vec::new(),
-        key: Vec::new(),
-    };
-    let entries = match f.value {
-        Value::Bool(_) => Vec::new(),
-        _ => svc.ok(f.entries())?,
-    };
-    let mut fields: Vec<(&str, Field<'_>)> = Vec::new();
-    for (k, v, at) in &entries {
-        let Some(name) = TLS_KEYS.iter().find(|n| *n == k) else {
-            let hint = did_you_mean(k, TLS_KEYS)
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
-            svc.report(ConfigError::new(
-                (*at).clone(),
-                format!("forward_tls: unknown key \"{}\"{hint}", quote(k)),
-            ));
-            return None;
-        };
-        let label = match *name {
-            "ca" => "forward_tls.ca",
-            "server_name" => "forward_tls.server_name",
-            "cert" => "forward_tls.cert",
-            _ => "forward_tls.key",
-        };
-        fields.push((name, f.entry(label, v, at)));
-    }
-    let get = |n: &str| fields.iter().find(|(k, _)| *k == n).map(|(_, f)| f);
-    let read = |f: &Field<'_>| -> Option<(PathBuf, Vec<u8>)> {
-        let s = svc.ok(f.str())?;
-        let path = f.dir().join(s);
-        match tls::read_bounded(&path) {
-            Ok(pem) => Some((path, pem)),
-            Err(m) => {
-                svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
-                None
-            }
-        }
-    };
-    match get("ca") {
-        Some(ca) => (out.ca_path, out.ca) = read(ca)?,
+    let fields = OutFields::new(svc, f)?;
+    let (ca_path, ca) = match fields.get("ca") {
+        Some(ca) => read_pem(svc, ca)?,
         None => match tls::read_bounded(std::path::Path::new(SYSTEM_CA)) {
-            Ok(pem) => out.ca = pem,
+            Ok(pem) => (PathBuf::from(SYSTEM_CA), pem),
             Err(m) => {
                 svc.report(f.err(format!(
                     "forward_tls: the system CA bundle \"{SYSTEM_CA}\": {m} \
@@ -157,15 +113,25 @@ fn outbound(svc: &Svc<'_>, f: &Field<'_>, written: &str) -> Option<Outbound> {
                 return None;
             }
         },
-    }
-    if let Some(n) = get("server_name") {
-        out.server_name = svc.ok(n.str())?.to_owned();
-    }
-    match (get("cert"), get("key")) {
+    };
+    let server_name = match fields.get("server_name") {
+        Some(n) => svc.ok(n.str())?.to_owned(),
+        None => host.to_owned(),
+    };
+    let mut out = Outbound {
+        ca_path,
+        ca,
+        server_name,
+        cert_path: None,
+        key_path: None,
+        cert: Vec::new(),
+        key: Vec::new(),
+    };
+    match (fields.get("cert"), fields.get("key")) {
         (None, None) => {}
         (Some(c), Some(k)) => {
-            let (cp, cert) = read(c)?;
-            let (kp, key) = read(k)?;
+            let (cp, cert) = read_pem(svc, c)?;
+            let (kp, key) = read_pem(svc, k)?;
             (out.cert_path, out.cert, out.key_path, out.key) = (Some(cp), cert, Some(kp), key);
         }
         _ => {
@@ -175,24 +141,85 @@ fn outbound(svc: &Svc<'_>, f: &Field<'_>, written: &str) -> Option<Outbound> {
     }
     // Checked by `oxinetd-tls check`, as the relay will build it.
     if let Err(p) = crate::tls::check::validate_out(&out) {
+        svc.report(fields.problem(f, p));
+        return None;
+    }
+    Some(out)
+}
+
+/// The entries of a `forward_tls` table, each a field named
+/// `forward_tls.KEY` in its messages (none for `forward_tls = true`).
+struct OutFields<'a>(Vec<(&'static str, Field<'a>)>);
+
+impl<'a> OutFields<'a> {
+    /// The entries; an unknown key is an error at its line.
+    fn new(svc: &Svc<'_>, f: &Field<'a>) -> Option<OutFields<'a>> {
+        let entries = match f.value {
+            Value::Bool(_) => Vec::new(),
+            _ => svc.ok(f.entries())?,
+        };
+        let mut fields = Vec::with_capacity(entries.len());
+        for (k, v, at) in entries {
+            let label = match k {
+                "ca" => "forward_tls.ca",
+                "server_name" => "forward_tls.server_name",
+                "cert" => "forward_tls.cert",
+                "key" => "forward_tls.key",
+                _ => {
+                    let hint = did_you_mean(k, TLS_KEYS)
+                        .map(|s| format!(" (did you mean \"{s}\"?)"))
+                        .unwrap_or_default();
+                    svc.report(ConfigError::new(
+                        at.clone(),
+                        format!("forward_tls: unknown key \"{}\"{hint}", quote(k)),
+                    ));
+                    return None;
+                }
+            };
+            fields.push((label, f.entry(label, v, at)));
+        }
+        Some(OutFields(fields))
+    }
+
+    /// Key `name` (`ca`, `server_name`, `cert`, `key`), if given.
+    fn get(&self, name: &str) -> Option<&Field<'a>> {
+        self.0
+            .iter()
+            .find(|(label, _)| label.strip_prefix("forward_tls.") == Some(name))
+            .map(|(_, f)| f)
+    }
+
+    /// What `oxinetd-tls check` found, at the line of the key it is about.
+    fn problem(&self, f: &Field<'_>, p: OutProblem) -> ConfigError {
         let (field, m) = match p {
             OutProblem::Program(m) => (None, m),
-            OutProblem::Ca(m) => (get("ca"), m),
-            OutProblem::ServerName(m) => (get("server_name"), m),
-            OutProblem::Cert(m) => (get("cert"), m),
-            OutProblem::Key(m) => (get("key"), m),
+            OutProblem::Ca(m) => (self.get("ca"), m),
+            OutProblem::ServerName(m) => (self.get("server_name"), m),
+            OutProblem::Cert(m) => (self.get("cert"), m),
+            OutProblem::Key(m) => (self.get("key"), m),
         };
-        let e = match field {
+        match field {
             Some(fl) => {
                 let v = fl.str().unwrap_or_default();
                 fl.err(format!("{} \"{}\": {m}", fl.name, quote(v)))
             }
             None => f.err(format!("forward_tls: {m}")),
-        };
-        svc.report(e);
-        return None;
+        }
     }
-    Some(out)
+}
+
+/// A PEM file named by `f` (relative to its config file's directory),
+/// read now, as root; an error at `f` if it cannot be.
+fn read_pem(svc: &Svc<'_>, f: &Field<'_>) -> Option<(PathBuf, Vec<u8>)> {
+    let s = svc.ok(f.str())?;
+    let path = f.dir().join(s);
+    match tls::read_bounded(&path) {
+        Ok(pem) => Some((path, pem)),
+        Err(m) => {
+            svc.report(f.err(format!("{} \"{}\": {m}", f.name, quote(s))));
+            None
+        }
+    }
 }
 
 /// `forward_proxy_protocol` or `forward_timeout` set on a service that

@@ -43,7 +43,8 @@ use super::error::quote;
 use super::keys;
 use super::raw::{Draft, Key, Raw};
 use super::{
-    BindAddr, Config, ConfigError, Context, Diagnostic, Handler, Loaded, Location, Service,
+    BindAddr, Config, ConfigError, Context, Diagnostic, Handler, ListenKey, Loaded, Location,
+    Service,
 };
 use crate::privilege::Identity;
 
@@ -170,92 +171,59 @@ impl<'a> Svc<'a> {
 /// path inside it, uid, gid and groups.
 type ReachKey = (PathBuf, PathBuf, u32, u32, Vec<u32>);
 
+/// What a service runs, as far as the rest of its resolution needs to
+/// know.
+struct Runs {
+    server: Option<Server>,
+    forward: Option<crate::forward::Forward>,
+    /// `chroot`, `private_tmp`, `private_network` (an exec'd handler's).
+    sandboxed: crate::confine::Confine,
+    /// Served in-process (an internal service or a forward): no handler,
+    /// so no identity or confinement.
+    internal: bool,
+    /// A TLS relay process stands in front of it (`tls` on an internal
+    /// service or a forward, `forward_tls`), run as `user`.
+    relay: bool,
+}
+
 impl Resolver<'_> {
     /// Resolve one service; `None` (with its errors in `svc`) if it is broken.
     fn service(&mut self, svc: &Svc<'_>) -> Option<Service> {
         let name = name(svc);
         let transport = listen::transport(svc);
-        let mut listen = self.listen(svc, &transport);
-        sockopts::resolve(svc, transport.kind, &mut listen);
-        // Kept for the service's life: no spare capacity (idle RSS with
-        // hundreds of services).
-        listen.shrink_to_fit();
-        let unix = listen
-            .first()
-            .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
-        listen::socket_rules(svc, &transport, !listen.is_empty(), unix);
+        let (listen, unix) = self.listeners(svc, &transport);
         let proxy = proxy::resolve(svc, &transport, unix);
         let socket_file = if unix {
             self.socket_file(svc)
         } else {
             Default::default()
         };
-        // A forward has no server: oxinetd relays its connections.
-        let forwards = forward::names_forward(svc);
-        // The sandbox first: `server` is a path inside the chroot.
-        let mut sandboxed = crate::confine::Confine::default();
-        if !server::names_internal(svc) && !forwards {
-            sandbox::resolve(svc, self.ctx.euid, &mut sandboxed);
-        }
-        let (server, forward) = if forwards {
-            (None, forward::resolve(svc, &transport))
-        } else {
-            (self.server(svc, sandboxed.chroot.as_deref()), None)
-        };
-        if let Some(Server::Exec(path)) = &server {
-            sandbox::check_server(svc, &sandboxed, path);
-            forward::refuse_keys(svc);
-        }
-        if let Some(Server::Internal(i)) = &server {
-            server::check_kind(svc, *i, transport.kind);
-        }
-        // Served in-process: no handler, so no identity or confinement.
-        let internal = matches!(server, Some(Server::Internal(_))) || forwards;
-        let relay = relayed(svc, &transport);
-        if matches!(server, Some(Server::Internal(_))) {
-            refuse_program_keys(svc, relay);
-        }
-        // A TLS relay (`tls` on an internal service or a forward,
-        // `forward_tls`) runs as `user`, as a handler would.
-        let identity = self.identity(svc, internal && !relay);
-        if let (Some(f), Some(fwd)) = (svc.get("forward_tls"), &forward) {
-            if fwd.tls.is_some() && svc.get("tls").is_none() {
-                tls::relay_executable(svc, &f, identity.as_ref());
-            }
-        }
-        // Inside a chroot, from its root: the directories above it are
-        // crossed by the chroot, as root, before the switch of ids.
-        if let (Some(Server::Exec(path)), Some(id)) = (&server, &identity) {
-            self.reachable(svc, path, sandboxed.chroot.as_deref(), id);
-        }
-        let (argv0, args) = server::argv(svc, server.as_ref());
+        let runs = self.runs(svc, &transport);
+        let identity = self.identity_of(svc, &runs);
+        let (argv0, args) = server::argv(svc, runs.server.as_ref());
         let env = self.environment(svc);
         let stderr = environment::stderr(svc);
         let (access, banner_fail) = (access::rules(svc), access::banner(svc));
-        let limits = limits::resolve(svc, internal);
-        let chrooted = sandboxed.chroot.is_some();
-        let mut confine = confine::resolve(svc, internal);
-        if !internal {
-            confine.chroot = sandboxed.chroot;
-            confine.private_tmp = sandboxed.private_tmp;
-            confine.private_network = sandboxed.private_network;
+        let limits = limits::resolve(svc, runs.internal);
+        let chrooted = runs.sandboxed.chroot.is_some();
+        let mut confine = confine::resolve(svc, runs.internal);
+        if !runs.internal {
+            confine.chroot = runs.sandboxed.chroot;
+            confine.private_tmp = runs.sandboxed.private_tmp;
+            confine.private_network = runs.sandboxed.private_network;
         }
         let log = logging::fields(svc);
-        let tls = tls::resolve(
-            svc,
-            &transport,
-            &tls::Context {
-                chroot: chrooted,
-                stderr,
-                identity: identity.as_ref(),
-            },
-        )
-        .map(Box::new);
+        let cx = tls::Context {
+            chroot: chrooted,
+            stderr,
+            identity: identity.as_ref(),
+        };
+        let tls = tls::resolve(svc, &transport, &cx).map(Box::new);
         server::check_args(svc, &args);
         if svc.failed() {
             return None;
         }
-        let handler = match (server, forward) {
+        let handler = match (runs.server, runs.forward) {
             (_, Some(f)) => Handler::Forward(f),
             (Some(Server::Internal(i)), _) => Handler::Internal(i),
             (Some(Server::Exec(server)), _) => Handler::Exec {
@@ -283,6 +251,79 @@ impl Resolver<'_> {
             proxy: proxy.map(Box::new),
             tls,
         })
+    }
+
+    /// The listening sockets with their options, and whether they are
+    /// UNIX-domain ones.
+    fn listeners(
+        &mut self,
+        svc: &Svc<'_>,
+        transport: &listen::Transport<'_>,
+    ) -> (Vec<ListenKey>, bool) {
+        let mut listen = self.listen(svc, transport);
+        sockopts::resolve(svc, transport.kind, &mut listen);
+        // Kept for the service's life: no spare capacity (idle RSS with
+        // hundreds of services).
+        listen.shrink_to_fit();
+        let unix = listen
+            .first()
+            .is_some_and(|k| matches!(k.addr, BindAddr::Unix(_)));
+        listen::socket_rules(svc, transport, !listen.is_empty(), unix);
+        (listen, unix)
+    }
+
+    /// The program (or internal service, or forward) and its sandbox.
+    fn runs(&mut self, svc: &Svc<'_>, transport: &listen::Transport<'_>) -> Runs {
+        // A forward has no server: oxinetd relays its connections.
+        let forwards = forward::names_forward(svc);
+        // The sandbox first: `server` is a path inside the chroot.
+        let mut sandboxed = crate::confine::Confine::default();
+        if !server::names_internal(svc) && !forwards {
+            sandbox::resolve(svc, self.ctx.euid, &mut sandboxed);
+        }
+        let (server, forward) = if forwards {
+            (None, forward::resolve(svc, transport))
+        } else {
+            (self.server(svc, sandboxed.chroot.as_deref()), None)
+        };
+        if let Some(Server::Exec(path)) = &server {
+            sandbox::check_server(svc, &sandboxed, path);
+            forward::refuse_keys(svc);
+        }
+        if let Some(Server::Internal(i)) = &server {
+            server::check_kind(svc, *i, transport.kind);
+        }
+        let internal = matches!(server, Some(Server::Internal(_))) || forwards;
+        let relay = relayed(svc, transport);
+        if matches!(server, Some(Server::Internal(_))) {
+            refuse_program_keys(svc, relay);
+        }
+        Runs {
+            server,
+            forward,
+            sandboxed,
+            internal,
+            relay,
+        }
+    }
+
+    /// Who the handler (or the TLS relay) runs as, with what it must be
+    /// able to reach as that user checked.
+    fn identity_of(&mut self, svc: &Svc<'_>, runs: &Runs) -> Option<Identity> {
+        // A TLS relay (`tls` on an internal service or a forward,
+        // `forward_tls`) runs as `user`, as a handler would.
+        let identity = self.identity(svc, runs.internal && !runs.relay);
+        if let (Some(f), Some(fwd)) = (svc.get("forward_tls"), &runs.forward) {
+            if fwd.tls.is_some() && svc.get("tls").is_none() {
+                tls::relay_executable(svc, &f, identity.as_ref());
+            }
+        }
+        // Inside a chroot, from its root: the directories above it are
+        // crossed by the chroot, as root, before the switch of ids.
+        if let (Some(Server::Exec(path)), Some(id)) = (&runs.server, &identity) {
+            self.reachable(svc, path, runs.sandboxed.chroot.as_deref(), id);
+        }
+        identity
     }
 }
 

@@ -61,18 +61,7 @@ pub struct Context<'a> {
 /// The service's `tls`, if it has one.
 pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Settings> {
     let f = svc.get("tls")?;
-    let why_not = if t.kind != SocketKind::Stream {
-        Some("only for stream services (DTLS is not supported)")
-    } else if t.wait == WaitMode::Wait {
-        Some("not for a wait service (its handler accepts the connections itself)")
-    } else if cx.chroot {
-        Some("not yet with chroot (the relay is oxinetd-tls, exec'd inside the root, where neither it nor its libraries are)")
-    } else if cx.stderr == StderrMode::Socket {
-        Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
-    } else {
-        None
-    };
-    if let Some(why) = why_not {
+    if let Some(why) = why_not(t, cx) {
         // Inherited from [defaults]: it applies to the services that can
         // have it.
         if svc.own("tls").is_some() {
@@ -83,94 +72,20 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
     if !relay_executable(svc, &f, cx.identity) {
         return None;
     }
-    let entries = svc.ok(f.entries())?;
-    let get = |name: &str| -> Option<(&Value, &Location)> {
-        entries
-            .iter()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, v, at)| (*v, *at))
-    };
-    for (k, _, at) in &entries {
-        if !KEYS.contains(k) {
-            let hint = did_you_mean(k, KEYS)
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
-            svc.report(ConfigError::new(
-                (*at).clone(),
-                format!("tls: unknown key \"{}\"{hint}", quote(k)),
-            ));
-        }
-    }
-    // A key of the table, as a field of its own (for its messages).
-    let sub = |name: &'static str, (value, at)| f.entry(name, value, at);
-    let cert = get("cert").map(|v| sub("tls.cert", v));
-    let key = get("key").map(|v| sub("tls.key", v));
-    let (Some(cert), Some(key)) = (cert, key) else {
+    let table = Table::new(svc, &f)?;
+    let (Some(cert), Some(key)) = (table.sub("cert"), table.sub("key")) else {
         svc.report(f.err("tls: needs cert and key (PEM files)"));
         return None;
     };
     let (cert_path, chain) = read(svc, &cert)?;
     let (key_path, key_pem) = read(svc, &key)?;
-    let client_ca = get("client_ca").map(|v| sub("tls.client_ca", v));
+    let client_ca = table.sub("client_ca");
     let (client_ca_path, client_ca_pem) = match &client_ca {
         Some(ca) => {
             let (p, pem) = read(svc, ca)?;
             (Some(p), pem)
         }
         None => (None, Vec::new()),
-    };
-    let client_auth = match get("client_auth").map(|v| sub("tls.client_auth", v)) {
-        None if client_ca.is_some() => ClientAuth::Required,
-        None => ClientAuth::None,
-        Some(a) => {
-            let auth = svc.ok(a.choice(&[
-                ("required", ClientAuth::Required),
-                ("optional", ClientAuth::Optional),
-            ]))?;
-            if client_ca.is_none() {
-                svc.report(a.err("tls.client_auth: only with client_ca"));
-                return None;
-            }
-            auth
-        }
-    };
-    let alpn = match get("alpn").map(|v| sub("tls.alpn", v)) {
-        None => Vec::new(),
-        Some(a) => {
-            let list = svc.ok(a.list())?;
-            let mut out = Vec::new();
-            for (p, at) in list {
-                if p.is_empty() || p.len() > 255 {
-                    svc.report(ConfigError::new(
-                        at,
-                        "tls.alpn: each protocol name is 1 to 255 bytes",
-                    ));
-                    return None;
-                }
-                out.push(p.as_bytes().to_vec());
-            }
-            out
-        }
-    };
-    let min_version = match get("min_version").map(|v| sub("tls.min_version", v)) {
-        None => MinVersion::Tls12,
-        Some(m) => svc.ok(m.choice(&[("1.2", MinVersion::Tls12), ("1.3", MinVersion::Tls13)]))?,
-    };
-    let handshake_timeout = match get("handshake_timeout").map(|v| sub("tls.handshake_timeout", v))
-    {
-        None => crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
-        Some(h) => {
-            let d = svc.ok(h.seconds())?;
-            if d < Duration::from_millis(1) {
-                svc.report(h.err("tls.handshake_timeout: expected more than 0 seconds"));
-                return None;
-            }
-            d
-        }
-    };
-    let sni = match get("sni") {
-        None => Vec::new(),
-        Some((value, at)) => sni(svc, &f.entry("tls.sni", value, at))?,
     };
     let settings = Settings {
         cert_path,
@@ -179,61 +94,201 @@ pub fn resolve(svc: &Svc<'_>, t: &Transport<'_>, cx: &Context<'_>) -> Option<Set
         chain,
         key: key_pem,
         client_ca: client_ca_pem,
-        client_auth,
-        alpn,
-        min_version,
-        handshake_timeout,
-        sni,
+        client_auth: client_auth(svc, &table, client_ca.is_some())?,
+        alpn: alpn(svc, &table)?,
+        min_version: match table.sub("min_version") {
+            None => MinVersion::Tls12,
+            Some(m) => {
+                svc.ok(m.choice(&[("1.2", MinVersion::Tls12), ("1.3", MinVersion::Tls13)]))?
+            }
+        },
+        handshake_timeout: handshake_timeout(svc, &table)?,
+        sni: match table.sub("sni") {
+            None => Vec::new(),
+            Some(s) => sni(svc, &s)?,
+        },
     };
     let left = match crate::tls::validate(&settings) {
         Ok(left) => left,
         Err(p) => {
-            let p_is_key = matches!(p, Problem::SniKey(..));
-            let (field, m) = match p {
-                Problem::Cert(m) => (&cert, m),
-                Problem::Program(m) => {
-                    svc.report(f.err(format!("tls: {m}")));
-                    return None;
-                }
-                Problem::Key(m) => (&key, m),
-                Problem::ClientCa(m) => (client_ca.as_ref().unwrap_or(&cert), m),
-                Problem::SniCert(i, m) | Problem::SniKey(i, m) => {
-                    let e = &settings.sni[i];
-                    let file = match p_is_key {
-                        true => &e.key_path,
-                        false => &e.cert_path,
-                    };
-                    let at = get("sni").map_or(f.at, |(_, at)| at);
-                    svc.report(ConfigError::new(
-                        at.clone(),
-                        format!(
-                            "tls.sni \"{}\": \"{}\": {m}",
-                            quote(&e.name),
-                            file.display()
-                        ),
-                    ));
-                    return None;
-                }
+            let files = Files {
+                cert: &cert,
+                key: &key,
+                client_ca: client_ca.as_ref(),
+                sni_at: table.sub("sni").map_or(f.at, |s| s.at),
             };
-            let path = field.str().unwrap_or_default();
-            svc.report(field.err(format!("{} \"{}\": {m}", field.name, quote(path))));
+            svc.report(files.problem(&f, &settings, p));
             return None;
         }
     };
     if let Some(left) = left {
-        let path = cert.str().unwrap_or_default();
-        if left < 0 {
-            svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
-        } else if left < EXPIRY_WARNING {
-            svc.warn(cert.err(format!(
-                "tls.cert \"{}\": expires in {} days {} hours",
-                quote(path),
-                left / 86400,
-                left % 86400 / 3600
-            )));
-        }
+        warn_expiry(svc, &cert, left);
     }
     Some(settings)
+}
+
+/// Why a service cannot have `tls`, if it cannot.
+fn why_not(t: &Transport<'_>, cx: &Context<'_>) -> Option<&'static str> {
+    if t.kind != SocketKind::Stream {
+        Some("only for stream services (DTLS is not supported)")
+    } else if t.wait == WaitMode::Wait {
+        Some("not for a wait service (its handler accepts the connections itself)")
+    } else if cx.chroot {
+        Some("not yet with chroot (the relay is oxinetd-tls, exec'd inside the root, where neither it nor its libraries are)")
+    } else if cx.stderr == StderrMode::Socket {
+        Some("not with stderr = \"socket\" (the handler's stderr would be plaintext in the TLS stream)")
+    } else {
+        None
+    }
+}
+
+/// The entries of the `tls` table; an unknown one is an error at its
+/// line.
+struct Table<'f, 'a> {
+    f: &'f Field<'a>,
+    entries: Vec<(&'a str, &'a Value, &'a Location)>,
+}
+
+impl<'f, 'a> Table<'f, 'a> {
+    fn new(svc: &Svc<'_>, f: &'f Field<'a>) -> Option<Table<'f, 'a>> {
+        let entries = svc.ok(f.entries())?;
+        for (k, _, at) in &entries {
+            if !KEYS.contains(k) {
+                let hint = did_you_mean(k, KEYS)
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                svc.report(ConfigError::new(
+                    (*at).clone(),
+                    format!("tls: unknown key \"{}\"{hint}", quote(k)),
+                ));
+            }
+        }
+        Some(Table { f, entries })
+    }
+
+    /// Key `name` of the table as a field of its own, named `tls.NAME`
+    /// in its messages.
+    fn sub(&self, name: &str) -> Option<Field<'a>> {
+        let &(_, value, at) = self.entries.iter().find(|(k, _, _)| *k == name)?;
+        let full = match name {
+            "cert" => "tls.cert",
+            "key" => "tls.key",
+            "client_ca" => "tls.client_ca",
+            "client_auth" => "tls.client_auth",
+            "alpn" => "tls.alpn",
+            "min_version" => "tls.min_version",
+            "handshake_timeout" => "tls.handshake_timeout",
+            _ => "tls.sni",
+        };
+        Some(self.f.entry(full, value, at))
+    }
+}
+
+/// `client_auth`: required when `client_ca` is given, unless it says
+/// `optional`; without `client_ca`, an error.
+fn client_auth(svc: &Svc<'_>, table: &Table<'_, '_>, has_ca: bool) -> Option<ClientAuth> {
+    let Some(a) = table.sub("client_auth") else {
+        return Some(if has_ca {
+            ClientAuth::Required
+        } else {
+            ClientAuth::None
+        });
+    };
+    let auth = svc.ok(a.choice(&[
+        ("required", ClientAuth::Required),
+        ("optional", ClientAuth::Optional),
+    ]))?;
+    if !has_ca {
+        svc.report(a.err("tls.client_auth: only with client_ca"));
+        return None;
+    }
+    Some(auth)
+}
+
+/// `alpn`: protocol names of 1 to 255 bytes.
+fn alpn(svc: &Svc<'_>, table: &Table<'_, '_>) -> Option<Vec<Vec<u8>>> {
+    let Some(a) = table.sub("alpn") else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (p, at) in svc.ok(a.list())? {
+        if p.is_empty() || p.len() > 255 {
+            svc.report(ConfigError::new(
+                at,
+                "tls.alpn: each protocol name is 1 to 255 bytes",
+            ));
+            return None;
+        }
+        out.push(p.as_bytes().to_vec());
+    }
+    Some(out)
+}
+
+/// `handshake_timeout`: more than 0 seconds.
+fn handshake_timeout(svc: &Svc<'_>, table: &Table<'_, '_>) -> Option<Duration> {
+    let Some(h) = table.sub("handshake_timeout") else {
+        return Some(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT);
+    };
+    let d = svc.ok(h.seconds())?;
+    if d < Duration::from_millis(1) {
+        svc.report(h.err("tls.handshake_timeout: expected more than 0 seconds"));
+        return None;
+    }
+    Some(d)
+}
+
+/// Where each file of the table was written, to place what
+/// `oxinetd-tls check` found wrong with it.
+struct Files<'f, 'a> {
+    cert: &'f Field<'a>,
+    key: &'f Field<'a>,
+    client_ca: Option<&'f Field<'a>>,
+    sni_at: &'a Location,
+}
+
+impl Files<'_, '_> {
+    /// The error of `p`, at the line of the file it is about.
+    fn problem(&self, f: &Field<'_>, settings: &Settings, p: Problem) -> ConfigError {
+        let is_key = matches!(p, Problem::SniKey(..));
+        let (field, m) = match p {
+            Problem::Cert(m) => (self.cert, m),
+            Problem::Key(m) => (self.key, m),
+            Problem::ClientCa(m) => (self.client_ca.unwrap_or(self.cert), m),
+            Problem::Program(m) => return f.err(format!("tls: {m}")),
+            Problem::SniCert(i, m) | Problem::SniKey(i, m) => {
+                let Some(e) = settings.sni.get(i) else {
+                    return ConfigError::new(self.sni_at.clone(), format!("tls.sni: {m}"));
+                };
+                let file = if is_key { &e.key_path } else { &e.cert_path };
+                return ConfigError::new(
+                    self.sni_at.clone(),
+                    format!(
+                        "tls.sni \"{}\": \"{}\": {m}",
+                        quote(&e.name),
+                        file.display()
+                    ),
+                );
+            }
+        };
+        let path = field.str().unwrap_or_default();
+        field.err(format!("{} \"{}\": {m}", field.name, quote(path)))
+    }
+}
+
+/// A warning when the certificate has expired or expires within
+/// [`EXPIRY_WARNING`]; `left`: seconds until it does.
+fn warn_expiry(svc: &Svc<'_>, cert: &Field<'_>, left: i64) {
+    let path = cert.str().unwrap_or_default();
+    if left < 0 {
+        svc.warn(cert.err(format!("tls.cert \"{}\": has expired", quote(path))));
+    } else if left < EXPIRY_WARNING {
+        svc.warn(cert.err(format!(
+            "tls.cert \"{}\": expires in {} days {} hours",
+            quote(path),
+            left / 86400,
+            left % 86400 / 3600
+        )));
+    }
 }
 
 /// Whether the relay program is there and `identity` may execute it

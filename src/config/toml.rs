@@ -82,8 +82,9 @@ impl SourceFile {
 
 /// One file of a load, in reading order.
 enum Part {
-    /// The main file or an included TOML file.
-    Toml(SourceFile),
+    /// The main file or an included TOML file, walked while its parse was
+    /// at hand (each file is parsed once).
+    Toml(Raw),
     /// An included inetd.conf (the name tells, as with `-f`: see
     /// `Format::detect`), already translated, with the inetd.d files
     /// beside it.
@@ -101,15 +102,16 @@ pub fn read(path: &Path) -> Result<Raw, Vec<ConfigError>> {
     if !fatal.is_empty() {
         return Err(fatal);
     }
-    // Parsed again, now without recovery: the tables borrow the text.
     let mut raw = Raw::default();
     for part in parts {
         match part {
-            Part::Toml(file) => match DeTable::parse(&file.text) {
-                Ok(table) => walk_file(&file, table.get_ref(), &mut raw),
-                // Already reported by collect_files; unreachable in practice.
-                Err(e) => fatal.push(syntax_error(&file, &e)),
-            },
+            Part::Toml(file) => {
+                // Only the main file (the first part) may set these.
+                raw.global.extend(file.global);
+                raw.defaults.extend(file.defaults);
+                raw.services.extend(file.services);
+                raw.diagnostics.extend(file.diagnostics);
+            }
             Part::Inetd(path, t) => {
                 if let Err(e) = t.include_into(&path, &mut raw) {
                     fatal.extend(e);
@@ -331,8 +333,10 @@ fn collect_files(
             Err(e) => errors.push(e),
         }
     }
+    let mut walked = Raw::default();
+    walk_file(&file, table.get_ref(), &mut walked);
     drop(table);
-    parts.push(Part::Toml(file));
+    parts.push(Part::Toml(walked));
     for (inc, at) in includes {
         if Format::detect(&inc) == Some(Format::Inetd) {
             let t = inetd::translate_with(&inc, Some(&at), sources);

@@ -251,7 +251,9 @@ fn anon_kib(pid: i32) -> u64 {
 /// exec keeps its clone slot (64 KiB of stack) until it is reaped, so a
 /// burst of them made slots, and the stack pages their children had
 /// touched stayed in the supervisor for good (200 such children: RssAnon
-/// 124 -> 636 KiB). The free slots past the spare ones are unmapped now.
+/// 124 -> 636 KiB). The free slots past the spare ones are unmapped now,
+/// and the heap is trimmed once they are (their job buffers had kept it
+/// +132 KiB, past this bound; with the trim, +44).
 /// `nproc = 0` makes every handler fail at exec with EAGAIN (its own
 /// process is one too many), whatever else the user runs.
 #[test]

@@ -556,7 +556,8 @@ impl Supervisor {
             let mask = self.signals.wait_mask();
             let n = match crate::sys::epoll_pwait(&self.epoll, &mut events, timeout, mask) {
                 Ok(n) => n,
-                // Signals get in only here, and end the wait (`signals`).
+                // Signals get in here, ending the wait, and after a wait
+                // that returned events (`let_in_pending` below).
                 Err(nix::errno::Errno::EINTR) => {
                     self.on_signals();
                     0
@@ -580,6 +581,9 @@ impl Supervisor {
                     Some(Token::Forward(v)) => self.on_forward(v, ev.events()),
                     None => {}
                 }
+            }
+            if n > 0 && self.signals.let_in_pending() {
+                self.on_signals();
             }
             self.on_timers();
             self.sync();

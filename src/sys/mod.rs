@@ -31,7 +31,7 @@ pub use epoll::epoll_pwait;
 pub use memory::{trim_heap, Pages};
 pub use process::{adopt_fd, in_child, prepare_process, set_cloexec};
 pub use resource::raise_nofile;
-pub use signal::ignore_signals;
+pub use signal::{any_pending, ignore_signals};
 pub use socket::{accept_queue, recv_arrival, refuse_syn, send_from, want_arrival, Arrival};
 pub use spawn::{spawn, CloneError, ExecImage, Failure, Ids, Launcher, Limits, Sandbox, Step};
 pub use time::{local_minute_of_day, local_time, LocalTime};

@@ -27,3 +27,17 @@ pub(crate) struct KernelSigaction {
     pub restorer: usize,
     pub mask: u64,
 }
+
+/// Whether any signal of `set` is pending for this thread: raised while
+/// blocked, not yet delivered.
+pub fn any_pending(set: &SigSet) -> bool {
+    let mut raw = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending writes one whole sigset_t through the pointer,
+    // which points to one.
+    if unsafe { libc::sigpending(raw.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: the successful call above initialised it.
+    let pending = unsafe { SigSet::from_sigset_t_unchecked(raw.assume_init()) };
+    set.iter().any(|sig| pending.contains(sig))
+}

@@ -125,24 +125,25 @@ pub struct Signals {
     upgrade: Arc<AtomicBool>,
     /// The mask to wait with: the process's, less HANDLED.
     open: SigSet,
-    /// HANDLED as a set.
-    handled: SigSet,
 }
 
 impl Signals {
-    pub fn install() -> io::Result<Signals> {
-        crate::sys::ignore_signals(&IGNORED)?;
-        // Blocked before the handlers exist, so none runs outside the wait.
-        let open = block()?;
-        let s = Signals {
+    /// Flags all down, waiting with `open`; no handler installed yet.
+    fn with_mask(open: SigSet) -> Signals {
+        Signals {
             child: Arc::default(),
             reload: Arc::default(),
             terminate: Arc::default(),
             dump: Arc::default(),
             upgrade: Arc::default(),
             open,
-            handled: HANDLED.iter().copied().collect(),
-        };
+        }
+    }
+
+    pub fn install() -> io::Result<Signals> {
+        crate::sys::ignore_signals(&IGNORED)?;
+        // Blocked before the handlers exist, so none runs outside the wait.
+        let s = Signals::with_mask(block()?);
         for sig in HANDLED {
             let flag = match sig {
                 Signal::SIGCHLD => &s.child,
@@ -167,7 +168,7 @@ impl Signals {
     /// its handler (the kernel delivers on the way back from the call),
     /// and block them again. True if one was: then [`Signals::take`].
     pub fn let_in_pending(&self) -> bool {
-        if !crate::sys::any_pending(&self.handled) {
+        if !crate::sys::any_pending(&HANDLED) {
             return false;
         }
         match self.open.thread_swap_mask(SigmaskHow::SIG_SETMASK) {
@@ -228,16 +229,7 @@ mod tests {
     /// mask back first): `let_in_pending` does, and leaves them blocked.
     #[test]
     fn a_signal_left_pending_by_a_busy_wait_is_let_in_after_it() {
-        let open = super::block().expect("mask");
-        let mut s = super::Signals {
-            child: Arc::default(),
-            reload: Arc::default(),
-            terminate: Arc::default(),
-            dump: Arc::default(),
-            upgrade: Arc::default(),
-            open,
-            handled: super::HANDLED.iter().copied().collect(),
-        };
+        let mut s = super::Signals::with_mask(super::block().expect("mask"));
         assert!(!s.let_in_pending(), "nothing pending yet");
         let id =
             signal_hook::flag::register(libc::SIGUSR2, Arc::clone(&s.upgrade)).expect("handler");

@@ -28,9 +28,9 @@ pub(crate) struct KernelSigaction {
     pub mask: u64,
 }
 
-/// Whether any signal of `set` is pending for this thread: raised while
+/// Whether any of `signals` is pending for this thread: raised while
 /// blocked, not yet delivered.
-pub fn any_pending(set: &SigSet) -> bool {
+pub fn any_pending(signals: &[nix::sys::signal::Signal]) -> bool {
     let mut raw = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigpending writes one whole sigset_t through the pointer,
     // which points to one.
@@ -39,5 +39,5 @@ pub fn any_pending(set: &SigSet) -> bool {
     }
     // SAFETY: the successful call above initialised it.
     let pending = unsafe { SigSet::from_sigset_t_unchecked(raw.assume_init()) };
-    set.iter().any(|sig| pending.contains(sig))
+    signals.iter().any(|&sig| pending.contains(sig))
 }

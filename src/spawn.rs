@@ -434,6 +434,21 @@ pub struct Spawner {
     /// Offsets of the entries in `env_buf`.
     env_offsets: Vec<usize>,
     envp: Vec<*const c_char>,
+    /// `PROTO=`, `…LOCALIP=` and `…LOCALPORT=` of the last connection, and
+    /// the socket kind and local address they were rendered for: a
+    /// listener's side is the same from one connection to the next, so
+    /// these entries are copied rather than rendered again.
+    local_env: LocalEnv,
+}
+
+/// The listener-side entries of the environment, rendered once per local
+/// address.
+struct LocalEnv {
+    of: Option<(SocketKind, SocketAddr)>,
+    /// Three `NAME=value\0` entries.
+    bytes: Vec<u8>,
+    /// Where the second and third start in `bytes`.
+    starts: [usize; 2],
 }
 
 impl Spawner {
@@ -449,6 +464,11 @@ impl Spawner {
             env_buf: Vec::with_capacity(512),
             env_offsets: Vec::with_capacity(16),
             envp: Vec::with_capacity(32),
+            local_env: LocalEnv {
+                of: None,
+                bytes: Vec::with_capacity(80),
+                starts: [0; 2],
+            },
         })
     }
 
@@ -577,10 +597,24 @@ impl Spawner {
             }
         };
         let p = kind.ucspi().as_bytes();
-        self.push_env(&[b"PROTO=", p]);
         let local = unmap(local);
-        self.push_env(&[p, b"LOCALIP=", local.ip().render().as_bytes()]);
-        self.push_env(&[p, b"LOCALPORT=", local.port().render().as_bytes()]);
+        let cached = &mut self.local_env;
+        if cached.of != Some((kind, local)) {
+            let bytes = &mut cached.bytes;
+            bytes.clear();
+            crate::render::append_all(bytes, &[b"PROTO=", p, b"\0"]);
+            cached.starts[0] = bytes.len();
+            let ip = local.ip().render();
+            crate::render::append_all(bytes, &[p, b"LOCALIP=", ip.as_bytes(), b"\0"]);
+            cached.starts[1] = bytes.len();
+            let port = local.port().render();
+            crate::render::append_all(bytes, &[p, b"LOCALPORT=", port.as_bytes(), b"\0"]);
+            cached.of = Some((kind, local));
+        }
+        let at = self.env_buf.len();
+        crate::render::append(&mut self.env_buf, &cached.bytes);
+        self.env_offsets
+            .extend([at, at + cached.starts[0], at + cached.starts[1]]);
         if let Some(peer) = peer.map(unmap) {
             let ip = peer.ip().render();
             let port = peer.port().render();
@@ -688,5 +722,59 @@ mod tests {
             (l.nice, l.umask, l.no_new_privs),
             (Some(-3), Some(0o027), true)
         );
+    }
+
+    /// The entries of the environment `connection_env` wrote, in order.
+    fn entries(sp: &Spawner) -> Vec<String> {
+        let buf = &sp.env_buf;
+        sp.env_offsets
+            .iter()
+            .map(|&at| {
+                let end = buf[at..]
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map_or(buf.len(), |n| at + n);
+                String::from_utf8_lossy(&buf[at..end]).into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_listener_side_is_rendered_again_when_it_changes() {
+        let mut sp = Spawner::new(None).expect("spawner");
+        let peer: SocketAddr = "192.0.2.7:4000".parse().expect("address");
+        let cases = [
+            (SocketKind::Stream, "127.0.0.1:79", "TCP", "127.0.0.1", "79"),
+            (SocketKind::Stream, "127.0.0.1:79", "TCP", "127.0.0.1", "79"),
+            (
+                SocketKind::Stream,
+                "[::ffff:127.0.0.2]:80",
+                "TCP",
+                "127.0.0.2",
+                "80",
+            ),
+            (SocketKind::Dgram, "127.0.0.2:80", "UDP", "127.0.0.2", "80"),
+            (SocketKind::Stream, "[::1]:7", "TCP", "::1", "7"),
+        ];
+        for (kind, local, p, ip, port) in cases {
+            let local: SocketAddr = local.parse().expect("address");
+            sp.env_buf.clear();
+            sp.env_offsets.clear();
+            sp.connection_env(&Ends::Ip {
+                kind,
+                local,
+                peer: Some(peer),
+            });
+            let want = [
+                format!("PROTO={p}"),
+                format!("{p}LOCALIP={ip}"),
+                format!("{p}LOCALPORT={port}"),
+                format!("{p}REMOTEIP=192.0.2.7"),
+                format!("{p}REMOTEPORT=4000"),
+                "REMOTE_ADDR=192.0.2.7".to_string(),
+                "REMOTE_PORT=4000".to_string(),
+            ];
+            assert_eq!(entries(&sp), want, "{local}");
+        }
     }
 }

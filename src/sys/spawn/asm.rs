@@ -296,31 +296,31 @@ impl Launcher {
 }
 
 /// Wait until the child on `slot` has left it, or `timeout` has passed.
+/// One wait does it, with no clock read: the only wake on `ctid` is the
+/// kernel's as it clears it, and every signal we handle is blocked here.
+/// A wait that ends early all the same (a stop and continue) is taken as
+/// the timeout: the caller then uses another slot.
 fn wait_left(slot: &Slot, timeout: std::time::Duration) {
     let ctid = &slot.job.ctid;
-    let deadline = std::time::Instant::now() + timeout;
-    while ctid.load(Ordering::Acquire) != 0 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let ts = libc::timespec {
-            tv_sec: left.as_secs() as _,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: FUTEX_WAIT reads the aligned i32 `ctid` and the local
-        // `ts`; the kernel's wake on clearing it is not private, so neither
-        // is the wait. It returns at once if `ctid` is no longer 1.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                ctid.as_ptr(),
-                libc::FUTEX_WAIT,
-                1,
-                &ts as *const libc::timespec,
-            )
-        };
+    if ctid.load(Ordering::Acquire) == 0 {
+        return;
     }
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT reads the aligned i32 `ctid` and the local
+    // `ts`; the kernel's wake on clearing it is not private, so neither
+    // is the wait. It returns at once if `ctid` is no longer 1.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            ctid.as_ptr(),
+            libc::FUTEX_WAIT,
+            1,
+            &ts as *const libc::timespec,
+        )
+    };
 }
 
 impl Drop for Launcher {
@@ -490,6 +490,25 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_slot_whose_child_never_leaves_is_waited_for_only_until_the_timeout() {
+        let slot = Slot {
+            job: Box::new(Job::new()),
+            stack: ChildStack::new().expect("stack"),
+            pid: 0,
+        };
+        // No child: nothing will clear `ctid`, as with one blocked before exec.
+        slot.job.ctid.store(1, Ordering::Relaxed);
+        let t = std::time::Instant::now();
+        wait_left(&slot, std::time::Duration::from_millis(20));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(20));
+        assert!(!slot.left());
+        // Gone already: no wait at all (returning is what is checked).
+        slot.job.ctid.store(0, Ordering::Relaxed);
+        wait_left(&slot, std::time::Duration::from_secs(3600));
+        assert!(slot.left());
     }
 
     #[test]

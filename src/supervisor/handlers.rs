@@ -121,10 +121,10 @@ impl Supervisor {
                 service: Rc::clone(&running.name),
                 peer,
                 started,
-                stderr,
+                stderr: stderr.map(Box::new),
                 holds: extras.holds,
-                probe: extras.probe,
-                reply: extras.reply,
+                probe: extras.probe.map(Box::new),
+                reply: extras.reply.map(Box::new),
                 load: Rc::clone(&running.load),
                 source,
                 log,
@@ -210,11 +210,11 @@ impl Supervisor {
         let Some(child) = self.children.get_mut(pid) else {
             return;
         };
-        let done = child.reply.as_mut().is_some_and(Reply::fill);
+        let done = child.reply.as_mut().is_some_and(|r| r.fill());
         if done {
             if let Some(reply) = child.reply.take() {
                 let service = Rc::clone(&child.service);
-                self.send_reply(&service, pid, reply);
+                self.send_reply(&service, pid, *reply);
             }
         }
     }
@@ -301,7 +301,7 @@ impl Supervisor {
             }
             if let Some(mut reply) = child.reply.take() {
                 reply.fill();
-                self.send_reply(&child.service.clone(), pid, reply);
+                self.send_reply(&child.service.clone(), pid, *reply);
             }
             self.forget_deadline(&child);
             self.touch(&child.service);
@@ -326,7 +326,7 @@ impl Supervisor {
                 });
             }
             if let Some(id) = child.holds {
-                self.release(id, child.probe.as_ref(), child.started);
+                self.release(id, child.probe.as_deref(), child.started);
             }
         }
     }

@@ -162,7 +162,7 @@ impl Supervisor {
                     service: name,
                     peer: h.peer,
                     started,
-                    stderr,
+                    stderr: stderr.map(Box::new),
                     holds: None,
                     probe: None,
                     reply: None,

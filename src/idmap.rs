@@ -48,12 +48,12 @@ pub fn shrink_after_burst<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, 
 }
 
 /// Table bytes a shrink must give back for the heap to be trimmed after
-/// it. The children's table (464 bytes an entry) still swings between 64
-/// and 128 buckets under a steady load at c=8, as handlers wait to be
-/// reaped; trimming after each of those 26-KiB shrinks made 44
-/// `malloc_trim`s a second and 0.23 page faults per connection as the
-/// next growth touched the returned pages again. What a trim is for is
-/// the table of a burst of hundreds or thousands.
+/// it. The children's table still swings between 64 and 128 buckets
+/// under a steady load at c=8, as handlers wait to be reaped; trimming
+/// after each of those shrinks (26 KiB when an entry was 464 bytes, 12
+/// now) made 44 `malloc_trim`s a second and 0.23 page faults per
+/// connection as the next growth touched the returned pages again. What
+/// a trim is for is the table of a burst of hundreds or thousands.
 const TRIM_AFTER: usize = 64 * 1024;
 
 /// One multiply per integer (the constant is FxHash's): enough to spread
@@ -157,7 +157,8 @@ mod tests {
         assert!(trims >= 1);
     }
 
-    /// A table of a few dozen children shrinks, but the heap is left
+    /// A table of a few dozen children (entries as large as they were
+    /// before their rare parts were boxed) shrinks, but the heap is left
     /// alone: the load that grew it is likely to grow it again.
     #[test]
     fn a_small_shrink_leaves_the_heap_alone() {

@@ -205,6 +205,18 @@ const MAX_SLOTS: usize = 64;
 /// connections they serve wait: p99 latency went from 5 to 30 ms. With 2,
 /// p99 stays where it was with `vfork` and the supervisor's CPU per
 /// connection drops by about a sixth (`bench/README.md`).
+///
+/// The wait is for the oldest child. Waiting instead for the one just
+/// cloned, so that one sleep covers three children (0.33 waits per
+/// connection at c=8 instead of 0.55), took the c=8 ratio to `floor-duty`
+/// from about 1.09 to 1.02, but doubled p99 at c=64 (about 60 ms against
+/// 30; 48–64 ms with that wait bounded at 0.2, 1 or 3 ms), with the
+/// supervisor in a session of its own as `bench/run` and service managers
+/// start it (run from a shell's session it did not: the scheduler's
+/// autogroups, one per session, are part of it). Cloning that third
+/// child with `CLONE_VFORK` did as well at c=8, and would wait without a
+/// bound for a child stuck before exec (a hung file system), which is
+/// what the bound above is for.
 const IN_FLIGHT: usize = 2;
 
 /// Slots kept when free: the steady state's `IN_FLIGHT`, and as many

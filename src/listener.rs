@@ -6,7 +6,7 @@
 //! addresses, which `spawn::unmap` turns back into IPv4.
 //!
 //! A service's socket options (`SockOpts`: backlog, reuseport, freebind,
-//! bind_device, v6only, keepalive, nodelay) are set at bind; those that
+//! bind_device, v6only, keepalive, nodelay, defer_accept) are set at bind; those that
 //! can still change are set on a socket given at start too
 //! (`adjust_given`). A UNIX-domain path: a stale file is replaced, the
 //! owner and mode set, the file removed on close if it is still ours (its
@@ -16,7 +16,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::AtFlags;
@@ -122,7 +122,8 @@ fn bind_with(
 
 /// The options of `key` that a socket bound already can still take, for a
 /// socket given at start (socket activation, the fd store, a re-exec):
-/// `reuseport`, `bind_device`, `keepalive`, `nodelay`, and `backlog` (a
+/// `reuseport`, `bind_device`, `keepalive`, `nodelay`, `defer_accept`,
+/// and `backlog` (a
 /// second `listen(2)` sets it). Only those set: a giver's own settings
 /// stay. `v6only` and `freebind` are the socket's as it was bound.
 pub fn adjust_given(s: &Socket, key: &ListenKey) -> io::Result<()> {
@@ -143,9 +144,10 @@ pub fn adjust_given(s: &Socket, key: &ListenKey) -> io::Result<()> {
     Ok(())
 }
 
-/// What `prepare` and `adjust_given` both set: the interface, and the
+/// What `prepare` and `adjust_given` both set: the interface, the
 /// options accepted sockets inherit from their listener (Linux copies
-/// `SO_KEEPALIVE` and `TCP_NODELAY` into each one `accept` returns).
+/// `SO_KEEPALIVE` and `TCP_NODELAY` into each one `accept` returns), and
+/// `TCP_DEFER_ACCEPT`.
 fn set_common(s: &Socket, key: &ListenKey) -> io::Result<()> {
     let opts = &key.opts;
     if let Some(dev) = &opts.bind_device {
@@ -158,6 +160,9 @@ fn set_common(s: &Socket, key: &ListenKey) -> io::Result<()> {
         }
         if opts.nodelay {
             s.set_tcp_nodelay(true)?;
+        }
+        if opts.defer_accept > 0 {
+            crate::sys::socket::defer_accept(s.as_fd(), opts.defer_accept)?;
         }
     }
     Ok(())

@@ -60,7 +60,7 @@ use Kind::*;
 
 /// Keys of a `[[service]]` table, in the order oxinetd.toml(5) gives them.
 #[rustfmt::skip]
-pub const SERVICE: [Key; 57] = [
+pub const SERVICE: [Key; 58] = [
     key("name", Str, false, true, "the service's name, in logs"),
     key("listen", Strs, false, true, "addresses or UNIX-domain paths to listen on"),
     key("socket", Str, true, true, "stream, dgram or seqpacket"),
@@ -108,6 +108,7 @@ pub const SERVICE: [Key; 57] = [
     key("v6only", Bool, true, true, "whether [IPv6]:PORT listeners refuse IPv4 (default true)"),
     key("keepalive", Bool, true, true, "SO_KEEPALIVE on TCP connections"),
     key("nodelay", Bool, true, true, "TCP_NODELAY on TCP connections"),
+    key("defer_accept", Seconds, true, true, "TCP_DEFER_ACCEPT: a connection is accepted once its first data came"),
     key("timeout", Seconds, true, false, "a handler running longer gets SIGTERM, then SIGKILL"),
     key("kill_grace", Seconds, true, false, "how long timeout's SIGTERM waits before SIGKILL"),
     key("rlimits", Table, true, false, "resource limits of handlers: as, cpu, data, fsize, nofile, nproc, core, stack"),

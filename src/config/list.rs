@@ -119,6 +119,9 @@ fn transport(svc: &Service, out: &mut Block) {
                 out.set(name, Value::Bool(true));
             }
         }
+        if o.defer_accept > 0 {
+            out.set("defer_accept", Value::Int(i64::from(o.defer_accept)));
+        }
         if let Some(dev) = &o.bind_device {
             out.set("bind_device", Value::Str(dev.clone()));
         }

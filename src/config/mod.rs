@@ -295,6 +295,8 @@ pub struct SockOpts {
     pub keepalive: bool,
     /// `TCP_NODELAY` (stream).
     pub nodelay: bool,
+    /// `TCP_DEFER_ACCEPT`, whole seconds (TCP); 0: off.
+    pub defer_accept: u32,
 }
 
 impl SockOpts {

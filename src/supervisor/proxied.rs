@@ -7,8 +7,10 @@
 //! address is checked against `proxy_from` (`refuse reason=proxy_from`
 //! otherwise). Then the header is peeked (`MSG_PEEK | MSG_DONTWAIT`, at
 //! most `proxy::MAX` = 552 bytes on the stack, never blocking, the socket
-//! left blocking for an exec'd handler) and `proxy::parse` decides. It has
-//! usually arrived with the handshake, and the connection goes on at once.
+//! left blocking for an exec'd handler) and `proxy::parse` decides. The
+//! listener's `TCP_DEFER_ACCEPT` (`defer_accept`, 1 s unless set) has the
+//! kernel hand the connection over once the header has come, so it has
+//! usually arrived, and the connection goes on at once.
 //! Otherwise it waits in `Supervisor::proxied` under `Token::Proxied`,
 //! registered edge-triggered (peeked bytes stay unread, so a
 //! level-triggered registration would wake the loop every turn) with

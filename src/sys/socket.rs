@@ -1,5 +1,5 @@
 //! Socket options nix does not wrap: the accept queue's length, a
-//! filter that refuses new connections; and datagrams received with the
+//! filter that refuses new connections, `TCP_DEFER_ACCEPT`; and datagrams received with the
 //! local address they came to and answered from it (`IP_PKTINFO`,
 //! `IPV6_PKTINFO`), with the control message on the stack.
 
@@ -94,6 +94,29 @@ pub fn refuse_syn(fd: BorrowedFd<'_>) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `TCP_DEFER_ACCEPT` on a listening TCP socket: a connection reaches the
+/// accept queue once its first data has come (or after about `secs`
+/// seconds of silence, as a plain connection); 0 turns it off.
+pub fn defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` is a live c_int for the call and its size is passed;
+    // the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -324,7 +324,9 @@ fn proxy_keys_are_checked() {
 /// ones meanwhile: those wait in the kernel's queue, carried over.
 #[test]
 fn upgrade_keeps_a_connection_waiting_for_its_proxy_header() {
-    let s = Server::start(&env_service("env", ""));
+    // Without defer_accept, so that oxinetd takes the silent connection
+    // at once (with it, the kernel would hold it for a second).
+    let s = Server::start(&env_service("env", "defer_accept = 0"));
     let addr = s.addr("env");
     let mut waiting = connect_from("127.0.0.1", addr).expect("connect");
     // Accepted by oxinetd, which now waits for the header.
@@ -353,4 +355,30 @@ fn upgrade_keeps_a_connection_waiting_for_its_proxy_header() {
     assert!(upgraded.contains("listeners=1"), "{upgraded}");
     let out = send_from("127.0.0.1", addr, &[header, b"after\n".to_vec()].concat());
     assert_eq!(var(&out, "got"), Some("after"), "{out}\n{}", s.log());
+}
+
+/// A proxy_protocol service's listener defers accepting (TCP_DEFER_ACCEPT,
+/// 1 s) unless the config says otherwise, and `check --list` shows it.
+#[test]
+fn a_proxy_service_defers_accepting_unless_told_otherwise() {
+    let dir = Dir::new();
+    let config = "[[service]]\nname = \"p\"\nlisten = \"127.0.0.1:2001\"\nserver = \"/bin/cat\"\nuser = \"nobody\"\n\
+                  proxy_protocol = true\nproxy_from = \"127.0.0.1\"\n{}\n";
+    for (extra, shown) in [
+        ("", Some("defer_accept = 1")),
+        ("defer_accept = 0", None),
+        ("defer_accept = 2.5", Some("defer_accept = 3")),
+    ] {
+        let path = dir.write("p.toml", &config.replace("{}", extra));
+        let out = Command::new(crate::harness::bin())
+            .args(["check", "--list", "-f"])
+            .arg(&path)
+            .output()
+            .expect("oxinetd check --list");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra}: {err}");
+        let line = text.lines().find(|l| l.starts_with("defer_accept"));
+        assert_eq!(line, shown, "{extra}:\n{text}");
+    }
 }

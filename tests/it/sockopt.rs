@@ -1,6 +1,7 @@
 //! Socket options of a service's listeners (`backlog`, `reuseport`,
 //! `freebind`, `bind_device`, scoped IPv6 addresses, `v6only`,
-//! `keepalive`, `nodelay`): each seen from outside, in `ss` or with
+//! `keepalive`, `nodelay`, `defer_accept`): each seen from outside, in
+//! `ss` or with
 //! `getsockopt` on the handler's fd 0, and through a reload.
 
 use std::net::SocketAddr;
@@ -277,6 +278,7 @@ protocol = "udp"
 server = "internal:echo"
 backlog = 10
 nodelay = true
+defer_accept = 1
 
 [[service]]
 name = "d"
@@ -303,7 +305,8 @@ v6only = true
     at(10, "bind_device \"nosuchif9\": no such network interface");
     at(17, "backlog: only for stream and seqpacket sockets");
     at(18, "nodelay: only for TCP");
-    at(24, "v6only: applies to [IPv6]:PORT listen entries");
+    at(19, "defer_accept: only for TCP");
+    at(25, "v6only: applies to [IPv6]:PORT listen entries");
 }
 
 #[test]
@@ -332,4 +335,69 @@ fn a_socket_kept_across_sigusr2_takes_the_options_that_can_still_change() {
     assert_eq!(inode(&after), inode(&before), "the same socket");
     assert_eq!(columns(&after)[2], "70");
     assert_eq!(talk(addr, ""), "0 1\n");
+}
+
+/// The server side of the connections to `port` still in SYN-RECV: the
+/// client's ports (`ss` lists a deferred connection there until its data
+/// comes).
+fn syn_recv_peers(port: u16) -> Vec<u16> {
+    let out = run_ok(Command::new("ss").args([
+        "-Htn",
+        "state",
+        "syn-recv",
+        &format!("( sport = :{port} )"),
+    ]));
+    out.lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn defer_accept_hands_a_connection_over_once_its_data_has_come() {
+    use std::io::{Read, Write};
+    let config = format!(
+        "[[service]]\nname = \"deferred\"\nlisten = \"127.0.0.1:0\"\ndefer_accept = 60\n\
+         server = \"/bin/cat\"\nuser = \"nobody\"\n\n\
+         [[service]]\nname = \"plain\"\nlisten = \"127.0.0.1:0\"\n{PROBE}\n"
+    );
+    let s = Server::start(&config);
+    let (deferred, plain) = (s.addr("deferred"), s.addr("plain"));
+
+    // Connected (the client's side is established) but silent: the kernel
+    // keeps the deferred one to itself, and oxinetd starts no handler.
+    let mut silent = std::net::TcpStream::connect(deferred).expect("connect");
+    let port = silent.local_addr().expect("address").port();
+    assert!(
+        crate::harness::eventually(|| syn_recv_peers(deferred.port()) == [port]),
+        "{:?}",
+        syn_recv_peers(deferred.port())
+    );
+    let other = std::net::TcpStream::connect(plain).expect("connect");
+    let mut buf = String::new();
+    (&other)
+        .read_to_string(&mut buf)
+        .expect("the plain one is served");
+    assert_eq!(buf, "0 0\n");
+    assert_eq!(syn_recv_peers(deferred.port()), [port], "still held");
+    assert_eq!(s.count(&["start service=deferred"]), 0, "{}", s.log());
+
+    // Its first byte makes it a connection like any other.
+    silent.write_all(b"first\n").expect("write");
+    silent
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    silent
+        .set_read_timeout(Some(crate::harness::PATIENCE))
+        .expect("timeout");
+    let mut out = String::new();
+    silent.read_to_string(&mut out).expect("read");
+    assert_eq!(out, "first\n");
+    assert!(syn_recv_peers(deferred.port()).is_empty());
 }

@@ -191,8 +191,11 @@ impl Resolver<'_> {
     fn service(&mut self, svc: &Svc<'_>) -> Option<Service> {
         let name = name(svc);
         let transport = listen::transport(svc);
-        let (listen, unix) = self.listeners(svc, &transport);
+        let (mut listen, unix) = self.listeners(svc, &transport);
         let proxy = proxy::resolve(svc, &transport, unix);
+        if proxy.is_some() {
+            sockopts::defer_for_proxy(svc, &mut listen);
+        }
         let socket_file = if unix {
             self.socket_file(svc)
         } else {

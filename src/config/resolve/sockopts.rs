@@ -1,5 +1,6 @@
 //! The options of a service's listening sockets: `backlog`, `reuseport`,
-//! `freebind`, `bind_device`, `v6only`, `keepalive`, `nodelay`. One set
+//! `freebind`, `bind_device`, `v6only`, `keepalive`, `nodelay`,
+//! `defer_accept` (on by itself for `proxy_protocol`). One set
 //! per service, copied into each of its `ListenKey`s, so that a reload
 //! rebinds a listener whose options changed and keeps one whose did not.
 
@@ -8,6 +9,15 @@ use crate::config::{BindAddr, ListenKey, SockOpts, SocketKind};
 
 /// The longest interface name (`IFNAMSIZ` less its NUL).
 const IFNAME_MAX: usize = 15;
+
+/// `defer_accept` of a `proxy_protocol` service without the key, seconds.
+/// A balancer speaks first, so its connection can wait in the kernel
+/// until the header has come: without it, most connections are accepted
+/// before their header, each costing an epoll registration, a wakeup and
+/// a third read (measured at c=1: 2.7 reads and 1.5 `epoll_ctl` a
+/// connection). One second keeps a silent balancer's wait close to
+/// `proxy_timeout`, which starts once the kernel gives it up.
+pub const PROXY_DEFER_ACCEPT: u32 = 1;
 
 /// Resolve the options and write them into every key of `listen`.
 pub fn resolve(svc: &Svc<'_>, kind: SocketKind, listen: &mut [ListenKey]) {
@@ -42,7 +52,14 @@ pub fn resolve(svc: &Svc<'_>, kind: SocketKind, listen: &mut [ListenKey]) {
             ip_only(name);
         }
     }
-    for name in ["keepalive", "nodelay"] {
+    if let Some(f) = svc.get("defer_accept") {
+        ip_only("defer_accept");
+        // The kernel counts whole seconds: a part of one is one.
+        opts.defer_accept = svc
+            .ok(f.seconds())
+            .map_or(0, |d| d.as_secs_f64().ceil() as u32);
+    }
+    for name in ["keepalive", "nodelay", "defer_accept"] {
         if let Some(f) = svc
             .get(name)
             .filter(|_| kind != SocketKind::Stream && !unix)
@@ -71,6 +88,16 @@ pub fn resolve(svc: &Svc<'_>, kind: SocketKind, listen: &mut [ListenKey]) {
     if opts != SockOpts::default() {
         for k in listen {
             k.opts = opts.clone();
+        }
+    }
+}
+
+/// A `proxy_protocol` service's listeners defer accepting until the
+/// header has come, unless `defer_accept` says otherwise.
+pub fn defer_for_proxy(svc: &Svc<'_>, listen: &mut [ListenKey]) {
+    if svc.get("defer_accept").is_none() {
+        for k in listen {
+            k.opts.defer_accept = PROXY_DEFER_ACCEPT;
         }
     }
 }

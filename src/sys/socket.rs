@@ -79,22 +79,9 @@ pub fn refuse_syn(fd: BorrowedFd<'_>) -> std::io::Result<()> {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
     };
-    // SAFETY: `prog` points at `code`, both live for the call; the kernel
-    // copies the program and checks it before attaching it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            std::ptr::addr_of!(prog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // `prog` points at `code`, both live for the call; the kernel copies
+    // the program and checks it before attaching it.
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// `TCP_DEFER_ACCEPT` on a listening TCP socket: a connection reaches the
@@ -102,15 +89,29 @@ pub fn refuse_syn(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 /// seconds of silence, as a plain connection); 0 turns it off.
 pub fn defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
     let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `value` is a live c_int for the call and its size is passed;
-    // the kernel copies it.
+    set_option(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, &value)
+}
+
+/// `setsockopt(2)` with `value` as the option's bytes, for the options nix
+/// does not wrap.
+fn set_option<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<T>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `value` is readable for `len` bytes for the whole call, and
+    // the kernel only reads them (copying them in; a pointer inside them
+    // is checked by the kernel itself, EFAULT if bad).
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            std::ptr::addr_of!(value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            std::ptr::from_ref(value).cast(),
+            len,
         )
     };
     if rc == 0 {

@@ -406,7 +406,12 @@ fn bad_handshakes_end_only_their_own_connection() {
         "{}",
         s.log()
     );
-    assert_eq!(s.count(&["exit ", "status=0"]), 1, "{}", s.log());
+    assert_eq!(
+        s.count_reaching(&["exit ", "status=0"], 1),
+        1,
+        "{}",
+        s.log()
+    );
 }
 
 #[test]
@@ -1176,7 +1181,7 @@ fn an_internal_tls_connection_counts_once_against_instances() {
         .recv_timeout(PATIENCE)
         .expect("the second client's answer");
     assert_eq!(out, "two\n", "{}", s.log());
-    assert_eq!(s.count(&["start service=echo-tls"]), 2);
+    assert_eq!(s.count_reaching(&["start service=echo-tls"], 2), 2);
 }
 
 #[test]

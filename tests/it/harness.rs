@@ -272,28 +272,6 @@ impl Server {
             .count()
     }
 
-    /// `count`, once it has reached `n` or PATIENCE has passed. For lines
-    /// that may come after the client already has its answer: a handler
-    /// can reply before the supervisor's `start` line for it is read here.
-    pub fn count_reaching(&self, parts: &[&str], n: usize) -> usize {
-        let matching = |lines: &Vec<String>| {
-            lines
-                .iter()
-                .filter(|l| parts.iter().all(|p| l.contains(p)))
-                .count()
-        };
-        let deadline = Instant::now() + PATIENCE;
-        let (m, cv) = &*self.lines;
-        let mut lines = m.lock().unwrap();
-        loop {
-            let now = Instant::now();
-            if matching(&lines) >= n || now >= deadline {
-                return matching(&lines);
-            }
-            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
-        }
-    }
-
     /// The addresses `service` listens on, from its `listen` lines.
     pub fn addrs(&self, service: &str) -> Vec<SocketAddr> {
         let tag = format!("listen service={service} ");

@@ -145,7 +145,11 @@ fn stream_wait_hands_over_the_listener_the_systemd_way() {
         );
         let _ = r.get_mut().write_all(b"");
     }
-    assert_eq!(s.count_reaching(&["start service=act"], 2), 2);
+    assert!(
+        crate::harness::eventually(|| s.count(&["start service=act"]) == 2),
+        "{}",
+        s.log()
+    );
 }
 
 #[test]

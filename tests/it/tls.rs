@@ -406,9 +406,8 @@ fn bad_handshakes_end_only_their_own_connection() {
         "{}",
         s.log()
     );
-    assert_eq!(
-        s.count_reaching(&["exit ", "status=0"], 1),
-        1,
+    assert!(
+        crate::harness::eventually(|| s.count(&["exit ", "status=0"]) == 1),
         "{}",
         s.log()
     );
@@ -1181,7 +1180,11 @@ fn an_internal_tls_connection_counts_once_against_instances() {
         .recv_timeout(PATIENCE)
         .expect("the second client's answer");
     assert_eq!(out, "two\n", "{}", s.log());
-    assert_eq!(s.count_reaching(&["start service=echo-tls"], 2), 2);
+    assert!(
+        crate::harness::eventually(|| s.count(&["start service=echo-tls"]) == 2),
+        "{}",
+        s.log()
+    );
 }
 
 #[test]
